@@ -1,0 +1,257 @@
+/*
+ * Logging: one JSON object per line, to stdout with -d, else to
+ * syslog (facility mail).  Each line leaves in a single write(2) so
+ * lines from concurrent workers never interleave.
+ */
+
+#include <sys/time.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "smtpd.h"
+
+static int		 log_fd = STDERR_FILENO;	/* -1: syslog */
+static int		 log_verbosity;
+static const char	*log_proc = "master";
+
+static void	log_emit(int, json_t *);
+static void	log_msg(int, const char *, const char *, va_list)
+		    __attribute__((__format__ (printf, 3, 0)));
+static const char *log_level_name(int);
+
+/* Log lines go to fd, or to syslog when fd is -1. */
+void
+log_init(int fd, int verbose)
+{
+	log_fd = fd;
+	log_verbosity = verbose;
+	if (fd == -1)
+		openlog("smtpd", LOG_PID | LOG_NDELAY, LOG_MAIL);
+	tzset();
+}
+
+void
+log_setproc(const char *proc)
+{
+	log_proc = proc;
+}
+
+int
+log_verbose(void)
+{
+	return log_verbosity;
+}
+
+static const char *
+log_level_name(int level)
+{
+	switch (level) {
+	case LOG_DEBUG:
+		return "debug";
+	case LOG_INFO:
+	case LOG_NOTICE:
+		return "info";
+	case LOG_WARNING:
+		return "warning";
+	default:
+		return "error";
+	}
+}
+
+/* RFC 3339 UTC time; with ms != 0, to the millisecond. */
+void
+log_timestamp(char *buf, size_t len, int ms)
+{
+	struct timeval	 tv;
+	struct tm	 tm;
+	char		 base[32];
+
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+	if (ms)
+		snprintf(buf, len, "%s.%03ldZ", base,
+		    (long)(tv.tv_usec / 1000));
+	else
+		snprintf(buf, len, "%sZ", base);
+}
+
+static void
+log_emit(int level, json_t *obj)
+{
+	char	*s, *line;
+	size_t	 n;
+
+	if ((s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
+		return;
+	if (log_fd == -1) {
+		syslog(level, "%s", s);
+		free(s);
+		return;
+	}
+	if (strlen(s) >= LOG_LINE_MAX) {
+		/* never split a line: drop the long fields instead */
+		free(s);
+		json_object_del(obj, "line");
+		json_object_del(obj, "reply");
+		json_object_set_new(obj, "truncated", json_true());
+		s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		if (s == NULL)
+			return;
+	}
+	n = strlen(s);
+	if ((line = realloc(s, n + 1)) == NULL) {
+		free(s);
+		return;
+	}
+	line[n] = '\n';	/* replaces the NUL: one write, one line */
+	(void)fd_write_all(log_fd, line, n + 1);
+	free(line);
+}
+
+/*
+ * log_event(level, event, session, fmt, ...): fmt is a jansson pack
+ * format for an object whose members are added to the line, or NULL.
+ */
+void
+log_event(int level, const char *event, const char *session,
+    const char *fmt, ...)
+{
+	json_t		*obj, *extra;
+	json_error_t	 err;
+	va_list		 ap;
+	char		 ts[40];
+
+	if (level == LOG_DEBUG && log_verbosity == 0)
+		return;
+	log_timestamp(ts, sizeof(ts), 1);
+	obj = json_pack("{s:s, s:s, s:s, s:s?, s:s}", "ts", ts,
+	    "level", log_level_name(level), "event", event,
+	    "session", session, "proc", log_proc);
+	if (obj == NULL)
+		return;
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		extra = json_vpack_ex(&err, 0, fmt, ap);
+		va_end(ap);
+		if (extra != NULL) {
+			json_object_update(obj, extra);
+			json_decref(extra);
+		} else
+			json_object_set_new(obj, "log_error",
+			    json_string(err.text));
+	}
+	log_emit(level, obj);
+	json_decref(obj);
+}
+
+static void
+log_msg(int level, const char *errstr, const char *fmt, va_list ap)
+{
+	char	 msg[1024], ts[40];
+	json_t	*obj;
+
+	if (level == LOG_DEBUG && log_verbosity == 0)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	log_timestamp(ts, sizeof(ts), 1);
+	obj = json_pack("{s:s, s:s, s:s, s:n, s:s, s:s, s:s?}", "ts", ts,
+	    "level", log_level_name(level), "event", "log", "session",
+	    "proc", log_proc, "msg", msg, "error", errstr);
+	if (obj == NULL)
+		return;
+	log_emit(level, obj);
+	json_decref(obj);
+}
+
+void
+log_warn(const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 saved = errno;
+
+	va_start(ap, fmt);
+	log_msg(LOG_WARNING, strerror(saved), fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
+
+void
+log_warnx(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_msg(LOG_WARNING, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_info(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_msg(LOG_INFO, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_debug(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_msg(LOG_DEBUG, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+fatal(const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 saved = errno;
+
+	va_start(ap, fmt);
+	log_msg(LOG_CRIT, strerror(saved), fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_msg(LOG_CRIT, NULL, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+/*
+ * Copy untrusted text for a log line or a reply: at most len - 1
+ * bytes of src, every byte outside printable ASCII replaced by '?'.
+ */
+void
+log_sanitize(char *dst, size_t len, const char *src, size_t srclen)
+{
+	size_t	 i;
+
+	if (len == 0)
+		return;
+	for (i = 0; i < srclen && i < len - 1; i++) {
+		unsigned char c = (unsigned char)src[i];
+
+		dst[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+	}
+	dst[i] = '\0';
+}

@@ -1,0 +1,40 @@
+#!/bin/sh
+# Install what smtpd needs to build ("build") or to build and test
+# ("test"), when it is missing.  Debian: apt-get.  OpenBSD: prints the
+# pkg_add line.
+set -eu
+
+what=${1:-build}
+
+if [ "$(uname -s)" = "OpenBSD" ]; then
+	# libtls comes with the base system.
+	echo "pkg_add gmake libsodium jansson curl swaks p5-Net-SMTP python3 py3-pytest"
+	exit 0
+fi
+
+build="build-essential pkg-config clang libtls-dev libsodium-dev \
+libjansson-dev libcurl4-openssl-dev libseccomp-dev libbsd-dev mandoc"
+test="python3 python3-pytest swaks perl openssl"
+
+pkgs=$build
+[ "$what" = "test" ] && pkgs="$build $test"
+
+missing=
+for p in $pkgs; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+	    grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "smtpd: missing packages:$missing (no apt-get here)" >&2
+	exit 1
+fi
+SUDO=
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+echo "deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

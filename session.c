@@ -1,0 +1,1364 @@
+/*
+ * The SMTP dialogue: one session per worker process.
+ *
+ * The reader works on a bounded byte buffer and tells CR, LF and CRLF
+ * apart.  Command lines end at CRLF only; data ends at CRLF.CRLF only.
+ * Every reply comes from the table below, so a code and its enhanced
+ * code never drift.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "smtpd.h"
+
+struct reply_entry {
+	int		 code;
+	const char	*enh;		/* enhanced status code, or NULL */
+	const char	*text;		/* "" when the caller gives it all */
+	int		 error;		/* counts toward --max-errors */
+};
+
+static const struct reply_entry replies[REPLY_COUNT] = {
+	[REPLY_GREETING] =	  { 220, NULL, "", 0 },
+	[REPLY_MAXSESSIONS] = { 421, "4.3.2", "Too many sessions, try again later",
+			    0 },
+	[REPLY_MAXPERIP] =	  { 421, "4.7.0",
+			    "Too many sessions from your address", 0 },
+	[REPLY_EARLYTALK] =	  { 554, "5.5.1",
+			    "Protocol error: you talked before the greeting",
+			    0 },
+	[REPLY_BADSEQ] =	  { 503, "5.5.1", "Bad sequence of commands", 0 },
+	[REPLY_NOHELO] =	  { 503, "5.5.1", "Send EHLO or HELO first", 0 },
+	[REPLY_NESTEDMAIL] =  { 503, "5.5.1", "Nested MAIL command", 0 },
+	[REPLY_NOMAIL] =	  { 503, "5.5.1", "Send MAIL first", 0 },
+	[REPLY_SIZE] =	  { 552, "5.3.4", "Message size exceeds fixed limit",
+			    0 },
+	[REPLY_PARAM] =	  { 555, "5.5.4", "Unsupported parameter", 1 },
+	[REPLY_UTF8ADDR] =	  { 553, "5.6.7",
+			    "Non-ASCII address requires SMTPUTF8", 1 },
+	[REPLY_RCPTUNKNOWN] = { 550, "5.1.1", "Recipient unknown", 0 },
+	[REPLY_TOOMANYRCPT] = { 452, "4.5.3", "Too many recipients", 0 },
+	[REPLY_NORCPT] =	  { 554, "5.5.1", "No valid recipients", 0 },
+	[REPLY_LINETOOLONG] = { 500, "5.5.2", "Line too long", 1 },
+	[REPLY_UNKNOWN] =	  { 500, "5.5.1", "Command unrecognized", 1 },
+	[REPLY_SYNTAX] =	  { 501, "5.5.4", "Syntax error", 1 },
+	[REPLY_MAXERRORS] =	  { 421, "4.7.0", "Too many errors, closing", 0 },
+	[REPLY_HTTP] =	  { 421, "4.7.0", "This is an SMTP server, closing",
+			    0 },
+	[REPLY_AUTH] =	  { 502, "5.5.1", "AUTH not available", 0 },
+	[REPLY_VRFY] =	  { 252, "2.5.0",
+			    "Cannot VRFY user, but will accept message", 0 },
+	[REPLY_EXPN] =	  { 502, "5.5.1", "EXPN not available", 0 },
+	[REPLY_HELP] =	  { 214, "2.0.0", "See RFC 5321", 0 },
+	[REPLY_TIMEOUT] =	  { 421, "4.4.2", "Timeout, closing", 0 },
+	[REPLY_NOTOKEN] =	  { 550, "5.7.0", "No FIRM token found in message",
+			    0 },
+	[REPLY_OK] =	  { 250, "2.0.0", "OK", 0 },
+	[REPLY_MAILOK] =	  { 250, "2.1.0", "Sender OK", 0 },
+	[REPLY_RCPTOK] =	  { 250, "2.1.5", "Recipient OK", 0 },
+	[REPLY_DATA] =	  { 354, NULL, "End data with <CR><LF>.<CR><LF>", 0 },
+	[REPLY_QUIT] =	  { 221, "2.0.0", "Bye", 0 },
+	[REPLY_SHUTDOWN] =	  { 421, "4.3.2", "Service shutting down", 0 },
+	[REPLY_BARELF] =	  { 550, "5.5.2",
+			    "Bare CR or LF in message not allowed", 0 },
+	[REPLY_TEXTLINE] =	  { 554, "5.6.0", "Message has a line over 1000 octets",
+			    0 },
+	[REPLY_MSGSIZE] =	  { 552, "5.3.4", "Message size exceeds fixed limit",
+			    0 },
+	[REPLY_TEMPFAIL] =	  { 451, "4.4.1", "Temporary failure, try again later",
+			    0 },
+	[REPLY_FIRMREJECT] =  { 554, "5.7.0", "Rejected:", 0 },
+	[REPLY_ACCEPTED] =	  { 250, "2.0.0", "OK", 0 },
+	[REPLY_LOCALERR] =	  { 451, "4.3.0", "Local error, try again later", 0 },
+};
+
+enum phase {
+	P_GREETED,	/* waiting for EHLO/HELO */
+	P_READY,	/* after EHLO/HELO */
+	P_MAIL,		/* after MAIL */
+};
+
+enum rd {
+	RD_OK = 1,
+	RD_EOF = 0,
+	RD_ERROR = -1,
+	RD_TIMEOUT = -2,
+	RD_INTR = -3,
+};
+
+enum line_status {
+	LINE_OK,
+	LINE_TOOLONG,
+	LINE_BAD,		/* NUL, bare CR, or ended by a bare LF */
+	LINE_EOF,
+	LINE_TIMEOUT,
+	LINE_STOP,
+	LINE_ERROR,
+};
+
+/* Data state machine, see session_data_feed(). */
+enum dstate {
+	D_BOL = 0,	/* at a line start */
+	D_DOT,		/* saw '.' at a line start */
+	D_DOTCR,	/* saw ".\r" at a line start */
+	D_TEXT,		/* inside a line */
+	D_CR,		/* saw '\r' inside a line */
+};
+
+struct session {
+	const struct smtpd_conf	*conf;
+	int			 fd_in;
+	int			 fd_out;
+	char			 id[SESSION_ID_LEN + 1];
+	char			 client_ip[INET6_ADDRSTRLEN];
+	sigset_t		 waitmask;
+
+	enum phase		 phase;
+	int			 esmtp;
+	char			 helo[SMTP_HELO_MAX + 1];
+	char			 from[SMTP_PATH_MAX + 1];
+	char			**rcpts;
+	size_t			 nrcpts;
+	int			 smtputf8;
+	int			 errors;
+	int			 quit;
+	int			 closing;	/* we close first: linger */
+	const char		*reason;	/* why the session ended */
+	size_t			 nmessages;
+	char			 last_reply[SMTP_REPLY_MAX];
+
+	char			 ibuf[SMTP_IBUF_SIZE];
+	size_t			 ioff;
+	size_t			 ilen;
+	char			 obuf[SMTP_OBUF_SIZE];
+	size_t			 olen;
+	int			 ofail;
+
+	struct message		 msg;
+};
+
+static void	session_init(struct session *, struct session_ctx *);
+static void	session_close(struct session *);
+static void	session_reply(struct session *, enum reply, const char *);
+static void	session_output(struct session *, const char *, size_t);
+static int	session_error(struct session *, enum reply);
+static int	session_flush(struct session *);
+static int	session_read(struct session *);
+static int	session_greet(struct session *);
+static enum line_status session_getline(struct session *, char *, size_t);
+static void	session_command(struct session *, char *);
+static int	session_is_http(const char *);
+static void	session_helo(struct session *, const char *, int);
+static void	session_mail(struct session *, const char *);
+static void	session_rcpt(struct session *, const char *);
+static void	session_data(struct session *, const char *);
+static void	session_reset(struct session *);
+static int	session_read_data(struct session *);
+static void	session_deliver(struct session *);
+static int	session_received(struct session *);
+static int	session_msg_alloc(struct message *, size_t);
+static int	session_verb(const char *, const char *, const char **);
+static int	session_parse_mailbox(const char *, const char **, char *,
+		    size_t);
+static void	session_trace(struct session *, const char *, const char *,
+		    size_t);
+
+void
+session_run(struct session_ctx *ctx)
+{
+	struct session	*s;
+	char		 line[SMTP_LINE_MAX + 1];
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		log_warn("session allocation");
+		return;
+	}
+	session_init(s, ctx);
+	log_event(LOG_INFO, "connect", s->id, "{s:s}", "client_ip",
+	    s->client_ip);
+
+	if (ctx->reject >= 0) {
+		session_reply(s, ctx->reject, NULL);
+		s->reason = ctx->reject == REPLY_MAXSESSIONS ? "max-sessions" :
+		    "max-per-ip";
+		log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
+		    "client_ip", s->client_ip, "reason", s->reason);
+		s->closing = 1;
+	} else if (session_greet(s) == 0) {
+		while (!s->quit) {
+			switch (session_getline(s, line, sizeof(line))) {
+			case LINE_OK:
+				session_command(s, line);
+				break;
+			case LINE_TOOLONG:
+				session_error(s, REPLY_LINETOOLONG);
+				break;
+			case LINE_BAD:
+				session_error(s, REPLY_SYNTAX);
+				break;
+			case LINE_TIMEOUT:
+				session_reply(s, REPLY_TIMEOUT, NULL);
+				s->closing = 1;
+				s->reason = "timeout";
+				break;
+			case LINE_STOP:
+				session_reply(s, REPLY_SHUTDOWN, NULL);
+				s->closing = 1;
+				s->reason = "shutdown";
+				break;
+			case LINE_EOF:
+				s->quit = 1;
+				s->reason = "eof";
+				break;
+			case LINE_ERROR:
+				s->quit = 1;
+				s->reason = "io-error";
+				break;
+			}
+			/* stopping: answer once the pipelined input is done */
+			if (!s->quit && smtpd_stop && s->ioff == s->ilen) {
+				session_reply(s, REPLY_SHUTDOWN, NULL);
+				s->closing = 1;
+				s->reason = "shutdown";
+			}
+		}
+	}
+	session_close(s);
+}
+
+static void
+session_init(struct session *s, struct session_ctx *ctx)
+{
+	s->conf = ctx->conf;
+	s->fd_in = ctx->fd_in;
+	s->fd_out = ctx->fd_out;
+	random_hex(s->id, sizeof(s->id));
+	session_addr_str(&ctx->peer, s->client_ip, sizeof(s->client_ip));
+	s->phase = P_GREETED;
+	s->rcpts = calloc((size_t)s->conf->max_rcpt, sizeof(char *));
+	if (s->rcpts == NULL)
+		fatal("recipient array");
+
+	/* signals that interrupt a wait: SIGTERM tells us to stop */
+	sigprocmask(SIG_BLOCK, NULL, &s->waitmask);
+	sigdelset(&s->waitmask, SIGTERM);
+	sigdelset(&s->waitmask, SIGINT);
+}
+
+/*
+ * Closing first, we half-close and read what the client still sends
+ * for a moment, so that our last reply is not lost to a TCP reset.
+ */
+static void
+session_close(struct session *s)
+{
+	char		 buf[4096];
+	struct pollfd	 pfd;
+	size_t		 drained = 0;
+	int		 i;
+
+	session_flush(s);
+	if (s->closing) {
+		shutdown(s->fd_out, SHUT_WR);
+		pfd.fd = s->fd_in;
+		pfd.events = POLLIN;
+		for (i = 0; i < 10 && drained < 65536; i++) {
+			ssize_t n;
+
+			if (poll(&pfd, 1, 100) <= 0)
+				break;
+			n = read(s->fd_in, buf, sizeof(buf));
+			if (n <= 0)
+				break;
+			drained += (size_t)n;
+		}
+	}
+	log_event(LOG_INFO, "disconnect", s->id, "{s:s, s:s, s:i, s:i}",
+	    "client_ip", s->client_ip, "reason", s->reason ? s->reason : "quit",
+	    "messages", (int)s->nmessages, "errors", s->errors);
+	session_reset(s);
+	free(s->rcpts);
+	free(s->msg.buf);
+	close(s->fd_in);
+	if (s->fd_out != s->fd_in)
+		close(s->fd_out);
+	free(s);
+}
+
+static void
+session_reply(struct session *s, enum reply r, const char *arg)
+{
+	const struct reply_entry *e = &replies[r];
+	char		 line[SMTP_REPLY_MAX];
+	int		 n;
+
+	if (e->text[0] == '\0')
+		n = snprintf(line, sizeof(line), "%d %s\r\n", e->code,
+		    arg ? arg : "");
+	else
+		n = snprintf(line, sizeof(line), "%d %s%s%s%s%s\r\n", e->code,
+		    e->enh ? e->enh : "", e->enh ? " " : "", e->text,
+		    arg ? " " : "", arg ? arg : "");
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line)) {
+		n = sizeof(line) - 1;
+		line[n - 2] = '\r';
+		line[n - 1] = '\n';
+	}
+	session_trace(s, "smtp_out", line, (size_t)n - 2);
+	log_sanitize(s->last_reply, sizeof(s->last_reply), line,
+	    (size_t)n - 2);
+	session_output(s, line, (size_t)n);
+	if (e->code == 421)
+		s->quit = 1;
+}
+
+static void
+session_output(struct session *s, const char *p, size_t n)
+{
+	if (s->olen + n > sizeof(s->obuf))
+		session_flush(s);
+	memcpy(s->obuf + s->olen, p, n);
+	s->olen += n;
+}
+
+/* A malformed or unknown command: reply, or 421 once the limit is hit. */
+static int
+session_error(struct session *s, enum reply r)
+{
+	if (replies[r].error && ++s->errors >= s->conf->max_errors) {
+		session_reply(s, REPLY_MAXERRORS, NULL);
+		s->closing = 1;
+		s->reason = "max-errors";
+		log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
+		    "client_ip", s->client_ip, "reason", s->reason);
+		return -1;
+	}
+	session_reply(s, r, NULL);
+	return 0;
+}
+
+static void
+session_trace(struct session *s, const char *event, const char *p,
+    size_t len)
+{
+	char	 clean[LOG_FIELD_MAX];
+
+	if (log_verbose() < 2)
+		return;
+	log_sanitize(clean, sizeof(clean), p, len);
+	log_event(LOG_DEBUG, event, s->id, "{s:s}", "line", clean);
+}
+
+static int
+session_flush(struct session *s)
+{
+	struct pollfd	 pfd;
+	size_t		 off = 0;
+	ssize_t		 n;
+	int		 r;
+
+	if (s->ofail) {
+		s->olen = 0;
+		return -1;
+	}
+	while (off < s->olen) {
+		n = write(s->fd_out, s->obuf + off, s->olen - off);
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN) {
+			pfd.fd = s->fd_out;
+			pfd.events = POLLOUT;
+			r = poll(&pfd, 1, (int)s->conf->timeout * 1000);
+			if (r > 0 || (r == -1 && errno == EINTR))
+				continue;
+		}
+		s->ofail = 1;
+		s->quit = 1;
+		break;
+	}
+	s->olen = 0;
+	return s->ofail ? -1 : 0;
+}
+
+/*
+ * Read more input into the buffer.  Waits at most --timeout; a
+ * SIGTERM interrupts the wait with RD_INTR.
+ */
+static int
+session_read(struct session *s)
+{
+	struct pollfd	 pfd;
+	struct timespec	 ts;
+	ssize_t		 n;
+	int		 r;
+
+	if (session_flush(s) == -1)
+		return RD_ERROR;
+	if (s->ioff > 0) {
+		memmove(s->ibuf, s->ibuf + s->ioff, s->ilen - s->ioff);
+		s->ilen -= s->ioff;
+		s->ioff = 0;
+	}
+	if (s->ilen == sizeof(s->ibuf))
+		return RD_OK;	/* caller consumes first */
+	pfd.fd = s->fd_in;
+	pfd.events = POLLIN;
+	ts.tv_sec = s->conf->timeout;
+	ts.tv_nsec = 0;
+	r = ppoll(&pfd, 1, &ts, &s->waitmask);
+	if (r == -1)
+		return errno == EINTR ? RD_INTR : RD_ERROR;
+	if (r == 0)
+		return RD_TIMEOUT;
+	n = read(s->fd_in, s->ibuf + s->ilen, sizeof(s->ibuf) - s->ilen);
+	if (n == -1)
+		return (errno == EINTR || errno == EAGAIN) ? RD_INTR :
+		    RD_ERROR;
+	if (n == 0)
+		return RD_EOF;
+	s->ilen += (size_t)n;
+	return RD_OK;
+}
+
+/* Greeting, after --greet-delay; -1 for an early talker. */
+static int
+session_greet(struct session *s)
+{
+	struct pollfd	 pfd;
+	struct timespec	 ts, start, now;
+	long long	 left;
+	char		 text[300];
+	int		 r;
+
+	if (s->conf->greet_delay > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &start);
+		pfd.fd = s->fd_in;
+		pfd.events = POLLIN;
+		for (;;) {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			left = s->conf->greet_delay -
+			    ((now.tv_sec - start.tv_sec) * 1000 +
+			    (now.tv_nsec - start.tv_nsec) / 1000000);
+			if (left <= 0)
+				break;
+			ts.tv_sec = left / 1000;
+			ts.tv_nsec = (left % 1000) * 1000000;
+			r = ppoll(&pfd, 1, &ts, &s->waitmask);
+			if (r == -1 && errno == EINTR) {
+				if (smtpd_stop) {
+					s->reason = "shutdown";
+					return -1;
+				}
+				continue;
+			}
+			if (r == 0)
+				break;
+			session_reply(s, REPLY_EARLYTALK, NULL);
+			s->closing = 1;
+			s->reason = "early-talker";
+			log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
+			    "client_ip", s->client_ip, "reason",
+			    "early-talker");
+			return -1;
+		}
+	}
+	snprintf(text, sizeof(text), "%s ESMTP", s->conf->hostname);
+	session_reply(s, REPLY_GREETING, text);
+	return 0;
+}
+
+/*
+ * Next command line into line (without CRLF).  A line ends at LF; it
+ * must be CRLF and hold no NUL or CR, else LINE_BAD.  Longer than
+ * SMTP_LINE_MAX octets with its CRLF: LINE_TOOLONG, once its LF came.
+ */
+static enum line_status
+session_getline(struct session *s, char *line, size_t linesz)
+{
+	char	*p, *lf;
+	size_t	 len, avail;
+	int	 toolong = 0, r;
+
+	for (;;) {
+		p = s->ibuf + s->ioff;
+		avail = s->ilen - s->ioff;
+		lf = memchr(p, '\n', avail);
+		if (lf != NULL) {
+			len = (size_t)(lf - p) + 1;
+			s->ioff += len;
+			if (toolong || len > SMTP_LINE_MAX) {
+				session_trace(s, "smtp_in", p, len - 1);
+				return LINE_TOOLONG;
+			}
+			session_trace(s, "smtp_in", p, len - 1);
+			if (len < 2 || p[len - 2] != '\r')
+				return LINE_BAD;
+			len -= 2;
+			if (memchr(p, '\0', len) != NULL ||
+			    memchr(p, '\r', len) != NULL)
+				return LINE_BAD;
+			if (len >= linesz)
+				return LINE_TOOLONG;
+			memcpy(line, p, len);
+			line[len] = '\0';
+			return LINE_OK;
+		}
+		if (avail >= SMTP_LINE_MAX) {
+			/* too long already: drop it, wait for its LF */
+			toolong = 1;
+			s->ioff = s->ilen;
+		}
+		if (smtpd_stop && !toolong && avail == 0)
+			return LINE_STOP;
+		r = session_read(s);
+		switch (r) {
+		case RD_OK:
+			break;
+		case RD_INTR:
+			if (smtpd_stop && avail == 0)
+				return LINE_STOP;
+			break;
+		case RD_TIMEOUT:
+			return LINE_TIMEOUT;
+		case RD_EOF:
+			return LINE_EOF;
+		default:
+			return LINE_ERROR;
+		}
+	}
+}
+
+/* Case-insensitive verb match; *args points past it and one space. */
+static int
+session_verb(const char *line, const char *verb, const char **args)
+{
+	size_t	 n = strlen(verb);
+
+	if (strncasecmp(line, verb, n) != 0)
+		return 0;
+	if (line[n] == '\0') {
+		*args = line + n;
+		return 1;
+	}
+	if (line[n] != ' ')
+		return 0;
+	*args = line + n + 1;
+	return 1;
+}
+
+/*
+ * An HTTP request line or a header-like line ("Host: x") sent as an
+ * SMTP command: a browser or a proxy abuse attempt.
+ */
+static int
+session_is_http(const char *line)
+{
+	static const char *methods[] = { "GET ", "POST ", "HEAD ", "PUT ",
+	    "CONNECT ", "OPTIONS ", "DELETE ", "PATCH ", "TRACE " };
+	const char	*p;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (strncmp(line, methods[i], strlen(methods[i])) == 0)
+			return 1;
+	/* field-name = token, then ':' */
+	for (p = line; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == ':')
+			return p > line;
+		if (c <= 0x20 || c >= 0x7f || strchr("()<>@,;\\\"/[]?={}",
+		    c) != NULL)
+			return 0;
+	}
+	return 0;
+}
+
+static void
+session_command(struct session *s, char *line)
+{
+	const char	*args;
+
+	if (session_is_http(line)) {
+		session_reply(s, REPLY_HTTP, NULL);
+		s->closing = 1;
+		s->reason = "http";
+		log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
+		    "client_ip", s->client_ip, "reason", s->reason);
+		return;
+	}
+	if (session_verb(line, "EHLO", &args))
+		session_helo(s, args, 1);
+	else if (session_verb(line, "HELO", &args))
+		session_helo(s, args, 0);
+	else if (session_verb(line, "MAIL", &args))
+		session_mail(s, args);
+	else if (session_verb(line, "RCPT", &args))
+		session_rcpt(s, args);
+	else if (session_verb(line, "DATA", &args))
+		session_data(s, args);
+	else if (session_verb(line, "RSET", &args)) {
+		if (*args != '\0') {
+			session_error(s, REPLY_SYNTAX);
+			return;
+		}
+		session_reset(s);
+		if (s->phase == P_MAIL)
+			s->phase = P_READY;
+		session_reply(s, REPLY_OK, NULL);
+	} else if (session_verb(line, "NOOP", &args))
+		session_reply(s, REPLY_OK, NULL);
+	else if (session_verb(line, "QUIT", &args)) {
+		session_reply(s, REPLY_QUIT, NULL);
+		s->quit = 1;
+	} else if (session_verb(line, "VRFY", &args)) {
+		if (*args == '\0')
+			session_error(s, REPLY_SYNTAX);
+		else
+			session_reply(s, REPLY_VRFY, NULL);
+	} else if (session_verb(line, "EXPN", &args))
+		session_reply(s, REPLY_EXPN, NULL);
+	else if (session_verb(line, "HELP", &args))
+		session_reply(s, REPLY_HELP, NULL);
+	else if (session_verb(line, "AUTH", &args))
+		session_reply(s, REPLY_AUTH, NULL);
+	else
+		session_error(s, REPLY_UNKNOWN);
+}
+
+static void
+session_helo(struct session *s, const char *args, int esmtp)
+{
+	char	 text[SMTP_REPLY_MAX];
+	char	 line[SMTP_REPLY_MAX];
+	int	 n;
+
+	if (*args == '\0' || strchr(args, ' ') != NULL ||
+	    strlen(args) > SMTP_HELO_MAX) {
+		session_error(s, REPLY_SYNTAX);
+		return;
+	}
+	log_sanitize(s->helo, sizeof(s->helo), args, strlen(args));
+	session_reset(s);
+	s->phase = P_READY;
+	s->esmtp = esmtp;
+	log_event(LOG_INFO, "helo", s->id, "{s:s, s:s, s:b}", "client_ip",
+	    s->client_ip, "helo", s->helo, "esmtp", esmtp);
+	if (!esmtp) {
+		(void)snprintf(text, sizeof(text), "%s Hello [%s]",
+		    s->conf->hostname, s->client_ip);
+		session_reply(s, REPLY_GREETING, text);
+		s->phase = P_READY;
+		return;
+	}
+	n = snprintf(line, sizeof(line),
+	    "250-%s Hello [%s]\r\n"
+	    "250-PIPELINING\r\n"
+	    "250-SIZE %lld\r\n"
+	    "250-8BITMIME\r\n"
+	    "250-SMTPUTF8\r\n"
+	    "250 ENHANCEDSTATUSCODES\r\n",
+	    s->conf->hostname, s->client_ip, s->conf->max_size);
+	if (n < 0 || (size_t)n >= sizeof(line)) {
+		session_reply(s, REPLY_LOCALERR, NULL);
+		return;
+	}
+	session_trace(s, "smtp_out", line, (size_t)n - 2);
+	session_output(s, line, (size_t)n);
+}
+
+/*
+ * Parse an RFC 5321 Mailbox (Local-part "@" Domain) starting at p.
+ * The local part is a dot-string or a quoted string; octets >= 0x80
+ * are taken as UTF-8 (the caller checks SMTPUTF8).  On success *end
+ * points past it and out holds it; -1 on a syntax error.
+ */
+static int
+session_parse_mailbox(const char *p, const char **end, char *out,
+    size_t outsz)
+{
+	static const char	 atext[] = "!#$%&'*+-/=?^_`{|}~";
+	const char		*start = p, *at, *label;
+	size_t			 len;
+
+	if (*p == '"') {
+		for (p++; *p != '"'; p++) {
+			if (*p == '\\') {
+				p++;
+				if (*p < 32 || *p > 126)
+					return -1;
+			} else if (*p == '\0' || ((unsigned char)*p < 128 &&
+			    (*p < 32 || *p > 126)))
+				return -1;
+		}
+		p++;
+	} else {
+		for (;;) {
+			const char *atom = p;
+
+			while (isalnum((unsigned char)*p) ||
+			    (unsigned char)*p >= 0x80 ||
+			    (*p != '\0' && strchr(atext, *p) != NULL))
+				p++;
+			if (p == atom)
+				return -1;
+			if (*p != '.')
+				break;
+			p++;
+		}
+	}
+	if ((size_t)(p - start) > SMTP_LOCAL_MAX || *p != '@')
+		return -1;
+	at = p++;
+	if (*p == '[') {
+		/* address literal: no nesting, printable only */
+		for (p++; *p != ']'; p++)
+			if (*p == '\0' || *p == '[' || *p == '\\' ||
+			    *p <= ' ' || *p == 0x7f)
+				return -1;
+		p++;
+	} else {
+		for (;;) {
+			label = p;
+			while (isalnum((unsigned char)*p) || *p == '-' ||
+			    (unsigned char)*p >= 0x80)
+				p++;
+			if (p == label || *label == '-' || p[-1] == '-' ||
+			    p - label > 63)
+				return -1;
+			if (*p != '.')
+				break;
+			p++;
+		}
+	}
+	if ((size_t)(p - at - 1) > SMTP_DOMAIN_MAX)
+		return -1;
+	len = (size_t)(p - start);
+	if (len >= outsz || len > SMTP_PATH_MAX)
+		return -1;
+	memcpy(out, start, len);
+	out[len] = '\0';
+	*end = p;
+	return 0;
+}
+
+/*
+ * Parse a path "<mailbox>", "<>" (when allow_null) or a source route
+ * "<@a,@b:mailbox>" (route ignored) into out.  *rest points past '>'.
+ * Returns 0, or -1 on a syntax error.
+ */
+int
+session_parse_path(const char *p, char *out, size_t outsz,
+    const char **rest, int allow_null)
+{
+	const char	*end;
+
+	if (*p++ != '<')
+		return -1;
+	if (*p == '>') {
+		if (!allow_null || outsz == 0)
+			return -1;
+		out[0] = '\0';
+		*rest = p + 1;
+		return 0;
+	}
+	if (*p == '@') {
+		/* A-d-l: "@domain" *( "," "@domain" ) ":" */
+		p = strchr(p, ':');
+		if (p == NULL)
+			return -1;
+		p++;
+	}
+	if (session_parse_mailbox(p, &end, out, outsz) == -1)
+		return -1;
+	if (*end != '>')
+		return -1;
+	*rest = end + 1;
+	return 0;
+}
+
+/* 1 when addr is accepted by a -r rule. */
+int
+session_rcpt_match(const struct smtpd_conf *conf, const char *addr)
+{
+	const char	*at;
+	size_t		 i, llen;
+
+	if ((at = strrchr(addr, '@')) == NULL)
+		return 0;
+	llen = (size_t)(at - addr);
+	for (i = 0; i < conf->nrcpts; i++) {
+		const struct recipient_rule *r = &conf->rcpts[i];
+
+		if (strcasecmp(at + 1, r->domain) != 0)
+			continue;
+		if (r->local == NULL || (strlen(r->local) == llen &&
+		    strncmp(addr, r->local, llen) == 0))
+			return 1;
+	}
+	return 0;
+}
+
+static int
+session_has_8bit(const char *p)
+{
+	for (; *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x80)
+			return 1;
+	return 0;
+}
+
+static void
+session_mail(struct session *s, const char *args)
+{
+	char		 path[SMTP_PATH_MAX + 1], clean[LOG_FIELD_MAX];
+	char		 param[SMTP_LINE_MAX];
+	const char	*p, *errstr;
+	long long	 size = -1;
+	int		 smtputf8 = 0;
+	size_t		 n;
+
+	if (s->phase == P_GREETED) {
+		session_reply(s, REPLY_NOHELO, NULL);
+		return;
+	}
+	if (s->phase == P_MAIL) {
+		session_reply(s, REPLY_NESTEDMAIL, NULL);
+		return;
+	}
+	if (strncasecmp(args, "FROM:", 5) != 0) {
+		session_error(s, REPLY_SYNTAX);
+		return;
+	}
+	p = args + 5;
+	while (*p == ' ')
+		p++;
+	if (session_parse_path(p, path, sizeof(path), &p, 1) == -1) {
+		session_error(s, REPLY_SYNTAX);
+		return;
+	}
+	/* ESMTP parameters: SIZE=n, BODY=7BIT|8BITMIME, SMTPUTF8 */
+	while (*p != '\0') {
+		if (*p != ' ' || !s->esmtp) {
+			session_error(s, REPLY_SYNTAX);
+			return;
+		}
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		n = strcspn(p, " ");
+		memcpy(param, p, n);
+		param[n] = '\0';
+		p += n;
+		if (strncasecmp(param, "SIZE=", 5) == 0) {
+			size = strtonum(param + 5, 0, LLONG_MAX, &errstr);
+			if (errstr != NULL || param[5] == '\0') {
+				session_error(s, REPLY_SYNTAX);
+				return;
+			}
+		} else if (strcasecmp(param, "BODY=7BIT") == 0 ||
+		    strcasecmp(param, "BODY=8BITMIME") == 0)
+			;
+		else if (strcasecmp(param, "SMTPUTF8") == 0)
+			smtputf8 = 1;
+		else {
+			session_error(s, REPLY_PARAM);
+			return;
+		}
+	}
+	if (!smtputf8 && session_has_8bit(path)) {
+		session_error(s, REPLY_UTF8ADDR);
+		return;
+	}
+	if (size > s->conf->max_size) {
+		session_reply(s, REPLY_SIZE, NULL);
+		return;
+	}
+	if (strlcpy(s->from, path, sizeof(s->from)) >= sizeof(s->from)) {
+		session_error(s, REPLY_SYNTAX);
+		return;
+	}
+	s->smtputf8 = smtputf8;
+	s->phase = P_MAIL;
+	log_sanitize(clean, sizeof(clean), path, strlen(path));
+	log_event(LOG_INFO, "mail", s->id, "{s:s, s:s}", "client_ip",
+	    s->client_ip, "from", clean);
+	session_reply(s, REPLY_MAILOK, NULL);
+}
+
+static void
+session_rcpt(struct session *s, const char *args)
+{
+	char		 path[SMTP_PATH_MAX + 1], clean[LOG_FIELD_MAX];
+	const char	*p;
+	int		 ok;
+
+	if (s->phase == P_GREETED) {
+		session_reply(s, REPLY_NOHELO, NULL);
+		return;
+	}
+	if (s->phase != P_MAIL) {
+		session_reply(s, REPLY_NOMAIL, NULL);
+		return;
+	}
+	if (strncasecmp(args, "TO:", 3) != 0) {
+		session_error(s, REPLY_SYNTAX);
+		return;
+	}
+	p = args + 3;
+	while (*p == ' ')
+		p++;
+	if (session_parse_path(p, path, sizeof(path), &p, 0) == -1) {
+		session_error(s, REPLY_SYNTAX);
+		return;
+	}
+	while (*p == ' ')
+		p++;
+	if (*p != '\0') {
+		/* no RCPT parameters are supported (no DSN) */
+		session_error(s, REPLY_PARAM);
+		return;
+	}
+	if (!s->smtputf8 && session_has_8bit(path)) {
+		session_error(s, REPLY_UTF8ADDR);
+		return;
+	}
+	log_sanitize(clean, sizeof(clean), path, strlen(path));
+	ok = session_rcpt_match(s->conf, path);
+	if (ok && s->nrcpts >= (size_t)s->conf->max_rcpt) {
+		log_event(LOG_INFO, "rcpt", s->id, "{s:s, s:s, s:s}",
+		    "client_ip", s->client_ip, "rcpt", clean, "status",
+		    "too-many");
+		session_reply(s, REPLY_TOOMANYRCPT, NULL);
+		return;
+	}
+	log_event(LOG_INFO, "rcpt", s->id, "{s:s, s:s, s:s}", "client_ip",
+	    s->client_ip, "rcpt", clean, "status", ok ? "accepted" :
+	    "rejected");
+	if (!ok) {
+		session_reply(s, REPLY_RCPTUNKNOWN, NULL);
+		return;
+	}
+	if ((s->rcpts[s->nrcpts] = strdup(path)) == NULL) {
+		session_reply(s, REPLY_LOCALERR, NULL);
+		return;
+	}
+	s->nrcpts++;
+	session_reply(s, REPLY_RCPTOK, NULL);
+}
+
+static void
+session_reset(struct session *s)
+{
+	size_t	 i;
+
+	for (i = 0; i < s->nrcpts; i++)
+		free(s->rcpts[i]);
+	s->nrcpts = 0;
+	s->from[0] = '\0';
+	s->smtputf8 = 0;
+	s->msg.len = 0;
+	s->msg.hdrlen = 0;
+	s->msg.datalen = 0;
+	s->msg.bare_cr = 0;
+	s->msg.bare_lf = 0;
+	s->msg.long_line = 0;
+	s->msg.too_big = 0;
+}
+
+static void
+session_data(struct session *s, const char *args)
+{
+	if (s->phase == P_GREETED) {
+		session_reply(s, REPLY_NOHELO, NULL);
+		return;
+	}
+	if (*args != '\0') {
+		session_error(s, REPLY_SYNTAX);
+		return;
+	}
+	if (s->phase != P_MAIL) {
+		session_reply(s, REPLY_NOMAIL, NULL);
+		return;
+	}
+	if (s->nrcpts == 0) {
+		session_reply(s, REPLY_NORCPT, NULL);
+		return;
+	}
+	if (session_received(s) == -1) {
+		session_reply(s, REPLY_LOCALERR, NULL);
+		return;
+	}
+	session_reply(s, REPLY_DATA, NULL);
+	if (session_read_data(s) == -1)
+		return;
+	session_deliver(s);
+	session_reset(s);
+	s->phase = P_READY;
+}
+
+static int
+session_msg_alloc(struct message *m, size_t want)
+{
+	size_t	 cap;
+	char	*p;
+
+	if (want <= m->cap)
+		return 0;
+	cap = m->cap ? m->cap : 65536;
+	while (cap < want)
+		cap *= 2;
+	if ((p = realloc(m->buf, cap)) == NULL)
+		return -1;
+	m->buf = p;
+	m->cap = cap;
+	return 0;
+}
+
+/* Our Received: header (RFC 5321 4.4), first in the message buffer. */
+static int
+session_received(struct session *s)
+{
+	char		 date[64], rcpt[SMTP_PATH_MAX + 16];
+	const char	*ipv6;
+	struct tm	 tm;
+	time_t		 now;
+	int		 n;
+
+	if (session_msg_alloc(&s->msg, RECEIVED_MAX) == -1)
+		return -1;
+	now = time(NULL);
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	ipv6 = strchr(s->client_ip, ':') != NULL ? "IPv6:" : "";
+	rcpt[0] = '\0';
+	if (s->nrcpts == 1) {
+		char clean[SMTP_PATH_MAX + 1];
+
+		log_sanitize(clean, sizeof(clean), s->rcpts[0],
+		    strlen(s->rcpts[0]));
+		snprintf(rcpt, sizeof(rcpt), "\r\n\tfor <%s>", clean);
+	}
+	n = snprintf(s->msg.buf, s->msg.cap,
+	    "Received: from %s ([%s%s])\r\n"
+	    "\tby %s (smtpd) with %s%s id %s%s;\r\n"
+	    "\t%s\r\n",
+	    s->helo, ipv6, s->client_ip, s->conf->hostname,
+	    s->smtputf8 ? "UTF8" : "", s->esmtp ? "ESMTP" : "SMTP",
+	    s->id, rcpt, date);
+	if (n < 0 || (size_t)n >= RECEIVED_MAX)
+		return -1;
+	s->msg.hdrlen = s->msg.len = (size_t)n;
+	s->msg.datalen = 0;
+	return 0;
+}
+
+void
+session_data_start(struct message *m, size_t limit)
+{
+	m->limit = limit;
+	m->datalen = 0;
+	m->bare_cr = m->bare_lf = 0;
+	m->long_line = m->too_big = m->error = 0;
+	m->dstate = D_BOL;
+	m->crlf_start = 1;	/* data starts after DATA's CRLF */
+	m->linelen = 0;
+}
+
+static void
+session_msg_put(struct message *m, const char *p, size_t n)
+{
+	m->datalen += n;
+	if (m->too_big || m->error)
+		return;
+	if (m->datalen > m->limit) {
+		m->too_big = 1;
+		return;
+	}
+	if (session_msg_alloc(m, m->len + n) == -1) {
+		m->error = 1;
+		return;
+	}
+	memcpy(m->buf + m->len, p, n);
+	m->len += n;
+}
+
+static void
+session_line_add(struct message *m, size_t n)
+{
+	m->linelen += n;
+	if (m->linelen > SMTP_TEXT_LINE_MAX)
+		m->long_line = 1;
+}
+
+static void
+session_line_end(struct message *m, int crlf)
+{
+	session_msg_put(m, "\r\n", 2);
+	m->dstate = D_BOL;
+	m->crlf_start = crlf;
+	m->linelen = 0;
+}
+
+/*
+ * Feed data octets to the message.  A small state machine that knows
+ * CR, LF and CRLF apart: a bare LF ends a line (stored as CRLF) but
+ * never ends data, a bare CR is kept as it is, a leading dot is
+ * removed, and data ends only at a "." line that both started and
+ * ended with CRLF.  Returns the octets consumed; *done is set once the
+ * end of data has been consumed, and the rest of buf is left alone.
+ */
+size_t
+session_data_feed(struct message *m, const char *buf, size_t len,
+    int *done)
+{
+	size_t	 i = 0, j;
+
+	*done = 0;
+	while (i < len) {
+		switch (m->dstate) {
+		case D_BOL:
+			if (buf[i] == '.') {
+				m->dstate = D_DOT;
+				session_line_add(m, 1);
+				i++;
+			} else
+				m->dstate = D_TEXT;
+			break;
+		case D_TEXT:
+			for (j = i; j < len && buf[j] != '\r' &&
+			    buf[j] != '\n'; j++)
+				;
+			if (j > i) {
+				session_msg_put(m, buf + i, j - i);
+				session_line_add(m, j - i);
+				i = j;
+			} else if (buf[i] == '\r') {
+				m->dstate = D_CR;
+				session_line_add(m, 1);
+				i++;
+			} else {
+				m->bare_lf++;
+				session_line_add(m, 1);
+				session_line_end(m, 0);
+				i++;
+			}
+			break;
+		case D_CR:
+			if (buf[i] == '\n') {
+				session_line_add(m, 1);
+				session_line_end(m, 1);
+				i++;
+			} else {
+				/* a bare CR stays; look at buf[i] again */
+				m->bare_cr++;
+				session_msg_put(m, "\r", 1);
+				m->dstate = D_TEXT;
+			}
+			break;
+		case D_DOT:
+			if (buf[i] == '\r') {
+				m->dstate = D_DOTCR;
+				session_line_add(m, 1);
+				i++;
+			} else
+				m->dstate = D_TEXT;	/* dot dropped */
+			break;
+		case D_DOTCR:
+			if (buf[i] == '\n') {
+				i++;
+				if (m->crlf_start) {
+					*done = 1;
+					return i;
+				}
+				/* "." line begun by a bare LF: not the end */
+				session_line_add(m, 1);
+				session_line_end(m, 1);
+			} else {
+				m->bare_cr++;
+				session_msg_put(m, "\r", 1);
+				m->dstate = D_TEXT;
+			}
+			break;
+		}
+	}
+	return i;
+}
+
+/* Read data up to its end; -1 when the session ends meanwhile. */
+static int
+session_read_data(struct session *s)
+{
+	size_t	 n;
+	int	 done, r;
+
+	session_data_start(&s->msg, (size_t)s->conf->max_size);
+	for (;;) {
+		if (s->ioff < s->ilen) {
+			n = session_data_feed(&s->msg, s->ibuf + s->ioff,
+			    s->ilen - s->ioff, &done);
+			s->ioff += n;
+			if (done)
+				return 0;
+		}
+		r = session_read(s);
+		switch (r) {
+		case RD_OK:
+		case RD_INTR:	/* SIGTERM: a message in DATA may finish */
+			break;
+		case RD_TIMEOUT:
+			session_reply(s, REPLY_TIMEOUT, NULL);
+			s->closing = 1;
+			s->reason = "timeout";
+			return -1;
+		case RD_EOF:
+			s->quit = 1;
+			s->reason = "eof-in-data";
+			return -1;
+		default:
+			s->quit = 1;
+			s->reason = "io-error";
+			return -1;
+		}
+	}
+}
+
+static void
+session_deliver(struct session *s)
+{
+	struct envelope	 env;
+	struct timespec	 t0, t1;
+	enum reply	 r;
+	json_t		*rcpts;
+	char		 token[TOKEN_LEN + 1], text[256];
+	const char	*arg = NULL, *status;
+	size_t		 i;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	random_hex(s->msg.id, sizeof(s->msg.id));
+	s->nmessages++;
+	token[0] = '\0';
+	text[0] = '\0';
+	if (s->msg.too_big)
+		r = REPLY_MSGSIZE;
+	else if (s->msg.long_line)
+		r = REPLY_TEXTLINE;
+	else if (s->conf->reject_bare_lf &&
+	    (s->msg.bare_cr > 0 || s->msg.bare_lf > 0))
+		r = REPLY_BARELF;
+	else if (s->msg.error)
+		r = REPLY_LOCALERR;
+	else {
+		memset(&env, 0, sizeof(env));
+		env.session = s->id;
+		env.client_ip = s->client_ip;
+		env.helo = s->helo;
+		env.tls = NULL;
+		env.from = s->from;
+		env.rcpts = s->rcpts;
+		env.nrcpts = s->nrcpts;
+		env.received = time(NULL);
+		r = firm_deliver(s->conf, &env, &s->msg, token, text,
+		    sizeof(text));
+	}
+	if (r == REPLY_ACCEPTED)
+		arg = s->msg.id;
+	else if (r == REPLY_FIRMREJECT)
+		arg = text;
+	session_reply(s, r, arg);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+
+	status = replies[r].code < 300 ? "accepted" :
+	    replies[r].code < 500 ? "tempfail" : "rejected";
+	if ((rcpts = json_array()) != NULL)
+		for (i = 0; i < s->nrcpts; i++) {
+			char clean[LOG_FIELD_MAX];
+
+			log_sanitize(clean, sizeof(clean), s->rcpts[i],
+			    strlen(s->rcpts[i]));
+			json_array_append_new(rcpts, json_string(clean));
+		}
+	{
+		char from[LOG_FIELD_MAX];
+
+		log_sanitize(from, sizeof(from), s->from, strlen(s->from));
+		log_event(LOG_INFO, "message", s->id,
+		    "{s:s, s:s, s:s, s:o*, s:I, s:s?, s:s, s:s, s:I}",
+		    "id", s->msg.id, "client_ip", s->client_ip, "from", from,
+		    "rcpt", rcpts, "size", (json_int_t)s->msg.datalen,
+		    "token", token[0] ? token : NULL, "status", status,
+		    "reply", s->last_reply, "latency_ms",
+		    (json_int_t)((t1.tv_sec - t0.tv_sec) * 1000 +
+		    (t1.tv_nsec - t0.tv_nsec) / 1000000));
+	}
+}
+
+void
+session_addr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+
+	if (ss->ss_family == AF_INET) {
+		if (inet_ntop(AF_INET, &sin->sin_addr, buf, len) != NULL)
+			return;
+	} else if (ss->ss_family == AF_INET6) {
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			if (inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12],
+			    buf, len) != NULL)
+				return;
+		} else if (inet_ntop(AF_INET6, &sin6->sin6_addr, buf,
+		    len) != NULL)
+			return;
+	}
+	strlcpy(buf, "unknown", len);
+}
+
+/*
+ * The key for --max-per-ip: an IPv4 address as IPv4-mapped IPv6, an
+ * IPv6 address cut to its /64.
+ */
+void
+session_addr_key(const struct sockaddr_storage *ss, uint8_t *key)
+{
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+
+	memset(key, 0, 16);
+	if (ss->ss_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &sin->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+			memcpy(key, &sin6->sin6_addr, 16);
+		else
+			memcpy(key, &sin6->sin6_addr, 8);
+	}
+}

@@ -1,0 +1,315 @@
+/*
+ * smtpd: receive-only SMTP server for FIRM.
+ * Shared types, limits and prototypes.
+ */
+
+#ifndef SMTPD_H
+#define SMTPD_H
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef __dead
+#define __dead		__attribute__((__noreturn__))
+#endif
+
+#define SMTPD_VERSION		"0.1"
+#define SMTPD_USER		"_smtpd"
+#define SMTPD_USER_FALLBACK	"nobody"
+#define SMTPD_BANLIST_CACHE	"/var/db/smtpd/banlist.json"
+
+/* Defaults of SPEC section 2. */
+#define DEF_MAX_SIZE		1048576
+#define DEF_MAX_RCPT		1
+#define DEF_MAX_SESSIONS	100
+#define DEF_MAX_PER_IP		5
+#define DEF_SPARE		10
+#define DEF_TIMEOUT		60
+#define DEF_MAX_ERRORS		3
+#define DEF_POLL		60
+#define DEF_API_TIMEOUT		10
+#define DEF_GRACE		30
+
+/* Upper bounds accepted for flag values. */
+#define MAX_MAX_SIZE		(256 * 1024 * 1024)
+#define MAX_MAX_RCPT		1000
+#define MAX_MAX_SESSIONS	10000
+#define MAX_SPARE		1000
+#define MAX_TIMEOUT		3600
+#define MAX_MAX_ERRORS		100
+#define MAX_POLL		86400
+#define MAX_GRACE		3600
+#define MAX_GREET_DELAY		60000
+
+#define MAX_LISTENERS		16
+#define MAX_RECIPIENT_RULES	64
+#define MAX_PROXY_FROM		64
+
+#define LISTEN_BACKLOG		1024	/* well above any sane concurrency */
+#define SLOT_SLACK		16	/* worker slots beyond sessions+spare */
+
+/* SMTP limits (RFC 5321 4.5.3.1). */
+#define SMTP_LINE_MAX		512	/* command line, CRLF included */
+#define SMTP_TEXT_LINE_MAX	1000	/* text line, CRLF included */
+#define SMTP_LOCAL_MAX		64
+#define SMTP_DOMAIN_MAX		255
+#define SMTP_PATH_MAX		256
+#define SMTP_HELO_MAX		255
+#define SMTP_IBUF_SIZE		16384
+#define SMTP_OBUF_SIZE		4096
+#define SMTP_REPLY_MAX		512
+#define RECEIVED_MAX		1024	/* room for our Received: header */
+
+#define SESSION_ID_LEN		16	/* hex characters */
+#define MSG_ID_LEN		16
+
+#define LOG_LINE_MAX		4000	/* below PIPE_BUF: one atomic write */
+#define LOG_FIELD_MAX		256	/* untrusted text in a log field */
+
+#define TOKEN_PREFIX		"FIRM-TOKEN:"
+#define TOKEN_LEN		(sizeof(TOKEN_PREFIX) - 1 + 14)
+
+struct listener {
+	int			 fd;
+	int			 smtps;		/* implicit TLS */
+	char			 name[64];	/* as given on the command line */
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+};
+
+struct recipient_rule {
+	char			*local;		/* NULL for "@domain" */
+	char			*domain;
+};
+
+struct proxy_net {
+	int			 af;
+	uint8_t			 addr[16];
+	int			 prefixlen;
+};
+
+struct smtpd_conf {
+	int			 debug;
+	int			 verbose;
+	int			 inetd;
+	int			 config_test;
+	int			 check_cert;
+
+	struct listener		 listeners[MAX_LISTENERS];
+	size_t			 nlisteners;
+	char			 hostname[256];
+
+	struct recipient_rule	 rcpts[MAX_RECIPIENT_RULES];
+	size_t			 nrcpts;
+
+	const char		*api;
+	const char		*spool;
+	int			 spool_fd;
+	const char		*api_secret;
+	long long		 api_timeout;
+	const char		*ca_file;
+
+	long long		 max_size;
+	long long		 max_rcpt;
+	long long		 max_sessions;
+	long long		 max_per_ip;
+	long long		 spare;
+	long long		 timeout;
+	long long		 max_errors;
+	long long		 poll;
+	const char		*banlist_cache;
+	const char		*user;
+	uid_t			 uid;
+	gid_t			 gid;
+
+	const char		*tls_cert;
+	const char		*tls_key;
+	int			 require_tls;
+	struct proxy_net	 proxy_from[MAX_PROXY_FROM];
+	size_t			 nproxy_from;
+	const char		*health;
+	long long		 grace;
+	int			 reject_bare_lf;
+	long long		 greet_delay;	/* milliseconds */
+};
+
+/*
+ * Shared memory: one slot per worker.  The master assigns a slot at
+ * fork; the worker claims it for a client with its address key and
+ * counts the busy slots to enforce --max-sessions and --max-per-ip.
+ */
+enum slot_state {
+	SLOT_FREE = 0,
+	SLOT_IDLE,		/* forked, waiting in accept */
+	SLOT_BUSY,		/* serving a session */
+	SLOT_DONE,		/* session over, exiting */
+};
+
+struct worker_slot {
+	volatile pid_t		 pid;
+	volatile uint32_t	 generation;
+	uint32_t		 state;		/* atomic: enum slot_state */
+	uint8_t			 key[16];	/* IPv4 mapped, or IPv6 /64 */
+};
+
+struct shared_state {
+	uint32_t		 nslots;
+	struct worker_slot	 slots[];
+};
+
+/* A message being received. */
+struct message {
+	char			 id[MSG_ID_LEN + 1];
+	char			*buf;		/* Received: header + data */
+	size_t			 len;
+	size_t			 cap;
+	size_t			 hdrlen;	/* length of our Received: */
+	size_t			 datalen;	/* octets of data, unstuffed */
+	size_t			 limit;		/* --max-size */
+	size_t			 bare_cr;
+	size_t			 bare_lf;
+	int			 long_line;
+	int			 too_big;
+	int			 error;		/* out of memory */
+	/* the data reader, see session_data_feed() */
+	int			 dstate;
+	int			 crlf_start;
+	size_t			 linelen;
+};
+
+/* What a session hands to delivery. */
+struct envelope {
+	const char		*session;
+	const char		*client_ip;
+	const char		*helo;
+	const char		*tls;		/* NULL for plain sessions */
+	const char		*from;
+	char * const		*rcpts;
+	size_t			 nrcpts;
+	time_t			 received;
+};
+
+/* Replies, from one table in session.c. */
+enum reply {
+	REPLY_GREETING,
+	REPLY_MAXSESSIONS,
+	REPLY_MAXPERIP,
+	REPLY_EARLYTALK,
+	REPLY_BADSEQ,
+	REPLY_NOHELO,
+	REPLY_NESTEDMAIL,
+	REPLY_NOMAIL,
+	REPLY_SIZE,
+	REPLY_PARAM,
+	REPLY_UTF8ADDR,
+	REPLY_RCPTUNKNOWN,
+	REPLY_TOOMANYRCPT,
+	REPLY_NORCPT,
+	REPLY_LINETOOLONG,
+	REPLY_UNKNOWN,
+	REPLY_SYNTAX,
+	REPLY_MAXERRORS,
+	REPLY_HTTP,
+	REPLY_AUTH,
+	REPLY_VRFY,
+	REPLY_EXPN,
+	REPLY_HELP,
+	REPLY_TIMEOUT,
+	REPLY_NOTOKEN,
+	REPLY_OK,
+	REPLY_MAILOK,
+	REPLY_RCPTOK,
+	REPLY_DATA,
+	REPLY_QUIT,
+	REPLY_SHUTDOWN,
+	REPLY_BARELF,
+	REPLY_TEXTLINE,
+	REPLY_MSGSIZE,
+	REPLY_TEMPFAIL,
+	REPLY_FIRMREJECT,
+	REPLY_ACCEPTED,
+	REPLY_LOCALERR,
+	REPLY_COUNT
+};
+
+/* smtpd.c */
+extern volatile sig_atomic_t	 smtpd_stop;
+extern volatile sig_atomic_t	 smtpd_reload;
+
+/* session.c */
+struct session_ctx {
+	const struct smtpd_conf	*conf;
+	int			 fd_in;
+	int			 fd_out;
+	struct sockaddr_storage	 peer;
+	socklen_t		 peerlen;
+	int			 reject;	/* enum reply, or -1 */
+};
+void		 session_run(struct session_ctx *);
+int		 session_parse_path(const char *, char *, size_t,
+		    const char **, int);
+int		 session_rcpt_match(const struct smtpd_conf *, const char *);
+void		 session_data_start(struct message *, size_t);
+size_t		 session_data_feed(struct message *, const char *, size_t,
+		    int *);
+void		 session_addr_key(const struct sockaddr_storage *, uint8_t *);
+void		 session_addr_str(const struct sockaddr_storage *, char *,
+		    size_t);
+
+/* firm.c */
+int		 firm_token_find(const char *, size_t, char *);
+enum reply	 firm_deliver(const struct smtpd_conf *,
+		    const struct envelope *, const struct message *, char *,
+		    char *, size_t);
+
+/* mime.c */
+struct mime_header {
+	char			*name;		/* lower case */
+	char			*value;		/* unfolded */
+};
+struct mime_msg {
+	struct mime_header	*hdrs;
+	size_t			 nhdrs;
+	const char		*body;
+	size_t			 bodylen;
+};
+int		 mime_parse(const char *, size_t, struct mime_msg *);
+void		 mime_free(struct mime_msg *);
+const char	*mime_header_get(const struct mime_msg *, const char *);
+char		*mime_utf8_clean(const char *, size_t, size_t *);
+
+/* log.c */
+void		 log_init(int, int);
+void		 log_setproc(const char *);
+int		 log_verbose(void);
+void		 log_event(int, const char *, const char *, const char *, ...);
+void		 log_warn(const char *, ...)
+		    __attribute__((__format__ (printf, 1, 2)));
+void		 log_warnx(const char *, ...)
+		    __attribute__((__format__ (printf, 1, 2)));
+void		 log_info(const char *, ...)
+		    __attribute__((__format__ (printf, 1, 2)));
+void		 log_debug(const char *, ...)
+		    __attribute__((__format__ (printf, 1, 2)));
+__dead void	 fatal(const char *, ...)
+		    __attribute__((__format__ (printf, 1, 2)));
+__dead void	 fatalx(const char *, ...)
+		    __attribute__((__format__ (printf, 1, 2)));
+void		 log_sanitize(char *, size_t, const char *, size_t);
+void		 log_timestamp(char *, size_t, int);
+
+/* sandbox.c */
+void		 sandbox_drop_user(const struct smtpd_conf *);
+
+/* util.c */
+void		 random_hex(char *, size_t);
+int		 fd_write_all(int, const void *, size_t);
+
+#endif /* SMTPD_H */
