@@ -40,6 +40,7 @@ struct reply_entry {
 
 static const struct reply_entry replies[REPLY_COUNT] = {
 	[REPLY_GREETING] =	  { 220, NULL, "", 0 },
+	[REPLY_HELO] =	  { 250, NULL, "", 0 },
 	[REPLY_MAXSESSIONS] = { 421, "4.3.2", "Too many sessions, try again later",
 			    0 },
 	[REPLY_MAXPERIP] =	  { 421, "4.7.0",
@@ -657,14 +658,16 @@ session_helo(struct session *s, const char *args, int esmtp)
 {
 	char	 text[SMTP_REPLY_MAX];
 	char	 line[SMTP_REPLY_MAX];
+	size_t	 len;
 	int	 n;
 
-	if (*args == '\0' || strchr(args, ' ') != NULL ||
-	    strlen(args) > SMTP_HELO_MAX) {
+	len = strcspn(args, " ");
+	if (len == 0 || len > SMTP_HELO_MAX ||
+	    args[len + strspn(args + len, " ")] != '\0') {
 		session_error(s, REPLY_SYNTAX);
 		return;
 	}
-	log_sanitize(s->helo, sizeof(s->helo), args, strlen(args));
+	log_sanitize(s->helo, sizeof(s->helo), args, len);
 	session_reset(s);
 	s->phase = P_READY;
 	s->esmtp = esmtp;
@@ -673,8 +676,7 @@ session_helo(struct session *s, const char *args, int esmtp)
 	if (!esmtp) {
 		(void)snprintf(text, sizeof(text), "%s Hello [%s]",
 		    s->conf->hostname, s->client_ip);
-		session_reply(s, REPLY_GREETING, text);
-		s->phase = P_READY;
+		session_reply(s, REPLY_HELO, text);
 		return;
 	}
 	n = snprintf(line, sizeof(line),
@@ -1312,7 +1314,8 @@ session_deliver(struct session *s)
 		log_event(LOG_INFO, "message", s->id,
 		    "{s:s, s:s, s:s, s:o*, s:I, s:s?, s:s, s:s, s:I}",
 		    "id", s->msg.id, "client_ip", s->client_ip, "from", from,
-		    "rcpt", rcpts, "size", (json_int_t)s->msg.datalen,
+		    "rcpt", rcpts,
+		    "size", (json_int_t)(s->msg.hdrlen + s->msg.datalen),
 		    "token", token[0] ? token : NULL, "status", status,
 		    "reply", s->last_reply, "latency_ms",
 		    (json_int_t)((t1.tv_sec - t0.tv_sec) * 1000 +

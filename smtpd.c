@@ -108,7 +108,7 @@ static void	conf_listen(struct smtpd_conf *, const char *, const char *,
 		    int);
 static void	conf_recipient(struct smtpd_conf *, const char *);
 static void	conf_proxy(struct smtpd_conf *, const char *);
-static void	conf_user(struct smtpd_conf *, int);
+static void	conf_user(struct smtpd_conf *);
 static void	conf_spool(struct smtpd_conf *, int);
 static void	conf_unsupported(const struct smtpd_conf *);
 static void	listeners_bind_priv(struct smtpd_conf *);
@@ -179,14 +179,13 @@ main(int argc, char *argv[])
 	if (sodium_init() == -1)
 		errx(1, "libsodium initialisation failed");
 
-	conf_user(&conf, conf.config_test);
+	conf_unsupported(&conf);
+	conf_user(&conf);
 	conf_spool(&conf, !conf.config_test);
 	if (conf.config_test) {
-		conf_unsupported(&conf);
 		printf("configuration OK\n");
 		return 0;
 	}
-	conf_unsupported(&conf);
 
 	if (conf.inetd)
 		inetd_main();
@@ -553,11 +552,10 @@ conf_proxy(struct smtpd_conf *c, const char *arg)
 
 /* --user, else _smtpd, else nobody. */
 static void
-conf_user(struct smtpd_conf *c, int quiet)
+conf_user(struct smtpd_conf *c)
 {
 	struct passwd	*pw;
 
-	(void)quiet;
 	if (c->user != NULL) {
 		if ((pw = getpwnam(c->user)) == NULL)
 			flag_error("user", "no such user '%s'", c->user);
@@ -784,6 +782,7 @@ static void
 master_loop(void)
 {
 	struct pollfd	 pfd;
+	struct timespec	 ts = { 1, 0 };	/* retry a fork that failed */
 	sigset_t	 empty;
 	char		 buf[256];
 
@@ -806,7 +805,7 @@ master_loop(void)
 			master_retire_old();
 		}
 		master_spawn();
-		if (ppoll(&pfd, 1, NULL, &empty) == -1 && errno != EINTR)
+		if (ppoll(&pfd, 1, &ts, &empty) == -1 && errno != EINTR)
 			fatal("ppoll");
 		while (read(notify_pipe[0], buf, sizeof(buf)) > 0)
 			;

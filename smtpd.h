@@ -199,6 +199,7 @@ struct envelope {
 /* Replies, from one table in session.c. */
 enum reply {
 	REPLY_GREETING,
+	REPLY_HELO,
 	REPLY_MAXSESSIONS,
 	REPLY_MAXPERIP,
 	REPLY_EARLYTALK,
