@@ -27,6 +27,9 @@ PKG_CFLAGS=	$(shell $(PKG_CONFIG) --cflags $(PKGS))
 PKG_LIBS=	$(shell $(PKG_CONFIG) --libs $(PKGS))
 CFLAGS?=	-O2 -g
 ALL_CFLAGS=	$(CFLAGS) $(WARNINGS) -D_GNU_SOURCE $(PKG_CFLAGS)
+# Bind every symbol at start: forked workers then never write the GOT
+# (no copy-on-write faults, no lazy lookups), and it can be read-only.
+LDFLAGS+=	-Wl,-z,now -Wl,-z,relro
 LDLIBS+=	$(PKG_LIBS)
 
 .PHONY: all deps build run test unit lint clean

@@ -126,6 +126,13 @@ enum dstate {
 	D_CR,		/* saw '\r' inside a line */
 };
 
+/*
+ * A worker serves one session, so its buffers are static: pages of
+ * BSS are only faulted in as far as they are used.
+ */
+static char	 session_ibuf[SMTP_IBUF_SIZE];
+static char	 session_obuf[SMTP_OBUF_SIZE];
+
 struct session {
 	const struct smtpd_conf	*conf;
 	int			 fd_in;
@@ -148,10 +155,10 @@ struct session {
 	size_t			 nmessages;
 	char			 last_reply[SMTP_REPLY_MAX];
 
-	char			 ibuf[SMTP_IBUF_SIZE];
+	char			*ibuf;
 	size_t			 ioff;
 	size_t			 ilen;
-	char			 obuf[SMTP_OBUF_SIZE];
+	char			*obuf;
 	size_t			 olen;
 	int			 ofail;
 
@@ -251,6 +258,8 @@ static void
 session_init(struct session *s, struct session_ctx *ctx)
 {
 	s->conf = ctx->conf;
+	s->ibuf = session_ibuf;
+	s->obuf = session_obuf;
 	s->fd_in = ctx->fd_in;
 	s->fd_out = ctx->fd_out;
 	random_hex(s->id, sizeof(s->id));
@@ -338,7 +347,7 @@ session_reply(struct session *s, enum reply r, const char *arg)
 static void
 session_output(struct session *s, const char *p, size_t n)
 {
-	if (s->olen + n > sizeof(s->obuf))
+	if (s->olen + n > SMTP_OBUF_SIZE)
 		session_flush(s);
 	memcpy(s->obuf + s->olen, p, n);
 	s->olen += n;
@@ -426,7 +435,7 @@ session_read(struct session *s)
 		s->ilen -= s->ioff;
 		s->ioff = 0;
 	}
-	if (s->ilen == sizeof(s->ibuf))
+	if (s->ilen == SMTP_IBUF_SIZE)
 		return RD_OK;	/* caller consumes first */
 	pfd.fd = s->fd_in;
 	pfd.events = POLLIN;
@@ -437,7 +446,7 @@ session_read(struct session *s)
 		return errno == EINTR ? RD_INTR : RD_ERROR;
 	if (r == 0)
 		return RD_TIMEOUT;
-	n = read(s->fd_in, s->ibuf + s->ilen, sizeof(s->ibuf) - s->ilen);
+	n = read(s->fd_in, s->ibuf + s->ilen, SMTP_IBUF_SIZE - s->ilen);
 	if (n == -1)
 		return (errno == EINTR || errno == EAGAIN) ? RD_INTR :
 		    RD_ERROR;
@@ -671,7 +680,7 @@ session_helo(struct session *s, const char *args, int esmtp)
 	session_reset(s);
 	s->phase = P_READY;
 	s->esmtp = esmtp;
-	log_event(LOG_INFO, "helo", s->id, "{s:s, s:s, s:b}", "client_ip",
+	log_event(LOG_DEBUG, "helo", s->id, "{s:s, s:s, s:b}", "client_ip",
 	    s->client_ip, "helo", s->helo, "esmtp", esmtp);
 	if (!esmtp) {
 		(void)snprintf(text, sizeof(text), "%s Hello [%s]",
@@ -910,7 +919,7 @@ session_mail(struct session *s, const char *args)
 	s->smtputf8 = smtputf8;
 	s->phase = P_MAIL;
 	log_sanitize(clean, sizeof(clean), path, strlen(path));
-	log_event(LOG_INFO, "mail", s->id, "{s:s, s:s}", "client_ip",
+	log_event(LOG_DEBUG, "mail", s->id, "{s:s, s:s}", "client_ip",
 	    s->client_ip, "from", clean);
 	session_reply(s, REPLY_MAILOK, NULL);
 }
@@ -961,9 +970,9 @@ session_rcpt(struct session *s, const char *args)
 		session_reply(s, REPLY_TOOMANYRCPT, NULL);
 		return;
 	}
-	log_event(LOG_INFO, "rcpt", s->id, "{s:s, s:s, s:s}", "client_ip",
-	    s->client_ip, "rcpt", clean, "status", ok ? "accepted" :
-	    "rejected");
+	log_event(ok ? LOG_DEBUG : LOG_INFO, "rcpt", s->id, "{s:s, s:s, s:s}",
+	    "client_ip", s->client_ip, "rcpt", clean, "status",
+	    ok ? "accepted" : "rejected");
 	if (!ok) {
 		session_reply(s, REPLY_RCPTUNKNOWN, NULL);
 		return;
@@ -1034,7 +1043,7 @@ session_msg_alloc(struct message *m, size_t want)
 
 	if (want <= m->cap)
 		return 0;
-	cap = m->cap ? m->cap : 65536;
+	cap = m->cap ? m->cap : 16384;
 	while (cap < want)
 		cap *= 2;
 	if ((p = realloc(m->buf, cap)) == NULL)
@@ -1312,8 +1321,9 @@ session_deliver(struct session *s)
 
 		log_sanitize(from, sizeof(from), s->from, strlen(s->from));
 		log_event(LOG_INFO, "message", s->id,
-		    "{s:s, s:s, s:s, s:o*, s:I, s:s?, s:s, s:s, s:I}",
-		    "id", s->msg.id, "client_ip", s->client_ip, "from", from,
+		    "{s:s, s:s, s:s, s:s, s:o*, s:I, s:s?, s:s, s:s, s:I}",
+		    "id", s->msg.id, "client_ip", s->client_ip,
+		    "helo", s->helo, "from", from,
 		    "rcpt", rcpts,
 		    "size", (json_int_t)(s->msg.hdrlen + s->msg.datalen),
 		    "token", token[0] ? token : NULL, "status", status,

@@ -191,7 +191,7 @@ wait_idle_workers() {
 listening && die "127.0.0.1:$PORT is already in use (set PORT)"
 
 "$SMTPD" -d -l "127.0.0.1:$PORT" -r verify@localhost --spool "$SPOOL" \
-    -c 200 -p 200 --spare 20 >/dev/null 2>"$LOG" &
+    -c 200 -p 200 --spare "${SPARE:-20}" >/dev/null 2>"$LOG" &
 MASTER=$!
 
 for _ in $(seq 1 100); do
