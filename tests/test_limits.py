@@ -1,0 +1,257 @@
+"""Session limits across processes, and the preforked pool."""
+
+import concurrent.futures
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import (ConnectionClosed, SMTPClient, assert_reply, free_port,
+                      make_message, port_accepts, read_spool, wait_for)
+
+
+def connect_expect_421(srv, enhanced):
+    """A connection over a limit: 421 <enhanced> within 1 s, then close."""
+    with srv.connect(timeout=2) as c:
+        t0 = time.monotonic()
+        r = c.reply(timeout=1.0)
+        elapsed = time.monotonic() - t0
+        assert_reply(r, "421 " + enhanced)
+        assert elapsed < 1.0, elapsed
+        c.expect_closed(timeout=2)
+
+
+def greeted_with_retry(srv, within=2.0):
+    """A new session greeted 220, retrying for up to `within` seconds
+    while the slot of a just-closed session frees."""
+    deadline = time.monotonic() + within
+    last = None
+    for _ in range(40):
+        c = srv.connect(timeout=2)
+        try:
+            r = c.reply(timeout=2)
+        except ConnectionClosed as e:
+            r = e
+        if getattr(r, "code", None) == 220:
+            return c
+        c.close()
+        last = r
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    raise AssertionError("no 220 within %.1fs; last answer %r"
+                         % (within, last))
+
+
+def close_session(c):
+    assert_reply(c.cmd("QUIT"), "221 2.0.0")
+    c.expect_closed()
+    c.close()
+
+
+def test_connection_over_max_sessions_gets_421_4_3_2(smtpd):
+    srv = smtpd("-c", "2")
+    a = srv.session()
+    b = srv.session()
+    try:
+        connect_expect_421(srv, "4.3.2")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_max_sessions_slot_frees_after_session_closes(smtpd):
+    srv = smtpd("-c", "2")
+    a = srv.session()
+    b = srv.session()
+    try:
+        connect_expect_421(srv, "4.3.2")
+        close_session(a)
+        c = greeted_with_retry(srv)
+        close_session(c)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_connection_over_max_per_ip_gets_421_4_7_0(smtpd):
+    srv = smtpd("-p", "2")
+    a = srv.session()
+    b = srv.session()
+    try:
+        connect_expect_421(srv, "4.7.0")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_max_per_ip_slot_frees_after_session_closes(smtpd):
+    srv = smtpd("-p", "2")
+    a = srv.session()
+    b = srv.session()
+    try:
+        connect_expect_421(srv, "4.7.0")
+        close_session(a)
+        c = greeted_with_retry(srv)
+        close_session(c)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_sessions_under_the_limit_all_get_220(smtpd):
+    srv = smtpd("-c", "4", "-p", "4")
+    sessions = []
+    try:
+        for _ in range(4):
+            sessions.append(srv.session())
+        for s in sessions:
+            assert_reply(s.cmd("NOOP"), "250 2.0.0")
+    finally:
+        for s in sessions:
+            s.close()
+
+
+def test_pool_serves_20_sequential_sessions(smtpd):
+    srv = smtpd("--spare", "3")
+    for i in range(20):
+        with srv.connect() as c:
+            r = c.reply(timeout=5)
+            assert r.code == 220, "session %d: %r" % (i, r)
+            close_session(c)
+
+
+def deliver_one(srv, i):
+    token = "FIRM-TOKEN:CONC-%04d-TEST" % i
+    with srv.session(timeout=10) as c:
+        r = c.deliver(make_message(body="concurrent " + token + "\r\n",
+                                   msgid="<c%d@example.net>" % i))
+        assert_reply(c.cmd("QUIT"), "221 2.0.0")
+    return r, token
+
+
+def test_pool_serves_8_concurrent_deliveries(smtpd):
+    srv = smtpd("--spare", "3", "-p", "20")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as ex:
+        futures = [ex.submit(deliver_one, srv, i) for i in range(8)]
+        results = [f.result(timeout=30) for f in futures]
+    for r, token in results:
+        assert_reply(r, "250 2.0.0")
+    tokens = sorted(e["token"] for e in read_spool(srv.spool))
+    assert tokens == sorted(t for _, t in results)
+
+
+def test_concurrent_sessions_are_open_at_the_same_time(smtpd):
+    # 8 sessions held open together, more than --spare: all greeted
+    srv = smtpd("--spare", "3", "-p", "20")
+    sessions = []
+    try:
+        for _ in range(8):
+            sessions.append(srv.session(timeout=5))
+        for s in sessions:
+            s.ehlo()
+    finally:
+        for s in sessions:
+            s.close()
+
+
+# ------------------------------------------------------------ IPv6, listeners
+
+def test_ipv6_listener_serves_and_records_client_ip(smtpd):
+    port6 = free_port("::1")
+    srv = smtpd("-l", "[::1]:%d" % port6)
+    assert wait_for(lambda: port_accepts(port6, "::1"), 5.0)
+    with SMTPClient(port6, host="::1") as c:
+        c.greeting()
+        assert_reply(c.deliver(make_message()), "250 2.0.0")
+    [e] = srv.read_spool()
+    assert e["client_ip"] == "::1"
+
+
+def test_max_sessions_counts_all_listeners_together(smtpd):
+    port6 = free_port("::1")
+    srv = smtpd("-c", "2", "-l", "[::1]:%d" % port6)
+    assert wait_for(lambda: port_accepts(port6, "::1"), 5.0)
+    a = srv.session()
+    b = SMTPClient(port6, host="::1")
+    try:
+        b.greeting()
+        connect_expect_421(srv, "4.3.2")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_max_per_ip_counts_each_address_separately(smtpd):
+    port6 = free_port("::1")
+    srv = smtpd("-p", "1", "-l", "[::1]:%d" % port6)
+    assert wait_for(lambda: port_accepts(port6, "::1"), 5.0)
+    a = srv.session()
+    b = SMTPClient(port6, host="::1")
+    try:
+        b.greeting()              # another address: its own allowance
+        connect_expect_421(srv, "4.7.0")
+    finally:
+        a.close()
+        b.close()
+
+
+# ------------------------------------------------------------ crash isolation
+
+def _proc_stat(pid):
+    with open("/proc/%s/stat" % pid) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return {"ppid": int(rest[1]), "pgrp": int(rest[2])}
+
+
+def worker_pid_of(srv, client):
+    """Linux: the pid of the process in the server's process group that
+    holds the server end of client's TCP connection."""
+    cport = client.sock.getsockname()[1]
+    inode = None
+    with open("/proc/net/tcp") as f:
+        for row in f.read().splitlines()[1:]:
+            fields = row.split()
+            lport = int(fields[1].rsplit(":", 1)[1], 16)
+            rport = int(fields[2].rsplit(":", 1)[1], 16)
+            if lport == srv.port and rport == cport and fields[9] != "0":
+                inode = fields[9]
+    assert inode, "server side of the connection not found"
+    target = "socket:[%s]" % inode
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == srv.proc.pid:
+            continue
+        try:
+            if _proc_stat(pid)["pgrp"] != srv.proc.pid:
+                continue
+            fds = os.listdir("/proc/%s/fd" % pid)
+            for fd in fds[:4096]:
+                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) == target:
+                    return int(pid)
+        except OSError:
+            continue
+    raise AssertionError("no worker process holds %s" % target)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="needs /proc")
+def test_killed_worker_ends_only_its_own_session(smtpd):
+    srv = smtpd("-p", "2")
+    a = srv.session()
+    b = srv.session()
+    try:
+        a.ehlo()
+        b.ehlo()
+        pid = worker_pid_of(srv, a)
+        os.kill(pid, signal.SIGKILL)
+        a.read_until_close(timeout=3)
+        assert srv.proc.poll() is None, "master died with its worker"
+        assert_reply(b.deliver(make_message(), helo=None), "250 2.0.0")
+        # the crashed session's per-IP slot is released
+        c = greeted_with_retry(srv)
+        close_session(c)
+        close_session(b)
+    finally:
+        a.close()
+        b.close()
+    assert len(srv.spool_files()) == 1

@@ -1,0 +1,108 @@
+"""JSON log lines on stdout with -d (SPEC 6, design.md Logs)."""
+
+import pytest
+
+from conftest import TOKEN, assert_reply, make_message, reply_id, wait_for
+
+BODY_MARKER = "SECRET-BODY-TEXT-7f3a9c"
+
+
+def deliver_and_stop(srv):
+    body = "Hello " + BODY_MARKER + "\r\nverify " + TOKEN + "\r\n"
+    with srv.session() as c:
+        r = c.deliver(make_message(body=body))
+        assert_reply(r, "250 2.0.0")
+        c.quit()
+    srv.stop()          # flushes and closes stdout
+    return reply_id(r)
+
+
+def events(logs, name):
+    return [x for x in logs if x.get("event") == name]
+
+
+def test_every_log_line_is_a_json_object_with_ts_level_event(smtpd):
+    srv = smtpd()
+    deliver_and_stop(srv)
+    logs = srv.logs(strict=True)
+    assert logs, "no log lines on stdout"
+    for line in logs:
+        for key in ("ts", "level", "event"):
+            assert key in line, line
+        assert isinstance(line["event"], str) and line["event"], line
+        assert isinstance(line["level"], str) and line["level"], line
+
+
+def test_session_events_carry_the_same_session_id(smtpd):
+    srv = smtpd()
+    deliver_and_stop(srv)
+    logs = srv.logs()
+    [connect] = events(logs, "connect")
+    [message] = events(logs, "message")
+    assert connect.get("session"), connect
+    assert message.get("session") == connect["session"], (connect, message)
+
+
+def test_connect_event_has_client_ip(smtpd):
+    srv = smtpd()
+    deliver_and_stop(srv)
+    [connect] = events(srv.logs(), "connect")
+    assert connect["client_ip"] == "127.0.0.1", connect
+
+
+def test_message_event_has_token_status_size_and_id(smtpd):
+    srv = smtpd()
+    msgid = deliver_and_stop(srv)
+    [message] = events(srv.logs(), "message")
+    assert message["token"] == TOKEN, message
+    assert "status" in message, message
+    assert isinstance(message["size"], int) and message["size"] > 0, message
+    [entry] = srv.read_spool()
+    assert message["size"] == entry["size"], (message, entry["size"])
+    if "id" in message:
+        assert message["id"] == msgid, message
+    if "reply" in message:
+        assert str(message["reply"]).startswith("250"), message
+
+
+def test_rejected_message_is_logged_with_its_status(smtpd):
+    srv = smtpd()
+    with srv.session() as c:
+        assert_reply(c.deliver(make_message(body="no token\r\n")),
+                     "550 5.7.0")
+        c.quit()
+    srv.stop()
+    logs = srv.logs()
+    rejected = [x for x in logs
+                if x.get("event") in ("message", "reject") and
+                "550" in str(x.get("reply", "")) + str(x.get("status", ""))]
+    assert rejected, logs
+
+
+@pytest.mark.parametrize("verbose", [[], ["-v"], ["-v", "-v"]],
+                         ids=["quiet", "verbose", "trace"])
+def test_message_body_never_appears_in_the_log(smtpd, verbose):
+    srv = smtpd(*verbose)
+    deliver_and_stop(srv)
+    text = srv.log_text()
+    assert text, "no log output"
+    assert BODY_MARKER not in text
+
+
+def test_protocol_trace_logs_commands_with_two_v(smtpd):
+    srv = smtpd("-v", "-v")
+    deliver_and_stop(srv)
+    logs = srv.logs()
+    lines_in = [x.get("line", "") for x in events(logs, "smtp_in")]
+    lines_out = [x.get("line", "") for x in events(logs, "smtp_out")]
+    assert any(x.startswith("EHLO") for x in lines_in), lines_in
+    assert any(x.startswith("250") for x in lines_out), lines_out
+
+
+def test_log_lines_are_written_while_the_server_runs(smtpd):
+    srv = smtpd()
+    with srv.session() as c:
+        c.ehlo()
+        found = wait_for(lambda: events(srv.logs(strict=False), "connect"),
+                         3.0)
+        assert found, "no connect event on stdout while the session is open"
