@@ -11,6 +11,10 @@
 #	CONCS="1 10 50"		concurrencies to run
 #	RUN_TIMEOUT=300		seconds one smtp-source run may take
 #	SMTPD=./smtpd		binary to test (relative to the repository root)
+#	SPARE=20		--spare of the server under test
+#	MODE=spool		spool: --spool on tmpfs; api: end to end, --api
+#				posting to nginx on loopback answering 200
+#	NGINX_PORT=25251	loopback port of that nginx
 #
 # Every message travels on its own connection (no -d), with a body of
 # 1000 bytes and the subject FIRM-TOKEN:BENC-HMAR-K000, so the server
@@ -26,6 +30,9 @@ COUNT=${COUNT:-10000}
 CONCS=${CONCS:-"1 10 50"}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
 SMTPD=${SMTPD:-./smtpd}
+MODE=${MODE:-spool}
+NGINX_PORT=${NGINX_PORT:-25251}
+NGINX_PID=
 TOKEN="FIRM-TOKEN:BENC-HMAR-K000"
 
 # targets
@@ -58,6 +65,10 @@ cleanup() {
 			[ -z "$kids" ] || kill -KILL $kids 2>/dev/null || true
 		fi
 		wait "$MASTER" 2>/dev/null || true
+	fi
+	if [ -n "$NGINX_PID" ]; then
+		kill -TERM "$NGINX_PID" 2>/dev/null || true
+		wait "$NGINX_PID" 2>/dev/null || true
 	fi
 	if [ -n "$MOUNTED" ]; then
 		umount "$MOUNTED" 2>/dev/null || true
@@ -166,7 +177,75 @@ tree_ticks() {
 }
 
 spooled() {
-	find "$SPOOL" -maxdepth 1 -type f -name '*.json' 2>/dev/null | wc -l
+	# messages handed on: spool files, or POSTs nginx answered 200
+	if [ "$MODE" = api ]; then
+		grep -c '"POST /inbound HTTP/1.1" 200' "$WORKDIR/access.log" \
+		    2>/dev/null || true
+	else
+		find "$SPOOL" -maxdepth 1 -type f -name '*.json' \
+		    2>/dev/null | wc -l
+	fi
+}
+
+clear_delivered() {
+	if [ "$MODE" = api ]; then
+		: >"$WORKDIR/access.log"
+		kill -USR1 "$NGINX_PID"	# reopen the log
+	else
+		find "$SPOOL" -maxdepth 1 -type f -name '*.json' -delete
+	fi
+}
+
+port_listening() {
+	local hex
+	hex=$(printf '%04X' "$1")
+	grep -q "^ *[0-9]*: 0100007F:$hex 00000000:0000 0A" /proc/net/tcp
+}
+
+start_nginx() {
+	# a FIRM API sink as fast as it gets: nginx answering 200 to POST
+	if ! command -v nginx >/dev/null 2>&1; then
+		[ "$(id -u)" -eq 0 ] || die "nginx is missing; run as root"
+		echo "smtp-bench: installing nginx-light" >&2
+		apt-get update -qq
+		# policy-rc.d keeps the package from starting its own
+		# daemon on port 80; leave one the machine had alone
+		local policy=
+		if [ ! -e /usr/sbin/policy-rc.d ]; then
+			policy=/usr/sbin/policy-rc.d
+			printf '#!/bin/sh\nexit 101\n' >"$policy"
+			chmod 755 "$policy"
+		fi
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		    nginx-light >/dev/null || true
+		[ -z "$policy" ] || rm -f "$policy"
+		command -v nginx >/dev/null 2>&1 || die "nginx install failed"
+	fi
+	cat >"$WORKDIR/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $WORKDIR/nginx.pid;
+error_log $WORKDIR/nginx.err;
+events { worker_connections 4096; }
+http {
+	access_log $WORKDIR/access.log combined buffer=64k flush=100ms;
+	keepalive_requests 100000;
+	client_body_buffer_size 64k;
+	server {
+		listen 127.0.0.1:$NGINX_PORT;
+		location = /inbound { return 200 '{"ok":true}'; }
+	}
+}
+NGINX
+	nginx -c "$WORKDIR/nginx.conf" -p "$WORKDIR" \
+	    2>"$WORKDIR/nginx.start" &
+	NGINX_PID=$!
+	for _ in $(seq 1 50); do
+		port_listening "$NGINX_PORT" && return 0
+		sleep 0.1
+	done
+	cat "$WORKDIR/nginx.start" >&2
+	die "nginx does not listen on 127.0.0.1:$NGINX_PORT"
 }
 
 private_kb() {
@@ -190,7 +269,14 @@ wait_idle_workers() {
 # --- start ---------------------------------------------------------------
 listening && die "127.0.0.1:$PORT is already in use (set PORT)"
 
-"$SMTPD" -d -l "127.0.0.1:$PORT" -r verify@localhost --spool "$SPOOL" \
+if [ "$MODE" = api ]; then
+	start_nginx
+	DEST="--api http://127.0.0.1:$NGINX_PORT"
+else
+	DEST="--spool $SPOOL"
+fi
+# shellcheck disable=SC2086	# DEST is two words
+"$SMTPD" -d -l "127.0.0.1:$PORT" -r verify@localhost $DEST \
     -c 200 -p 200 --spare "${SPARE:-20}" >/dev/null 2>"$LOG" &
 MASTER=$!
 
@@ -209,7 +295,7 @@ wait_idle_workers 20 || echo "smtp-bench: warning: fewer than 20 workers" \
 
 HZ=$(getconf CLK_TCK)
 
-echo "smtpd benchmark: $SMTPD on 127.0.0.1:$PORT, spool $SPOOL"
+echo "smtpd benchmark ($MODE): $SMTPD on 127.0.0.1:$PORT, $DEST"
 echo "one message per connection, 1000-byte body, subject $TOKEN"
 echo "$(nproc) CPUs; smtp-source runs on the same machine"
 echo
@@ -219,7 +305,7 @@ best_rate=
 worst_cpu=0
 for conc in $CONCS; do
 	if [ "$conc" -eq 1 ]; then n=$COUNT1; else n=$COUNT; fi
-	find "$SPOOL" -maxdepth 1 -type f -name '*.json' -delete
+	clear_delivered
 	sleep 0.5
 	kill -0 "$MASTER" 2>/dev/null || die "smtpd is not running"
 	t0=$(tree_ticks)
@@ -259,7 +345,9 @@ for conc in $CONCS; do
 		echo "  spooled $got of $n messages" >&2
 		failed=1
 	fi
-	one=$(find "$SPOOL" -maxdepth 1 -type f -name '*.json' | head -n 1)
+	one=
+	[ "$MODE" = api ] ||
+	    one=$(find "$SPOOL" -maxdepth 1 -type f -name '*.json' | head -n 1)
 	if [ -n "$one" ] && ! grep -q "\"$TOKEN\"" "$one"; then
 		echo "  token $TOKEN not found in $one" >&2
 		failed=1
