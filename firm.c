@@ -1,7 +1,8 @@
 /*
- * Delivery of an accepted message: find the FIRM token, build the
- * payload of SPEC section 4, and hand it over.  The embedded default
- * (--spool) writes it to a directory, one file per message.
+ * The FIRM API client, and delivery of an accepted message: find the
+ * FIRM token, build the payload of SPEC section 4 and hand it over,
+ * with a signed POST /inbound (--api) or, as the embedded default,
+ * into a directory, one file per message (--spool).
  */
 
 #include <sys/types.h>
@@ -16,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <sodium.h>
 
@@ -26,6 +28,17 @@ static json_t	*firm_payload(const struct envelope *,
 		    const char *, const char *, const char *);
 static enum reply firm_spool_write(const struct smtpd_conf *,
 		    const char *, const char *, size_t);
+static enum reply firm_post_inbound(const struct smtpd_conf *,
+		    const struct envelope *, const struct message *,
+		    const char *, size_t, char *, size_t);
+static void	firm_idempotency_key(const struct envelope *,
+		    const struct message *, char *, size_t);
+static void	firm_error_text(const char *, size_t, char *, size_t);
+static size_t	firm_write_cb(char *, size_t, size_t, void *);
+
+static CURL		*firm_curl;	/* one per process: reused */
+static unsigned char	*firm_key;	/* --api-secret, in guarded memory */
+static size_t		 firm_keylen;
 
 static int
 firm_token_char(char c)
@@ -80,8 +93,6 @@ firm_deliver(const struct smtpd_conf *conf, const struct envelope *env,
 	json_t		*payload;
 	enum reply	 r;
 
-	(void)text;
-	(void)textlen;
 	if (mime_parse(msg->buf, msg->len, &mm) == -1)
 		return REPLY_LOCALERR;
 	subject = mime_header_get(&mm, "subject");
@@ -108,7 +119,8 @@ firm_deliver(const struct smtpd_conf *conf, const struct envelope *env,
 	if (conf->spool != NULL)
 		r = firm_spool_write(conf, msg->id, json, strlen(json));
 	else
-		r = REPLY_TEMPFAIL;	/* the FIRM API client: see smtpd.8 */
+		r = firm_post_inbound(conf, env, msg, json, strlen(json), text,
+		    textlen);
 	free(json);
 	return r;
 }
@@ -201,4 +213,288 @@ firm_spool_write(const struct smtpd_conf *conf, const char *id,
 	if (fsync(conf->spool_fd) == -1)
 		log_warn("spool fsync %s", conf->spool);
 	return REPLY_ACCEPTED;
+}
+
+/*
+ * Read the --api-secret key once, into guarded memory; the file's
+ * bytes are wiped.  A trailing newline is not part of the key.
+ * Returns NULL on success, else the reason.
+ */
+const char *
+firm_key_load_priv(const char *path)
+{
+	static char	 reason[256];
+	unsigned char	 buf[FIRM_KEY_MAX + 1];
+	ssize_t		 n;
+	size_t		 len = 0;
+	int		 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		snprintf(reason, sizeof(reason), "%s: %s", path,
+		    strerror(errno));
+		return reason;
+	}
+	while (len < sizeof(buf) &&
+	    (n = read(fd, buf + len, sizeof(buf) - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		len--;
+	if (len == 0 || len > FIRM_KEY_MAX) {
+		sodium_memzero(buf, sizeof(buf));
+		snprintf(reason, sizeof(reason), "%s: the key must hold 1 to "
+		    "%d bytes", path, FIRM_KEY_MAX);
+		return reason;
+	}
+	if ((firm_key = sodium_malloc(len)) == NULL) {
+		sodium_memzero(buf, sizeof(buf));
+		return "out of memory for the key";
+	}
+	memcpy(firm_key, buf, len);
+	firm_keylen = len;
+	sodium_memzero(buf, sizeof(buf));
+	sodium_mprotect_readonly(firm_key);
+	return NULL;
+}
+
+/* Wipe the key: a process that will make no more requests. */
+void
+firm_key_wipe(void)
+{
+	if (firm_key == NULL)
+		return;
+	sodium_free(firm_key);	/* zeroes before it frees */
+	firm_key = NULL;
+	firm_keylen = 0;
+}
+
+/* hex(HMAC-SHA256(key, timestamp "." body)) into sig (65 bytes). */
+void
+firm_sign(const char *timestamp, const char *body, size_t len, char *sig)
+{
+	crypto_auth_hmacsha256_state	 st;
+	unsigned char			 mac[crypto_auth_hmacsha256_BYTES];
+
+	crypto_auth_hmacsha256_init(&st, firm_key, firm_keylen);
+	crypto_auth_hmacsha256_update(&st, (const unsigned char *)timestamp,
+	    strlen(timestamp));
+	crypto_auth_hmacsha256_update(&st, (const unsigned char *)".", 1);
+	if (len > 0)
+		crypto_auth_hmacsha256_update(&st,
+		    (const unsigned char *)body, len);
+	crypto_auth_hmacsha256_final(&st, mac);
+	sodium_bin2hex(sig, FIRM_SIG_HEX + 1, mac, sizeof(mac));
+	sodium_memzero(&st, sizeof(st));
+}
+
+static size_t
+firm_write_cb(char *p, size_t size, size_t n, void *arg)
+{
+	struct firm_response	*r = arg;
+	size_t			 len = size * n, room;
+
+	room = sizeof(r->body) - 1 - r->len;
+	if (len < room)
+		room = len;
+	memcpy(r->body + r->len, p, room);
+	r->len += room;
+	r->body[r->len] = '\0';
+	return len;	/* the rest is read and dropped: the connection stays */
+}
+
+/*
+ * One request to the FIRM API: GET (body NULL) or POST of JSON, signed
+ * when --api-secret is set, bounded by --api-timeout.  Nothing from a
+ * message ever goes into a header: only our own values do.  Returns 0
+ * with r->status set, or -1 with r->curl_error and r->error set.
+ */
+int
+firm_request(const struct smtpd_conf *conf, const char *path,
+    const char *body, size_t len, const char *idem_key,
+    struct firm_response *r)
+{
+	struct curl_slist	*hdrs = NULL, *h;
+	char			 url[FIRM_URL_MAX], line[256], ts[32];
+	char			 sig[FIRM_SIG_HEX + 1];
+	CURLcode		 rc;
+	size_t			 blen;
+	int			 n;
+
+	memset(r, 0, sizeof(*r));
+	blen = strlen(conf->api);
+	while (blen > 0 && conf->api[blen - 1] == '/')
+		blen--;
+	n = snprintf(url, sizeof(url), "%.*s%s", (int)blen, conf->api, path);
+	if (n < 0 || (size_t)n >= sizeof(url)) {
+		r->curl_error = CURLE_URL_MALFORMAT;
+		strlcpy(r->error, "URL too long", sizeof(r->error));
+		return -1;
+	}
+	if (firm_curl == NULL && (firm_curl = curl_easy_init()) == NULL) {
+		r->curl_error = CURLE_OUT_OF_MEMORY;
+		strlcpy(r->error, "curl_easy_init", sizeof(r->error));
+		return -1;
+	}
+	curl_easy_reset(firm_curl);
+
+	h = hdrs = curl_slist_append(NULL, "Expect:");
+	if (body != NULL && h != NULL)
+		h = hdrs = curl_slist_append(hdrs,
+		    "Content-Type: application/json");
+	if (idem_key != NULL && h != NULL) {
+		snprintf(line, sizeof(line), "Idempotency-Key: %s", idem_key);
+		h = hdrs = curl_slist_append(hdrs, line);
+	}
+	if (firm_key != NULL && h != NULL) {
+		snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
+		firm_sign(ts, body, body ? len : 0, sig);
+		snprintf(line, sizeof(line), "X-Firm-Timestamp: %s", ts);
+		if ((h = hdrs = curl_slist_append(hdrs, line)) != NULL) {
+			snprintf(line, sizeof(line), "X-Firm-Signature: %s",
+			    sig);
+			h = hdrs = curl_slist_append(hdrs, line);
+		}
+	}
+	if (h == NULL) {
+		curl_slist_free_all(hdrs);
+		r->curl_error = CURLE_OUT_OF_MEMORY;
+		strlcpy(r->error, "out of memory", sizeof(r->error));
+		return -1;
+	}
+
+	curl_easy_setopt(firm_curl, CURLOPT_URL, url);
+	curl_easy_setopt(firm_curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(firm_curl, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(firm_curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(firm_curl, CURLOPT_TIMEOUT, (long)conf->api_timeout);
+	curl_easy_setopt(firm_curl, CURLOPT_CONNECTTIMEOUT,
+	    (long)conf->api_timeout);
+	curl_easy_setopt(firm_curl, CURLOPT_USERAGENT,
+	    "smtpd/" SMTPD_VERSION);
+	curl_easy_setopt(firm_curl, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(firm_curl, CURLOPT_WRITEFUNCTION, firm_write_cb);
+	curl_easy_setopt(firm_curl, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(firm_curl, CURLOPT_ERRORBUFFER, r->error);
+	if (conf->ca_file != NULL)
+		curl_easy_setopt(firm_curl, CURLOPT_CAINFO, conf->ca_file);
+	if (body != NULL) {
+		curl_easy_setopt(firm_curl, CURLOPT_POST, 1L);
+		curl_easy_setopt(firm_curl, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(firm_curl, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)len);
+	} else
+		curl_easy_setopt(firm_curl, CURLOPT_HTTPGET, 1L);
+
+	rc = curl_easy_perform(firm_curl);
+	curl_slist_free_all(hdrs);
+	if (rc != CURLE_OK) {
+		r->curl_error = (int)rc;
+		if (r->error[0] == '\0')
+			strlcpy(r->error, curl_easy_strerror(rc),
+			    sizeof(r->error));
+		return -1;
+	}
+	curl_easy_getinfo(firm_curl, CURLINFO_RESPONSE_CODE, &r->status);
+	return 0;
+}
+
+/*
+ * A key unique to the message, the same when the sender retries it:
+ * BLAKE2b of the envelope and the data as received (our Received:
+ * header, which differs on each try, left out).
+ */
+static void
+firm_idempotency_key(const struct envelope *env, const struct message *msg,
+    char *out, size_t outlen)
+{
+	crypto_generichash_state	 st;
+	unsigned char			 h[16];
+	size_t				 i;
+
+	crypto_generichash_init(&st, NULL, 0, sizeof(h));
+	crypto_generichash_update(&st, (const unsigned char *)env->from,
+	    strlen(env->from) + 1);
+	for (i = 0; i < env->nrcpts; i++)
+		crypto_generichash_update(&st,
+		    (const unsigned char *)env->rcpts[i],
+		    strlen(env->rcpts[i]) + 1);
+	crypto_generichash_update(&st,
+	    (const unsigned char *)msg->buf + msg->hdrlen,
+	    msg->len - msg->hdrlen);
+	crypto_generichash_final(&st, h, sizeof(h));
+	sodium_bin2hex(out, outlen, h, sizeof(h));
+}
+
+/*
+ * The API's error for a 554: the "error" (or "message", "detail")
+ * string of a JSON answer, else the first line of the body; printable
+ * ASCII only, at most FIRM_ERROR_MAX characters.
+ */
+static void
+firm_error_text(const char *body, size_t len, char *out, size_t outlen)
+{
+	static const char	*keys[] = { "error", "message", "detail" };
+	json_t			*j, *v;
+	const char		*p = body;
+	size_t			 i, n;
+
+	out[0] = '\0';
+	if ((j = json_loadb(body, len, 0, NULL)) != NULL) {
+		for (i = 0; json_is_object(j) && i < 3; i++) {
+			v = json_object_get(j, keys[i]);
+			if (json_is_string(v)) {
+				p = json_string_value(v);
+				len = json_string_length(v);
+				break;
+			}
+		}
+	}
+	n = strcspn(p, "\r\n");
+	if (n > len)
+		n = len;
+	if (n > FIRM_ERROR_MAX)
+		n = FIRM_ERROR_MAX;
+	if (n >= outlen)
+		n = outlen - 1;
+	log_sanitize(out, n + 1, p, n);
+	if (j != NULL)
+		json_decref(j);
+}
+
+static enum reply
+firm_post_inbound(const struct smtpd_conf *conf, const struct envelope *env,
+    const struct message *msg, const char *json, size_t len, char *text,
+    size_t textlen)
+{
+	struct firm_response	 r;
+	char			 key[33], why[FIRM_ERROR_MAX + 1];
+	enum reply		 reply;
+
+	firm_idempotency_key(env, msg, key, sizeof(key));
+	if (firm_request(conf, "/inbound", json, len, key, &r) == -1) {
+		log_sanitize(why, sizeof(why), r.error, strlen(r.error));
+		log_event(LOG_WARNING, "firm_error", env->session,
+		    "{s:s, s:s, s:i, s:s}", "id", msg->id, "call",
+		    "POST /inbound", "curl", r.curl_error, "error", why);
+		return r.curl_error == CURLE_OPERATION_TIMEDOUT ?
+		    REPLY_API_TIMEOUT : REPLY_API_DOWN;
+	}
+	if (r.status >= 200 && r.status < 300)
+		return REPLY_ACCEPTED;
+	if (r.status == 408 || r.status == 429 || r.status >= 500 ||
+	    r.status < 200 || (r.status >= 300 && r.status < 400)) {
+		snprintf(text, textlen, "(HTTP %ld)", r.status);
+		reply = REPLY_API_TEMP;
+	} else {
+		firm_error_text(r.body, r.len, why, sizeof(why));
+		if (why[0] == '\0')
+			snprintf(why, sizeof(why), "Rejected by FIRM "
+			    "(HTTP %ld)", r.status);
+		strlcpy(text, why, textlen);
+		reply = REPLY_FIRMREJECT;
+	}
+	log_event(LOG_WARNING, "firm_refused", env->session,
+	    "{s:s, s:s, s:i, s:s}", "id", msg->id, "call", "POST /inbound",
+	    "status", (int)r.status, "error", text);
+	return reply;
 }

@@ -86,9 +86,14 @@ static const struct reply_entry replies[REPLY_COUNT] = {
 			    0 },
 	[REPLY_MSGSIZE] =	  { 552, "5.3.4", "Message size exceeds fixed limit",
 			    0 },
-	[REPLY_TEMPFAIL] =	  { 451, "4.4.1", "Temporary failure, try again later",
+	[REPLY_API_DOWN] = { 451, "4.4.1",
+			    "FIRM API unreachable, try again later", 0 },
+	[REPLY_API_TIMEOUT] = { 451, "4.4.2",
+			    "FIRM API timed out, try again later", 0 },
+	[REPLY_API_TEMP] = { 451, "4.4.0", "FIRM API busy, try again later",
 			    0 },
-	[REPLY_FIRMREJECT] =  { 554, "5.7.0", "Rejected:", 0 },
+	[REPLY_FIRMREJECT] = { 554, "5.7.0", "", 0 },
+	[REPLY_MIME] =	  { 554, "5.6.0", "", 0 },
 	[REPLY_ACCEPTED] =	  { 250, "2.0.0", "OK", 0 },
 	[REPLY_LOCALERR] =	  { 451, "4.3.0", "Local error, try again later", 0 },
 };
@@ -315,6 +320,7 @@ session_close(struct session *s)
 	free(s);
 }
 
+/* "code[ enh][ text][ arg]", from the table; arg is ours or cleaned. */
 static void
 session_reply(struct session *s, enum reply r, const char *arg)
 {
@@ -322,13 +328,10 @@ session_reply(struct session *s, enum reply r, const char *arg)
 	char		 line[SMTP_REPLY_MAX];
 	int		 n;
 
-	if (e->text[0] == '\0')
-		n = snprintf(line, sizeof(line), "%d %s\r\n", e->code,
-		    arg ? arg : "");
-	else
-		n = snprintf(line, sizeof(line), "%d %s%s%s%s%s\r\n", e->code,
-		    e->enh ? e->enh : "", e->enh ? " " : "", e->text,
-		    arg ? " " : "", arg ? arg : "");
+	n = snprintf(line, sizeof(line), "%d%s%s%s%s%s%s\r\n", e->code,
+	    e->enh ? " " : "", e->enh ? e->enh : "",
+	    e->text[0] ? " " : "", e->text,
+	    arg ? " " : "", arg ? arg : "");
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(line)) {
@@ -1301,7 +1304,7 @@ session_deliver(struct session *s)
 	}
 	if (r == REPLY_ACCEPTED)
 		arg = s->msg.id;
-	else if (r == REPLY_FIRMREJECT)
+	else if (text[0] != '\0')
 		arg = text;
 	session_reply(s, r, arg);
 	clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <sodium.h>
 
@@ -111,6 +112,7 @@ static void	conf_proxy(struct smtpd_conf *, const char *);
 static void	conf_user(struct smtpd_conf *);
 static void	conf_spool(struct smtpd_conf *, int);
 static void	conf_unsupported(const struct smtpd_conf *);
+static void	conf_api_priv(struct smtpd_conf *);
 static void	listeners_bind_priv(struct smtpd_conf *);
 static void	shared_create_priv(struct smtpd_conf *);
 static void	master_signals(void);
@@ -182,6 +184,7 @@ main(int argc, char *argv[])
 	conf_unsupported(&conf);
 	conf_user(&conf);
 	conf_spool(&conf, !conf.config_test);
+	conf_api_priv(&conf);
 	if (conf.config_test) {
 		printf("configuration OK\n");
 		return 0;
@@ -645,6 +648,41 @@ conf_spool(struct smtpd_conf *c, int create)
 }
 
 /*
+ * The FIRM API: the URL must parse, the CA file must be readable, and
+ * the signing key is read now, once, while we may.
+ */
+static void
+conf_api_priv(struct smtpd_conf *c)
+{
+	const char	*why;
+	CURLU		*u;
+	int		 fd;
+
+	if (c->api_secret != NULL && c->api == NULL)
+		flag_error("api-secret", "needs --api");
+	if (c->ca_file != NULL && c->api == NULL)
+		flag_error("ca-file", "needs --api");
+	if (c->api == NULL)
+		return;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		errx(1, "libcurl initialisation failed");
+	if ((u = curl_url()) == NULL)
+		errx(1, "curl_url: out of memory");
+	if (curl_url_set(u, CURLUPART_URL, c->api, 0) != CURLUE_OK)
+		flag_error("api", "'%s' is not a valid URL", c->api);
+	curl_url_cleanup(u);
+	if (c->ca_file != NULL) {
+		if ((fd = open(c->ca_file, O_RDONLY | O_CLOEXEC)) == -1)
+			flag_error("ca-file", "%s: %s", c->ca_file,
+			    strerror(errno));
+		close(fd);
+	}
+	if (c->api_secret != NULL &&
+	    (why = firm_key_load_priv(c->api_secret)) != NULL)
+		flag_error("api-secret", "%s", why);
+}
+
+/*
  * Flags whose features come with later releases are parsed and
  * checked, but refused here rather than silently ignored.
  */
@@ -657,18 +695,12 @@ conf_unsupported(const struct smtpd_conf *c)
 	for (i = 0; i < c->nlisteners; i++)
 		if (c->listeners[i].smtps)
 			flag = "smtps";
-	if (c->api != NULL)
-		flag = "api";
-	else if (c->tls_cert != NULL)
+	if (c->tls_cert != NULL)
 		flag = "tls-cert";
 	else if (c->proxy_from[0].af != 0)
 		flag = "proxy-from";
 	else if (c->health != NULL)
 		flag = "health";
-	else if (c->api_secret != NULL)
-		flag = "api-secret";
-	else if (c->ca_file != NULL)
-		flag = "ca-file";
 	else if (c->check_cert)
 		flag = "check-cert";
 	if (flag != NULL)

@@ -233,8 +233,11 @@ enum reply {
 	REPLY_BARELF,
 	REPLY_TEXTLINE,
 	REPLY_MSGSIZE,
-	REPLY_TEMPFAIL,
+	REPLY_API_DOWN,
+	REPLY_API_TIMEOUT,
+	REPLY_API_TEMP,
 	REPLY_FIRMREJECT,
+	REPLY_MIME,
 	REPLY_ACCEPTED,
 	REPLY_LOCALERR,
 	REPLY_COUNT
@@ -265,6 +268,24 @@ void		 session_addr_str(const struct sockaddr_storage *, char *,
 		    size_t);
 
 /* firm.c */
+#define FIRM_KEY_MAX		1024
+#define FIRM_SIG_HEX		64
+#define FIRM_URL_MAX		2048
+#define FIRM_ERROR_MAX		200
+#define FIRM_RESPONSE_MAX	4096
+struct firm_response {
+	long			 status;
+	char			 body[FIRM_RESPONSE_MAX];
+	size_t			 len;
+	int			 curl_error;
+	char			 error[256];	/* >= CURL_ERROR_SIZE */
+};
+const char	*firm_key_load_priv(const char *);
+void		 firm_key_wipe(void);
+void		 firm_sign(const char *, const char *, size_t, char *);
+int		 firm_request(const struct smtpd_conf *, const char *,
+		    const char *, size_t, const char *,
+		    struct firm_response *);
 int		 firm_token_find(const char *, size_t, char *);
 enum reply	 firm_deliver(const struct smtpd_conf *,
 		    const struct envelope *, const struct message *, char *,
