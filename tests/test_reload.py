@@ -1,0 +1,88 @@
+"""SIGHUP replaces idle workers gradually; workers run unprivileged."""
+import os
+import pwd
+import signal
+
+from conftest import assert_reply, make_message, wait_for
+
+
+def children(pid):
+    """Pids of a process's children, from /proc."""
+    kids = set()
+    task_dir = "/proc/%d/task" % pid
+    for tid in os.listdir(task_dir):
+        try:
+            with open(os.path.join(task_dir, tid, "children")) as f:
+                kids.update(int(p) for p in f.read().split())
+        except OSError:
+            pass
+    if kids:
+        return kids
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.add(int(entry))
+    return kids
+
+
+def uid_of(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return [int(x) for x in line.split()[1:]]
+    return None
+
+
+def test_sighup_replaces_every_idle_worker(smtpd):
+    srv = smtpd("--spare", "3")
+    master = srv.proc.pid
+    assert wait_for(lambda: len(children(master)) >= 3, 5)
+    before = children(master)
+    srv.signal(signal.SIGHUP)
+    assert wait_for(lambda: not (children(master) & before)
+                    and len(children(master)) >= 3, 5), \
+        (before, children(master))
+    with srv.session() as c:
+        c.ehlo()
+        assert_reply(c.cmd("NOOP"), "250 2.0.0")
+
+
+def test_sighup_does_not_cut_a_session_in_progress(smtpd):
+    srv = smtpd("--spare", "2")
+    with srv.session() as c:
+        c.ehlo()
+        c.envelope()
+        srv.signal(signal.SIGHUP)
+        assert wait_for(lambda: len(srv.logs(strict=False)) > 0 and any(
+            e.get("event") == "reload" for e in srv.logs(strict=False)), 5)
+        r = c.send_data(make_message())
+        assert_reply(r, "250 2.0.0")
+    assert len(srv.spool_files()) == 1
+
+
+def test_workers_run_as_the_unprivileged_user(smtpd):
+    if os.geteuid() != 0:
+        return
+    srv = smtpd("--spare", "2")
+    master = srv.proc.pid
+    assert wait_for(lambda: len(children(master)) >= 2, 5)
+    nobody = pwd.getpwnam("nobody").pw_uid
+    for pid in children(master):
+        assert uid_of(pid) == [nobody] * 4, pid
+    assert uid_of(master)[1] == 0
+
+
+def test_user_flag_names_an_unknown_user(tmp_path):
+    import subprocess
+    from conftest import SMTPD
+    r = subprocess.run([str(SMTPD), "-n", "-r", "a@b.c", "--spool",
+                        str(tmp_path / "s"), "-u", "no-such-user-x"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1
+    assert "--user" in r.stderr and "no-such-user-x" in r.stderr
