@@ -4,9 +4,15 @@
 #   make run      build, then serve 127.0.0.1:2525 into ./spool
 #   make test     install missing test dependencies, build, run every test
 #   make lint     mandoc -Tlint smtpd.8, and a clang build with -Werror
+#   make mime-test    the MIME decoder against tests/mime (in make test)
+#   make bench-mime   MIME decoding speed, MB/s (a benchmark)
+#   make bench-banlist  ban-list table: publish time, lookups/s,
+#                 latency and memory for 1M prefixes (a benchmark)
+#   make fuzz     libFuzzer on mime_parse for FUZZ_SECONDS (60)
 
 PROG=		smtpd
-SRCS=		smtpd.c session.c firm.c mime.c log.c sandbox.c util.c
+SRCS=		smtpd.c session.c firm.c mime.c banlist.c tls.c log.c sandbox.c \
+		util.c
 OBJS=		$(SRCS:.c=.o)
 HDRS=		smtpd.h
 
@@ -15,7 +21,7 @@ PKG_CONFIG?=	pkg-config
 PYTHON?=	/usr/bin/python3
 
 UNAME_S:=	$(shell uname -s)
-PKGS=		libtls libsodium jansson libcurl
+PKGS=		libtls libcrypto libsodium jansson libcurl
 ifeq ($(UNAME_S),Linux)
 PKGS+=		libseccomp libbsd-overlay
 endif
@@ -32,7 +38,10 @@ ALL_CFLAGS=	$(CFLAGS) $(WARNINGS) -D_GNU_SOURCE $(PKG_CFLAGS)
 LDFLAGS+=	-Wl,-z,now -Wl,-z,relro
 LDLIBS+=	$(PKG_LIBS)
 
-.PHONY: all deps build run test unit lint clean
+TEST_OBJS=	$(SRCS:.c=.test.o)
+
+.PHONY: all deps build run test unit lint clean mime-test bench-mime fuzz \
+	bench-banlist
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -48,20 +57,74 @@ $(PROG): $(OBJS)
 %.o: %.c $(HDRS)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# The test build: the same sources with the XTEST hooks that make a
+# sandboxed worker try forbidden things.  Never installed.
+$(PROG)-test: $(TEST_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJS) $(LDLIBS)
+
+%.test.o: %.c $(HDRS)
+	$(CC) $(ALL_CFLAGS) -DSMTPD_TEST_HOOKS -c -o $@ $<
+
 run: all
 	./$(PROG) -d -l 127.0.0.1:2525 -H localhost -r verify@localhost \
 	    --spool ./spool
 
-tests/unit: tests/unit.c session.o mime.o firm.o log.o util.o $(HDRS)
-	$(CC) $(ALL_CFLAGS) -o $@ tests/unit.c session.o mime.o firm.o \
-	    log.o util.o $(LDLIBS)
+# Test programs link every object but the one with main().
+LIB_OBJS=	$(filter-out smtpd.o,$(OBJS))
+
+tests/unit: tests/unit.c $(LIB_OBJS) $(HDRS)
+	$(CC) $(ALL_CFLAGS) -o $@ tests/unit.c $(LIB_OBJS) $(LDLIBS)
 
 unit: tests/unit
 	./tests/unit
 
+# The MIME decoder: a corpus test, a benchmark and a fuzz target.
+tests/mime_test: tests/mime_test.c $(LIB_OBJS) $(HDRS)
+	$(CC) $(ALL_CFLAGS) -o $@ tests/mime_test.c $(LIB_OBJS) $(LDLIBS)
+
+mime-test: tests/mime_test
+	./tests/mime_test tests/mime
+
+bench/mime-bench: bench/mime-bench.c mime.o $(HDRS)
+	$(CC) $(ALL_CFLAGS) -o $@ bench/mime-bench.c mime.o $(LDLIBS)
+
+bench-mime: bench/mime-bench
+	./bench/mime-bench
+
+# The ban-list table: unit tests (in make test) and a benchmark.
+tests/banlist_test: tests/banlist_test.c $(LIB_OBJS) $(HDRS)
+	$(CC) $(ALL_CFLAGS) -pthread -o $@ tests/banlist_test.c $(LIB_OBJS) \
+	    $(LDLIBS)
+
+bench/banlist-bench: bench/banlist-bench.c $(LIB_OBJS) $(HDRS)
+	$(CC) $(ALL_CFLAGS) -pthread -o $@ bench/banlist-bench.c \
+	    $(LIB_OBJS) $(LDLIBS)
+
+bench-banlist: bench/banlist-bench
+	./bench/banlist-bench
+
+FUZZ_SECONDS?=	60
+FUZZ_CC?=	clang
+FUZZ_CFLAGS=	-g -O1 -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=undefined $(WARNINGS) -D_GNU_SOURCE \
+		$(PKG_CFLAGS)
+tests/fuzz_mime: tests/fuzz_mime.c mime.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_mime.c mime.c $(PKG_LIBS)
+
+# Seeded with the corpus; new inputs gather in tests/fuzz-corpus, a
+# crash is kept as tests/fuzz-crash-*.
+fuzz: deps
+	@$(MAKE) --no-print-directory tests/fuzz_mime
+	@mkdir -p tests/fuzz-corpus
+	cp tests/mime/*.eml tests/fuzz-corpus/
+	./tests/fuzz_mime -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    -timeout=10 -rss_limit_mb=2048 -dict=tests/fuzz_mime.dict \
+	    -artifact_prefix=tests/fuzz-crash- tests/fuzz-corpus
+
 test:
 	@sh scripts/deps.sh test
-	@$(MAKE) --no-print-directory build tests/unit lint
+	@$(MAKE) --no-print-directory build $(PROG)-test tests/unit \
+	    tests/mime_test tests/banlist_test lint
 	$(PYTHON) -m pytest -q tests
 
 lint:
@@ -72,4 +135,6 @@ lint:
 	@echo "lint: mandoc and clang -Werror clean"
 
 clean:
-	rm -f $(PROG) $(OBJS) tests/unit
+	rm -f $(PROG) $(PROG)-test $(OBJS) $(TEST_OBJS) tests/unit
+	rm -f tests/mime_test tests/fuzz_mime bench/mime-bench
+	rm -f tests/banlist_test bench/banlist-bench

@@ -88,27 +88,26 @@ firm_deliver(const struct smtpd_conf *conf, const struct envelope *env,
 {
 	struct mime_msg	 mm;
 	const char	*subject;
-	char		*body, *json;
-	size_t		 bodylen;
+	char		*json;
 	json_t		*payload;
 	enum reply	 r;
+	int		 e;
 
-	if (mime_parse(msg->buf, msg->len, &mm) == -1)
-		return REPLY_LOCALERR;
-	subject = mime_header_get(&mm, "subject");
-	if ((body = mime_utf8_clean(mm.body, mm.bodylen, &bodylen)) == NULL) {
-		mime_free(&mm);
-		return REPLY_LOCALERR;
+	if ((e = mime_parse(msg->buf, msg->len, &mm)) != MIME_OK) {
+		if (e == MIME_ENOMEM)
+			return REPLY_LOCALERR;
+		if (strlcpy(text, mime_strerror(e), textlen) >= textlen)
+			text[0] = '\0';
+		return REPLY_MIME;
 	}
+	subject = mm.subject;
 	if ((subject == NULL ||
 	    !firm_token_find(subject, strlen(subject), token)) &&
-	    !firm_token_find(body, bodylen, token)) {
-		free(body);
+	    !firm_token_find(mm.body, mm.bodylen, token)) {
 		mime_free(&mm);
 		return REPLY_NOTOKEN;
 	}
-	payload = firm_payload(env, msg, &mm, subject, body, token);
-	free(body);
+	payload = firm_payload(env, msg, &mm, subject, mm.body, token);
 	mime_free(&mm);
 	if (payload == NULL)
 		return REPLY_LOCALERR;
@@ -287,30 +286,54 @@ firm_sign(const char *timestamp, const char *body, size_t len, char *sig)
 	sodium_memzero(&st, sizeof(st));
 }
 
+/* Keep the body up to r->max octets; the rest is read and dropped. */
 static size_t
 firm_write_cb(char *p, size_t size, size_t n, void *arg)
 {
 	struct firm_response	*r = arg;
-	size_t			 len = size * n, room;
+	size_t			 len = size * n, take, ncap;
+	char			*nb;
 
-	room = sizeof(r->body) - 1 - r->len;
-	if (len < room)
-		room = len;
-	memcpy(r->body + r->len, p, room);
-	r->len += room;
+	take = r->max - r->len;
+	if (len < take)
+		take = len;
+	else if (len > take)
+		r->truncated = 1;
+	if (take == 0)
+		return len;
+	if (r->len + take + 1 > r->cap) {
+		ncap = r->cap ? r->cap : 4096;
+		while (ncap < r->len + take + 1)
+			ncap *= 2;
+		if ((nb = realloc(r->body, ncap)) == NULL)
+			return 0;	/* aborts: CURLE_WRITE_ERROR */
+		r->body = nb;
+		r->cap = ncap;
+	}
+	memcpy(r->body + r->len, p, take);
+	r->len += take;
 	r->body[r->len] = '\0';
-	return len;	/* the rest is read and dropped: the connection stays */
+	return len;
+}
+
+void
+firm_response_free(struct firm_response *r)
+{
+	free(r->body);
+	r->body = NULL;
+	r->len = r->cap = 0;
 }
 
 /*
  * One request to the FIRM API: GET (body NULL) or POST of JSON, signed
  * when --api-secret is set, bounded by --api-timeout.  Nothing from a
- * message ever goes into a header: only our own values do.  Returns 0
- * with r->status set, or -1 with r->curl_error and r->error set.
+ * message ever goes into a header: only our own values do.  The answer's
+ * body is kept up to max octets (free it with firm_response_free).
+ * Returns 0 with r->status set, or -1 with r->curl_error and r->error.
  */
 int
 firm_request(const struct smtpd_conf *conf, const char *path,
-    const char *body, size_t len, const char *idem_key,
+    const char *body, size_t len, const char *idem_key, size_t max,
     struct firm_response *r)
 {
 	struct curl_slist	*hdrs = NULL, *h;
@@ -321,6 +344,7 @@ firm_request(const struct smtpd_conf *conf, const char *path,
 	int			 n;
 
 	memset(r, 0, sizeof(*r));
+	r->max = max;
 	blen = strlen(conf->api);
 	while (blen > 0 && conf->api[blen - 1] == '/')
 		blen--;
@@ -471,7 +495,9 @@ firm_post_inbound(const struct smtpd_conf *conf, const struct envelope *env,
 	enum reply		 reply;
 
 	firm_idempotency_key(env, msg, key, sizeof(key));
-	if (firm_request(conf, "/inbound", json, len, key, &r) == -1) {
+	if (firm_request(conf, "/inbound", json, len, key, FIRM_RESPONSE_MAX,
+	    &r) == -1) {
+		firm_response_free(&r);
 		log_sanitize(why, sizeof(why), r.error, strlen(r.error));
 		log_event(LOG_WARNING, "firm_error", env->session,
 		    "{s:s, s:s, s:i, s:s}", "id", msg->id, "call",
@@ -479,20 +505,23 @@ firm_post_inbound(const struct smtpd_conf *conf, const struct envelope *env,
 		return r.curl_error == CURLE_OPERATION_TIMEDOUT ?
 		    REPLY_API_TIMEOUT : REPLY_API_DOWN;
 	}
-	if (r.status >= 200 && r.status < 300)
+	if (r.status >= 200 && r.status < 300) {
+		firm_response_free(&r);
 		return REPLY_ACCEPTED;
+	}
 	if (r.status == 408 || r.status == 429 || r.status >= 500 ||
 	    r.status < 200 || (r.status >= 300 && r.status < 400)) {
 		snprintf(text, textlen, "(HTTP %ld)", r.status);
 		reply = REPLY_API_TEMP;
 	} else {
-		firm_error_text(r.body, r.len, why, sizeof(why));
+		firm_error_text(r.body ? r.body : "", r.len, why, sizeof(why));
 		if (why[0] == '\0')
 			snprintf(why, sizeof(why), "Rejected by FIRM "
 			    "(HTTP %ld)", r.status);
 		strlcpy(text, why, textlen);
 		reply = REPLY_FIRMREJECT;
 	}
+	firm_response_free(&r);
 	log_event(LOG_WARNING, "firm_refused", env->session,
 	    "{s:s, s:s, s:i, s:s}", "id", msg->id, "call", "POST /inbound",
 	    "status", (int)r.status, "error", text);

@@ -4,9 +4,12 @@
  */
 
 #include <sys/types.h>
+#include <sys/mman.h>
 
 #include <err.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include "smtpd.h"
@@ -36,4 +39,37 @@ sandbox_drop_user(const struct smtpd_conf *conf)
 	if (rgid != conf->gid || egid != conf->gid || sgid != conf->gid ||
 	    ruid != conf->uid || euid != conf->uid || suid != conf->uid)
 		fatalx("privileges were not dropped to %s", conf->user);
+}
+
+/*
+ * A shared region the workers can only read: *rwfd may be mapped
+ * writable (the master and the fetcher keep it), *rofd only read-only,
+ * so a mapping made from it can never be made writable (no
+ * VM_MAYWRITE): a worker holds only that mapping, never *rwfd.
+ * Linux: a memfd whose size is sealed, reopened read-only through
+ * /proc.  Returns 0, or -1 with errno set.
+ */
+int
+sandbox_shm_create(size_t size, int *rwfd, int *rofd)
+{
+	char	 path[64];
+	int	 fd, ro;
+
+	if ((fd = memfd_create("smtpd-banlist", MFD_CLOEXEC |
+	    MFD_ALLOW_SEALING)) == -1)
+		return -1;
+	if (ftruncate(fd, (off_t)size) == -1 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+	    F_SEAL_SEAL) == -1) {
+		close(fd);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	if ((ro = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		close(fd);
+		return -1;
+	}
+	*rwfd = fd;
+	*rofd = ro;
+	return 0;
 }

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <tls.h>
 
 #include "smtpd.h"
 
@@ -41,6 +42,17 @@ struct reply_entry {
 static const struct reply_entry replies[REPLY_COUNT] = {
 	[REPLY_GREETING] =	  { 220, NULL, "", 0 },
 	[REPLY_HELO] =	  { 250, NULL, "", 0 },
+	[REPLY_BANNED] =  { 554, "5.7.1", "", 0 },
+	[REPLY_STARTTLS] = { 220, "2.0.0", "Ready to start TLS", 0 },
+	[REPLY_NOTLS] =	  { 502, "5.5.1", "STARTTLS not available", 0 },
+	[REPLY_TLSFAIL] = { 454, "4.7.0", "TLS not available, try again later",
+			    0 },
+	[REPLY_INTLS] =	  { 503, "5.5.1", "TLS already active", 0 },
+	[REPLY_NEEDTLS] = { 530, "5.7.0", "Must issue a STARTTLS command first",
+			    0 },
+	[REPLY_BANNED_CMD] = { 503, "5.7.1",
+			    "Your address is banned; only QUIT is accepted", 1 },
+	[REPLY_SENDER_BLOCKED] = { 550, "5.7.1", "Sender blocked", 0 },
 	[REPLY_MAXSESSIONS] = { 421, "4.3.2", "Too many sessions, try again later",
 			    0 },
 	[REPLY_MAXPERIP] =	  { 421, "4.7.0",
@@ -142,6 +154,8 @@ struct session {
 	const struct smtpd_conf	*conf;
 	int			 fd_in;
 	int			 fd_out;
+	struct tls		*tls;		/* once TLS is active */
+	char			 tls_info[128];	/* version and cipher */
 	char			 id[SESSION_ID_LEN + 1];
 	char			 client_ip[INET6_ADDRSTRLEN];
 	sigset_t		 waitmask;
@@ -178,6 +192,12 @@ static int	session_error(struct session *, enum reply);
 static int	session_flush(struct session *);
 static int	session_read(struct session *);
 static int	session_greet(struct session *);
+static int	session_tls_start(struct session *, struct tls *);
+static void	session_starttls(struct session *, const char *);
+static void	session_banned(struct session *);
+#ifdef SMTPD_TEST_HOOKS
+static void	session_test_hook(struct session *, const char *);
+#endif
 static enum line_status session_getline(struct session *, char *, size_t);
 static void	session_command(struct session *, char *);
 static int	session_is_http(const char *);
@@ -210,13 +230,17 @@ session_run(struct session_ctx *ctx)
 	log_event(LOG_INFO, "connect", s->id, "{s:s}", "client_ip",
 	    s->client_ip);
 
-	if (ctx->reject >= 0) {
+	if (ctx->smtps && session_tls_start(s, NULL) == -1) {
+		;	/* RFC 8314: nothing in clear on this port */
+	} else if (ctx->reject >= 0) {
 		session_reply(s, ctx->reject, NULL);
 		s->reason = ctx->reject == REPLY_MAXSESSIONS ? "max-sessions" :
 		    "max-per-ip";
 		log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
 		    "client_ip", s->client_ip, "reason", s->reason);
 		s->closing = 1;
+	} else if (ctx->banned) {
+		session_banned(s);
 	} else if (session_greet(s) == 0) {
 		while (!s->quit) {
 			switch (session_getline(s, line, sizeof(line))) {
@@ -293,6 +317,21 @@ session_close(struct session *s)
 	int		 i;
 
 	session_flush(s);
+	if (s->tls != NULL) {
+		/* close_notify, without waiting long for the peer's */
+		for (i = 0; i < 4; i++) {
+			int r = tls_close(s->tls);
+
+			if (r != TLS_WANT_POLLIN && r != TLS_WANT_POLLOUT)
+				break;
+			pfd.fd = s->fd_in;
+			pfd.events = r == TLS_WANT_POLLIN ? POLLIN : POLLOUT;
+			if (poll(&pfd, 1, 100) <= 0)
+				break;
+		}
+		tls_free(s->tls);
+		s->tls = NULL;
+	}
 	if (s->closing) {
 		shutdown(s->fd_out, SHUT_WR);
 		pfd.fd = s->fd_in;
@@ -397,7 +436,20 @@ session_flush(struct session *s)
 		return -1;
 	}
 	while (off < s->olen) {
-		n = write(s->fd_out, s->obuf + off, s->olen - off);
+		pfd.fd = s->fd_out;
+		pfd.events = POLLOUT;
+		if (s->tls != NULL) {
+			n = tls_write(s->tls, s->obuf + off, s->olen - off);
+			if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
+				pfd.fd = s->fd_in;
+				pfd.events = n == TLS_WANT_POLLIN ? POLLIN :
+				    POLLOUT;
+				errno = EAGAIN;
+				n = -1;
+			} else if (n < 0)
+				errno = EIO;
+		} else
+			n = write(s->fd_out, s->obuf + off, s->olen - off);
 		if (n > 0) {
 			off += (size_t)n;
 			continue;
@@ -405,8 +457,6 @@ session_flush(struct session *s)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && errno == EAGAIN) {
-			pfd.fd = s->fd_out;
-			pfd.events = POLLOUT;
 			r = poll(&pfd, 1, (int)s->conf->timeout * 1000);
 			if (r > 0 || (r == -1 && errno == EINTR))
 				continue;
@@ -441,18 +491,36 @@ session_read(struct session *s)
 	if (s->ilen == SMTP_IBUF_SIZE)
 		return RD_OK;	/* caller consumes first */
 	pfd.fd = s->fd_in;
-	pfd.events = POLLIN;
-	ts.tv_sec = s->conf->timeout;
-	ts.tv_nsec = 0;
-	r = ppoll(&pfd, 1, &ts, &s->waitmask);
-	if (r == -1)
-		return errno == EINTR ? RD_INTR : RD_ERROR;
-	if (r == 0)
-		return RD_TIMEOUT;
-	n = read(s->fd_in, s->ibuf + s->ilen, SMTP_IBUF_SIZE - s->ilen);
-	if (n == -1)
-		return (errno == EINTR || errno == EAGAIN) ? RD_INTR :
-		    RD_ERROR;
+	for (;;) {
+		/* read first: TLS may hold decrypted bytes already */
+		pfd.events = POLLIN;
+		if (s->tls != NULL) {
+			n = tls_read(s->tls, s->ibuf + s->ilen,
+			    SMTP_IBUF_SIZE - s->ilen);
+			if (n == TLS_WANT_POLLOUT)
+				pfd.events = POLLOUT;
+			else if (n == TLS_WANT_POLLIN)
+				;
+			else if (n < 0)
+				return RD_ERROR;
+			else
+				break;
+		} else {
+			n = read(s->fd_in, s->ibuf + s->ilen,
+			    SMTP_IBUF_SIZE - s->ilen);
+			if (n >= 0)
+				break;
+			if (errno != EAGAIN && errno != EINTR)
+				return RD_ERROR;
+		}
+		ts.tv_sec = s->conf->timeout;
+		ts.tv_nsec = 0;
+		r = ppoll(&pfd, 1, &ts, &s->waitmask);
+		if (r == -1)
+			return errno == EINTR ? RD_INTR : RD_ERROR;
+		if (r == 0)
+			return RD_TIMEOUT;
+	}
 	if (n == 0)
 		return RD_EOF;
 	s->ilen += (size_t)n;
@@ -504,6 +572,124 @@ session_greet(struct session *s)
 	snprintf(text, sizeof(text), "%s ESMTP", s->conf->hostname);
 	session_reply(s, REPLY_GREETING, text);
 	return 0;
+}
+
+/*
+ * Complete the TLS handshake within --timeout: at once on an --smtps
+ * listener (cctx NULL: accepted here), after 220 for STARTTLS.
+ * Returns 0, or -1 with the session set to end.
+ */
+static int
+session_tls_start(struct session *s, struct tls *cctx)
+{
+	char		 err[256], clean[LOG_FIELD_MAX];
+
+	if (cctx == NULL &&
+	    tls_accept_socket(s->conf->tls, &cctx, s->fd_in) == -1) {
+		log_sanitize(clean, sizeof(clean), tls_error(s->conf->tls),
+		    strlen(tls_error(s->conf->tls)));
+		log_event(LOG_WARNING, "tls_failed", s->id, "{s:s, s:s}",
+		    "client_ip", s->client_ip, "error", clean);
+		s->quit = 1;
+		s->reason = "tls-failed";
+		return -1;
+	}
+	if (tls_handshake_timed(cctx, s->fd_in, s->conf->timeout,
+	    &s->waitmask, err, sizeof(err)) == -1) {
+		log_sanitize(clean, sizeof(clean), err, strlen(err));
+		log_event(LOG_INFO, "tls_failed", s->id, "{s:s, s:s}",
+		    "client_ip", s->client_ip, "error", clean);
+		tls_free(cctx);
+		s->quit = 1;
+		s->reason = "tls-failed";
+		return -1;
+	}
+	s->tls = cctx;
+	snprintf(s->tls_info, sizeof(s->tls_info), "%s with cipher %s",
+	    tls_conn_version(cctx), tls_conn_cipher(cctx));
+	log_event(LOG_INFO, "tls", s->id, "{s:s, s:s, s:s}", "client_ip",
+	    s->client_ip, "version", tls_conn_version(cctx), "cipher",
+	    tls_conn_cipher(cctx));
+	return 0;
+}
+
+/*
+ * STARTTLS (RFC 3207): what the client pipelined after it is dropped
+ * unread, and the session starts over: EHLO again, no transaction.
+ */
+static void
+session_starttls(struct session *s, const char *args)
+{
+	struct tls	*cctx;
+
+	if (s->conf->tls == NULL) {
+		session_reply(s, REPLY_NOTLS, NULL);
+		return;
+	}
+	if (s->tls != NULL) {
+		session_reply(s, REPLY_INTLS, NULL);
+		return;
+	}
+	if (*args != '\0') {
+		session_error(s, REPLY_SYNTAX);
+		return;
+	}
+	if (tls_accept_socket(s->conf->tls, &cctx, s->fd_in) == -1) {
+		session_reply(s, REPLY_TLSFAIL, NULL);
+		return;
+	}
+	session_reply(s, REPLY_STARTTLS, NULL);
+	if (session_flush(s) == -1) {
+		tls_free(cctx);
+		return;
+	}
+	s->ioff = s->ilen = 0;		/* no command injection */
+	if (session_tls_start(s, cctx) == -1)
+		return;
+	session_reset(s);
+	s->phase = P_GREETED;
+	s->esmtp = 0;
+	s->helo[0] = '\0';
+}
+
+/*
+ * A banned client: 554 in place of the greeting, then only QUIT
+ * (RFC 5321 3.1); anything else is a bad command, so --max-errors
+ * ends it.
+ */
+static void
+session_banned(struct session *s)
+{
+	char	 line[SMTP_LINE_MAX + 1], text[300];
+
+	snprintf(text, sizeof(text), "%s Your address is banned",
+	    s->conf->hostname);
+	session_reply(s, REPLY_BANNED, text);
+	s->reason = "banned";
+	log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}", "client_ip",
+	    s->client_ip, "reason", s->reason);
+	while (!s->quit) {
+		switch (session_getline(s, line, sizeof(line))) {
+		case LINE_OK:
+			if (strcasecmp(line, "QUIT") == 0) {
+				session_reply(s, REPLY_QUIT, NULL);
+				s->quit = 1;
+			} else
+				session_error(s, REPLY_BANNED_CMD);
+			break;
+		case LINE_TOOLONG:
+		case LINE_BAD:
+			session_error(s, REPLY_BANNED_CMD);
+			break;
+		case LINE_TIMEOUT:
+			session_reply(s, REPLY_TIMEOUT, NULL);
+			s->closing = 1;
+			break;
+		default:
+			s->quit = 1;
+			break;
+		}
+	}
 }
 
 /*
@@ -661,9 +847,33 @@ session_command(struct session *s, char *line)
 		session_reply(s, REPLY_HELP, NULL);
 	else if (session_verb(line, "AUTH", &args))
 		session_reply(s, REPLY_AUTH, NULL);
+	else if (session_verb(line, "STARTTLS", &args))
+		session_starttls(s, args);
+#ifdef SMTPD_TEST_HOOKS
+	else if (session_verb(line, "XTEST", &args))
+		session_test_hook(s, args);
+#endif
 	else
 		session_error(s, REPLY_UNKNOWN);
 }
+
+#ifdef SMTPD_TEST_HOOKS
+/*
+ * Test build only (smtpd-test): XTEST makes this sandboxed worker try
+ * what it must not be able to do; the reply says what happened, if the
+ * worker still lives to say it.
+ */
+static void
+session_test_hook(struct session *s, const char *args)
+{
+	const char	*what = "unknown hook";
+
+	session_flush(s);
+	if (strcasecmp(args, "BANLIST-WRITE") == 0)
+		what = banlist_test_write(s->conf->banlist);
+	session_reply(s, REPLY_LOCALERR, what);
+}
+#endif
 
 static void
 session_helo(struct session *s, const char *args, int esmtp)
@@ -697,8 +907,10 @@ session_helo(struct session *s, const char *args, int esmtp)
 	    "250-SIZE %lld\r\n"
 	    "250-8BITMIME\r\n"
 	    "250-SMTPUTF8\r\n"
+	    "%s"
 	    "250 ENHANCEDSTATUSCODES\r\n",
-	    s->conf->hostname, s->client_ip, s->conf->max_size);
+	    s->conf->hostname, s->client_ip, s->conf->max_size,
+	    s->conf->tls != NULL && s->tls == NULL ? "250-STARTTLS\r\n" : "");
 	if (n < 0 || (size_t)n >= sizeof(line)) {
 		session_reply(s, REPLY_LOCALERR, NULL);
 		return;
@@ -866,6 +1078,10 @@ session_mail(struct session *s, const char *args)
 		session_reply(s, REPLY_NESTEDMAIL, NULL);
 		return;
 	}
+	if (s->conf->require_tls && s->tls == NULL) {
+		session_reply(s, REPLY_NEEDTLS, NULL);
+		return;
+	}
 	if (strncasecmp(args, "FROM:", 5) != 0) {
 		session_error(s, REPLY_SYNTAX);
 		return;
@@ -913,6 +1129,14 @@ session_mail(struct session *s, const char *args)
 	}
 	if (size > s->conf->max_size) {
 		session_reply(s, REPLY_SIZE, NULL);
+		return;
+	}
+	if (banlist_lookup_sender(s->conf->banlist, path)) {
+		log_sanitize(clean, sizeof(clean), path, strlen(path));
+		log_event(LOG_INFO, "reject", s->id, "{s:s, s:s, s:s}",
+		    "client_ip", s->client_ip, "reason", "sender-blocked",
+		    "from", clean);
+		session_reply(s, REPLY_SENDER_BLOCKED, NULL);
 		return;
 	}
 	if (strlcpy(s->from, path, sizeof(s->from)) >= sizeof(s->from)) {
@@ -1082,11 +1306,14 @@ session_received(struct session *s)
 	}
 	n = snprintf(s->msg.buf, s->msg.cap,
 	    "Received: from %s ([%s%s])\r\n"
+	    "%s%s%s"
 	    "\tby %s (smtpd) with %s%s id %s%s;\r\n"
 	    "\t%s\r\n",
-	    s->helo, ipv6, s->client_ip, s->conf->hostname,
-	    s->smtputf8 ? "UTF8" : "", s->esmtp ? "ESMTP" : "SMTP",
-	    s->id, rcpt, date);
+	    s->helo, ipv6, s->client_ip,
+	    s->tls ? "\t(using " : "", s->tls ? s->tls_info : "",
+	    s->tls ? ")\r\n" : "", s->conf->hostname,
+	    s->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
+	    s->tls ? "S" : "", s->id, rcpt, date);
 	if (n < 0 || (size_t)n >= RECEIVED_MAX)
 		return -1;
 	s->msg.hdrlen = s->msg.len = (size_t)n;
@@ -1294,7 +1521,7 @@ session_deliver(struct session *s)
 		env.session = s->id;
 		env.client_ip = s->client_ip;
 		env.helo = s->helo;
-		env.tls = NULL;
+		env.tls = s->tls != NULL ? tls_conn_version(s->tls) : NULL;
 		env.from = s->from;
 		env.rcpts = s->rcpts;
 		env.nrcpts = s->nrcpts;

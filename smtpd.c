@@ -33,6 +33,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <sodium.h>
+#include <tls.h>
 
 #include "smtpd.h"
 
@@ -47,13 +48,15 @@ static size_t			 shm_size;
 static int			 notify_pipe[2] = { -1, -1 };
 static int			 alive_pipe[2] = { -1, -1 };
 static uint32_t			 generation;
+static pid_t			 fetcher_pid = -1;
+static time_t			 fetcher_started;
 
 enum {
 	OPT_SMTPS = 256, OPT_SPOOL, OPT_API_SECRET, OPT_API_TIMEOUT,
 	OPT_CA_FILE, OPT_MAX_RCPT, OPT_SPARE, OPT_MAX_ERRORS, OPT_POLL,
 	OPT_BANLIST_CACHE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_REQUIRE_TLS,
 	OPT_PROXY_FROM, OPT_HEALTH, OPT_GRACE, OPT_REJECT_BARE_LF,
-	OPT_GREET_DELAY
+	OPT_GREET_DELAY, OPT_FETCH_ONLY
 };
 
 static const struct option longopts[] = {
@@ -93,6 +96,7 @@ static const struct option longopts[] = {
 	{ "reject-bare-lf",	no_argument,		NULL,
 	    OPT_REJECT_BARE_LF },
 	{ "greet-delay",	required_argument,	NULL, OPT_GREET_DELAY },
+	{ "fetch-only",		no_argument,		NULL, OPT_FETCH_ONLY },
 	{ NULL,			0,			NULL, 0 }
 };
 
@@ -113,6 +117,11 @@ static void	conf_user(struct smtpd_conf *);
 static void	conf_spool(struct smtpd_conf *, int);
 static void	conf_unsupported(const struct smtpd_conf *);
 static void	conf_api_priv(struct smtpd_conf *);
+static void	banlist_setup_priv(struct smtpd_conf *);
+static void	banlist_dir_priv(struct smtpd_conf *);
+static int	banlist_attach_priv(struct smtpd_conf *);
+static void	fetcher_start(void);
+static void	master_tls_reload(void);
 static void	listeners_bind_priv(struct smtpd_conf *);
 static void	shared_create_priv(struct smtpd_conf *);
 static void	master_signals(void);
@@ -125,6 +134,7 @@ static size_t	master_idle(void);
 static void	master_kill_all(int);
 static __dead void worker_main(int);
 static int	worker_accept(struct session_ctx *);
+static int	worker_listener_smtps(int);
 static int	worker_claim(int, const struct sockaddr_storage *);
 static __dead void inetd_main(void);
 static void	sig_handler(int);
@@ -149,11 +159,12 @@ usage(int status)
 	    "\t[-H hostname] [-l addr:port] [-p max-per-ip] [-s max-size]\n"
 	    "\t[-t timeout] [-u user] [--api-secret file] "
 	    "[--api-timeout sec]\n"
-	    "\t[--banlist-cache file] [--ca-file file] [--grace sec]\n"
-	    "\t[--greet-delay ms] [--health addr:port] [--max-errors n]\n"
-	    "\t[--max-rcpt n] [--poll sec] [--proxy-from cidr] "
-	    "[--reject-bare-lf]\n"
-	    "\t[--require-tls] [--smtps addr:port] [--spare n]\n"
+	    "\t[--banlist-cache file] [--ca-file file] [--fetch-only]\n"
+	    "\t[--grace sec] [--greet-delay ms] [--health addr:port]\n"
+	    "\t[--max-errors n] [--max-rcpt n] [--poll sec] "
+	    "[--proxy-from cidr]\n"
+	    "\t[--reject-bare-lf] [--require-tls] [--smtps addr:port] "
+	    "[--spare n]\n"
 	    "\t[--tls-cert file --tls-key file]\n");
 	exit(status);
 }
@@ -182,18 +193,32 @@ main(int argc, char *argv[])
 		errx(1, "libsodium initialisation failed");
 
 	conf_unsupported(&conf);
+	if (conf.check_cert)
+		return tls_check_cert(&conf, 1);
+	if (conf.tls_cert != NULL && conf.config_test &&
+	    tls_check_cert(&conf, 0) != 0)
+		return 1;
 	conf_user(&conf);
-	conf_spool(&conf, !conf.config_test);
 	conf_api_priv(&conf);
+	conf_spool(&conf, !conf.config_test);
+	banlist_setup_priv(&conf);
 	if (conf.config_test) {
 		printf("configuration OK\n");
 		return 0;
 	}
 
+	if (conf.tls_cert != NULL) {
+		char why[1024];
+
+		if ((conf.tls = tls_server_setup_priv(&conf, why,
+		    sizeof(why))) == NULL)
+			errx(1, "%s", why);
+	}
 	if (conf.inetd)
 		inetd_main();
 
-	listeners_bind_priv(&conf);
+	if (!conf.fetch_only)
+		listeners_bind_priv(&conf);
 	shared_create_priv(&conf);
 	if (!conf.debug && daemon(0, 0) == -1)
 		err(1, "daemon");
@@ -216,6 +241,8 @@ conf_defaults(struct smtpd_conf *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->spool_fd = -1;
+	c->banlist_rwfd = -1;
+	c->banlist_dirfd = -1;
 	c->api_timeout = DEF_API_TIMEOUT;
 	c->max_size = DEF_MAX_SIZE;
 	c->max_rcpt = DEF_MAX_RCPT;
@@ -375,6 +402,9 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 			c->greet_delay = conf_number(f, optarg, 0,
 			    MAX_GREET_DELAY);
 			break;
+		case OPT_FETCH_ONLY:
+			c->fetch_only = 1;
+			break;
 		case ':':
 			if (optopt != 0)
 				flag_error(flag_name(optopt),
@@ -397,24 +427,43 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 		    argv[optind]);
 		exit(1);
 	}
-	if (!have_listen && !c->inetd)
+	if (!have_listen && !c->inetd && !c->fetch_only)
 		conf_listen(c, "listen", "*:25", 0);
 }
 
 static void
 conf_check(struct smtpd_conf *c)
 {
+	size_t	 i;
+
+	if (c->fetch_only) {
+		if (c->api == NULL)
+			flag_error("fetch-only", "needs --api");
+		if (c->inetd || c->nlisteners > 0)
+			flag_error("fetch-only", "serves no SMTP: no --inetd, "
+			    "--listen or --smtps");
+		return;
+	}
 	if (c->nrcpts == 0)
 		flag_error("recipient", "at least one -r address is required");
 	if (c->api == NULL && c->spool == NULL)
 		flag_error("spool", "either --api or --spool is required");
 	if (c->api != NULL && c->spool != NULL)
 		flag_error("spool", "--api and --spool exclude each other");
+	if (c->api_secret != NULL && c->api == NULL)
+		flag_error("api-secret", "needs --api");
+	if (c->ca_file != NULL && c->api == NULL)
+		flag_error("ca-file", "needs --api");
 	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
 		flag_error(c->tls_cert ? "tls-key" : "tls-cert",
 		    "--tls-cert and --tls-key go together");
 	if (c->require_tls && c->tls_cert == NULL)
 		flag_error("require-tls", "needs --tls-cert and --tls-key");
+	if (c->check_cert && c->tls_cert == NULL)
+		flag_error("check-cert", "needs --tls-cert and --tls-key");
+	for (i = 0; i < c->nlisteners; i++)
+		if (c->listeners[i].smtps && c->tls_cert == NULL)
+			flag_error("smtps", "needs --tls-cert and --tls-key");
 	if (c->max_per_ip > c->max_sessions)
 		c->max_per_ip = c->max_sessions;
 	if (c->inetd && c->nlisteners > 0 && c->listeners[0].smtps)
@@ -658,10 +707,6 @@ conf_api_priv(struct smtpd_conf *c)
 	CURLU		*u;
 	int		 fd;
 
-	if (c->api_secret != NULL && c->api == NULL)
-		flag_error("api-secret", "needs --api");
-	if (c->ca_file != NULL && c->api == NULL)
-		flag_error("ca-file", "needs --api");
 	if (c->api == NULL)
 		return;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
@@ -683,6 +728,186 @@ conf_api_priv(struct smtpd_conf *c)
 }
 
 /*
+ * The directory of --banlist-cache, opened once: the fetcher writes the
+ * cache there (temporary file and rename), so it must belong to, or be
+ * writable by, the worker user.  The default directory is created.
+ */
+static void
+banlist_dir_priv(struct smtpd_conf *c)
+{
+	char		 dir[PATH_MAX], *slash;
+	struct stat	 st;
+	int		 deflt = strcmp(c->banlist_cache, SMTPD_BANLIST_CACHE) == 0;
+
+	if (strlcpy(dir, c->banlist_cache, sizeof(dir)) >= sizeof(dir))
+		flag_error("banlist-cache", "path too long");
+	if ((slash = strrchr(dir, '/')) == NULL) {
+		strlcpy(c->banlist_file, dir, sizeof(c->banlist_file));
+		strlcpy(dir, ".", sizeof(dir));
+	} else {
+		if (strlcpy(c->banlist_file, slash + 1,
+		    sizeof(c->banlist_file)) >= sizeof(c->banlist_file))
+			flag_error("banlist-cache", "file name too long");
+		if (slash == dir)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+	}
+	if (c->banlist_file[0] == '\0')
+		flag_error("banlist-cache", "'%s' names no file",
+		    c->banlist_cache);
+	if (stat(dir, &st) == -1 && errno == ENOENT && deflt &&
+	    c->api != NULL && !c->config_test && !c->inetd) {
+		/* /var/db/smtpd: made on first start, for the fetcher */
+		(void)mkdir("/var/db", 0755);
+		if (mkdir(dir, 0700) == -1 && errno != EEXIST)
+			flag_error("banlist-cache", "mkdir %s: %s", dir,
+			    strerror(errno));
+		if (geteuid() == 0 && chown(dir, c->uid, c->gid) == -1)
+			flag_error("banlist-cache", "chown %s: %s", dir,
+			    strerror(errno));
+	}
+	c->banlist_dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (c->banlist_dirfd == -1) {
+		if (c->api != NULL && !c->inetd &&
+		    !(deflt && c->config_test))
+			flag_error("banlist-cache", "%s: %s", dir,
+			    strerror(errno));
+		return;		/* no cache to load; none to write */
+	}
+	if (c->api != NULL && !c->inetd &&
+	    fstat(c->banlist_dirfd, &st) == 0 &&
+	    geteuid() == 0 && st.st_uid != c->uid &&
+	    (st.st_mode & S_IWOTH) == 0 &&
+	    !(st.st_gid == c->gid && (st.st_mode & S_IWGRP)))
+		flag_error("banlist-cache", "directory %s is not writable by "
+		    "user %s", dir, c->user);
+	if (c->fetch_only && snprintf(c->banlist_table,
+	    sizeof(c->banlist_table), "%s/%s", dir, BANLIST_TABLE_NAME) >=
+	    (int)sizeof(c->banlist_table))
+		flag_error("banlist-cache", "path too long");
+}
+
+/*
+ * The shared ban table: created here, filled from the cache so bans
+ * hold from the first session, and mapped read-only for the workers.
+ * With --fetch-only it is a file beside the cache, for -i sessions.
+ */
+static void
+banlist_setup_priv(struct smtpd_conf *c)
+{
+	struct banlist_map	*rw;
+	struct banlist_set	 set;
+	size_t			 size = banlist_region_size(BANLIST_HALF_SIZE);
+	int			 rwfd, rofd;
+
+	banlist_dir_priv(c);
+	if (c->config_test)
+		return;
+	if (c->inetd && banlist_attach_priv(c))
+		return;
+	if (c->fetch_only) {
+		rwfd = open(c->banlist_table, O_RDWR | O_CREAT | O_CLOEXEC,
+		    0644);
+		if (rwfd == -1 || ftruncate(rwfd, (off_t)size) == -1)
+			err(1, "--banlist-cache: %s", c->banlist_table);
+		if ((rofd = open(c->banlist_table, O_RDONLY | O_CLOEXEC)) == -1)
+			err(1, "--banlist-cache: %s", c->banlist_table);
+	} else if (sandbox_shm_create(size, &rwfd, &rofd) == -1)
+		err(1, "ban table: shared memory");
+	if ((rw = banlist_map(rwfd, size, 1)) == NULL)
+		err(1, "ban table: mmap");
+	banlist_init(rw);
+	banlist_set_init(&set);
+	if (c->banlist_dirfd != -1 &&
+	    banlist_cache_load(c->banlist_dirfd, c->banlist_file, &set) == 0 &&
+	    banlist_publish(rw, &set) == -1)
+		errx(1, "--banlist-cache: %s does not fit in the table",
+		    c->banlist_cache);
+	banlist_set_free(&set);
+	banlist_unmap(rw);
+	if ((c->banlist = banlist_map(rofd, size, 0)) == NULL)
+		err(1, "ban table: mmap");
+	close(rofd);
+	if (c->api != NULL)
+		c->banlist_rwfd = rwfd;
+	else
+		close(rwfd);
+}
+
+/*
+ * -i: use the table of a running smtpd --fetch-only, found beside the
+ * cache, when its fetcher is alive.  Returns 1 when attached.
+ */
+static int
+banlist_attach_priv(struct smtpd_conf *c)
+{
+	struct banlist_map	*m;
+	struct stat		 st;
+	size_t			 size = banlist_region_size(BANLIST_HALF_SIZE);
+	pid_t			 pid;
+	int			 fd;
+
+	if (c->banlist_dirfd == -1 || (fd = openat(c->banlist_dirfd,
+	    BANLIST_TABLE_NAME, O_RDONLY | O_CLOEXEC)) == -1)
+		return 0;
+	if (fstat(fd, &st) == -1 || (size_t)st.st_size < size ||
+	    (m = banlist_map(fd, size, 0)) == NULL) {
+		close(fd);
+		return 0;
+	}
+	close(fd);
+	pid = banlist_writer(m);
+	if (!banlist_valid(m) || pid <= 0 ||
+	    (kill(pid, 0) == -1 && errno != EPERM)) {
+		banlist_unmap(m);
+		return 0;
+	}
+	c->banlist = m;
+	return 1;
+}
+
+/* The fetcher: polls FIRM for the lists, writes the table and cache. */
+static void
+fetcher_start(void)
+{
+	size_t	 i;
+	pid_t	 pid;
+
+	fetcher_started = time(NULL);
+	switch (pid = fork()) {
+	case -1:
+		log_warn("fork fetcher");
+		return;
+	case 0:
+		log_setproc("fetcher");
+		close(notify_pipe[0]);
+		close(notify_pipe[1]);
+		close(alive_pipe[1]);
+		for (i = 0; i < conf.nlisteners; i++)
+			if (conf.listeners[i].fd != -1)
+				close(conf.listeners[i].fd);
+		if (conf.spool_fd != -1)
+			close(conf.spool_fd);
+		banlist_unmap(conf.banlist);
+		conf.banlist = NULL;
+		sandbox_drop_user(&conf);
+		banlist_fetcher_main(&conf, alive_pipe[0]);
+	default:
+		fetcher_pid = pid;
+		if (conf.fetch_only) {
+			struct banlist_map *m = banlist_map(conf.banlist_rwfd,
+			    banlist_region_size(BANLIST_HALF_SIZE), 1);
+
+			if (m != NULL) {
+				banlist_set_writer(m, pid);
+				banlist_unmap(m);
+			}
+		}
+	}
+}
+
+/*
  * Flags whose features come with later releases are parsed and
  * checked, but refused here rather than silently ignored.
  */
@@ -690,19 +915,10 @@ static void
 conf_unsupported(const struct smtpd_conf *c)
 {
 	const char	*flag = NULL;
-	size_t		 i;
-
-	for (i = 0; i < c->nlisteners; i++)
-		if (c->listeners[i].smtps)
-			flag = "smtps";
-	if (c->tls_cert != NULL)
-		flag = "tls-cert";
-	else if (c->proxy_from[0].af != 0)
+	if (c->proxy_from[0].af != 0)
 		flag = "proxy-from";
 	else if (c->health != NULL)
 		flag = "health";
-	else if (c->check_cert)
-		flag = "check-cert";
 	if (flag != NULL)
 		flag_error(flag, "not supported by this build yet "
 		    "(see CAVEATS in smtpd(8))");
@@ -833,10 +1049,19 @@ master_loop(void)
 			generation++;
 			log_event(LOG_INFO, "reload", NULL, "{s:i}",
 			    "generation", (int)generation);
-			master_spawn();
-			master_retire_old();
+			master_tls_reload();
+			if (fetcher_pid != -1)
+				kill(fetcher_pid, SIGHUP);	/* poll now */
+			if (!conf.fetch_only) {
+				master_spawn();
+				master_retire_old();
+			}
 		}
-		master_spawn();
+		if (conf.api != NULL && fetcher_pid == -1 &&
+		    time(NULL) > fetcher_started)
+			fetcher_start();
+		if (!conf.fetch_only)
+			master_spawn();
 		if (ppoll(&pfd, 1, &ts, &empty) == -1 && errno != EINTR)
 			fatal("ppoll");
 		while (read(notify_pipe[0], buf, sizeof(buf)) > 0)
@@ -852,6 +1077,15 @@ master_reap(void)
 	int		 status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pid == fetcher_pid) {
+			fetcher_pid = -1;	/* restarted by the loop */
+			if (!smtpd_stop)
+				log_event(LOG_WARNING, "fetcher_exited", NULL,
+				    "{s:i, s:i}", "status", WIFEXITED(status) ?
+				    WEXITSTATUS(status) : -1, "signal",
+				    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+			continue;
+		}
 		for (i = 0; i < shm->nslots; i++) {
 			struct worker_slot *w = &shm->slots[i];
 
@@ -871,6 +1105,30 @@ master_reap(void)
 			    "{s:i, s:i}", "pid", (int)pid, "status",
 			    WEXITSTATUS(status));
 	}
+}
+
+/*
+ * SIGHUP: read certificate and key again.  Workers forked from now on
+ * use the new context; sessions in progress keep theirs.  A bad pair
+ * keeps the old context.
+ */
+static void
+master_tls_reload(void)
+{
+	struct tls	*ctx;
+	char		 why[1024];
+
+	if (conf.tls == NULL)
+		return;
+	if ((ctx = tls_server_setup_priv(&conf, why, sizeof(why))) == NULL) {
+		log_event(LOG_WARNING, "tls_reload_failed", NULL, "{s:s}",
+		    "error", why);
+		return;
+	}
+	tls_free(conf.tls);
+	conf.tls = ctx;
+	log_event(LOG_INFO, "tls_reloaded", NULL, "{s:s}", "cert",
+	    conf.tls_cert);
 }
 
 /* Idle workers of the current generation. */
@@ -966,6 +1224,8 @@ master_shutdown(void)
 		if (conf.listeners[i].fd != -1)
 			close(conf.listeners[i].fd);
 	master_kill_all(SIGTERM);
+	if (fetcher_pid != -1)
+		kill(fetcher_pid, SIGTERM);
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += conf.grace;
 	sigemptyset(&empty);
@@ -974,6 +1234,8 @@ master_shutdown(void)
 		for (live = 0, n = 0; n < shm->nslots; n++)
 			if (shm->slots[n].pid != 0)
 				live++;
+		if (fetcher_pid != -1)
+			live++;
 		if (live == 0)
 			break;
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -983,6 +1245,8 @@ master_shutdown(void)
 			log_event(LOG_WARNING, "grace_expired", NULL,
 			    "{s:i}", "sessions", live);
 			master_kill_all(SIGKILL);
+			if (fetcher_pid != -1)
+				kill(fetcher_pid, SIGKILL);
 			while (waitpid(-1, NULL, 0) > 0)
 				;
 			break;
@@ -1006,6 +1270,11 @@ worker_main(int slot)
 	log_setproc("worker");
 	close(notify_pipe[0]);
 	close(alive_pipe[1]);
+	/* the table's writable descriptor never reaches a worker */
+	if (conf.banlist_rwfd != -1)
+		close(conf.banlist_rwfd);
+	if (conf.banlist_dirfd != -1)
+		close(conf.banlist_dirfd);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGHUP, &sa, NULL);
@@ -1021,11 +1290,23 @@ worker_main(int slot)
 	if (worker_accept(&ctx) == -1)
 		_exit(0);
 	ctx.reject = worker_claim(slot, &ctx.peer);
+	ctx.banned = banlist_lookup_addr(conf.banlist, &ctx.peer);
 	(void)write(notify_pipe[1], &b, 1);	/* master: fork a spare */
 	session_run(&ctx);
 	__atomic_store_n(&shm->slots[slot].state, SLOT_DONE,
 	    __ATOMIC_SEQ_CST);
 	_exit(0);
+}
+
+static int
+worker_listener_smtps(int fd)
+{
+	size_t	 i;
+
+	for (i = 0; i < conf.nlisteners; i++)
+		if (conf.listeners[i].fd == fd)
+			return conf.listeners[i].smtps;
+	return 0;
 }
 
 /* Wait on every listener; -1 when told to leave instead. */
@@ -1073,6 +1354,7 @@ worker_accept(struct session_ctx *ctx)
 				continue;
 			}
 			ctx->fd_in = ctx->fd_out = fd;
+			ctx->smtps = worker_listener_smtps(pfd[i].fd);
 			for (i = 0; i < conf.nlisteners; i++)
 				if (conf.listeners[i].fd != -1)
 					close(conf.listeners[i].fd);

@@ -73,6 +73,14 @@
 #define LOG_LINE_MAX		4000	/* below PIPE_BUF: one atomic write */
 #define LOG_FIELD_MAX		256	/* untrusted text in a log field */
 
+/* MIME limits (mime.c). */
+#define MIME_MAX_DEPTH		10	/* nested multiparts */
+#define MIME_MAX_PARTS		100	/* body parts, all levels together */
+#define MIME_MAX_HEADERS	1000	/* header fields of one entity */
+#define MIME_MAX_DECODED	(16 * 1024 * 1024)	/* bytes decoded */
+#define MIME_BOUNDARY_MAX	200	/* RFC 2046 says 70 */
+#define MIME_TOKEN_MAX		64	/* type, subtype, charset name */
+
 #define TOKEN_PREFIX		"FIRM-TOKEN:"
 #define TOKEN_LEN		(sizeof(TOKEN_PREFIX) - 1 + 14)
 
@@ -94,6 +102,9 @@ struct proxy_net {
 	uint8_t			 addr[16];
 	int			 prefixlen;
 };
+
+struct banlist_map;
+struct tls;
 
 struct smtpd_conf {
 	int			 debug;
@@ -131,6 +142,7 @@ struct smtpd_conf {
 
 	const char		*tls_cert;
 	const char		*tls_key;
+	struct tls		*tls;		/* server context, or NULL */
 	int			 require_tls;
 	struct proxy_net	 proxy_from[MAX_PROXY_FROM];
 	size_t			 nproxy_from;
@@ -138,6 +150,13 @@ struct smtpd_conf {
 	long long		 grace;
 	int			 reject_bare_lf;
 	long long		 greet_delay;	/* milliseconds */
+	int			 fetch_only;
+
+	struct banlist_map	*banlist;	/* read-only for workers */
+	int			 banlist_rwfd;	/* master and fetcher only */
+	int			 banlist_dirfd;	/* of --banlist-cache */
+	char			 banlist_file[64];	/* its base name */
+	char			 banlist_table[4096];	/* --fetch-only */
 };
 
 /*
@@ -200,6 +219,14 @@ struct envelope {
 enum reply {
 	REPLY_GREETING,
 	REPLY_HELO,
+	REPLY_BANNED,
+	REPLY_STARTTLS,
+	REPLY_NOTLS,
+	REPLY_TLSFAIL,
+	REPLY_INTLS,
+	REPLY_NEEDTLS,
+	REPLY_BANNED_CMD,
+	REPLY_SENDER_BLOCKED,
 	REPLY_MAXSESSIONS,
 	REPLY_MAXPERIP,
 	REPLY_EARLYTALK,
@@ -255,6 +282,8 @@ struct session_ctx {
 	struct sockaddr_storage	 peer;
 	socklen_t		 peerlen;
 	int			 reject;	/* enum reply, or -1 */
+	int			 banned;	/* client in the ban list */
+	int			 smtps;		/* implicit TLS listener */
 };
 void		 session_run(struct session_ctx *);
 int		 session_parse_path(const char *, char *, size_t,
@@ -275,8 +304,11 @@ void		 session_addr_str(const struct sockaddr_storage *, char *,
 #define FIRM_RESPONSE_MAX	4096
 struct firm_response {
 	long			 status;
-	char			 body[FIRM_RESPONSE_MAX];
+	char			*body;		/* NUL-terminated, or NULL */
 	size_t			 len;
+	size_t			 cap;
+	size_t			 max;
+	int			 truncated;
 	int			 curl_error;
 	char			 error[256];	/* >= CURL_ERROR_SIZE */
 };
@@ -284,28 +316,86 @@ const char	*firm_key_load_priv(const char *);
 void		 firm_key_wipe(void);
 void		 firm_sign(const char *, const char *, size_t, char *);
 int		 firm_request(const struct smtpd_conf *, const char *,
-		    const char *, size_t, const char *,
+		    const char *, size_t, const char *, size_t,
 		    struct firm_response *);
+void		 firm_response_free(struct firm_response *);
 int		 firm_token_find(const char *, size_t, char *);
 enum reply	 firm_deliver(const struct smtpd_conf *,
 		    const struct envelope *, const struct message *, char *,
 		    char *, size_t);
 
+/* banlist.c */
+#define BANLIST_HDR_SIZE	4096
+#define BANLIST_HALF_SIZE	(96UL * 1024 * 1024)
+#define BANLIST_RESPONSE_MAX	(128UL * 1024 * 1024)
+#define BANLIST_ALARM_AFTER	3
+#define BANLIST_TABLE_NAME	"banlist.table"
+struct banlist_set {
+	struct range4		*v4;
+	size_t			 nv4;
+	size_t			 cap4;
+	struct range6		*v6;
+	size_t			 nv6;
+	size_t			 cap6;
+	char			**senders;
+	size_t			 nsenders;
+	size_t			 capsenders;
+	size_t			 skipped;
+	int			 quiet;		/* no log line per bad entry */
+};
+void		 banlist_set_init(struct banlist_set *);
+void		 banlist_set_free(struct banlist_set *);
+int		 banlist_add_net(struct banlist_set *, const char *);
+int		 banlist_add_sender(struct banlist_set *, const char *);
+int		 banlist_parse(const char *, size_t, const char *, int,
+		    struct banlist_set *);
+size_t		 banlist_region_size(size_t);
+struct banlist_map *banlist_map(int, size_t, int);
+void		 banlist_unmap(struct banlist_map *);
+void		 banlist_init(struct banlist_map *);
+int		 banlist_valid(const struct banlist_map *);
+void		 banlist_set_writer(struct banlist_map *, pid_t);
+pid_t		 banlist_writer(const struct banlist_map *);
+int		 banlist_publish(struct banlist_map *, struct banlist_set *);
+int		 banlist_lookup_addr(const struct banlist_map *,
+		    const struct sockaddr_storage *);
+int		 banlist_lookup_sender(const struct banlist_map *,
+		    const char *);
+void		 banlist_counts(const struct banlist_map *, size_t *, size_t *,
+		    size_t *, size_t *);
+#ifdef SMTPD_TEST_HOOKS
+const char	*banlist_test_write(const struct banlist_map *);
+#endif
+int		 banlist_cache_load(int, const char *, struct banlist_set *);
+__dead void	 banlist_fetcher_main(struct smtpd_conf *, int);
+
 /* mime.c */
+enum mime_error {
+	MIME_OK = 0,
+	MIME_ENOMEM,		/* out of memory */
+	MIME_EDEPTH,		/* multipart nesting over MIME_MAX_DEPTH */
+	MIME_EPARTS,		/* body parts over MIME_MAX_PARTS */
+	MIME_EHEADERS,		/* fields of one entity over MIME_MAX_HEADERS */
+	MIME_ESIZE,		/* decoded bytes over MIME_MAX_DECODED */
+};
 struct mime_header {
 	char			*name;		/* lower case */
-	char			*value;		/* unfolded */
+	char			*value;		/* unfolded, RFC 2047 decoded,
+						   valid UTF-8 */
 };
 struct mime_msg {
-	struct mime_header	*hdrs;
+	struct mime_header	*hdrs;		/* top-level fields, in order */
 	size_t			 nhdrs;
-	const char		*body;
+	char			*subject;	/* first Subject, or NULL */
+	char			*body;		/* decoded text, valid UTF-8,
+						   NUL-terminated */
 	size_t			 bodylen;
 };
 int		 mime_parse(const char *, size_t, struct mime_msg *);
 void		 mime_free(struct mime_msg *);
 const char	*mime_header_get(const struct mime_msg *, const char *);
 char		*mime_utf8_clean(const char *, size_t, size_t *);
+const char	*mime_strerror(int);
 
 /* log.c */
 void		 log_init(int, int);
@@ -329,6 +419,15 @@ void		 log_timestamp(char *, size_t, int);
 
 /* sandbox.c */
 void		 sandbox_drop_user(const struct smtpd_conf *);
+int		 sandbox_shm_create(size_t, int *, int *);
+
+/* tls.c */
+#define TLS_EXPIRY_WARN_DAYS	14
+struct tls	*tls_server_setup_priv(const struct smtpd_conf *, char *,
+		    size_t);
+int		 tls_handshake_timed(struct tls *, int, long long,
+		    const sigset_t *, char *, size_t);
+int		 tls_check_cert(const struct smtpd_conf *, int);
 
 /* util.c */
 void		 random_hex(char *, size_t);

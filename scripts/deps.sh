@@ -13,8 +13,9 @@ if [ "$(uname -s)" = "OpenBSD" ]; then
 fi
 
 build="build-essential pkg-config clang libtls-dev libsodium-dev \
-libjansson-dev libcurl4-openssl-dev libseccomp-dev libbsd-dev mandoc"
-test="python3 python3-pytest swaks perl openssl"
+libjansson-dev libcurl4-openssl-dev libseccomp-dev libbsd-dev mandoc \
+libclang-rt-14-dev"
+test="python3 python3-pytest swaks libnet-ssleay-perl perl openssl"
 
 pkgs=$build
 [ "$what" = "test" ] && pkgs="$build $test"

@@ -399,7 +399,7 @@ class SmtpdServer:
         self.workdir = pathlib.Path(workdir)
         self.args = args
         self.port = port
-        self.spool = pathlib.Path(spool)
+        self.spool = pathlib.Path(spool) if spool is not None else None
         self.log_path = self.workdir / "stdout.log"
         self.err_path = self.workdir / "stderr.log"
         self.proc = None
@@ -442,10 +442,10 @@ class SmtpdServer:
         return c
 
     def spool_files(self):
-        return spool_files(self.spool)
+        return spool_files(self.spool) if self.spool is not None else []
 
     def read_spool(self):
-        return read_spool(self.spool)
+        return read_spool(self.spool) if self.spool is not None else []
 
     def logs(self, strict=True):
         return read_log(self.log_path, strict)
@@ -530,17 +530,29 @@ def spool_dir(spool_root):
 def smtpd(tmp_path, spool_root):
     """Factory: smtpd("-s", 5000, recipients=("@example.org",)) starts
     ./smtpd -d -l 127.0.0.1:PORT -H test.example -r ... --spool DIR ...
-    and returns a started SmtpdServer; all are stopped at teardown."""
+    and returns a started SmtpdServer; all are stopped at teardown.
+    smtpd(api=URL) starts it with -a URL instead of --spool."""
     servers = []
 
-    def start(*extra, recipients=(RCPT,), hostname=HOSTNAME):
+    def start(*extra, recipients=(RCPT,), hostname=HOSTNAME, api=None):
         n = len(servers)
         workdir = tmp_path / ("server%d" % n)
         workdir.mkdir()
-        # must not exist yet: smtpd creates it, owned by the worker user
-        parent = tempfile.mkdtemp(dir=str(spool_root))
-        os.chmod(parent, 0o711)
-        spool = pathlib.Path(parent) / "spool"
+        if api is None:
+            # must not exist yet: smtpd creates it, owned by the worker
+            parent = tempfile.mkdtemp(dir=str(spool_root))
+            os.chmod(parent, 0o711)
+            spool = pathlib.Path(parent) / "spool"
+        else:
+            spool = None
+            extra = ("-a", api) + tuple(extra)
+            if "--banlist-cache" not in extra:
+                # the banlist fetcher polls the API too: keep its cache
+                # per server, out of /var/db, writable by the worker user
+                cache = tempfile.mkdtemp(dir=str(spool_root))
+                os.chmod(cache, 0o777)
+                extra += ("--banlist-cache",
+                          os.path.join(cache, "banlist.json"))
         port = free_port()
         args = build_args(port, spool, extra, hostname, recipients)
         srv = SmtpdServer(workdir, args, port, spool)
@@ -580,3 +592,15 @@ def run_smtpd(args, timeout=5.0, cwd=None):
                     % (" ".join(map(str, args)), timeout, err[:300]))
     return (proc.returncode, out.decode("utf-8", "replace"),
             err.decode("utf-8", "replace"))
+
+
+# ---------------------------------------------------------------- FIRM API
+
+@pytest.fixture
+def firm():
+    """A fake FIRM API (tests/fake_firm.py) on 127.0.0.1, answering
+    200 until told otherwise; stopped at teardown."""
+    from fake_firm import FakeFirm
+    fake = FakeFirm().start()
+    yield fake
+    fake.stop()
