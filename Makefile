@@ -32,7 +32,13 @@ WARNINGS=	-Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes \
 PKG_CFLAGS=	$(shell $(PKG_CONFIG) --cflags $(PKGS))
 PKG_LIBS=	$(shell $(PKG_CONFIG) --libs $(PKGS))
 CFLAGS?=	-O2 -g
-ALL_CFLAGS=	$(CFLAGS) $(WARNINGS) -D_GNU_SOURCE $(PKG_CFLAGS)
+MULTIARCH:=	$(shell $(CC) -print-multiarch 2>/dev/null)
+ALL_CFLAGS=	$(CFLAGS) $(WARNINGS) -D_GNU_SOURCE $(PKG_CFLAGS) \
+		-DGCONV_MULTIARCH='"$(MULTIARCH)"' $(SANDBOX_CFLAGS)
+# make SANDBOX_DEBUG=1: a forbidden system call is named, not just fatal
+ifdef SANDBOX_DEBUG
+SANDBOX_CFLAGS=	-DSANDBOX_TRAP
+endif
 # Bind every symbol at start: forked workers then never write the GOT
 # (no copy-on-write faults, no lazy lookups), and it can be read-only.
 LDFLAGS+=	-Wl,-z,now -Wl,-z,relro

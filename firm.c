@@ -35,6 +35,8 @@ static void	firm_idempotency_key(const struct envelope *,
 		    const struct message *, char *, size_t);
 static void	firm_error_text(const char *, size_t, char *, size_t);
 static size_t	firm_write_cb(char *, size_t, size_t, void *);
+static int	firm_header(struct curl_slist **, const char *,
+		    const char *);
 
 static CURL		*firm_curl;	/* one per process: reused */
 static unsigned char	*firm_key;	/* --api-secret, in guarded memory */
@@ -143,7 +145,8 @@ firm_payload(const struct envelope *env, const struct message *msg,
 	    msg->len, sodium_base64_VARIANT_ORIGINAL);
 
 	gmtime_r(&env->received, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		when[0] = '\0';
 
 	rcpts = json_array();
 	hdrs = json_object();
@@ -188,8 +191,10 @@ firm_spool_write(const struct smtpd_conf *conf, const char *id,
 	char	 tmp[MSG_ID_LEN + 16], final[MSG_ID_LEN + 16];
 	int	 fd;
 
-	snprintf(tmp, sizeof(tmp), ".%s.tmp", id);
-	snprintf(final, sizeof(final), "%s.json", id);
+	if (snprintf(tmp, sizeof(tmp), ".%s.tmp", id) >= (int)sizeof(tmp) ||
+	    snprintf(final, sizeof(final), "%s.json", id) >=
+	    (int)sizeof(final))
+		return REPLY_LOCALERR;
 	fd = openat(conf->spool_fd, tmp, O_WRONLY | O_CREAT | O_EXCL |
 	    O_CLOEXEC, 0640);
 	if (fd == -1) {
@@ -286,6 +291,27 @@ firm_sign(const char *timestamp, const char *body, size_t len, char *sig)
 	sodium_memzero(&st, sizeof(st));
 }
 
+/*
+ * Append "name: value" (or "name:", which removes a header libcurl
+ * would add) to *list.  Returns 0, or -1 when out of memory.
+ */
+static int
+firm_header(struct curl_slist **list, const char *name, const char *value)
+{
+	struct curl_slist	*l;
+	char			 line[256];
+	int			 n;
+
+	n = snprintf(line, sizeof(line), "%s:%s%s", name, value ? " " : "",
+	    value ? value : "");
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return -1;
+	if ((l = curl_slist_append(*list, line)) == NULL)
+		return -1;
+	*list = l;
+	return 0;
+}
+
 /* Keep the body up to r->max octets; the rest is read and dropped. */
 static size_t
 firm_write_cb(char *p, size_t size, size_t n, void *arg)
@@ -336,8 +362,8 @@ firm_request(const struct smtpd_conf *conf, const char *path,
     const char *body, size_t len, const char *idem_key, size_t max,
     struct firm_response *r)
 {
-	struct curl_slist	*hdrs = NULL, *h;
-	char			 url[FIRM_URL_MAX], line[256], ts[32];
+	struct curl_slist	*hdrs = NULL;
+	char			 url[FIRM_URL_MAX], ts[32];
 	char			 sig[FIRM_SIG_HEX + 1];
 	CURLcode		 rc;
 	size_t			 blen;
@@ -361,25 +387,17 @@ firm_request(const struct smtpd_conf *conf, const char *path,
 	}
 	curl_easy_reset(firm_curl);
 
-	h = hdrs = curl_slist_append(NULL, "Expect:");
-	if (body != NULL && h != NULL)
-		h = hdrs = curl_slist_append(hdrs,
-		    "Content-Type: application/json");
-	if (idem_key != NULL && h != NULL) {
-		snprintf(line, sizeof(line), "Idempotency-Key: %s", idem_key);
-		h = hdrs = curl_slist_append(hdrs, line);
-	}
-	if (firm_key != NULL && h != NULL) {
-		snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
+	(void)snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
+	if (firm_key != NULL)
 		firm_sign(ts, body, body ? len : 0, sig);
-		snprintf(line, sizeof(line), "X-Firm-Timestamp: %s", ts);
-		if ((h = hdrs = curl_slist_append(hdrs, line)) != NULL) {
-			snprintf(line, sizeof(line), "X-Firm-Signature: %s",
-			    sig);
-			h = hdrs = curl_slist_append(hdrs, line);
-		}
-	}
-	if (h == NULL) {
+	if (firm_header(&hdrs, "Expect", NULL) == -1 ||
+	    (body != NULL &&
+	    firm_header(&hdrs, "Content-Type", "application/json") == -1) ||
+	    (idem_key != NULL &&
+	    firm_header(&hdrs, "Idempotency-Key", idem_key) == -1) ||
+	    (firm_key != NULL &&
+	    (firm_header(&hdrs, "X-Firm-Timestamp", ts) == -1 ||
+	    firm_header(&hdrs, "X-Firm-Signature", sig) == -1))) {
 		curl_slist_free_all(hdrs);
 		r->curl_error = CURLE_OUT_OF_MEMORY;
 		strlcpy(r->error, "out of memory", sizeof(r->error));
@@ -399,8 +417,19 @@ firm_request(const struct smtpd_conf *conf, const char *path,
 	curl_easy_setopt(firm_curl, CURLOPT_WRITEFUNCTION, firm_write_cb);
 	curl_easy_setopt(firm_curl, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(firm_curl, CURLOPT_ERRORBUFFER, r->error);
-	if (conf->ca_file != NULL)
-		curl_easy_setopt(firm_curl, CURLOPT_CAINFO, conf->ca_file);
+	/* nothing from files once sandboxed: see conf_api_priv() */
+	if (conf->api_resolve != NULL)
+		curl_easy_setopt(firm_curl, CURLOPT_RESOLVE,
+		    conf->api_resolve);
+	if (conf->ca_blob != NULL) {
+		struct curl_blob blob;
+
+		blob.data = conf->ca_blob;
+		blob.len = conf->ca_bloblen;
+		blob.flags = CURL_BLOB_NOCOPY;
+		curl_easy_setopt(firm_curl, CURLOPT_CAINFO_BLOB, &blob);
+		curl_easy_setopt(firm_curl, CURLOPT_CAPATH, NULL);
+	}
 	if (body != NULL) {
 		curl_easy_setopt(firm_curl, CURLOPT_POST, 1L);
 		curl_easy_setopt(firm_curl, CURLOPT_POSTFIELDS, body);

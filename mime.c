@@ -525,19 +525,19 @@ mime_entity(struct mime_ctx *ctx, const char *p, const char *end, int depth,
 	mp.end = end;
 	if (!mp.have_type) {
 		if (digest) {
-			strlcpy(mp.type, "message", sizeof(mp.type));
-			strlcpy(mp.subtype, "rfc822", sizeof(mp.subtype));
+			memcpy(mp.type, "message", sizeof("message"));
+			memcpy(mp.subtype, "rfc822", sizeof("rfc822"));
 		} else {
-			strlcpy(mp.type, "text", sizeof(mp.type));
-			strlcpy(mp.subtype, "plain", sizeof(mp.subtype));
+			memcpy(mp.type, "text", sizeof("text"));
+			memcpy(mp.subtype, "plain", sizeof("plain"));
 		}
 	}
 	if (strcmp(mp.type, "multipart") == 0) {
 		if (mp.delimlen > 0)
 			return mime_multipart(ctx, &mp, depth + 1);
 		/* no boundary: read it as text */
-		strlcpy(mp.type, "text", sizeof(mp.type));
-		strlcpy(mp.subtype, "plain", sizeof(mp.subtype));
+		memcpy(mp.type, "text", sizeof("text"));
+		memcpy(mp.subtype, "plain", sizeof("plain"));
 	}
 	if (mp.attachment || strcmp(mp.type, "text") != 0)
 		return MIME_OK;
@@ -892,7 +892,7 @@ mime_header_decode(const char *value, size_t valuelen, struct mime_buf *out)
 			}
 			if (!pending) {
 				pstart = v;
-				strlcpy(pcs, ncs, sizeof(pcs));
+				memcpy(pcs, ncs, sizeof(pcs));
 				pending = 1;
 			}
 			/* decoded, B or Q, never longer than encoded */
@@ -1309,7 +1309,7 @@ mime_text(struct mime_ctx *ctx, const struct mime_part *mp, int html,
 		src = dec.p;
 		len = dec.len;
 	}
-	strlcpy(cs, mp->charset, sizeof(cs));
+	memcpy(cs, mp->charset, sizeof(cs));
 	if (html && cs[0] == '\0')
 		mime_html_sniff(src, len, cs, sizeof(cs));
 	if ((r = mime_to_utf8(cs, src, len, &utf)) != MIME_OK)

@@ -9,6 +9,9 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#ifdef SMTPD_TEST_HOOKS
+#include <sys/ptrace.h>
+#endif
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -860,17 +863,77 @@ session_command(struct session *s, char *line)
 #ifdef SMTPD_TEST_HOOKS
 /*
  * Test build only (smtpd-test): XTEST makes this sandboxed worker try
- * what it must not be able to do; the reply says what happened, if the
- * worker still lives to say it.
+ * what it must not be able to do.  The reply says what happened, if the
+ * worker still lives to say it; a kill ends the session without one.
  */
 static void
 session_test_hook(struct session *s, const char *args)
 {
-	const char	*what = "unknown hook";
+	struct sockaddr_in	 sin;
+	char			 what[256];
+	pid_t			 pid;
+	int			 fd;
 
 	session_flush(s);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (strcasecmp(args, "BANLIST-WRITE") == 0)
-		what = banlist_test_write(s->conf->banlist);
+		strlcpy(what, banlist_test_write(s->conf->banlist),
+		    sizeof(what));
+	else if (strcasecmp(args, "OPEN-PASSWD") == 0) {
+		fd = open("/etc/passwd", O_RDONLY);
+		snprintf(what, sizeof(what), "open /etc/passwd: %s",
+		    fd == -1 ? strerror(errno) : "opened");
+	} else if (strcasecmp(args, "EXEC-SH") == 0) {
+		execl("/bin/sh", "sh", "-c", "exit 0", (char *)NULL);
+		snprintf(what, sizeof(what), "execve: %s", strerror(errno));
+	} else if (strcasecmp(args, "FORK") == 0) {
+		if ((pid = fork()) == 0)
+			_exit(0);
+		snprintf(what, sizeof(what), "fork: %s",
+		    pid == -1 ? strerror(errno) : "forked");
+	} else if (strcasecmp(args, "PTRACE") == 0) {
+		long r = ptrace(PTRACE_ATTACH, getppid(), NULL, NULL);
+
+		snprintf(what, sizeof(what), "ptrace: %s",
+		    r == -1 ? strerror(errno) : "attached");
+	} else if (strcasecmp(args, "LISTEN") == 0) {
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd == -1)
+			snprintf(what, sizeof(what), "socket: %s",
+			    strerror(errno));
+		else if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
+		    listen(fd, 5) == -1)
+			snprintf(what, sizeof(what), "listen: %s",
+			    strerror(errno));
+		else
+			snprintf(what, sizeof(what), "listen: listening");
+	} else if (strncasecmp(args, "CONNECT ", 8) == 0) {
+		const char *errstr;
+
+		sin.sin_port = htons((uint16_t)strtonum(args + 8, 1, 65535,
+		    &errstr));
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd == -1)
+			snprintf(what, sizeof(what), "socket: %s",
+			    strerror(errno));
+		else if (connect(fd, (struct sockaddr *)&sin,
+		    sizeof(sin)) == -1)
+			snprintf(what, sizeof(what), "connect: %s",
+			    strerror(errno));
+		else
+			snprintf(what, sizeof(what), "connect: connected");
+	} else if (strcasecmp(args, "KILL-MASTER") == 0) {
+		int r = kill(getppid(), SIGTERM);
+
+		snprintf(what, sizeof(what), "kill: %s",
+		    r == -1 ? strerror(errno) : "sent");
+	} else if (strcasecmp(args, "SEGV") == 0) {
+		raise(SIGSEGV);
+		strlcpy(what, "still alive", sizeof(what));
+	} else
+		strlcpy(what, "unknown hook", sizeof(what));
 	session_reply(s, REPLY_LOCALERR, what);
 }
 #endif

@@ -117,6 +117,7 @@ static void	conf_user(struct smtpd_conf *);
 static void	conf_spool(struct smtpd_conf *, int);
 static void	conf_unsupported(const struct smtpd_conf *);
 static void	conf_api_priv(struct smtpd_conf *);
+static const char *conf_api_resolve(struct smtpd_conf *);
 static void	banlist_setup_priv(struct smtpd_conf *);
 static void	banlist_dir_priv(struct smtpd_conf *);
 static int	banlist_attach_priv(struct smtpd_conf *);
@@ -191,6 +192,7 @@ main(int argc, char *argv[])
 	conf_check(&conf);
 	if (sodium_init() == -1)
 		errx(1, "libsodium initialisation failed");
+	json_object_seed(0);	/* reads /dev/urandom now, not sandboxed */
 
 	conf_unsupported(&conf);
 	if (conf.check_cert)
@@ -697,15 +699,19 @@ conf_spool(struct smtpd_conf *c, int create)
 }
 
 /*
- * The FIRM API: the URL must parse, the CA file must be readable, and
- * the signing key is read now, once, while we may.
+ * The FIRM API: the URL must parse, and what libcurl would read from
+ * files later is read now, while we may, so that no sandboxed process
+ * needs the file system for it: the signing key, the CA bundle (for
+ * https) and the host's addresses.
  */
 static void
 conf_api_priv(struct smtpd_conf *c)
 {
-	const char	*why;
-	CURLU		*u;
-	int		 fd;
+	const char		*why, *ca;
+	const curl_version_info_data *ver;
+	char			*scheme = NULL, *port = NULL;
+	const char		*errstr;
+	CURLU			*u;
 
 	if (c->api == NULL)
 		return;
@@ -713,18 +719,96 @@ conf_api_priv(struct smtpd_conf *c)
 		errx(1, "libcurl initialisation failed");
 	if ((u = curl_url()) == NULL)
 		errx(1, "curl_url: out of memory");
-	if (curl_url_set(u, CURLUPART_URL, c->api, 0) != CURLUE_OK)
+	if (curl_url_set(u, CURLUPART_URL, c->api, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) !=
+	    CURLUE_OK)
 		flag_error("api", "'%s' is not a valid URL", c->api);
+	c->api_port = (int)strtonum(port, 1, 65535, &errstr);
+	if (errstr != NULL)
+		flag_error("api", "port '%s' is %s", port, errstr);
+	if (strcmp(scheme, "https") == 0) {
+		ver = curl_version_info(CURLVERSION_NOW);
+		ca = c->ca_file != NULL ? c->ca_file : ver->cainfo != NULL ?
+		    ver->cainfo : "/etc/ssl/certs/ca-certificates.crt";
+		if ((c->ca_blob = tls_load_file(ca, &c->ca_bloblen, NULL)) ==
+		    NULL)
+			flag_error("ca-file", "%s: %s", ca, strerror(errno));
+	} else if (c->ca_file != NULL && access(c->ca_file, R_OK) == -1)
+		flag_error("ca-file", "%s: %s", c->ca_file, strerror(errno));
+	curl_free(scheme);
+	curl_free(port);
 	curl_url_cleanup(u);
-	if (c->ca_file != NULL) {
-		if ((fd = open(c->ca_file, O_RDONLY | O_CLOEXEC)) == -1)
-			flag_error("ca-file", "%s: %s", c->ca_file,
-			    strerror(errno));
-		close(fd);
-	}
 	if (c->api_secret != NULL &&
 	    (why = firm_key_load_priv(c->api_secret)) != NULL)
 		flag_error("api-secret", "%s", why);
+	if (!c->config_test && (why = conf_api_resolve(c)) != NULL)
+		flag_error("api", "%s", why);
+}
+
+/*
+ * Resolve the API host now (at start and on SIGHUP) and hand libcurl
+ * the addresses, so no sandboxed process reads resolv.conf or loads NSS
+ * modules.  Returns NULL, or the reason it failed.
+ */
+static const char *
+conf_api_resolve(struct smtpd_conf *c)
+{
+	static char		 why[512];
+	struct addrinfo		 hints, *res, *ai;
+	struct curl_slist	*list;
+	char			*host = NULL, entry[1024], addr[INET6_ADDRSTRLEN];
+	size_t			 n;
+	CURLU			*u;
+	int			 e;
+
+	if ((u = curl_url()) == NULL)
+		return "curl_url: out of memory";
+	if (curl_url_set(u, CURLUPART_URL, c->api, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+		curl_url_cleanup(u);
+		return "the URL names no host";
+	}
+	curl_url_cleanup(u);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST;
+	if (host[0] == '[' || getaddrinfo(host, NULL, &hints, &res) == 0) {
+		if (host[0] != '[')
+			freeaddrinfo(res);
+		curl_free(host);
+		return NULL;	/* an address: nothing to resolve */
+	}
+	hints.ai_flags = 0;
+	if ((e = getaddrinfo(host, NULL, &hints, &res)) != 0) {
+		snprintf(why, sizeof(why), "cannot resolve %s: %s", host,
+		    gai_strerror(e));
+		curl_free(host);
+		return why;
+	}
+	n = (size_t)snprintf(entry, sizeof(entry), "%s:%d:", host,
+	    c->api_port);
+	for (ai = res; ai != NULL && n < sizeof(entry); ai = ai->ai_next) {
+		void *a = ai->ai_family == AF_INET6 ?
+		    (void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr :
+		    (void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+
+		if (inet_ntop(ai->ai_family, a, addr, sizeof(addr)) == NULL)
+			continue;
+		n += (size_t)snprintf(entry + n, sizeof(entry) - n,
+		    ai->ai_family == AF_INET6 ? "%s[%s]" : "%s%s",
+		    entry[n - 1] == ':' ? "" : ",", addr);
+	}
+	freeaddrinfo(res);
+	curl_free(host);
+	if (n >= sizeof(entry))
+		return "too many addresses";
+	if ((list = curl_slist_append(NULL, entry)) == NULL)
+		return "out of memory";
+	curl_slist_free_all(c->api_resolve);
+	c->api_resolve = list;
+	return NULL;
 }
 
 /*
@@ -891,7 +975,7 @@ fetcher_start(void)
 			close(conf.spool_fd);
 		banlist_unmap(conf.banlist);
 		conf.banlist = NULL;
-		sandbox_drop_user(&conf);
+		sandbox_fetcher(&conf, NULL);
 		banlist_fetcher_main(&conf, alive_pipe[0]);
 	default:
 		fetcher_pid = pid;
@@ -1050,8 +1134,18 @@ master_loop(void)
 			log_event(LOG_INFO, "reload", NULL, "{s:i}",
 			    "generation", (int)generation);
 			master_tls_reload();
-			if (fetcher_pid != -1)
-				kill(fetcher_pid, SIGHUP);	/* poll now */
+			if (conf.api != NULL) {
+				const char *why = conf_api_resolve(&conf);
+
+				if (why != NULL)
+					log_warnx("--api: %s; keeping the "
+					    "addresses resolved before", why);
+			}
+			if (fetcher_pid != -1) {
+				/* a new fetcher: new addresses, polls now */
+				kill(fetcher_pid, SIGTERM);
+				fetcher_started = 0;
+			}
 			if (!conf.fetch_only) {
 				master_spawn();
 				master_retire_old();
@@ -1282,13 +1376,14 @@ worker_main(int slot)
 	sigaction(SIGCHLD, &sa, NULL);
 	smtpd_reload = 0;
 
-	sandbox_drop_user(&conf);
+	sandbox_worker(&conf);
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.conf = &conf;
 	ctx.reject = -1;
 	if (worker_accept(&ctx) == -1)
 		_exit(0);
+	sandbox_worker_narrow(&conf);
 	ctx.reject = worker_claim(slot, &ctx.peer);
 	ctx.banned = banlist_lookup_addr(conf.banlist, &ctx.peer);
 	(void)write(notify_pipe[1], &b, 1);	/* master: fork a spare */
@@ -1419,7 +1514,11 @@ inetd_main(void)
 	sigaddset(&set, SIGINT);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 
-	sandbox_drop_user(&conf);
+	if (conf.banlist_dirfd != -1)
+		close(conf.banlist_dirfd);
+	conf.banlist_dirfd = -1;
+	sandbox_worker(&conf);
+	sandbox_worker_narrow(&conf);
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.conf = &conf;
@@ -1430,6 +1529,7 @@ inetd_main(void)
 	if (getpeername(STDIN_FILENO, (struct sockaddr *)&ctx.peer,
 	    &ctx.peerlen) == -1)
 		ctx.peer.ss_family = AF_UNSPEC;
+	ctx.banned = banlist_lookup_addr(conf.banlist, &ctx.peer);
 	for (fd = STDIN_FILENO; fd <= STDOUT_FILENO; fd++)
 		(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	session_run(&ctx);

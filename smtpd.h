@@ -104,6 +104,7 @@ struct proxy_net {
 };
 
 struct banlist_map;
+struct curl_slist;
 struct tls;
 
 struct smtpd_conf {
@@ -126,6 +127,10 @@ struct smtpd_conf {
 	const char		*api_secret;
 	long long		 api_timeout;
 	const char		*ca_file;
+	int			 api_port;	/* for the sandbox */
+	struct curl_slist	*api_resolve;	/* the host, resolved */
+	uint8_t			*ca_blob;	/* CA bundle, in memory */
+	size_t			 ca_bloblen;
 
 	long long		 max_size;
 	long long		 max_rcpt;
@@ -419,6 +424,9 @@ void		 log_timestamp(char *, size_t, int);
 
 /* sandbox.c */
 void		 sandbox_drop_user(const struct smtpd_conf *);
+void		 sandbox_worker(const struct smtpd_conf *);
+void		 sandbox_worker_narrow(const struct smtpd_conf *);
+void		 sandbox_fetcher(const struct smtpd_conf *, const char *);
 int		 sandbox_shm_create(size_t, int *, int *);
 
 /* tls.c */

@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -361,7 +362,7 @@ main(int argc, char *argv[])
 	struct sockaddr_storage	 s4, s6;
 	struct probe		*probes;
 	struct reader		 rd;
-	struct hist		 h;
+	struct hist		 h, hf[2];
 	struct timespec		 warm = { 0, 100000000 };
 	pthread_t		 tid;
 	const char		*errstr;
@@ -381,8 +382,9 @@ main(int argc, char *argv[])
 		}
 	}
 	if (argc > 2) {
+		errno = 0;
 		seed = strtoull(argv[2], &end, 0);
-		if (*end != '\0') {
+		if (argv[2][0] == '\0' || *end != '\0' || errno != 0) {
 			fprintf(stderr, "usage: banlist-bench "
 			    "[prefixes [seed]]\n");
 			return 1;
@@ -465,8 +467,9 @@ main(int argc, char *argv[])
 	    200.0 * (double)hits[0] / NPROBES,
 	    200.0 * (double)hits[1] / NPROBES);
 
-	/* latency, one lookup at a time */
-	if (hist_init(&h) == -1) {
+	/* latency, one lookup at a time; also by family */
+	if (hist_init(&h) == -1 || hist_init(&hf[0]) == -1 ||
+	    hist_init(&hf[1]) == -1) {
 		fprintf(stderr, "out of memory\n");
 		return 1;
 	}
@@ -482,6 +485,7 @@ main(int argc, char *argv[])
 		lookup(rm, &s4, &s6, &probes[i % NPROBES]);
 		t1 = now_ns();
 		hist_add(&h, t1 - t0);
+		hist_add(&hf[probes[i % NPROBES].v6], t1 - t0);
 	}
 	p50 = hist_pct(&h, 50);
 	p99 = hist_pct(&h, 99);
@@ -493,8 +497,15 @@ main(int argc, char *argv[])
 	    "%llu ns (clock_gettime pair: %llu ns, included)\n",
 	    (unsigned long long)hist_pct(&h, 99.9),
 	    (unsigned long long)h.max, (unsigned long long)clk);
+	for (i = 0; i < 2; i++)
+		printf("  %s lookups: p50 %llu ns, p99 %llu ns\n",
+		    i ? "IPv6" : "IPv4",
+		    (unsigned long long)hist_pct(&hf[i], 50),
+		    (unsigned long long)hist_pct(&hf[i], 99));
 	verdict("p99 lookup latency", p99 < TARGET_P99_NS);
 	free(h.count);
+	free(hf[0].count);
+	free(hf[1].count);
 
 	/* a new table published while a reader looks up */
 	fill_set(&next, n, seed + 1);

@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -32,6 +33,7 @@
 #define NPROBES		5000	/* per random set */
 #define NSHOW		5	/* disagreements printed per set */
 #define CONC_SECONDS	1
+#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 
 volatile sig_atomic_t	 smtpd_stop;
 volatile sig_atomic_t	 smtpd_reload;
@@ -344,8 +346,6 @@ publish_nets(struct banlist_map *m, const char *const *list, size_t n,
 	banlist_counts(m, nv4, nv6, &ns, &used);
 	return r;
 }
-
-#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 
 /* --- prefixes ------------------------------------------------------------ */
 
@@ -958,7 +958,7 @@ test_quiet(void)
 	char			 buf[4096];
 	size_t			 n;
 	off_t			 at;
-	int			 fd;
+	int			 fd, r;
 
 	if ((f = tmpfile()) == NULL) {
 		CHECK(0, "tmpfile");
@@ -968,17 +968,18 @@ test_quiet(void)
 	log_init(fd, 0);
 
 	banlist_set_init(&set);
-	banlist_add_net(&set, "abc");
+	r = banlist_add_net(&set, "abc");
 	fstat(fd, &st);
 	at = st.st_size;
-	CHECK(at > 0, "not quiet: a bad entry is logged");
+	CHECK(r == 0 && at > 0, "not quiet: a bad entry is logged");
 
 	set.quiet = 1;
-	banlist_add_net(&set, "abc");
-	banlist_add_sender(&set, "nodomain");
+	r = banlist_add_net(&set, "abc");
+	r |= banlist_add_sender(&set, "nodomain");
 	fstat(fd, &st);
-	CHECK(st.st_size == at, "quiet: banlist_add_net/banlist_add_sender "
-	    "log nothing (%lld bytes logged)", (long long)(st.st_size - at));
+	CHECK(r == 0 && st.st_size == at, "quiet: banlist_add_net and "
+	    "banlist_add_sender log nothing (%lld bytes logged)",
+	    (long long)(st.st_size - at));
 	at = st.st_size;
 
 	text = "[\"abc\", 5, \"10.0.0.0/8\"]";
@@ -1007,6 +1008,7 @@ test_publish_twice(void)
 	struct banlist_set	 set;
 	struct banlist_map	*m;
 	size_t			 nv4, nv6, ns, used;
+	int			 r;
 
 	m = map_new(BANLIST_HALF_SIZE);
 	CHECK(banlist_valid(m), "a new table is valid");
@@ -1014,20 +1016,20 @@ test_publish_twice(void)
 	expect_sender(m, "x@a.test", 0, "before any publish");
 
 	banlist_set_init(&set);
-	banlist_add_net(&set, "10.0.0.0/8");
-	banlist_add_net(&set, "2001:db8:a::/48");
-	banlist_add_sender(&set, "x@a.test");
-	CHECK(banlist_publish(m, &set) == 0, "first publish");
+	r = banlist_add_net(&set, "10.0.0.0/8");
+	r |= banlist_add_net(&set, "2001:db8:a::/48");
+	r |= banlist_add_sender(&set, "x@a.test");
+	CHECK(r == 0 && banlist_publish(m, &set) == 0, "first publish");
 	banlist_set_free(&set);
 	expect_addr(m, "10.1.2.3", 1, "first table");
 	expect_addr(m, "2001:db8:a::1", 1, "first table");
 	expect_sender(m, "x@a.test", 1, "first table");
 
 	banlist_set_init(&set);
-	banlist_add_net(&set, "192.0.2.0/24");
-	banlist_add_net(&set, "2001:db8:b::/48");
-	banlist_add_sender(&set, "y@a.test");
-	CHECK(banlist_publish(m, &set) == 0, "second publish");
+	r = banlist_add_net(&set, "192.0.2.0/24");
+	r |= banlist_add_net(&set, "2001:db8:b::/48");
+	r |= banlist_add_sender(&set, "y@a.test");
+	CHECK(r == 0 && banlist_publish(m, &set) == 0, "second publish");
 	banlist_set_free(&set);
 	banlist_counts(m, &nv4, &nv6, &ns, &used);
 	CHECK(nv4 == 1 && nv6 == 1 && ns == 1 && used > 0,
@@ -1062,13 +1064,14 @@ test_publish_too_big(void)
 	struct banlist_map	*m;
 	char			 buf[32];
 	size_t			 i, nv4, nv6, ns, used;
+	int			 r;
 
 	m = map_new(8192);
 	banlist_set_init(&set);
 	set.quiet = 1;
-	banlist_add_net(&set, "10.0.0.0/8");
-	banlist_add_sender(&set, "x@a.test");
-	CHECK(banlist_publish(m, &set) == 0, "a small table fits");
+	r = banlist_add_net(&set, "10.0.0.0/8");
+	r |= banlist_add_sender(&set, "x@a.test");
+	CHECK(r == 0 && banlist_publish(m, &set) == 0, "a small table fits");
 	banlist_set_free(&set);
 
 	banlist_set_init(&set);
@@ -1077,9 +1080,9 @@ test_publish_too_big(void)
 		/* every other address: 2000 ranges that do not merge */
 		xsnprintf(buf, sizeof(buf), "192.0.%zu.%zu", i / 100,
 		    (i % 100) * 2);
-		banlist_add_net(&set, buf);
+		r |= banlist_add_net(&set, buf);
 	}
-	CHECK(set.skipped == 0 && banlist_publish(m, &set) == -1,
+	CHECK(r == 0 && set.skipped == 0 && banlist_publish(m, &set) == -1,
 	    "2000 ranges do not fit in 8 kB");
 	banlist_set_free(&set);
 	banlist_counts(m, &nv4, &nv6, &ns, &used);
@@ -1705,8 +1708,9 @@ main(int argc, char *argv[])
 	char			*end;
 
 	if (argc > 1) {
+		errno = 0;
 		seed = strtoull(argv[1], &end, 0);
-		if (argv[1][0] == '\0' || *end != '\0') {
+		if (argv[1][0] == '\0' || *end != '\0' || errno != 0) {
 			fprintf(stderr, "usage: banlist_test [seed]\n");
 			return 2;
 		}

@@ -23,6 +23,9 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # SMTPD_BINARY lets a developer point the suite at another build.
 SMTPD = pathlib.Path(os.environ.get("SMTPD_BINARY", str(REPO / "smtpd")))
+# The test build (make smtpd-test): the same server with the XTEST hooks.
+SMTPD_TEST = pathlib.Path(os.environ.get("SMTPD_TEST_BINARY",
+                                         str(REPO / "smtpd-test")))
 
 LOOPBACK = "127.0.0.1"
 HOSTNAME = "test.example"
@@ -395,8 +398,9 @@ def read_log(path, strict=True):
 class SmtpdServer:
     """One ./smtpd -d process on a free loopback port."""
 
-    def __init__(self, workdir, args, port, spool):
+    def __init__(self, workdir, args, port, spool, binary=None):
         self.workdir = pathlib.Path(workdir)
+        self.binary = pathlib.Path(binary) if binary is not None else SMTPD
         self.args = args
         self.port = port
         self.spool = pathlib.Path(spool) if spool is not None else None
@@ -406,11 +410,12 @@ class SmtpdServer:
 
     @property
     def cmdline(self):
-        return [str(SMTPD)] + self.args
+        return [str(self.binary)] + self.args
 
     def start(self):
-        if not SMTPD.exists():
-            pytest.fail("smtpd binary not found at %s (run make)" % SMTPD)
+        if not self.binary.exists():
+            pytest.fail("smtpd binary not found at %s (run make)"
+                        % self.binary)
         with open(self.log_path, "wb") as out, \
                 open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(
@@ -531,10 +536,12 @@ def smtpd(tmp_path, spool_root):
     """Factory: smtpd("-s", 5000, recipients=("@example.org",)) starts
     ./smtpd -d -l 127.0.0.1:PORT -H test.example -r ... --spool DIR ...
     and returns a started SmtpdServer; all are stopped at teardown.
-    smtpd(api=URL) starts it with -a URL instead of --spool."""
+    smtpd(api=URL) starts it with -a URL instead of --spool;
+    smtpd(binary=SMTPD_TEST) starts another build (the XTEST one)."""
     servers = []
 
-    def start(*extra, recipients=(RCPT,), hostname=HOSTNAME, api=None):
+    def start(*extra, recipients=(RCPT,), hostname=HOSTNAME, api=None,
+              binary=None):
         n = len(servers)
         workdir = tmp_path / ("server%d" % n)
         workdir.mkdir()
@@ -555,7 +562,7 @@ def smtpd(tmp_path, spool_root):
                           os.path.join(cache, "banlist.json"))
         port = free_port()
         args = build_args(port, spool, extra, hostname, recipients)
-        srv = SmtpdServer(workdir, args, port, spool)
+        srv = SmtpdServer(workdir, args, port, spool, binary)
         servers.append(srv)
         return srv.start()
 
