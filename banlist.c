@@ -107,11 +107,11 @@ static const struct banlist_half *banlist_half_get(const struct banlist_map *,
 		    uint32_t *);
 static int	banlist_half_ok(const struct banlist_map *,
 		    const struct banlist_half *);
-static int	banlist_find4(const struct banlist_map *,
-		    const struct banlist_half *, uint32_t);
-static int	banlist_find6(const struct banlist_map *,
-		    const struct banlist_half *, const struct u128 *);
-static int	banlist_find_sender(const struct banlist_map *,
+static int	banlist_find4(const uint8_t *, const struct banlist_half *,
+		    uint32_t);
+static int	banlist_find6(const uint8_t *, const struct banlist_half *,
+		    const struct u128 *);
+static int	banlist_find_sender(const uint8_t *,
 		    const struct banlist_half *, const char *);
 
 /* --- building a set ---------------------------------------------------- */
@@ -574,14 +574,16 @@ banlist_publish(struct banlist_map *m, struct banlist_set *set)
 
 	off = (sizeof(*half) + 15) & ~(uint64_t)15;
 	half->v4_off = off;
-	memcpy(base + off, set->v4, set->nv4 * sizeof(struct range4));
+	if (set->nv4 > 0)
+		memcpy(base + off, set->v4, set->nv4 * sizeof(struct range4));
 	off += set->nv4 * sizeof(struct range4);
 	half->v4sum_off = off;
 	for (i = 0; i < nsum4; i++)
 		((uint32_t *)(base + off))[i] = set->v4[i * BANLIST_BLOCK].lo;
 	off = (off + nsum4 * 4 + 15) & ~(uint64_t)15;
 	half->v6_off = off;
-	memcpy(base + off, set->v6, set->nv6 * sizeof(struct range6));
+	if (set->nv6 > 0)
+		memcpy(base + off, set->v6, set->nv6 * sizeof(struct range6));
 	off += set->nv6 * sizeof(struct range6);
 	half->v6sum_off = off;
 	for (i = 0; i < nsum6; i++)
@@ -656,15 +658,12 @@ banlist_half_get(const struct banlist_map *m, uint32_t *seq)
 }
 
 static int
-banlist_find4(const struct banlist_map *m, const struct banlist_half *hf,
-    uint32_t a)
+banlist_find4(const uint8_t *base, const struct banlist_half *hf, uint32_t a)
 {
-	const uint8_t		*base = (const uint8_t *)hf;
 	const struct range4	*r;
 	const uint32_t		*sum;
 	size_t			 lo, hi, mid, nsum, blk, n;
 
-	(void)m;
 	if (hf->nv4 == 0)
 		return 0;
 	sum = (const uint32_t *)(base + hf->v4sum_off);
@@ -691,15 +690,13 @@ banlist_find4(const struct banlist_map *m, const struct banlist_half *hf,
 }
 
 static int
-banlist_find6(const struct banlist_map *m, const struct banlist_half *hf,
+banlist_find6(const uint8_t *base, const struct banlist_half *hf,
     const struct u128 *a)
 {
-	const uint8_t		*base = (const uint8_t *)hf;
 	const struct range6	*r;
 	const struct u128	*sum;
 	size_t			 lo, hi, mid, nsum, blk, n;
 
-	(void)m;
 	if (hf->nv6 == 0)
 		return 0;
 	sum = (const struct u128 *)(base + hf->v6sum_off);
@@ -735,6 +732,7 @@ banlist_lookup_addr(const struct banlist_map *m,
 	const struct banlist_half *hf;
 	const struct sockaddr_in6 *sin6 = (const void *)ss;
 	const struct sockaddr_in *sin = (const void *)ss;
+	struct banlist_half copy;
 	struct u128	 a6 = { 0, 0 };
 	uint32_t	 a4 = 0, seq;
 	int		 v4, tries, found = 0;
@@ -756,8 +754,11 @@ banlist_lookup_addr(const struct banlist_map *m,
 	for (tries = 0; tries < 100; tries++) {
 		if ((hf = banlist_half_get(m, &seq)) == NULL)
 			continue;
-		found = banlist_half_ok(m, hf) && (v4 ?
-		    banlist_find4(m, hf, a4) : banlist_find6(m, hf, &a6));
+		/* check a copy, then use only it: fields may change */
+		memcpy(&copy, hf, sizeof(copy));
+		found = banlist_half_ok(m, &copy) && (v4 ?
+		    banlist_find4((const uint8_t *)hf, &copy, a4) :
+		    banlist_find6((const uint8_t *)hf, &copy, &a6));
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		if (__atomic_load_n(&hf->seq, __ATOMIC_ACQUIRE) == seq)
 			return found;
@@ -766,16 +767,14 @@ banlist_lookup_addr(const struct banlist_map *m,
 }
 
 static int
-banlist_find_sender(const struct banlist_map *m,
-    const struct banlist_half *hf, const char *key)
+banlist_find_sender(const uint8_t *base, const struct banlist_half *hf,
+    const char *key)
 {
-	const uint8_t	*base = (const uint8_t *)hf;
 	const uint64_t	*idx;
 	const char	*strs;
 	size_t		 lo, hi, mid;
 	int		 c;
 
-	(void)m;
 	idx = (const uint64_t *)(base + hf->sidx_off);
 	strs = (const char *)base + hf->sstr_off;
 	for (lo = 0, hi = hf->nsenders; lo < hi; ) {
@@ -798,6 +797,7 @@ int
 banlist_lookup_sender(const struct banlist_map *m, const char *sender)
 {
 	const struct banlist_half *hf;
+	struct banlist_half copy;
 	char		 norm[SMTP_PATH_MAX + 1];
 	const char	*at;
 	uint32_t	 seq;
@@ -810,9 +810,10 @@ banlist_lookup_sender(const struct banlist_map *m, const char *sender)
 	for (tries = 0; tries < 100; tries++) {
 		if ((hf = banlist_half_get(m, &seq)) == NULL)
 			continue;
-		found = banlist_half_ok(m, hf) &&
-		    (banlist_find_sender(m, hf, norm) ||
-		    banlist_find_sender(m, hf, at));
+		memcpy(&copy, hf, sizeof(copy));
+		found = banlist_half_ok(m, &copy) &&
+		    (banlist_find_sender((const uint8_t *)hf, &copy, norm) ||
+		    banlist_find_sender((const uint8_t *)hf, &copy, at));
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		if (__atomic_load_n(&hf->seq, __ATOMIC_ACQUIRE) == seq)
 			return found;

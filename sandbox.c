@@ -17,7 +17,9 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
+#include <linux/filter.h>
 #include <linux/landlock.h>
+#include <linux/seccomp.h>
 #endif
 
 #include <errno.h>
@@ -89,6 +91,12 @@ sandbox_limits(void)
 }
 
 #ifdef __OpenBSD__
+
+void
+sandbox_prepare_priv(const struct smtpd_conf *conf)
+{
+	(void)conf;
+}
 
 void
 sandbox_worker(const struct smtpd_conf *conf)
@@ -171,7 +179,18 @@ struct ll_net_port_attr {
 #define LL_RULE_NET_PORT		2
 
 static int	sandbox_landlock(const struct smtpd_conf *, enum role, int);
-static void	sandbox_seccomp(const struct smtpd_conf *, enum role);
+static void	sandbox_seccomp(const struct smtpd_conf *, enum role,
+		    struct sock_fprog *);
+static void	sandbox_export(scmp_filter_ctx, struct sock_fprog *);
+static void	sandbox_linux(const struct smtpd_conf *, int,
+		    const struct sock_fprog *, const char *);
+
+/*
+ * Made once by the master, used by every child it forks: building a
+ * seccomp program and a Landlock ruleset costs more than a session.
+ */
+static struct sock_fprog	 prog_worker, prog_narrow, prog_fetcher;
+static int			 ruleset_worker = -1, ruleset_fetcher = -1;
 static void	sandbox_rule(scmp_filter_ctx, uint32_t, int, unsigned int,
 		    const struct scmp_arg_cmp *);
 #ifdef SANDBOX_TRAP
@@ -183,7 +202,7 @@ static void	sandbox_sigsys(int, siginfo_t *, void *);
  * role writes (the spool, the ban-list cache) and glibc's iconv
  * modules, which mime.c loads on demand.  TCP: no bind; connect only
  * to the FIRM API's port.  No signal or abstract socket out of the
- * domain.  Returns the ABI used, 0 when the kernel has no Landlock.
+ * domain.  Returns the ruleset, or -1 when the kernel has no Landlock.
  */
 static int
 sandbox_landlock(const struct smtpd_conf *conf, enum role role, int dirfd)
@@ -202,7 +221,7 @@ sandbox_landlock(const struct smtpd_conf *conf, enum role role, int dirfd)
 	    LANDLOCK_CREATE_RULESET_VERSION);
 	if (abi < 0) {
 		if (errno == ENOSYS || errno == EOPNOTSUPP)
-			return 0;
+			return -1;
 		fatal("sandbox: landlock_create_ruleset");
 	}
 	fs = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |
@@ -266,10 +285,7 @@ sandbox_landlock(const struct smtpd_conf *conf, enum role role, int dirfd)
 			fatal("sandbox: landlock_add_rule (port %d)",
 			    conf->api_port);
 	}
-	if (syscall(SYS_landlock_restrict_self, rfd, 0) == -1)
-		fatal("sandbox: landlock_restrict_self");
-	close(rfd);
-	return abi;
+	return rfd;
 }
 
 static void
@@ -300,18 +316,13 @@ sandbox_rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned int n,
  * on another); anything not listed kills the process.
  */
 static void
-sandbox_seccomp(const struct smtpd_conf *conf, enum role role)
+sandbox_seccomp(const struct smtpd_conf *conf, enum role role,
+    struct sock_fprog *prog)
 {
 	scmp_filter_ctx	 ctx;
 	uint32_t	 deflt = SCMP_ACT_KILL_PROCESS;
 
 #ifdef SANDBOX_TRAP
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = sandbox_sigsys;
-	sa.sa_flags = SA_SIGINFO;
-	sigaction(SIGSYS, &sa, NULL);
 	deflt = SCMP_ACT_TRAP;
 #endif
 	if ((ctx = seccomp_init(deflt)) == NULL)
@@ -394,12 +405,11 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum role role)
 	ALLOW(sched_yield);
 	ALLOW(exit);
 	ALLOW(exit_group);
-	ALLOW_IF(tgkill, ARG(0, SCMP_CMP_EQ, getpid(), 0));
+	/* raise() and abort(); Landlock scopes signals to ourselves */
+	ALLOW(tgkill);
 
 	/* stacking a narrower filter later: it can only take away */
-	ALLOW_IF(prctl, ARG(0, SCMP_CMP_EQ, PR_SET_NO_NEW_PRIVS, 0));
-	ALLOW_IF(prctl, ARG(0, SCMP_CMP_EQ, PR_GET_SECCOMP, 0));
-	ALLOW(seccomp);
+	ALLOW_IF(seccomp, ARG(0, SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER, 0));
 
 	/* probed by glibc, which lives without them */
 	ERRNO(clone3, ENOSYS);
@@ -411,17 +421,42 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum role role)
 	ERRNO(vfork, EPERM);
 
 	(void)conf;
-	if (seccomp_load(ctx) < 0)
-		fatalx("sandbox: seccomp_load");
+	sandbox_export(ctx, prog);
+}
+
+/* The BPF program of a filter, in memory, to load in any child. */
+static void
+sandbox_export(scmp_filter_ctx ctx, struct sock_fprog *prog)
+{
+	off_t	 size;
+	void	*p;
+	int	 fd;
+
+	if ((fd = memfd_create("smtpd-bpf", MFD_CLOEXEC)) == -1)
+		fatal("sandbox: memfd_create");
+	if (seccomp_export_bpf(ctx, fd) < 0)
+		fatalx("sandbox: seccomp_export_bpf");
+	if ((size = lseek(fd, 0, SEEK_CUR)) <= 0 ||
+	    size % (off_t)sizeof(struct sock_filter) != 0 ||
+	    size / (off_t)sizeof(struct sock_filter) > BPF_MAXINSNS)
+		fatalx("sandbox: bad seccomp program size %lld",
+		    (long long)size);
+	if ((p = malloc((size_t)size)) == NULL)
+		fatal("sandbox: malloc");
+	if (pread(fd, p, (size_t)size, 0) != size)
+		fatal("sandbox: reading the seccomp program");
+	close(fd);
 	seccomp_release(ctx);
+	prog->filter = p;
+	prog->len = (unsigned short)(size / (off_t)sizeof(struct sock_filter));
 }
 
 /*
  * After accept(): stack a second filter that takes accept away, and
  * with --spool every new socket but syslog's (no API to reach).
  */
-void
-sandbox_worker_narrow(const struct smtpd_conf *conf)
+static void
+sandbox_narrow(const struct smtpd_conf *conf, struct sock_fprog *prog)
 {
 	scmp_filter_ctx	 ctx;
 
@@ -438,9 +473,33 @@ sandbox_worker_narrow(const struct smtpd_conf *conf)
 		sandbox_rule(ctx, SCMP_ACT_KILL_PROCESS, SCMP_SYS(socket),
 		    1, c);
 	}
-	if (seccomp_load(ctx) < 0)
-		fatalx("sandbox: seccomp_load");
-	seccomp_release(ctx);
+	sandbox_export(ctx, prog);
+}
+
+void
+sandbox_worker_narrow(const struct smtpd_conf *conf)
+{
+	(void)conf;
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0,
+	    &prog_narrow) == -1)
+		fatal("sandbox: seccomp (narrow)");
+}
+
+/*
+ * In the master, once: the Landlock rulesets and the seccomp programs
+ * of each role, for sandbox_worker() and sandbox_fetcher() to apply.
+ */
+void
+sandbox_prepare_priv(const struct smtpd_conf *conf)
+{
+	ruleset_worker = sandbox_landlock(conf, ROLE_WORKER, conf->spool_fd);
+	sandbox_seccomp(conf, ROLE_WORKER, &prog_worker);
+	sandbox_narrow(conf, &prog_narrow);
+	if (conf->api != NULL) {
+		ruleset_fetcher = sandbox_landlock(conf, ROLE_FETCHER,
+		    conf->banlist_dirfd);
+		sandbox_seccomp(conf, ROLE_FETCHER, &prog_fetcher);
+	}
 }
 
 #ifdef SANDBOX_TRAP
@@ -462,34 +521,49 @@ sandbox_sigsys(int sig, siginfo_t *si, void *ctx)
 #endif
 
 static void
-sandbox_linux(const struct smtpd_conf *conf, enum role role, int dirfd,
-    const char *name)
+sandbox_linux(const struct smtpd_conf *conf, int ruleset,
+    const struct sock_fprog *prog, const char *name)
 {
-	int	 abi;
+#ifdef SANDBOX_TRAP
+	struct sigaction sa;
 
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = sandbox_sigsys;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGSYS, &sa, NULL);
+#endif
+	if (prog->filter == NULL)
+		fatalx("sandbox: no seccomp program for the %s", name);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
 		fatal("sandbox: PR_SET_NO_NEW_PRIVS");
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
 		fatal("sandbox: PR_SET_DUMPABLE");
-	if ((abi = sandbox_landlock(conf, role, dirfd)) == 0)
+	if (ruleset == -1)
 		log_warnx("sandbox: this kernel has no Landlock; the %s "
 		    "keeps its file system view", name);
+	else if (syscall(SYS_landlock_restrict_self, ruleset, 0) == -1)
+		fatal("sandbox: landlock_restrict_self");
+	if (ruleset_worker != -1)
+		close(ruleset_worker);
+	if (ruleset_fetcher != -1)
+		close(ruleset_fetcher);
 	sandbox_drop_user(conf);
 	sandbox_limits();
-	sandbox_seccomp(conf, role);
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, prog) == -1)
+		fatal("sandbox: seccomp");
 }
 
 void
 sandbox_worker(const struct smtpd_conf *conf)
 {
-	sandbox_linux(conf, ROLE_WORKER, conf->spool_fd, "worker");
+	sandbox_linux(conf, ruleset_worker, &prog_worker, "worker");
 }
 
 void
 sandbox_fetcher(const struct smtpd_conf *conf, const char *cachedir)
 {
 	(void)cachedir;
-	sandbox_linux(conf, ROLE_FETCHER, conf->banlist_dirfd, "fetcher");
+	sandbox_linux(conf, ruleset_fetcher, &prog_fetcher, "fetcher");
 }
 
 

@@ -216,6 +216,7 @@ main(int argc, char *argv[])
 		    sizeof(why))) == NULL)
 			errx(1, "%s", why);
 	}
+	sandbox_prepare_priv(&conf);
 	if (conf.inetd)
 		inetd_main();
 

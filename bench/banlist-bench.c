@@ -40,9 +40,10 @@
  * A reader that waits for the writer spins (there are no locks to
  * sleep on): its lookup takes CPU time for as long as the writer
  * writes, milliseconds.  A reader descheduled by a busy machine takes
- * wall time, not CPU time.  So: no lookup may take 100 us of CPU.
+ * wall time, not CPU time; a page fault on the new half, microseconds.
+ * So: no lookup may take 1 ms of CPU.
  */
-#define TARGET_STALL_CPU_NS	100000
+#define TARGET_STALL_CPU_NS	1000000
 
 volatile sig_atomic_t	 smtpd_stop;
 volatile sig_atomic_t	 smtpd_reload;
@@ -60,15 +61,17 @@ struct hist {
 	uint64_t	 max;
 };
 
-/* The reader that runs while a new table is published. */
+/*
+ * The reader that runs while a new table is published.  Phases: 0 warm
+ * up, 1 timed with no writer, 2 timed during the publish, 3 stop.
+ */
 struct reader {
 	struct banlist_map	*map;
 	const struct probe	*probes;
-	struct hist		 h;	/* lookups during the publish */
-	uint64_t		 max_cpu;	/* ns of CPU, one lookup */
-	int			 phase;	/* atomic: 0 warm, 1 timed, 2 stop */
+	struct hist		 h[2];		/* phases 1 and 2 */
+	uint64_t		 max_cpu[2];	/* ns of CPU, one lookup */
+	int			 phase;		/* atomic */
 	uint64_t		 canary_missed;
-	uint64_t		 lookups;
 };
 
 static uint64_t	 rng_state;
@@ -332,7 +335,7 @@ reader_main(void *arg)
 	s6.ss_family = AF_INET6;
 	sin->sin_family = AF_INET;
 	sin->sin_addr.s_addr = htonl(0xc0000201);	/* 192.0.2.1 */
-	while ((phase = __atomic_load_n(&r->phase, __ATOMIC_ACQUIRE)) != 2) {
+	while ((phase = __atomic_load_n(&r->phase, __ATOMIC_ACQUIRE)) != 3) {
 		t0 = now_ns();
 		c0 = cpu_ns();
 		if (i % 16 == 0) {
@@ -343,12 +346,11 @@ reader_main(void *arg)
 			    &r->probes[i % NPROBES]);
 		c1 = cpu_ns();
 		t1 = now_ns();
-		if (phase == 1) {
-			hist_add(&r->h, t1 - t0);
-			if (c1 - c0 > r->max_cpu)
-				r->max_cpu = c1 - c0;
+		if (phase == 1 || phase == 2) {
+			hist_add(&r->h[phase - 1], t1 - t0);
+			if (c1 - c0 > r->max_cpu[phase - 1])
+				r->max_cpu[phase - 1] = c1 - c0;
 		}
-		r->lookups++;
 		i++;
 	}
 	return NULL;
@@ -364,6 +366,7 @@ main(int argc, char *argv[])
 	struct reader		 rd;
 	struct hist		 h, hf[2];
 	struct timespec		 warm = { 0, 100000000 };
+	struct timespec		 idle = { 0, 300000000 };
 	pthread_t		 tid;
 	const char		*errstr;
 	uint64_t		 seed = SEED_DEFAULT, t0, t1, clk, p50, p99;
@@ -512,7 +515,7 @@ main(int argc, char *argv[])
 	memset(&rd, 0, sizeof(rd));
 	rd.map = rm;
 	rd.probes = probes;
-	if (hist_init(&rd.h) == -1) {
+	if (hist_init(&rd.h[0]) == -1 || hist_init(&rd.h[1]) == -1) {
 		fprintf(stderr, "out of memory\n");
 		return 1;
 	}
@@ -522,34 +525,40 @@ main(int argc, char *argv[])
 	}
 	nanosleep(&warm, NULL);
 	__atomic_store_n(&rd.phase, 1, __ATOMIC_RELEASE);
+	nanosleep(&idle, NULL);
+	__atomic_store_n(&rd.phase, 2, __ATOMIC_RELEASE);
 	t = now();
 	if (banlist_publish(m, &next) == -1) {
 		fprintf(stderr, "publish: the new table does not fit\n");
 		return 1;
 	}
 	tpub2 = now() - t;
-	__atomic_store_n(&rd.phase, 2, __ATOMIC_RELEASE);
+	__atomic_store_n(&rd.phase, 3, __ATOMIC_RELEASE);
 	pthread_join(tid, NULL);
 	banlist_set_free(&next);
 	printf("publish of a new table under lookups    %8.3f s   "
 	    "target < %.0f s\n", tpub2, TARGET_PUBLISH_S);
 	verdict("publish time under lookups", tpub2 < TARGET_PUBLISH_S);
-	printf("  reader during the publish: %llu lookups, p50 %llu ns, "
-	    "p99 %llu ns, max %llu ns (wall, clock reads included)\n",
-	    (unsigned long long)rd.h.n,
-	    (unsigned long long)hist_pct(&rd.h, 50),
-	    (unsigned long long)hist_pct(&rd.h, 99),
-	    (unsigned long long)rd.h.max);
-	printf("  lookups over %d us: %llu; canary 192.0.2.1 found not "
-	    "banned: %llu times\n", HIST_NS / 1000,
-	    (unsigned long long)rd.h.over,
+	printf("  the other thread's lookups (wall times include four "
+	    "clock reads):\n");
+	for (i = 0; i < 2; i++)
+		printf("  %-22s %7llu lookups, p50 %llu ns, p99 %llu ns, "
+		    "max %llu ns; most CPU in one: %llu ns\n",
+		    i ? "during the publish:" : "before, no writer:",
+		    (unsigned long long)rd.h[i].n,
+		    (unsigned long long)hist_pct(&rd.h[i], 50),
+		    (unsigned long long)hist_pct(&rd.h[i], 99),
+		    (unsigned long long)rd.h[i].max,
+		    (unsigned long long)rd.max_cpu[i]);
+	printf("  canary 192.0.2.1 found not banned: %llu times\n",
 	    (unsigned long long)rd.canary_missed);
-	printf("  most CPU one lookup took              %8llu ns  "
-	    "target < %d ns (a spinning reader takes ms)\n",
-	    (unsigned long long)rd.max_cpu, TARGET_STALL_CPU_NS);
-	verdict("no reader blocked", rd.h.n > 0 &&
-	    rd.max_cpu < TARGET_STALL_CPU_NS);
-	free(rd.h.count);
+	printf("  most CPU one lookup took, publishing  %8llu ns  "
+	    "target < %d ns (a waiting reader spins for ms)\n",
+	    (unsigned long long)rd.max_cpu[1], TARGET_STALL_CPU_NS);
+	verdict("no reader blocked", rd.h[1].n > 0 &&
+	    rd.max_cpu[1] < TARGET_STALL_CPU_NS);
+	free(rd.h[0].count);
+	free(rd.h[1].count);
 	banlist_counts(m, &nv4, &nv6, &ns, &used);
 	rss = region_rss_kb();
 	if (rss >= 0)
