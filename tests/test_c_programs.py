@@ -1,0 +1,25 @@
+"""The C test programs, each printing "N passed, N failed":
+tests/unit.c (parsers, the data reader, token, UTF-8), tests/mime_test.c
+(the MIME decoder against its corpus in tests/mime/) and
+tests/banlist_test.c (the ban table against brute force, and under
+concurrent publishing)."""
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PROGRAMS = {
+    "unit": ["tests/unit"],
+    "mime": ["tests/mime_test", "tests/mime"],
+    "banlist": ["tests/banlist_test"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_c_program_passes_every_check(name):
+    argv = [os.path.join(ROOT, a) for a in PROGRAMS[name]]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().endswith(" 0 failed"), r.stdout
