@@ -191,6 +191,7 @@ static void	sandbox_linux(const struct smtpd_conf *, int,
  */
 static struct sock_fprog	 prog_worker, prog_narrow, prog_fetcher;
 static int			 ruleset_worker = -1, ruleset_fetcher = -1;
+static int			 landlock_abi;
 static void	sandbox_rule(scmp_filter_ctx, uint32_t, int, unsigned int,
 		    const struct scmp_arg_cmp *);
 #ifdef SANDBOX_TRAP
@@ -224,6 +225,7 @@ sandbox_landlock(const struct smtpd_conf *conf, enum role role, int dirfd)
 			return -1;
 		fatal("sandbox: landlock_create_ruleset");
 	}
+	landlock_abi = abi;
 	fs = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |
 	    LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR |
 	    LANDLOCK_ACCESS_FS_REMOVE_DIR | LANDLOCK_ACCESS_FS_REMOVE_FILE |
@@ -405,8 +407,13 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum role role,
 	ALLOW(sched_yield);
 	ALLOW(exit);
 	ALLOW(exit_group);
-	/* raise() and abort(); Landlock scopes signals to ourselves */
-	ALLOW(tgkill);
+	/*
+	 * raise() and abort(), only where Landlock (ABI 6) keeps signals
+	 * inside the sandbox; elsewhere seccomp kills them, which ends
+	 * the process just as well.
+	 */
+	if (landlock_abi >= 6)
+		ALLOW(tgkill);
 
 	/* stacking a narrower filter later: it can only take away */
 	ALLOW_IF(seccomp, ARG(0, SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER, 0));

@@ -611,3 +611,28 @@ def firm():
     fake = FakeFirm().start()
     yield fake
     fake.stop()
+
+
+def children(pid):
+    """Pids of a process's children, from /proc."""
+    kids = set()
+    task_dir = "/proc/%d/task" % pid
+    for tid in os.listdir(task_dir):
+        try:
+            with open(os.path.join(task_dir, tid, "children")) as f:
+                kids.update(int(p) for p in f.read().split())
+        except OSError:
+            pass
+    if kids:
+        return kids
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.add(int(entry))
+    return kids

@@ -23,7 +23,7 @@ import warnings
 import pytest
 
 from conftest import (HELO, HOSTNAME, IO_TIMEOUT, LOOPBACK, RCPT, SENDER,
-                      TOKEN, SMTPClient, assert_reply, free_port,
+                      TOKEN, SMTPClient, assert_reply, children, free_port,
                       make_message, port_accepts, raw_message, reply_id,
                       run_smtpd, wait_for)
 
@@ -203,19 +203,6 @@ def received_header(raw):
 
 def log_events(srv, name):
     return [e for e in srv.logs(strict=False) if e.get("event") == name]
-
-
-def children(pid):
-    """Pids of a process's children, from /proc."""
-    kids = set()
-    task_dir = "/proc/%d/task" % pid
-    for tid in os.listdir(task_dir):
-        try:
-            with open(os.path.join(task_dir, tid, "children")) as f:
-                kids.update(int(p) for p in f.read().split())
-        except OSError:
-            pass
-    return kids
 
 
 def client_hello():

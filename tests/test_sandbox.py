@@ -1,0 +1,449 @@
+"""The sandbox of the workers and of the ban-list fetcher (SPEC section 1,
+STYLE "Privileges"): seccomp-bpf, Landlock, no_new_privs, user nobody.
+
+Most scenarios run the test build ./smtpd-test (make smtpd-test), whose
+workers obey "XTEST <HOOK>" after the greeting: the sandboxed worker
+tries one forbidden thing and replies with what happened, if it still
+lives to reply.  A hook that seccomp forbids kills the worker (SIGSYS);
+one that Landlock or an errno rule refuses gets a 451 with the error.
+Every death must be the one worker's: the master logs worker_died with
+that worker's pid and signal, keeps serving and forks a replacement.
+
+The release build ./smtpd is used where no hook is needed: /proc status
+of live workers and of the fetcher, signals from outside, iconv modules
+and a host name API URL.
+
+Worker pids are found through /proc (the socket inode of the accepted
+connection in /proc/net/tcp, then the child holding it), which needs
+root: the workers are not dumpable.  Only loopback is used.
+"""
+
+import base64
+import os
+import pwd
+import signal
+import socket
+
+import pytest
+
+from conftest import (HOSTNAME, LOOPBACK, RCPT, SMTPD_TEST, TOKEN,
+                      assert_reply, free_port, make_message, run_smtpd,
+                      wait_for)
+from test_reload import children
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root: workers drop to nobody and "
+    "their /proc entries are readable only by root")
+
+LOCALERR = "451 4.3.0 Local error, try again later "
+SIGSYS = int(signal.SIGSYS)
+SIGSEGV = int(signal.SIGSEGV)
+EVENT_WAIT = 5.0        # a death must be logged within this
+REPLACE_WAIT = 5.0      # the pool must be refilled within this
+
+
+# ---------------------------------------------------------------- /proc
+
+def proc_status(pid):
+    """The fields of /proc/PID/status as a dict of strings."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            out[key] = value.strip()
+    return out
+
+
+def tcp_inodes(local_port, state, remote_port=None):
+    """Socket inodes from /proc/net/tcp{,6} with that local port, state
+    ("0A" listening, "01" established) and, if given, remote port."""
+    found = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) < 10 or fields[3] != state:
+                continue
+            if int(fields[1].rsplit(":", 1)[1], 16) != local_port:
+                continue
+            if remote_port is not None and \
+                    int(fields[2].rsplit(":", 1)[1], 16) != remote_port:
+                continue
+            found.add(fields[9])
+    found.discard("0")
+    return found
+
+
+def socket_inodes(pid):
+    """The inodes of the sockets process pid holds open."""
+    inodes = set()
+    try:
+        names = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return inodes
+    for name in names:
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, name))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    return inodes
+
+
+def worker_of(srv, client):
+    """The pid of the worker serving this client connection."""
+    cport = client.sock.getsockname()[1]
+
+    def find():
+        inodes = tcp_inodes(srv.port, "01", cport)
+        if not inodes:
+            return None
+        for pid in children(srv.proc.pid):
+            if socket_inodes(pid) & inodes:
+                return pid
+        return None
+    pid = wait_for(find, 3.0)
+    assert pid, "no child of %d serves port %d" % (srv.proc.pid, cport)
+    return pid
+
+
+def split_children(srv):
+    """(workers, others): the master's children holding the listening
+    socket, and the rest (the fetcher)."""
+    listening = tcp_inodes(srv.port, "0A")
+    assert listening, "port %d is not listening" % srv.port
+    workers, others = set(), set()
+    for pid in children(srv.proc.pid):
+        (workers if socket_inodes(pid) & listening else others).add(pid)
+    return workers, others
+
+
+def sandboxed(pid):
+    """None when pid runs under the full sandbox, else what differs."""
+    nobody = pwd.getpwnam("nobody").pw_uid
+    want = {"Seccomp": "2", "NoNewPrivs": "1",
+            "Uid": "\t".join([str(nobody)] * 4)}
+    try:
+        st = proc_status(pid)
+    except OSError as e:
+        return "pid %d: %s" % (pid, e)
+    got = {k: st.get(k) for k in want}
+    return None if got == want else "pid %d: %r, want %r" % (pid, got, want)
+
+
+# ---------------------------------------------------------------- helpers
+
+def deaths(srv, pid):
+    """The signals of the worker_died events logged for pid."""
+    return [e.get("signal") for e in srv.logs(strict=False)
+            if e.get("event") == "worker_died" and e.get("pid") == pid]
+
+
+def assert_died(srv, pid, sig):
+    """The master logs exactly one worker_died for pid, with sig."""
+    wait_for(lambda: deaths(srv, pid), EVENT_WAIT)
+    assert deaths(srv, pid) == [sig], \
+        "worker %d: want one worker_died signal %d; log: %s" % (
+            pid, sig, srv.log_text()[-2000:])
+
+
+def assert_lived(srv, pid):
+    """pid ended without a worker_died or worker_failed event."""
+    assert wait_for(lambda: pid not in children(srv.proc.pid), EVENT_WAIT), \
+        "worker %d did not exit after QUIT" % pid
+    bad = [e for e in srv.logs(strict=False) if e.get("pid") == pid and
+           e.get("event") in ("worker_died", "worker_failed")]
+    assert bad == [], bad
+
+
+def assert_serving(srv):
+    """The master lives and a new session gets 220 and a full dialogue."""
+    assert srv.proc.poll() is None, "master exited: %s" % srv.stderr()
+    with srv.session() as c:
+        c.ehlo()
+        assert_reply(c.cmd("NOOP"), "250 2.0.0")
+        c.quit()
+
+
+def hook_kills(srv, hook, sig):
+    """XTEST hook closes the session without a reply; the master logs
+    that worker's death by sig and goes on serving."""
+    with srv.session() as c:
+        pid = worker_of(srv, c)
+        c.send("XTEST %s\r\n" % hook)
+        c.expect_closed(timeout=3.0)
+    assert_died(srv, pid, sig)
+    assert_serving(srv)
+    return pid
+
+
+def hook_refused(srv, hook, text):
+    """XTEST hook is answered LOCALERR + text; the worker lives on,
+    serves the session to its end and exits cleanly."""
+    with srv.session() as c:
+        pid = worker_of(srv, c)
+        r = c.cmd("XTEST %s" % hook)
+        assert r.lines == [LOCALERR + text], r.lines
+        assert_reply(c.cmd("NOOP"), "250 2.0.0")
+        assert pid in children(srv.proc.pid)
+        c.quit()
+    assert_lived(srv, pid)
+    assert_serving(srv)
+
+
+class Listener:
+    """A loopback port of the test's own that nobody should reach."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.listen(5)
+        self.sock.settimeout(0.3)
+        self.port = self.sock.getsockname()[1]
+
+    def reached(self):
+        try:
+            conn, _ = self.sock.accept()
+        except (socket.timeout, BlockingIOError):
+            return False
+        conn.close()
+        return True
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def listener():
+    lst = Listener()
+    yield lst
+    lst.close()
+
+
+@pytest.fixture
+def hooked(smtpd):
+    """./smtpd-test with --spool."""
+    return smtpd("--spare", "2", binary=SMTPD_TEST)
+
+
+@pytest.fixture
+def hooked_api(smtpd, firm):
+    """./smtpd-test with -a (the fake FIRM API)."""
+    return smtpd("--spare", "2", api=firm.url, binary=SMTPD_TEST)
+
+
+def charset_message(text, charset):
+    body = base64.b64encode(text.encode(charset)).decode("ascii")
+    body = "\r\n".join(body[i:i + 76] for i in range(0, len(body), 76))
+    return make_message(body=body + "\r\n", extra=(
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=%s" % charset,
+        "Content-Transfer-Encoding: base64"))
+
+
+# ---------------------------------------------------------------- refused
+
+def test_landlock_denies_reading_etc_passwd(hooked):
+    # /etc/passwd is world-readable: EACCES for nobody is Landlock's
+    hook_refused(hooked, "OPEN-PASSWD",
+                 "open /etc/passwd: Permission denied")
+
+
+def test_fork_is_refused_and_the_worker_lives(hooked):
+    hook_refused(hooked, "FORK", "fork: Operation not permitted")
+
+
+# ---------------------------------------------------------------- killed
+
+def test_exec_of_a_shell_kills_the_worker(hooked):
+    hook_kills(hooked, "EXEC-SH", SIGSYS)
+
+
+def test_ptrace_of_the_master_kills_the_worker(hooked):
+    hook_kills(hooked, "PTRACE", SIGSYS)
+    assert proc_status(hooked.proc.pid)["TracerPid"] == "0"
+
+
+def test_listening_socket_kills_the_worker(hooked):
+    hook_kills(hooked, "LISTEN", SIGSYS)
+
+
+def test_listening_socket_kills_an_api_worker(hooked_api):
+    # with -a inet sockets are allowed after accept: bind is not
+    hook_kills(hooked_api, "LISTEN", SIGSYS)
+
+
+def test_signal_to_the_master_kills_the_worker(hooked):
+    hook_kills(hooked, "KILL-MASTER", SIGSYS)
+    assert not [e for e in hooked.logs(strict=False)
+                if e.get("proc") == "master" and
+                e.get("event") in ("stopping", "stop")]
+
+
+def test_new_inet_socket_after_accept_kills_a_spool_worker(hooked,
+                                                           listener):
+    hook_kills(hooked, "CONNECT %d" % listener.port, SIGSYS)
+    assert not listener.reached()
+
+
+def test_writing_the_banlist_table_kills_the_worker(hooked):
+    # the worker maps the shared table read-only: a store faults
+    hook_kills(hooked, "BANLIST-WRITE", SIGSEGV)
+
+
+def test_segfault_kills_only_the_worker(hooked):
+    hook_kills(hooked, "SEGV", SIGSEGV)
+
+
+# ---------------------------------------------------------------- network
+
+def test_api_worker_connects_only_to_the_api_port(hooked_api, firm,
+                                                   listener):
+    srv = hooked_api
+    with srv.session() as c:
+        pid = worker_of(srv, c)
+        r = c.cmd("XTEST CONNECT %d" % listener.port)
+        assert r.lines == [LOCALERR + "connect: Permission denied"], r.lines
+        # the same worker still reaches the API
+        r = c.deliver(make_message())
+        assert_reply(r, "250 2.0.0")
+        c.quit()
+    assert not listener.reached()
+    reqs = firm.wait_inbound(1)
+    assert len(reqs) == 1 and TOKEN in reqs[0].json()["body"], reqs
+    assert_lived(srv, pid)
+
+
+def hosts_file_name():
+    """A name /etc/hosts maps to 127.0.0.1 that libcurl does not treat
+    as localhost itself (curl answers "localhost" and "*.localhost"
+    without a resolver), or None."""
+    try:
+        with open("/etc/hosts") as f:
+            rows = [r.split("#", 1)[0].split() for r in f]
+    except OSError:
+        return None
+    for row in rows:
+        if len(row) < 2 or row[0] != LOOPBACK:
+            continue
+        for name in row[1:]:
+            low = name.lower().rstrip(".")
+            if low == "localhost" or low.endswith(".localhost"):
+                continue
+            try:
+                if socket.gethostbyname(name) == LOOPBACK:
+                    return name
+            except OSError:
+                continue
+    return None
+
+
+@pytest.mark.parametrize("kind", ["localhost", "hosts-file"])
+def test_api_host_name_is_resolved_before_the_sandbox(smtpd, firm, kind):
+    # the master resolves the name at start: the sandboxed worker reads
+    # neither /etc/hosts nor resolv.conf (Landlock would deny both)
+    name = "localhost" if kind == "localhost" else hosts_file_name()
+    if name is None:
+        pytest.skip("no name for 127.0.0.1 in /etc/hosts")
+    srv = smtpd("--spare", "1", api="http://%s:%d" % (name, firm.port))
+    with srv.session() as c:
+        r = c.deliver(make_message())
+        assert_reply(r, "250 2.0.0")
+        c.quit()
+    reqs = firm.wait_inbound(1)
+    assert len(reqs) == 1 and TOKEN in reqs[0].json()["body"], reqs
+    assert reqs[0].header("Host") == ["%s:%d" % (name, firm.port)], \
+        reqs[0].headers
+
+
+def test_https_api_with_a_missing_ca_file_is_refused(tmp_path):
+    missing = tmp_path / "no-such-ca.pem"
+    status, _, err = run_smtpd([
+        "-d", "-l", "%s:%d" % (LOOPBACK, free_port()), "-H", HOSTNAME,
+        "-r", RCPT, "-a", "https://127.0.0.1:%d" % free_port(),
+        "--ca-file", missing])
+    assert status == 1, err
+    assert "--ca-file" in err and str(missing) in err, err
+
+
+# ---------------------------------------------------------------- crashes
+
+def test_concurrent_session_delivers_while_a_worker_is_killed(hooked):
+    srv = hooked
+    with srv.session() as a:
+        a.envelope()
+        with srv.session() as b:
+            pid = worker_of(srv, b)
+            b.send("XTEST EXEC-SH\r\n")
+            b.expect_closed(timeout=3.0)
+        assert_died(srv, pid, SIGSYS)
+        assert_reply(a.send_data(make_message()), "250 2.0.0")
+        a.quit()
+    spooled = srv.read_spool()
+    assert len(spooled) == 1 and TOKEN in spooled[0]["body"], spooled
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV],
+                         ids=["SIGKILL", "SIGSEGV"])
+def test_worker_killed_mid_session_ends_only_that_session(smtpd, sig):
+    srv = smtpd("--spare", "2")
+    master = srv.proc.pid
+    with srv.session() as victim, srv.session() as other:
+        victim.ehlo()
+        assert_reply(victim.cmd("MAIL FROM:<a@example.net>"), "250 2.1.0")
+        pid = worker_of(srv, victim)
+        other.envelope()
+        os.kill(pid, sig)
+        victim.expect_closed(timeout=3.0)
+        assert_reply(other.send_data(make_message()), "250 2.0.0")
+        other.quit()
+    assert_died(srv, pid, int(sig))
+    assert wait_for(lambda: pid not in children(master) and
+                    len(children(master)) >= 2, REPLACE_WAIT), \
+        children(master)
+    spooled = srv.read_spool()
+    assert len(spooled) == 1 and TOKEN in spooled[0]["body"], spooled
+    assert_serving(srv)
+
+
+# ---------------------------------------------------------------- /proc
+
+def test_idle_worker_runs_under_seccomp_nnp_and_nobody(smtpd):
+    srv = smtpd("--spare", "1")
+    assert wait_for(lambda: len(split_children(srv)[0]) >= 1, 5)
+    workers = split_children(srv)[0]
+    for pid in workers:
+        assert wait_for(lambda: sandboxed(pid) is None, 3), sandboxed(pid)
+
+
+def test_fetcher_runs_under_seccomp_nnp_and_nobody(smtpd, firm):
+    srv = smtpd("--spare", "1", api=firm.url)
+    assert wait_for(lambda: [len(s) for s in split_children(srv)] == [1, 1],
+                    5), split_children(srv)
+    workers, others = split_children(srv)
+    for pid in workers | others:
+        assert wait_for(lambda: sandboxed(pid) is None, 3), sandboxed(pid)
+
+
+# ---------------------------------------------------------------- iconv
+
+@pytest.mark.parametrize("charset", ["KOI8-R", "SHIFT_JIS"])
+def test_charset_from_a_gconv_module_decodes_in_the_worker(smtpd, charset):
+    # neither is built into glibc: iconv loads KOI8-R.so / SJIS.so from
+    # the gconv directory, the only files Landlock lets a worker read
+    text = {"KOI8-R": "Привет, мир", "SHIFT_JIS": "こんにちは世界"}[charset]
+    srv = smtpd("--spare", "1")
+    with srv.session() as c:
+        r = c.deliver(charset_message(text + "\r\nplease verify " + TOKEN +
+                                   "\r\n", charset))
+        assert_reply(r, "250 2.0.0")
+        c.quit()
+    spooled = srv.read_spool()
+    assert len(spooled) == 1, spooled
+    assert text in spooled[0]["body"] and TOKEN in spooled[0]["body"], \
+        spooled[0]["body"]
