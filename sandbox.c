@@ -189,7 +189,7 @@ static void	sandbox_linux(const struct smtpd_conf *, int,
  * Made once by the master, used by every child it forks: building a
  * seccomp program and a Landlock ruleset costs more than a session.
  */
-static struct sock_fprog	 prog_worker, prog_narrow, prog_fetcher;
+static struct sock_fprog	 prog_worker, prog_fetcher;
 static int			 ruleset_worker = -1, ruleset_fetcher = -1;
 static int			 landlock_abi;
 static void	sandbox_rule(scmp_filter_ctx, uint32_t, int, unsigned int,
@@ -323,12 +323,20 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum role role,
 {
 	scmp_filter_ctx	 ctx;
 	uint32_t	 deflt = SCMP_ACT_KILL_PROCESS;
+	size_t		 i;
 
 #ifdef SANDBOX_TRAP
 	deflt = SCMP_ACT_TRAP;
 #endif
 	if ((ctx = seccomp_init(deflt)) == NULL)
 		fatalx("sandbox: seccomp_init");
+	/*
+	 * A binary tree rather than a list: the kernel runs the program
+	 * for every system call number when a worker loads it (its action
+	 * cache), and for every system call after that.
+	 */
+	if (seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2) < 0)
+		fatalx("sandbox: seccomp_attr_set");
 
 	/* descriptors and I/O */
 	ALLOW(read);
@@ -363,13 +371,23 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum role role,
 	ALLOW(renameat2);
 	ALLOW(unlinkat);
 
-	/* network: the client's socket, the FIRM API, syslog */
-	if (role == ROLE_WORKER) {
-		ALLOW(accept);
-		ALLOW(accept4);
+	/*
+	 * network: accept only on the listening sockets, which a worker
+	 * closes after its one connection and cannot get back (no bind,
+	 * no listen); new inet sockets only to reach the FIRM API; a
+	 * datagram socket for syslog
+	 */
+	for (i = 0; role == ROLE_WORKER && i < conf->nlisteners; i++) {
+		if (conf->listeners[i].fd == -1)
+			continue;
+		ALLOW_IF(accept, ARG(0, SCMP_CMP_EQ, conf->listeners[i].fd, 0));
+		ALLOW_IF(accept4, ARG(0, SCMP_CMP_EQ, conf->listeners[i].fd,
+		    0));
 	}
-	ALLOW_IF(socket, ARG(0, SCMP_CMP_EQ, AF_INET, 0));
-	ALLOW_IF(socket, ARG(0, SCMP_CMP_EQ, AF_INET6, 0));
+	if (conf->api != NULL) {
+		ALLOW_IF(socket, ARG(0, SCMP_CMP_EQ, AF_INET, 0));
+		ALLOW_IF(socket, ARG(0, SCMP_CMP_EQ, AF_INET6, 0));
+	}
 	ALLOW_IF(socket, ARG(0, SCMP_CMP_EQ, AF_UNIX, 0),
 	    ARG(1, SCMP_CMP_MASKED_EQ, 0xf, SOCK_DGRAM));
 	ALLOW(connect);
@@ -415,8 +433,6 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum role role,
 	if (landlock_abi >= 6)
 		ALLOW(tgkill);
 
-	/* stacking a narrower filter later: it can only take away */
-	ALLOW_IF(seccomp, ARG(0, SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER, 0));
 
 	/* probed by glibc, which lives without them */
 	ERRNO(clone3, ENOSYS);
@@ -427,7 +443,6 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum role role,
 	ERRNO(fork, EPERM);
 	ERRNO(vfork, EPERM);
 
-	(void)conf;
 	sandbox_export(ctx, prog);
 }
 
@@ -459,37 +474,14 @@ sandbox_export(scmp_filter_ctx ctx, struct sock_fprog *prog)
 }
 
 /*
- * After accept(): stack a second filter that takes accept away, and
- * with --spool every new socket but syslog's (no API to reach).
+ * After accept(): nothing left to take away on Linux.  The filter
+ * already allows accept only on the listening sockets, now closed, and
+ * loading a second filter would cost each session as much again.
  */
-static void
-sandbox_narrow(const struct smtpd_conf *conf, struct sock_fprog *prog)
-{
-	scmp_filter_ctx	 ctx;
-
-	if ((ctx = seccomp_init(SCMP_ACT_ALLOW)) == NULL)
-		fatalx("sandbox: seccomp_init");
-	sandbox_rule(ctx, SCMP_ACT_KILL_PROCESS, SCMP_SYS(accept), 0, NULL);
-	sandbox_rule(ctx, SCMP_ACT_KILL_PROCESS, SCMP_SYS(accept4), 0,
-	    NULL);
-	if (conf->api == NULL) {
-		struct scmp_arg_cmp c[] = {
-		    ARG(0, SCMP_CMP_NE, AF_UNIX, 0) };
-
-		/* only syslog's AF_UNIX socket to /dev/log is left */
-		sandbox_rule(ctx, SCMP_ACT_KILL_PROCESS, SCMP_SYS(socket),
-		    1, c);
-	}
-	sandbox_export(ctx, prog);
-}
-
 void
 sandbox_worker_narrow(const struct smtpd_conf *conf)
 {
 	(void)conf;
-	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0,
-	    &prog_narrow) == -1)
-		fatal("sandbox: seccomp (narrow)");
 }
 
 /*
@@ -501,7 +493,6 @@ sandbox_prepare_priv(const struct smtpd_conf *conf)
 {
 	ruleset_worker = sandbox_landlock(conf, ROLE_WORKER, conf->spool_fd);
 	sandbox_seccomp(conf, ROLE_WORKER, &prog_worker);
-	sandbox_narrow(conf, &prog_narrow);
 	if (conf->api != NULL) {
 		ruleset_fetcher = sandbox_landlock(conf, ROLE_FETCHER,
 		    conf->banlist_dirfd);

@@ -216,13 +216,15 @@ main(int argc, char *argv[])
 		    sizeof(why))) == NULL)
 			errx(1, "%s", why);
 	}
-	sandbox_prepare_priv(&conf);
-	if (conf.inetd)
+	if (conf.inetd) {
+		sandbox_prepare_priv(&conf);
 		inetd_main();
+	}
 
 	if (!conf.fetch_only)
 		listeners_bind_priv(&conf);
 	shared_create_priv(&conf);
+	sandbox_prepare_priv(&conf);	/* knows the listening sockets */
 	if (!conf.debug && daemon(0, 0) == -1)
 		err(1, "daemon");
 	log_init(conf.debug ? STDOUT_FILENO : -1, conf.verbose);
