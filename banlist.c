@@ -296,7 +296,12 @@ banlist_sender_norm(const char *s, char *out, size_t outlen, int entry)
 		return -1;
 	if (strlen(s) >= outlen || strlen(s) > SMTP_PATH_MAX)
 		return -1;
-	for (i = 0; s[i] != '\0'; i++)
+	/*
+	 * An entry is one token; a sender may hold anything a quoted
+	 * local part allows ("x y"@domain), and its @domain must match
+	 * whatever the local part is.
+	 */
+	for (i = 0; entry && s[i] != '\0'; i++)
 		if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f)
 			return -1;
 	n = (size_t)(at - s);
@@ -841,6 +846,32 @@ banlist_counts(const struct banlist_map *m, size_t *nv4, size_t *nv6,
 /* --- the cache file ------------------------------------------------------ */
 
 /*
+ * Open a file of the cache directory for reading.  The directory is
+ * writable by the unprivileged user, and the master reads it as root:
+ * no symbolic link is followed, and only a regular file of sane size
+ * is accepted (never a FIFO that would hang us).  Returns the
+ * descriptor, or -1 with errno set.
+ */
+int
+banlist_cache_open(int dirfd, const char *name)
+{
+	struct stat	 st;
+	int		 fd;
+
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+	    O_NONBLOCK);
+	if (fd == -1)
+		return -1;
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size > 2 * (uint64_t)BANLIST_RESPONSE_MAX) {
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
+	return fd;
+}
+
+/*
  * Load the last good lists from the cache file (dirfd/name) into set.
  * Returns 0, or -1 when there is none or it does not parse (logged).
  */
@@ -852,7 +883,7 @@ banlist_cache_load(int dirfd, const char *name, struct banlist_set *set)
 	size_t		 i;
 	int		 fd;
 
-	if ((fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC)) == -1) {
+	if ((fd = banlist_cache_open(dirfd, name)) == -1) {
 		if (errno != ENOENT)
 			log_warn("banlist cache %s", name);
 		return -1;
@@ -897,8 +928,9 @@ banlist_cache_write(const struct smtpd_conf *conf, json_t *nets,
 	if (text == NULL)
 		return -1;
 	snprintf(tmp, sizeof(tmp), ".%s.tmp", conf->banlist_file);
-	fd = openat(conf->banlist_dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC |
-	    O_CLOEXEC, 0644);
+	(void)unlinkat(conf->banlist_dirfd, tmp, 0);
+	fd = openat(conf->banlist_dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd == -1)
 		log_warn("banlist cache %s", tmp);
 	else if (fd_write_all(fd, text, strlen(text)) == -1 ||
@@ -1114,8 +1146,8 @@ banlist_fetcher_main(struct smtpd_conf *conf, int alive_fd)
 	f.nets = json_array();
 	f.senders = json_array();
 	/* start from the cache, so a failing first poll keeps its bans */
-	if (conf->banlist_dirfd != -1 && (fd = openat(conf->banlist_dirfd,
-	    conf->banlist_file, O_RDONLY | O_CLOEXEC)) != -1) {
+	if (conf->banlist_dirfd != -1 && (fd = banlist_cache_open(
+	    conf->banlist_dirfd, conf->banlist_file)) != -1) {
 		if ((root = json_loadfd(fd, 0, NULL)) != NULL) {
 			if (json_is_array(json_object_get(root,
 			    "banned_subnets"))) {

@@ -151,7 +151,11 @@ firm_payload(const struct envelope *env, const struct message *msg,
 	rcpts = json_array();
 	hdrs = json_object();
 	for (i = 0; rcpts != NULL && i < env->nrcpts; i++)
-		json_array_append_new(rcpts, json_string(env->rcpts[i]));
+		if (json_array_append_new(rcpts,
+		    json_string(env->rcpts[i])) == -1) {
+			json_decref(rcpts);	/* never drop a recipient */
+			rcpts = NULL;
+		}
 	for (i = 0; hdrs != NULL && i < mm->nhdrs; i++)
 		if (json_object_get(hdrs, mm->hdrs[i].name) == NULL)
 			json_object_set_new(hdrs, mm->hdrs[i].name,

@@ -359,6 +359,7 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum role role,
 	ALLOW(munmap);
 	ALLOW(mremap);
 	ALLOW(madvise);
+	ALLOW(munlock);		/* sodium_free() of the signing key */
 	ALLOW_IF(mmap, ARG(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
 	/* a file descriptor: 0 to INT_MAX; -1 (anonymous) is above */
 	ALLOW_IF(mmap, ARG(4, SCMP_CMP_LE, INT_MAX, 0));

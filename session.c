@@ -214,6 +214,9 @@ static void	session_deliver(struct session *);
 static int	session_received(struct session *);
 static int	session_msg_alloc(struct message *, size_t);
 static int	session_verb(const char *, const char *, const char **);
+static void	session_line_head(char *, size_t, const char *, size_t);
+static void	session_http(struct session *);
+static int	session_addr_8bit_check(int, const char *);
 static int	session_parse_mailbox(const char *, const char **, char *,
 		    size_t);
 static void	session_trace(struct session *, const char *, const char *,
@@ -233,7 +236,17 @@ session_run(struct session_ctx *ctx)
 	log_event(LOG_INFO, "connect", s->id, "{s:s}", "client_ip",
 	    s->client_ip);
 
-	if (ctx->smtps && session_tls_start(s, NULL) == -1) {
+	if (ctx->smtps && ctx->reject >= 0) {
+		/*
+		 * Over a limit on an implicit-TLS port: a handshake would
+		 * hold this worker for up to --timeout, and nothing may be
+		 * said in clear (RFC 8314).  Close at once.
+		 */
+		s->reason = ctx->reject == REPLY_MAXSESSIONS ? "max-sessions" :
+		    "max-per-ip";
+		log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
+		    "client_ip", s->client_ip, "reason", s->reason);
+	} else if (ctx->smtps && session_tls_start(s, NULL) == -1) {
 		;	/* RFC 8314: nothing in clear on this port */
 	} else if (ctx->reject >= 0) {
 		session_reply(s, ctx->reject, NULL);
@@ -251,10 +264,16 @@ session_run(struct session_ctx *ctx)
 				session_command(s, line);
 				break;
 			case LINE_TOOLONG:
-				session_error(s, REPLY_LINETOOLONG);
+				if (session_is_http(line))
+					session_http(s);
+				else
+					session_error(s, REPLY_LINETOOLONG);
 				break;
 			case LINE_BAD:
-				session_error(s, REPLY_SYNTAX);
+				if (session_is_http(line))
+					session_http(s);
+				else
+					session_error(s, REPLY_SYNTAX);
 				break;
 			case LINE_TIMEOUT:
 				session_reply(s, REPLY_TIMEOUT, NULL);
@@ -556,6 +575,8 @@ session_greet(struct session *s)
 			r = ppoll(&pfd, 1, &ts, &s->waitmask);
 			if (r == -1 && errno == EINTR) {
 				if (smtpd_stop) {
+					session_reply(s, REPLY_SHUTDOWN, NULL);
+					s->closing = 1;
 					s->reason = "shutdown";
 					return -1;
 				}
@@ -688,6 +709,10 @@ session_banned(struct session *s)
 			session_reply(s, REPLY_TIMEOUT, NULL);
 			s->closing = 1;
 			break;
+		case LINE_STOP:
+			session_reply(s, REPLY_SHUTDOWN, NULL);
+			s->closing = 1;
+			break;
 		default:
 			s->quit = 1;
 			break;
@@ -714,6 +739,8 @@ session_getline(struct session *s, char *line, size_t linesz)
 		if (lf != NULL) {
 			len = (size_t)(lf - p) + 1;
 			s->ioff += len;
+			if (!toolong)
+				session_line_head(line, linesz, p, len - 1);
 			if (toolong || len > SMTP_LINE_MAX) {
 				session_trace(s, "smtp_in", p, len - 1);
 				return LINE_TOOLONG;
@@ -731,11 +758,13 @@ session_getline(struct session *s, char *line, size_t linesz)
 			line[len] = '\0';
 			return LINE_OK;
 		}
-		if (avail >= SMTP_LINE_MAX) {
-			/* too long already: drop it, wait for its LF */
+		if (avail >= SMTP_LINE_MAX && !toolong) {
+			/* too long already: keep its start, drop the rest */
+			session_line_head(line, linesz, p, avail);
 			toolong = 1;
-			s->ioff = s->ilen;
 		}
+		if (toolong)
+			s->ioff = s->ilen;
 		if (smtpd_stop && !toolong && avail == 0)
 			return LINE_STOP;
 		r = session_read(s);
@@ -754,6 +783,22 @@ session_getline(struct session *s, char *line, size_t linesz)
 			return LINE_ERROR;
 		}
 	}
+}
+
+/*
+ * The start of a line that is refused (too long, bare LF, NUL), so it
+ * can still be recognised as HTTP: at most linesz - 1 octets, CR and
+ * LF dropped.
+ */
+static void
+session_line_head(char *line, size_t linesz, const char *p, size_t len)
+{
+	size_t	 n = len < linesz - 1 ? len : linesz - 1;
+
+	memcpy(line, p, n);
+	while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == '\n'))
+		n--;
+	line[n] = '\0';
 }
 
 /* Case-insensitive verb match; *args points past it and one space. */
@@ -802,17 +847,24 @@ session_is_http(const char *line)
 	return 0;
 }
 
+/* One 421 line, nothing echoed, and close. */
+static void
+session_http(struct session *s)
+{
+	session_reply(s, REPLY_HTTP, NULL);
+	s->closing = 1;
+	s->reason = "http";
+	log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
+	    "client_ip", s->client_ip, "reason", s->reason);
+}
+
 static void
 session_command(struct session *s, char *line)
 {
 	const char	*args;
 
 	if (session_is_http(line)) {
-		session_reply(s, REPLY_HTTP, NULL);
-		s->closing = 1;
-		s->reason = "http";
-		log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
-		    "client_ip", s->client_ip, "reason", s->reason);
+		session_http(s);
 		return;
 	}
 	if (session_verb(line, "EHLO", &args))
@@ -1123,6 +1175,28 @@ session_has_8bit(const char *p)
 	return 0;
 }
 
+/*
+ * An 8-bit address is acceptable only with SMTPUTF8 and as valid UTF-8
+ * (RFC 6531): 0 when it is, else the reply to give.
+ */
+static int
+session_addr_8bit_check(int smtputf8, const char *addr)
+{
+	char	*clean;
+	size_t	 len = strlen(addr), n;
+	int	 ok;
+
+	if (!session_has_8bit(addr))
+		return 0;
+	if (!smtputf8)
+		return REPLY_UTF8ADDR;
+	if ((clean = mime_utf8_clean(addr, len, &n)) == NULL)
+		return REPLY_LOCALERR;
+	ok = n == len && memcmp(clean, addr, len) == 0;
+	free(clean);
+	return ok ? 0 : REPLY_UTF8ADDR;
+}
+
 static void
 session_mail(struct session *s, const char *args)
 {
@@ -1130,7 +1204,7 @@ session_mail(struct session *s, const char *args)
 	char		 param[SMTP_LINE_MAX];
 	const char	*p, *errstr;
 	long long	 size = -1;
-	int		 smtputf8 = 0;
+	int		 smtputf8 = 0, r;
 	size_t		 n;
 
 	if (s->phase == P_GREETED) {
@@ -1172,7 +1246,10 @@ session_mail(struct session *s, const char *args)
 		p += n;
 		if (strncasecmp(param, "SIZE=", 5) == 0) {
 			size = strtonum(param + 5, 0, LLONG_MAX, &errstr);
-			if (errstr != NULL || param[5] == '\0') {
+			if (errstr != NULL && param[5] != '\0' &&
+			    strspn(param + 5, "0123456789") == n - 5)
+				size = LLONG_MAX;	/* huge: over the limit */
+			else if (errstr != NULL || param[5] == '\0') {
 				session_error(s, REPLY_SYNTAX);
 				return;
 			}
@@ -1186,8 +1263,8 @@ session_mail(struct session *s, const char *args)
 			return;
 		}
 	}
-	if (!smtputf8 && session_has_8bit(path)) {
-		session_error(s, REPLY_UTF8ADDR);
+	if ((r = session_addr_8bit_check(smtputf8, path)) != 0) {
+		session_error(s, r);
 		return;
 	}
 	if (size > s->conf->max_size) {
@@ -1219,7 +1296,7 @@ session_rcpt(struct session *s, const char *args)
 {
 	char		 path[SMTP_PATH_MAX + 1], clean[LOG_FIELD_MAX];
 	const char	*p;
-	int		 ok;
+	int		 ok, r;
 
 	if (s->phase == P_GREETED) {
 		session_reply(s, REPLY_NOHELO, NULL);
@@ -1247,8 +1324,8 @@ session_rcpt(struct session *s, const char *args)
 		session_error(s, REPLY_PARAM);
 		return;
 	}
-	if (!s->smtputf8 && session_has_8bit(path)) {
-		session_error(s, REPLY_UTF8ADDR);
+	if ((r = session_addr_8bit_check(s->smtputf8, path)) != 0) {
+		session_error(s, r);
 		return;
 	}
 	log_sanitize(clean, sizeof(clean), path, strlen(path));

@@ -44,12 +44,19 @@ static volatile sig_atomic_t worker_retire;
 
 static struct smtpd_conf	 conf;
 static struct shared_state	*shm;
+/*
+ * Which process has which slot, and of which generation: the master's
+ * own memory.  The shared slots are writable by every worker, so the
+ * master never takes a pid to signal from them.
+ */
+static pid_t			*worker_pid;
+static uint32_t			*worker_gen;
 static size_t			 shm_size;
 static int			 notify_pipe[2] = { -1, -1 };
 static int			 alive_pipe[2] = { -1, -1 };
 static uint32_t			 generation;
 static pid_t			 fetcher_pid = -1;
-static time_t			 fetcher_started;
+static time_t			 fetcher_started;	/* CLOCK_MONOTONIC */
 
 enum {
 	OPT_SMTPS = 256, OPT_SPOOL, OPT_API_SECRET, OPT_API_TIMEOUT,
@@ -122,6 +129,7 @@ static void	banlist_setup_priv(struct smtpd_conf *);
 static void	banlist_dir_priv(struct smtpd_conf *);
 static int	banlist_attach_priv(struct smtpd_conf *);
 static void	fetcher_start(void);
+static time_t	monotime(void);
 static void	master_tls_reload(void);
 static void	listeners_bind_priv(struct smtpd_conf *);
 static void	shared_create_priv(struct smtpd_conf *);
@@ -894,12 +902,26 @@ banlist_setup_priv(struct smtpd_conf *c)
 	if (c->inetd && banlist_attach_priv(c))
 		return;
 	if (c->fetch_only) {
-		rwfd = open(c->banlist_table, O_RDWR | O_CREAT | O_CLOEXEC,
-		    0644);
+		/*
+		 * A fresh file of ours, in a directory the unprivileged
+		 * user may write: no link followed, none reused.
+		 */
+		struct stat a, b;
+
+		if (unlinkat(c->banlist_dirfd, BANLIST_TABLE_NAME, 0) == -1 &&
+		    errno != ENOENT)
+			err(1, "--banlist-cache: unlink %s", c->banlist_table);
+		rwfd = openat(c->banlist_dirfd, BANLIST_TABLE_NAME, O_RDWR |
+		    O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 		if (rwfd == -1 || ftruncate(rwfd, (off_t)size) == -1)
 			err(1, "--banlist-cache: %s", c->banlist_table);
-		if ((rofd = open(c->banlist_table, O_RDONLY | O_CLOEXEC)) == -1)
-			err(1, "--banlist-cache: %s", c->banlist_table);
+		rofd = openat(c->banlist_dirfd, BANLIST_TABLE_NAME, O_RDONLY |
+		    O_NOFOLLOW | O_CLOEXEC);
+		if (rofd == -1 || fstat(rwfd, &a) == -1 ||
+		    fstat(rofd, &b) == -1 || a.st_ino != b.st_ino ||
+		    a.st_dev != b.st_dev)
+			errx(1, "--banlist-cache: %s was replaced under us",
+			    c->banlist_table);
 	} else if (sandbox_shm_create(size, &rwfd, &rofd) == -1)
 		err(1, "ban table: shared memory");
 	if ((rw = banlist_map(rwfd, size, 1)) == NULL)
@@ -936,9 +958,13 @@ banlist_attach_priv(struct smtpd_conf *c)
 	int			 fd;
 
 	if (c->banlist_dirfd == -1 || (fd = openat(c->banlist_dirfd,
-	    BANLIST_TABLE_NAME, O_RDONLY | O_CLOEXEC)) == -1)
+	    BANLIST_TABLE_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+	    O_NONBLOCK)) == -1)
 		return 0;
-	if (fstat(fd, &st) == -1 || (size_t)st.st_size < size ||
+	/* only a table the (root) --fetch-only master made, not a plant */
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
+	    (st.st_uid != 0 && st.st_uid != geteuid()) ||
+	    (size_t)st.st_size < size ||
 	    (m = banlist_map(fd, size, 0)) == NULL) {
 		close(fd);
 		return 0;
@@ -954,6 +980,16 @@ banlist_attach_priv(struct smtpd_conf *c)
 	return 1;
 }
 
+/* Seconds that only go forward, whatever happens to the clock. */
+static time_t
+monotime(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
 /* The fetcher: polls FIRM for the lists, writes the table and cache. */
 static void
 fetcher_start(void)
@@ -961,7 +997,7 @@ fetcher_start(void)
 	size_t	 i;
 	pid_t	 pid;
 
-	fetcher_started = time(NULL);
+	fetcher_started = monotime();
 	switch (pid = fork()) {
 	case -1:
 		log_warn("fork fetcher");
@@ -978,6 +1014,13 @@ fetcher_start(void)
 			close(conf.spool_fd);
 		banlist_unmap(conf.banlist);
 		conf.banlist = NULL;
+		/* what only workers need: the TLS key, the session slots */
+		if (conf.tls != NULL) {
+			tls_free(conf.tls);
+			conf.tls = NULL;
+		}
+		munmap(shm, shm_size);
+		shm = NULL;
 		sandbox_fetcher(&conf, NULL);
 		banlist_fetcher_main(&conf, alive_pipe[0]);
 	default:
@@ -1058,6 +1101,10 @@ shared_create_priv(struct smtpd_conf *c)
 	if (shm == MAP_FAILED)
 		err(1, "mmap shared state");
 	shm->nslots = (uint32_t)nslots;
+	worker_pid = calloc(nslots, sizeof(*worker_pid));
+	worker_gen = calloc(nslots, sizeof(*worker_gen));
+	if (worker_pid == NULL || worker_gen == NULL)
+		err(1, "worker table");
 	if (pipe2(notify_pipe, O_CLOEXEC | O_NONBLOCK) == -1 ||
 	    pipe2(alive_pipe, O_CLOEXEC) == -1)
 		err(1, "pipe");
@@ -1155,7 +1202,7 @@ master_loop(void)
 			}
 		}
 		if (conf.api != NULL && fetcher_pid == -1 &&
-		    time(NULL) > fetcher_started)
+		    monotime() > fetcher_started)
 			fetcher_start();
 		if (!conf.fetch_only)
 			master_spawn();
@@ -1186,9 +1233,9 @@ master_reap(void)
 		for (i = 0; i < shm->nslots; i++) {
 			struct worker_slot *w = &shm->slots[i];
 
-			if (w->pid != pid)
+			if (worker_pid[i] != pid)
 				continue;
-			w->pid = 0;
+			worker_pid[i] = 0;
 			__atomic_store_n(&w->state, SLOT_FREE,
 			    __ATOMIC_SEQ_CST);
 			break;
@@ -1238,7 +1285,7 @@ master_idle(void)
 	for (i = 0; i < shm->nslots; i++) {
 		struct worker_slot *w = &shm->slots[i];
 
-		if (w->pid != 0 && w->generation == generation &&
+		if (worker_pid[i] != 0 && worker_gen[i] == generation &&
 		    __atomic_load_n(&w->state, __ATOMIC_SEQ_CST) == SLOT_IDLE)
 			n++;
 	}
@@ -1257,10 +1304,10 @@ master_spawn(void)
 	for (i = 0; i < shm->nslots && idle < (size_t)conf.spare; i++) {
 		struct worker_slot *w = &shm->slots[i];
 
-		if (w->pid != 0 ||
+		if (worker_pid[i] != 0 ||
 		    __atomic_load_n(&w->state, __ATOMIC_SEQ_CST) != SLOT_FREE)
 			continue;
-		w->generation = generation;
+		worker_gen[i] = generation;
 		__atomic_store_n(&w->state, SLOT_IDLE, __ATOMIC_SEQ_CST);
 		switch (pid = fork()) {
 		case -1:
@@ -1271,7 +1318,7 @@ master_spawn(void)
 		case 0:
 			worker_main((int)i);
 		default:
-			w->pid = pid;
+			worker_pid[i] = pid;
 			idle++;
 		}
 	}
@@ -1286,9 +1333,9 @@ master_retire_old(void)
 	for (i = 0; i < shm->nslots; i++) {
 		struct worker_slot *w = &shm->slots[i];
 
-		if (w->pid != 0 && w->generation != generation &&
+		if (worker_pid[i] != 0 && worker_gen[i] != generation &&
 		    __atomic_load_n(&w->state, __ATOMIC_SEQ_CST) == SLOT_IDLE)
-			kill(w->pid, SIGUSR1);
+			kill(worker_pid[i], SIGUSR1);
 	}
 }
 
@@ -1298,8 +1345,8 @@ master_kill_all(int sig)
 	uint32_t	 i;
 
 	for (i = 0; i < shm->nslots; i++)
-		if (shm->slots[i].pid != 0)
-			kill(shm->slots[i].pid, sig);
+		if (worker_pid[i] != 0)
+			kill(worker_pid[i], sig);
 }
 
 /*
@@ -1324,12 +1371,13 @@ master_shutdown(void)
 	if (fetcher_pid != -1)
 		kill(fetcher_pid, SIGTERM);
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += conf.grace;
+	/* even with --grace 0, idle sessions get a moment to say 421 */
+	deadline.tv_sec += conf.grace > 0 ? conf.grace : 1;
 	sigemptyset(&empty);
 	for (;;) {
 		master_reap();
 		for (live = 0, n = 0; n < shm->nslots; n++)
-			if (shm->slots[n].pid != 0)
+			if (worker_pid[n] != 0)
 				live++;
 		if (fetcher_pid != -1)
 			live++;
@@ -1391,6 +1439,7 @@ worker_main(int slot)
 	ctx.banned = banlist_lookup_addr(conf.banlist, &ctx.peer);
 	(void)write(notify_pipe[1], &b, 1);	/* master: fork a spare */
 	session_run(&ctx);
+	firm_key_wipe();
 	__atomic_store_n(&shm->slots[slot].state, SLOT_DONE,
 	    __ATOMIC_SEQ_CST);
 	_exit(0);
@@ -1486,11 +1535,11 @@ worker_claim(int slot, const struct sockaddr_storage *peer)
 		if (memcmp(w->key, me->key, sizeof(me->key)) == 0)
 			same++;
 	}
-	if (total > conf.max_sessions)
-		return REPLY_MAXSESSIONS;
-	if (same > conf.max_per_ip)
-		return REPLY_MAXPERIP;
-	return -1;
+	if (total <= conf.max_sessions && same <= conf.max_per_ip)
+		return -1;
+	/* refused: no longer counted while the refusal is said */
+	__atomic_store_n(&me->state, SLOT_DONE, __ATOMIC_SEQ_CST);
+	return total > conf.max_sessions ? REPLY_MAXSESSIONS : REPLY_MAXPERIP;
 }
 
 /* -i: one session on stdin/stdout, for inetd or tcpserver. */

@@ -166,8 +166,9 @@ struct smtpd_conf {
 
 /*
  * Shared memory: one slot per worker.  The master assigns a slot at
- * fork; the worker claims it for a client with its address key and
- * counts the busy slots to enforce --max-sessions and --max-per-ip.
+ * fork (and keeps the pid to itself); the worker claims it for a
+ * client with its address key and counts the busy slots to enforce
+ * --max-sessions and --max-per-ip.
  */
 enum slot_state {
 	SLOT_FREE = 0,
@@ -177,8 +178,6 @@ enum slot_state {
 };
 
 struct worker_slot {
-	volatile pid_t		 pid;
-	volatile uint32_t	 generation;
 	uint32_t		 state;		/* atomic: enum slot_state */
 	uint8_t			 key[16];	/* IPv4 mapped, or IPv6 /64 */
 };
@@ -371,6 +370,7 @@ void		 banlist_counts(const struct banlist_map *, size_t *, size_t *,
 #ifdef SMTPD_TEST_HOOKS
 const char	*banlist_test_write(const struct banlist_map *);
 #endif
+int		 banlist_cache_open(int, const char *);
 int		 banlist_cache_load(int, const char *, struct banlist_set *);
 __dead void	 banlist_fetcher_main(struct smtpd_conf *, int);
 

@@ -532,7 +532,7 @@ def spool_dir(spool_root):
 
 
 @pytest.fixture
-def smtpd(tmp_path, spool_root):
+def smtpd(tmp_path, spool_root, request):
     """Factory: smtpd("-s", 5000, recipients=("@example.org",)) starts
     ./smtpd -d -l 127.0.0.1:PORT -H test.example -r ... --spool DIR ...
     and returns a started SmtpdServer; all are stopped at teardown.
@@ -569,6 +569,13 @@ def smtpd(tmp_path, spool_root):
     yield start
     for srv in servers:
         srv.stop()
+    # a worker that dies, even after its reply went out, is a bug
+    # unless the test kills workers on purpose
+    if request.node.get_closest_marker("worker_deaths") is None:
+        for srv in servers:
+            died = [e for e in srv.logs(strict=False)
+                    if e.get("event") in ("worker_died", "worker_failed")]
+            assert not died, "unexpected worker deaths: %r" % died[:3]
 
 
 @pytest.fixture

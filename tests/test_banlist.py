@@ -686,3 +686,47 @@ def test_worker_writing_to_the_table_dies_and_the_table_is_unchanged(
     assert died[-1].get("signal") == signal.SIGSEGV, died
     assert srv.proc.poll() is None, "the master died"
     assert state() == before, "the table changed"
+
+
+# ------------------------------------------------- hostile cache directory
+
+def test_quoted_local_part_does_not_escape_a_blocked_domain(smtpd, banapi,
+                                                            cache):
+    banapi.set_lists([], ["@spam.org"])
+    srv = start(smtpd, banapi, cache)
+    assert wait_for(lambda: mail_reply(srv.port, "x@spam.org").code == 550,
+                    START_POLL_WAIT, interval=0.1)
+    assert_reply(mail_reply(srv.port, '"x y"@spam.org'), "550 5.7.1")
+    assert_reply(mail_reply(srv.port, '"x y"@SPAM.ORG'), "550 5.7.1")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the master must be root")
+def test_fetch_only_master_does_not_follow_a_planted_table_link(
+        banapi, cache, tmp_path):
+    """The cache directory is the unprivileged user's: a link planted
+    there must not make the root master write elsewhere."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"root's file\n")
+    os.chmod(victim, 0o600)
+    os.symlink(str(victim), str(cache.parent / "banlist.table"))
+    banlist_set = ["192.0.2.0/24"]
+    banapi.set_lists(banlist_set, [])     # something to cache
+    fetcher = FetchOnly(tmp_path, banapi, cache)
+    try:
+        assert wait_for(lambda: cache.exists() or
+                        fetcher.proc.poll() is not None, START_POLL_WAIT)
+        assert fetcher.proc.poll() is None, fetcher.log_text()[-2000:]
+        table = cache.parent / "banlist.table"
+        assert not table.is_symlink() and table.is_file()
+        assert victim.read_bytes() == b"root's file\n"
+    finally:
+        fetcher.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the master must be root")
+def test_cache_planted_as_a_fifo_neither_hangs_nor_loads(smtpd, banapi,
+                                                         cache):
+    os.mkfifo(str(cache))
+    banapi.set_lists(["127.0.0.2/32"], [])
+    srv = start(smtpd, banapi, cache)     # the factory waits at most 5 s
+    assert not is_banned(srv.port)

@@ -540,3 +540,42 @@ def test_patient_client_is_greeted_after_greet_delay_and_delivers(smtpd):
         assert elapsed >= 0.9, elapsed
         assert_reply(c.deliver(make_message()), "250 2.0.0")
     assert len(srv.spool_files()) == 1
+
+
+def test_http_request_with_bare_lf_line_ends_gets_one_421_line(server):
+    with server.session() as c:
+        c.send(b"GET / HTTP/1.0\nHost: x\nUser-Agent: probe\n\n")
+        assert_one_421_line_then_close(c, [b"GET", b"Host", b"probe"])
+
+
+def test_http_request_with_an_over_long_line_gets_one_421_line(server):
+    with server.session() as c:
+        c.send(b"GET /" + b"a" * 600 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert_one_421_line_then_close(c, [b"GET", b"aaaa", b"Host"])
+
+
+def test_mail_size_beyond_any_integer_gets_552_5_3_4(server):
+    with server.session() as c:
+        c.ehlo()
+        r = c.cmd("MAIL FROM:<a@example.net> SIZE=99999999999999999999999")
+        assert_reply(r, "552 5.3.4")
+        assert_reply(c.cmd("NOOP"), "250 2.0.0")
+
+
+def test_smtputf8_sender_that_is_not_utf8_gets_553_5_6_7(server):
+    with server.session() as c:
+        c.ehlo()
+        c.send(b"MAIL FROM:<\xff\xfe@example.net> SMTPUTF8\r\n")
+        assert_reply(c.reply(), "553 5.6.7")
+
+
+def test_smtputf8_recipient_that_is_not_utf8_gets_553_5_6_7(smtpd):
+    srv = smtpd(recipients=("@example.org",))
+    with srv.session() as c:
+        c.ehlo()
+        assert_reply(c.cmd("MAIL FROM:<a@example.net> SMTPUTF8"),
+                     "250 2.1.0")
+        c.send(b"RCPT TO:<\xff\xfe@example.org>\r\n")
+        assert_reply(c.reply(), "553 5.6.7")
+        c.send("RCPT TO:<jos\u00e9@example.org>\r\n".encode())
+        assert_reply(c.reply(), "250 2.1.5")

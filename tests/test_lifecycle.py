@@ -11,7 +11,7 @@ import pytest
 
 from conftest import (HOSTNAME, LOOPBACK, RCPT, REPO, SMTPD, SMTPClient,
                       assert_reply, free_port, make_message, raw_message,
-                      read_spool, run_smtpd)
+                      read_spool, run_smtpd, wait_for)
 
 
 # ------------------------------------------------------------ flags
@@ -211,3 +211,13 @@ def test_sigint_stops_like_sigterm(smtpd):
         assert_reply(c.reply(timeout=5), "421 4.3.2")
         c.expect_closed()
     assert srv.wait(5) == 0, srv.stderr()
+
+
+def test_sigterm_during_greet_delay_gets_421_4_3_2(smtpd):
+    srv = smtpd("--greet-delay", "5000")
+    with srv.connect() as c:
+        assert wait_for(lambda: any(e.get("event") == "connect"
+                                    for e in srv.logs(strict=False)), 3)
+        srv.signal(signal.SIGTERM)
+        assert_reply(c.reply(timeout=3), "421 4.3.2")
+    assert srv.wait(10) == 0

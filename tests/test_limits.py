@@ -235,6 +235,7 @@ def worker_pid_of(srv, client):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="needs /proc")
+@pytest.mark.worker_deaths
 def test_killed_worker_ends_only_its_own_session(smtpd):
     srv = smtpd("-p", "2")
     a = srv.session()

@@ -260,24 +260,29 @@ def test_fork_is_refused_and_the_worker_lives(hooked):
 
 # ---------------------------------------------------------------- killed
 
+@pytest.mark.worker_deaths
 def test_exec_of_a_shell_kills_the_worker(hooked):
     hook_kills(hooked, "EXEC-SH", SIGSYS)
 
 
+@pytest.mark.worker_deaths
 def test_ptrace_of_the_master_kills_the_worker(hooked):
     hook_kills(hooked, "PTRACE", SIGSYS)
     assert proc_status(hooked.proc.pid)["TracerPid"] == "0"
 
 
+@pytest.mark.worker_deaths
 def test_listening_socket_kills_the_worker(hooked):
     hook_kills(hooked, "LISTEN", SIGSYS)
 
 
+@pytest.mark.worker_deaths
 def test_listening_socket_kills_an_api_worker(hooked_api):
     # with -a inet sockets are allowed after accept: bind is not
     hook_kills(hooked_api, "LISTEN", SIGSYS)
 
 
+@pytest.mark.worker_deaths
 def test_signal_to_the_master_kills_the_worker(hooked):
     hook_kills(hooked, "KILL-MASTER", SIGSYS)
     assert not [e for e in hooked.logs(strict=False)
@@ -285,17 +290,20 @@ def test_signal_to_the_master_kills_the_worker(hooked):
                 e.get("event") in ("stopping", "stop")]
 
 
+@pytest.mark.worker_deaths
 def test_new_inet_socket_after_accept_kills_a_spool_worker(hooked,
                                                            listener):
     hook_kills(hooked, "CONNECT %d" % listener.port, SIGSYS)
     assert not listener.reached()
 
 
+@pytest.mark.worker_deaths
 def test_writing_the_banlist_table_kills_the_worker(hooked):
     # the worker maps the shared table read-only: a store faults
     hook_kills(hooked, "BANLIST-WRITE", SIGSEGV)
 
 
+@pytest.mark.worker_deaths
 def test_segfault_kills_only_the_worker(hooked):
     hook_kills(hooked, "SEGV", SIGSEGV)
 
@@ -373,6 +381,7 @@ def test_https_api_with_a_missing_ca_file_is_refused(tmp_path):
 
 # ---------------------------------------------------------------- crashes
 
+@pytest.mark.worker_deaths
 def test_concurrent_session_delivers_while_a_worker_is_killed(hooked):
     srv = hooked
     with srv.session() as a:
@@ -390,6 +399,7 @@ def test_concurrent_session_delivers_while_a_worker_is_killed(hooked):
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV],
                          ids=["SIGKILL", "SIGSEGV"])
+@pytest.mark.worker_deaths
 def test_worker_killed_mid_session_ends_only_that_session(smtpd, sig):
     srv = smtpd("--spare", "2")
     master = srv.proc.pid

@@ -771,3 +771,25 @@ def test_swaks_tls_delivery_is_spooled_with_tls(smtpd, pair):
     [e] = srv.read_spool()
     assert e["tls"] in TLS_VERSIONS
     assert e["token"] == TOKEN
+
+
+def test_smtps_flood_from_one_address_does_not_starve_other_clients(
+        smtpd, pair):
+    """Over --max-per-ip on the implicit-TLS port, a connection is
+    closed at once rather than holding a worker through a handshake for
+    up to --timeout: another client still gets its greeting."""
+    srv = start_tls(smtpd, pair, "-c", "6", "-p", "2", "--spare", "2",
+                    "-t", "20", smtps=True)
+    flood = []
+    try:
+        for _ in range(12):             # silent: no ClientHello
+            flood.append(socket.create_connection(
+                (LOOPBACK, srv.smtps_port), timeout=IO_TIMEOUT))
+        time.sleep(0.5)
+        s = socket.create_connection((LOOPBACK, srv.port), timeout=3,
+                                     source_address=("127.0.0.2", 0))
+        with SMTPClient(sock=s, timeout=3) as c:
+            assert_reply(c.reply(timeout=3), "220")
+    finally:
+        for s in flood:
+            s.close()
