@@ -78,7 +78,7 @@ run: all
 # Test programs link every object but the one with main().
 LIB_OBJS=	$(filter-out smtpd.o,$(OBJS))
 
-tests/unit: tests/unit.c $(LIB_OBJS) $(HDRS)
+tests/unit: tests/unit.c tests/check.h $(LIB_OBJS) $(HDRS)
 	$(CC) $(ALL_CFLAGS) -o $@ tests/unit.c $(LIB_OBJS) $(LDLIBS)
 
 unit: tests/unit
@@ -98,7 +98,7 @@ bench-mime: bench/mime-bench
 	./bench/mime-bench
 
 # The ban-list table: unit tests (in make test) and a benchmark.
-tests/banlist_test: tests/banlist_test.c $(LIB_OBJS) $(HDRS)
+tests/banlist_test: tests/banlist_test.c tests/check.h $(LIB_OBJS) $(HDRS)
 	$(CC) $(ALL_CFLAGS) -pthread -o $@ tests/banlist_test.c $(LIB_OBJS) \
 	    $(LDLIBS)
 

@@ -654,7 +654,7 @@ static void
 conf_spool(struct smtpd_conf *c, int create)
 {
 	struct stat	 st;
-	int		 created = 0, w;
+	int		 w;
 
 	if (c->spool == NULL)
 		return;
@@ -683,7 +683,6 @@ conf_spool(struct smtpd_conf *c, int create)
 		if (geteuid() == 0 && chown(c->spool, c->uid, c->gid) == -1)
 			flag_error("spool", "chown %s: %s", c->spool,
 			    strerror(errno));
-		created = 1;
 		if (stat(c->spool, &st) == -1)
 			flag_error("spool", "%s: %s", c->spool,
 			    strerror(errno));
@@ -706,7 +705,6 @@ conf_spool(struct smtpd_conf *c, int create)
 	c->spool_fd = open(c->spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c->spool_fd == -1)
 		flag_error("spool", "open %s: %s", c->spool, strerror(errno));
-	(void)created;
 }
 
 /*

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "../smtpd.h"
+#include "check.h"
 
 #define SEED_DEFAULT	0x5eedba11ULL
 #define NPROBES		5000	/* per random set */
@@ -75,19 +76,8 @@ struct conc {
 	unsigned int		 seen;		/* bit k: table k was live */
 };
 
-static int	 passed, failed;
 static uint64_t	 rng_state;
 
-#define CHECK(cond, ...) do {						\
-	if (cond)							\
-		passed++;						\
-	else {								\
-		failed++;						\
-		printf("FAIL %s:%d: ", __FILE__, __LINE__);		\
-		printf(__VA_ARGS__);					\
-		printf("\n");						\
-	}								\
-} while (0)
 
 static void	xsnprintf(char *, size_t, const char *, ...)
 		    __attribute__((__format__ (printf, 3, 4)));

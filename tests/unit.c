@@ -9,22 +9,12 @@
 #include <string.h>
 
 #include "../smtpd.h"
+#include "check.h"
 
 volatile sig_atomic_t	 smtpd_stop;
 volatile sig_atomic_t	 smtpd_reload;
 
-static int	 passed, failed;
 
-#define CHECK(cond, ...) do {						\
-	if (cond)							\
-		passed++;						\
-	else {								\
-		failed++;						\
-		printf("FAIL %s:%d: ", __FILE__, __LINE__);		\
-		printf(__VA_ARGS__);					\
-		printf("\n");						\
-	}								\
-} while (0)
 
 static void
 test_paths(void)
