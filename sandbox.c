@@ -92,6 +92,22 @@ sandbox_limits(void)
 
 #ifdef __OpenBSD__
 
+/*
+ * The master keeps root (it forks children that drop to --user, and
+ * rereads the certificate on SIGHUP) but needs no more than this.
+ */
+void
+sandbox_master(const struct smtpd_conf *conf)
+{
+	struct rlimit	 rl = { 0, 0 };
+
+	(void)conf;
+	if (setrlimit(RLIMIT_CORE, &rl) == -1)
+		fatal("sandbox: RLIMIT_CORE");
+	if (pledge("stdio rpath inet dns proc id", NULL) == -1)
+		fatal("sandbox: pledge");
+}
+
 void
 sandbox_prepare_priv(const struct smtpd_conf *conf)
 {
@@ -518,6 +534,26 @@ sandbox_sigsys(int sig, siginfo_t *si, void *ctx)
 	raise(sig);
 }
 #endif
+
+/*
+ * The master keeps root and its file system (it rereads the
+ * certificate and resolves the API host on SIGHUP) and is not filtered;
+ * it never executes anything, never leaves a core file with the keys in
+ * it, and no other process of the same user may read its memory.
+ */
+void
+sandbox_master(const struct smtpd_conf *conf)
+{
+	struct rlimit	 rl = { 0, 0 };
+
+	(void)conf;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+		fatal("sandbox: PR_SET_NO_NEW_PRIVS");
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
+		fatal("sandbox: PR_SET_DUMPABLE");
+	if (setrlimit(RLIMIT_CORE, &rl) == -1)
+		fatal("sandbox: RLIMIT_CORE");
+}
 
 static void
 sandbox_linux(const struct smtpd_conf *conf, int ruleset,

@@ -240,6 +240,7 @@ main(int argc, char *argv[])
 		log_warnx("not started as root: workers keep uid %u, "
 		    "--user is not applied", (unsigned)geteuid());
 	master_signals();
+	sandbox_master(&conf);
 	log_event(LOG_INFO, "start", NULL, "{s:s, s:i, s:I, s:I}",
 	    "version", SMTPD_VERSION, "listeners", (int)conf.nlisteners,
 	    "spare", (json_int_t)conf.spare,

@@ -424,6 +424,7 @@ void		 log_timestamp(char *, size_t, int);
 
 /* sandbox.c */
 void		 sandbox_drop_user(const struct smtpd_conf *);
+void		 sandbox_master(const struct smtpd_conf *);
 void		 sandbox_prepare_priv(const struct smtpd_conf *);
 void		 sandbox_worker(const struct smtpd_conf *);
 void		 sandbox_worker_narrow(const struct smtpd_conf *);

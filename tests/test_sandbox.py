@@ -457,3 +457,18 @@ def test_charset_from_a_gconv_module_decodes_in_the_worker(smtpd, charset):
     assert len(spooled) == 1, spooled
     assert text in spooled[0]["body"] and TOKEN in spooled[0]["body"], \
         spooled[0]["body"]
+
+
+def test_master_has_no_new_privs_and_leaves_no_core(smtpd):
+    srv = smtpd("--spare", "1")
+    fields = {}
+    with open("/proc/%d/status" % srv.proc.pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    assert fields["NoNewPrivs"] == "1", fields
+    assert fields["Seccomp"] == "0", fields      # the master is unfiltered
+    assert fields["Uid"].split()[1] == "0", fields
+    with open("/proc/%d/limits" % srv.proc.pid) as f:
+        core = [l for l in f if l.startswith("Max core file size")]
+    assert core and core[0].split()[4:6] == ["0", "0"], core
