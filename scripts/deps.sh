@@ -12,9 +12,11 @@ if [ "$(uname -s)" = "OpenBSD" ]; then
 	exit 0
 fi
 
-build="build-essential pkg-config clang libtls-dev libsodium-dev \
-libjansson-dev libcurl4-openssl-dev libseccomp-dev libbsd-dev mandoc \
-libclang-rt-14-dev"
+# libssl-dev: libcrypto, which tls.c uses to describe a certificate
+# (libtls-dev does not depend on it)
+build="build-essential pkg-config clang libtls-dev libssl-dev \
+libsodium-dev libjansson-dev libcurl4-openssl-dev libseccomp-dev \
+libbsd-dev mandoc libclang-rt-14-dev"
 test="python3 python3-pytest swaks libnet-ssleay-perl perl openssl"
 
 pkgs=$build
