@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -784,6 +785,13 @@ conf_api_resolve(struct smtpd_conf *c)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICHOST;
+	n = strlen(host);
+	if (strcasecmp(host, "localhost") == 0 || (n > 10 &&
+	    strcasecmp(host + n - 10, ".localhost") == 0)) {
+		/* libcurl maps these to loopback itself (RFC 6761) */
+		curl_free(host);
+		return NULL;
+	}
 	if (host[0] == '[' || getaddrinfo(host, NULL, &hints, &res) == 0) {
 		if (host[0] != '[')
 			freeaddrinfo(res);
