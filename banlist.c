@@ -872,15 +872,16 @@ banlist_cache_open(int dirfd, const char *name)
 }
 
 /*
- * Load the last good lists from the cache file (dirfd/name) into set.
- * Returns 0, or -1 when there is none or it does not parse (logged).
+ * The last good lists of the cache file (dirfd/name), as two new
+ * array references (empty when the file has none).  Returns 0, or -1
+ * when there is no file or it does not parse (logged).
  */
 int
-banlist_cache_load(int dirfd, const char *name, struct banlist_set *set)
+banlist_cache_read(int dirfd, const char *name, json_t **nets,
+    json_t **senders)
 {
-	json_t		*root, *v;
+	json_t		*root, *a;
 	json_error_t	 err;
-	size_t		 i;
 	int		 fd;
 
 	if ((fd = banlist_cache_open(dirfd, name)) == -1) {
@@ -896,15 +897,32 @@ banlist_cache_load(int dirfd, const char *name, struct banlist_set *set)
 		json_decref(root);
 		return -1;
 	}
-	json_array_foreach(json_object_get(root, "banned_subnets"), i, v)
+	a = json_object_get(root, "banned_subnets");
+	*nets = json_is_array(a) ? json_incref(a) : json_array();
+	a = json_object_get(root, "blocked_emails");
+	*senders = json_is_array(a) ? json_incref(a) : json_array();
+	json_decref(root);
+	return 0;
+}
+
+/*
+ * Add the strings of two arrays to set: networks, then senders.
+ * Returns 0, or -1 when out of memory.
+ */
+int
+banlist_set_add_json(struct banlist_set *set, json_t *nets, json_t *senders)
+{
+	json_t	*v;
+	size_t	 i;
+
+	json_array_foreach(nets, i, v)
 		if (json_is_string(v) &&
 		    banlist_add_net(set, json_string_value(v)) == -1)
-			break;
-	json_array_foreach(json_object_get(root, "blocked_emails"), i, v)
+			return -1;
+	json_array_foreach(senders, i, v)
 		if (json_is_string(v) &&
 		    banlist_add_sender(set, json_string_value(v)) == -1)
-			break;
-	json_decref(root);
+			return -1;
 	return 0;
 }
 
@@ -1012,19 +1030,12 @@ static void
 banlist_rebuild(struct fetcher *f)
 {
 	struct banlist_set	 set;
-	json_t			*v;
-	size_t			 i, nv4, nv6, ns, used;
+	size_t			 nv4, nv6, ns, used;
 
 	banlist_set_init(&set);
 	set.quiet = 1;		/* banlist_fetch() logged them already */
-	json_array_foreach(f->nets, i, v)
-		if (json_is_string(v) &&
-		    banlist_add_net(&set, json_string_value(v)) == -1)
-			goto oom;
-	json_array_foreach(f->senders, i, v)
-		if (json_is_string(v) &&
-		    banlist_add_sender(&set, json_string_value(v)) == -1)
-			goto oom;
+	if (banlist_set_add_json(&set, f->nets, f->senders) == -1)
+		goto oom;
 	if (banlist_publish(f->map, &set) == -1) {
 		log_warnx("banlist: the new table does not fit in %lu "
 		    "bytes; the last one stays", BANLIST_HALF_SIZE);
@@ -1134,8 +1145,6 @@ banlist_fetcher_main(struct smtpd_conf *conf, int alive_fd)
 	struct pollfd	 pfd;
 	struct timespec	 ts;
 	sigset_t	 mask;
-	int		 fd;
-	json_t		*root;
 
 	memset(&f, 0, sizeof(f));
 	f.conf = conf;
@@ -1143,27 +1152,12 @@ banlist_fetcher_main(struct smtpd_conf *conf, int alive_fd)
 	    banlist_region_size(BANLIST_HALF_SIZE), 1);
 	if (f.map == NULL)
 		fatal("banlist fetcher: mmap");
-	f.nets = json_array();
-	f.senders = json_array();
 	/* start from the cache, so a failing first poll keeps its bans */
-	if (conf->banlist_dirfd != -1 && (fd = banlist_cache_open(
-	    conf->banlist_dirfd, conf->banlist_file)) != -1) {
-		if ((root = json_loadfd(fd, 0, NULL)) != NULL) {
-			if (json_is_array(json_object_get(root,
-			    "banned_subnets"))) {
-				json_decref(f.nets);
-				f.nets = json_incref(json_object_get(root,
-				    "banned_subnets"));
-			}
-			if (json_is_array(json_object_get(root,
-			    "blocked_emails"))) {
-				json_decref(f.senders);
-				f.senders = json_incref(json_object_get(root,
-				    "blocked_emails"));
-			}
-			json_decref(root);
-		}
-		close(fd);
+	if (conf->banlist_dirfd == -1 || banlist_cache_read(
+	    conf->banlist_dirfd, conf->banlist_file, &f.nets,
+	    &f.senders) == -1) {
+		f.nets = json_array();
+		f.senders = json_array();
 	}
 	sigprocmask(SIG_BLOCK, NULL, &mask);
 	sigdelset(&mask, SIGTERM);

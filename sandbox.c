@@ -137,10 +137,11 @@ sandbox_worker_narrow(const struct smtpd_conf *conf)
 }
 
 void
-sandbox_fetcher(const struct smtpd_conf *conf, const char *cachedir)
+sandbox_fetcher(const struct smtpd_conf *conf)
 {
-	if (cachedir != NULL && unveil(cachedir, "rwc") == -1)
-		fatal("sandbox: unveil %s", cachedir);
+	/* the directory of --banlist-cache, where the cache is renamed */
+	if (unveil(conf->banlist_dir, "rwc") == -1)
+		fatal("sandbox: unveil %s", conf->banlist_dir);
 	if (unveil(NULL, NULL) == -1)
 		fatal("sandbox: unveil");
 	sandbox_drop_user(conf);
@@ -595,9 +596,8 @@ sandbox_worker(const struct smtpd_conf *conf)
 }
 
 void
-sandbox_fetcher(const struct smtpd_conf *conf, const char *cachedir)
+sandbox_fetcher(const struct smtpd_conf *conf)
 {
-	(void)cachedir;
 	sandbox_linux(conf, ruleset_fetcher, &prog_fetcher, "fetcher");
 }
 

@@ -869,6 +869,9 @@ banlist_dir_priv(struct smtpd_conf *c)
 			flag_error("banlist-cache", "chown %s: %s", dir,
 			    strerror(errno));
 	}
+	if (strlcpy(c->banlist_dir, dir, sizeof(c->banlist_dir)) >=
+	    sizeof(c->banlist_dir))
+		flag_error("banlist-cache", "path too long");
 	c->banlist_dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c->banlist_dirfd == -1) {
 		if (c->api != NULL && !c->inetd &&
@@ -900,6 +903,7 @@ banlist_setup_priv(struct smtpd_conf *c)
 {
 	struct banlist_map	*rw;
 	struct banlist_set	 set;
+	json_t			*nets, *senders;
 	size_t			 size = banlist_region_size(BANLIST_HALF_SIZE);
 	int			 rwfd, rofd;
 
@@ -935,11 +939,16 @@ banlist_setup_priv(struct smtpd_conf *c)
 		err(1, "ban table: mmap");
 	banlist_init(rw);
 	banlist_set_init(&set);
-	if (c->banlist_dirfd != -1 &&
-	    banlist_cache_load(c->banlist_dirfd, c->banlist_file, &set) == 0 &&
-	    banlist_publish(rw, &set) == -1)
-		errx(1, "--banlist-cache: %s does not fit in the table",
-		    c->banlist_cache);
+	if (c->banlist_dirfd != -1 && banlist_cache_read(c->banlist_dirfd,
+	    c->banlist_file, &nets, &senders) == 0) {
+		if (banlist_set_add_json(&set, nets, senders) == -1)
+			errx(1, "--banlist-cache: out of memory");
+		json_decref(nets);
+		json_decref(senders);
+		if (banlist_publish(rw, &set) == -1)
+			errx(1, "--banlist-cache: %s does not fit in the table",
+			    c->banlist_cache);
+	}
 	banlist_set_free(&set);
 	banlist_unmap(rw);
 	if ((c->banlist = banlist_map(rofd, size, 0)) == NULL)
@@ -1028,7 +1037,7 @@ fetcher_start(void)
 		}
 		munmap(shm, shm_size);
 		shm = NULL;
-		sandbox_fetcher(&conf, NULL);
+		sandbox_fetcher(&conf);
 		banlist_fetcher_main(&conf, alive_pipe[0]);
 	default:
 		fetcher_pid = pid;

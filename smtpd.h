@@ -105,6 +105,7 @@ struct proxy_net {
 
 struct banlist_map;
 struct curl_slist;
+struct json_t;
 struct tls;
 
 struct smtpd_conf {
@@ -161,6 +162,7 @@ struct smtpd_conf {
 	int			 banlist_rwfd;	/* master and fetcher only */
 	int			 banlist_dirfd;	/* of --banlist-cache */
 	char			 banlist_file[64];	/* its base name */
+	char			 banlist_dir[4096];	/* of the cache */
 	char			 banlist_table[4096];	/* --fetch-only */
 };
 
@@ -371,7 +373,10 @@ void		 banlist_counts(const struct banlist_map *, size_t *, size_t *,
 const char	*banlist_test_write(const struct banlist_map *);
 #endif
 int		 banlist_cache_open(int, const char *);
-int		 banlist_cache_load(int, const char *, struct banlist_set *);
+int		 banlist_cache_read(int, const char *, struct json_t **,
+		    struct json_t **);
+int		 banlist_set_add_json(struct banlist_set *, struct json_t *,
+		    struct json_t *);
 __dead void	 banlist_fetcher_main(struct smtpd_conf *, int);
 
 /* mime.c */
@@ -428,7 +433,7 @@ void		 sandbox_master(const struct smtpd_conf *);
 void		 sandbox_prepare_priv(const struct smtpd_conf *);
 void		 sandbox_worker(const struct smtpd_conf *);
 void		 sandbox_worker_narrow(const struct smtpd_conf *);
-void		 sandbox_fetcher(const struct smtpd_conf *, const char *);
+void		 sandbox_fetcher(const struct smtpd_conf *);
 int		 sandbox_shm_create(size_t, int *, int *);
 
 /* tls.c */
