@@ -8,12 +8,20 @@
 #   make bench-mime   MIME decoding speed, MB/s (a benchmark)
 #   make bench-banlist  ban-list table: publish time, lookups/s,
 #                 latency and memory for 1M prefixes (a benchmark)
-#   make fuzz     libFuzzer on mime_parse for FUZZ_SECONDS (60)
+#   make fuzz     libFuzzer on mime_parse and on the worker-relay
+#                 channel's decoder, FUZZ_SECONDS (60) each
 
+# Two programs, as Postfix has several: smtpd (the master and the
+# workers it forks: no HTTP client in their image) and smtpd-relay (the
+# relay and the ban-list fetcher, which link libcurl).
 PROG=		smtpd
-SRCS=		smtpd.c session.c firm.c mime.c banlist.c tls.c log.c sandbox.c \
-		util.c
-OBJS=		$(SRCS:.c=.o)
+RELAY=		smtpd-relay
+COMMON_SRCS=	conf.c addr.c banlist.c channel.c log.c sandbox.c util.c
+SMTPD_SRCS=	smtpd.c worker.c session.c payload.c mime.c tls.c
+RELAY_SRCS=	relay.c fetcher.c firm.c
+SRCS=		$(SMTPD_SRCS) $(RELAY_SRCS) $(COMMON_SRCS)
+OBJS=		$(SMTPD_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
+RELAY_OBJS=	$(RELAY_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
 HDRS=		smtpd.h
 
 CC?=		cc
@@ -21,16 +29,18 @@ PKG_CONFIG?=	pkg-config
 PYTHON?=	/usr/bin/python3
 
 UNAME_S:=	$(shell uname -s)
-PKGS=		libtls libcrypto libsodium jansson libcurl
+PKGS=		libtls libcrypto libsodium jansson
 ifeq ($(UNAME_S),Linux)
 PKGS+=		libseccomp libbsd-overlay
 endif
+RELAY_PKGS=	$(PKGS) libcurl
 
 WARNINGS=	-Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes \
 		-Wshadow -Wpointer-arith -Wcast-qual -Wformat=2 -Werror
 # Recursively expanded: pkg-config runs after `deps` has installed it.
-PKG_CFLAGS=	$(shell $(PKG_CONFIG) --cflags $(PKGS))
+PKG_CFLAGS=	$(shell $(PKG_CONFIG) --cflags $(RELAY_PKGS))
 PKG_LIBS=	$(shell $(PKG_CONFIG) --libs $(PKGS))
+RELAY_LIBS=	$(shell $(PKG_CONFIG) --libs $(RELAY_PKGS))
 CFLAGS?=	-O2 -g
 MULTIARCH:=	$(shell $(CC) -print-multiarch 2>/dev/null)
 ALL_CFLAGS=	$(CFLAGS) $(WARNINGS) -D_GNU_SOURCE $(PKG_CFLAGS) \
@@ -44,7 +54,7 @@ endif
 LDFLAGS+=	-Wl,-z,now -Wl,-z,relro
 LDLIBS+=	$(PKG_LIBS)
 
-TEST_OBJS=	$(SRCS:.c=.test.o)
+TEST_OBJS=	$(OBJS:.o=.test.o) testhooks.test.o
 
 .PHONY: all deps build run test unit lint clean mime-test bench-mime fuzz \
 	bench-banlist
@@ -52,13 +62,16 @@ TEST_OBJS=	$(SRCS:.c=.test.o)
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(PROG)
+build: $(PROG) $(RELAY)
 
 deps:
 	@sh scripts/deps.sh build
 
 $(PROG): $(OBJS)
 	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+
+$(RELAY): $(RELAY_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $(RELAY_OBJS) $(RELAY_LIBS)
 
 %.o: %.c $(HDRS)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -75,7 +88,7 @@ run: all
 	./$(PROG) -d -l 127.0.0.1:2525 -H localhost -r verify@localhost \
 	    --spool ./spool
 
-# Test programs link every object but the one with main().
+# Test programs link every object of smtpd but the one with main().
 LIB_OBJS=	$(filter-out smtpd.o,$(OBJS))
 
 tests/unit: tests/unit.c tests/check.h $(LIB_OBJS) $(HDRS)
@@ -117,6 +130,10 @@ FUZZ_CFLAGS=	-g -O1 -fsanitize=fuzzer,address,undefined \
 tests/fuzz_mime: tests/fuzz_mime.c mime.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_mime.c mime.c $(PKG_LIBS)
 
+# What a worker taken over could send the relay.
+tests/fuzz_chan: tests/fuzz_chan.c channel.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_chan.c channel.c $(PKG_LIBS)
+
 # Seeded with the corpus; new inputs gather in tests/fuzz-corpus, a
 # crash is kept as tests/fuzz-crash-*.
 fuzz: deps
@@ -126,11 +143,17 @@ fuzz: deps
 	./tests/fuzz_mime -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
 	    -timeout=10 -rss_limit_mb=2048 -dict=tests/fuzz_mime.dict \
 	    -artifact_prefix=tests/fuzz-crash- tests/fuzz-corpus
+	@$(MAKE) --no-print-directory tests/fuzz_chan
+	@mkdir -p tests/fuzz-chan-corpus
+	cp tests/chan/* tests/fuzz-chan-corpus/
+	./tests/fuzz_chan -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    -timeout=10 -rss_limit_mb=2048 \
+	    -artifact_prefix=tests/fuzz-crash-chan- tests/fuzz-chan-corpus
 
 test:
 	@sh scripts/deps.sh test
 	@$(MAKE) --no-print-directory build $(PROG)-test tests/unit \
-	    tests/mime_test tests/banlist_test lint
+	    tests/mime_test tests/banlist_test tests/tls_keyless_test lint
 	$(PYTHON) -m pytest -q tests
 
 lint:
@@ -141,6 +164,17 @@ lint:
 	@echo "lint: mandoc and clang -Werror clean"
 
 clean:
-	rm -f $(PROG) $(PROG)-test $(OBJS) $(TEST_OBJS) tests/unit
-	rm -f tests/mime_test tests/fuzz_mime bench/mime-bench
-	rm -f tests/banlist_test bench/banlist-bench
+	rm -f $(PROG) $(RELAY) $(PROG)-test $(OBJS) $(RELAY_OBJS) \
+	    $(TEST_OBJS) tests/unit
+	rm -f tests/mime_test tests/fuzz_mime tests/fuzz_chan bench/mime-bench
+	rm -f tests/banlist_test bench/banlist-bench tests/tls_keyless_test
+
+# tls keyless test
+tests/tls_keyless_test: tests/tls_keyless_test.c tests/check.h $(LIB_OBJS) \
+    $(HDRS)
+	$(CC) $(ALL_CFLAGS) -o $@ tests/tls_keyless_test.c $(LIB_OBJS) $(LDLIBS)
+
+tls-keyless-test: tests/tls_keyless_test
+	./tests/tls_keyless_test
+
+.PHONY: tls-keyless-test

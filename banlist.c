@@ -17,6 +17,7 @@
 #include <sys/types.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 
 #include <arpa/inet.h>
@@ -927,14 +928,15 @@ banlist_set_add_json(struct banlist_set *set, json_t *nets, json_t *senders)
 }
 
 /* Write the last good lists: temporary file, fsync, rename. */
-static int
+int
 banlist_cache_write(const struct smtpd_conf *conf, json_t *nets,
     json_t *senders)
 {
-	char	 tmp[sizeof(conf->banlist_file) + 8], when[32];
-	char	*text;
-	json_t	*root;
-	int	 fd, r = -1;
+	struct iovec	 iov;
+	char		 when[32];
+	char		*text;
+	json_t		*root;
+	int		 r;
 
 	log_timestamp(when, sizeof(when), 0);
 	root = json_pack("{s:O, s:O, s:s}", "banned_subnets", nets,
@@ -945,244 +947,13 @@ banlist_cache_write(const struct smtpd_conf *conf, json_t *nets,
 	json_decref(root);
 	if (text == NULL)
 		return -1;
-	snprintf(tmp, sizeof(tmp), ".%s.tmp", conf->banlist_file);
-	(void)unlinkat(conf->banlist_dirfd, tmp, 0);
-	fd = openat(conf->banlist_dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL |
-	    O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd == -1)
-		log_warn("banlist cache %s", tmp);
-	else if (fd_write_all(fd, text, strlen(text)) == -1 ||
-	    fsync(fd) == -1) {
-		log_warn("banlist cache %s", tmp);
-		close(fd);
-		unlinkat(conf->banlist_dirfd, tmp, 0);
-	} else if (close(fd) == -1 || renameat(conf->banlist_dirfd, tmp,
-	    conf->banlist_dirfd, conf->banlist_file) == -1) {
+	iov.iov_base = text;
+	iov.iov_len = strlen(text);
+	if ((r = file_write_atomic(conf->banlist_dirfd, conf->banlist_file,
+	    &iov, 1, 0644)) == -1)
 		log_warn("banlist cache %s", conf->banlist_file);
-		unlinkat(conf->banlist_dirfd, tmp, 0);
-	} else {
-		fsync(conf->banlist_dirfd);
-		r = 0;
-	}
 	free(text);
 	return r;
-}
-
-/* --- the fetcher ----------------------------------------------------------- */
-
-struct fetcher {
-	struct smtpd_conf	*conf;
-	struct banlist_map	*map;
-	json_t			*nets;		/* last good answers */
-	json_t			*senders;
-	int			 failures;
-	int			 alarmed;
-	time_t			 last_success;
-	char			 last_error[512];
-};
-
-/*
- * GET one list.  Returns a new reference to its array when the answer
- * is good (HTTP 2xx, JSON, the right shape, not every entry bad), else
- * NULL with f->last_error set.
- */
-static json_t *
-banlist_fetch(struct fetcher *f, const char *path, const char *key,
-    int senders)
-{
-	struct firm_response	 r;
-	struct banlist_set	 probe;
-	json_t			*root, *arr = NULL;
-	int			 n;
-
-	if (firm_request(f->conf, path, NULL, 0, NULL, BANLIST_RESPONSE_MAX,
-	    &r) == -1) {
-		snprintf(f->last_error, sizeof(f->last_error), "GET %s: %s",
-		    path, r.error);
-		firm_response_free(&r);
-		return NULL;
-	}
-	if (r.status < 200 || r.status >= 300 || r.truncated ||
-	    r.body == NULL) {
-		snprintf(f->last_error, sizeof(f->last_error),
-		    "GET %s: HTTP %ld%s", path, r.status,
-		    r.truncated ? ", answer too large" : "");
-		firm_response_free(&r);
-		return NULL;
-	}
-	banlist_set_init(&probe);
-	n = banlist_parse(r.body, r.len, key, senders, &probe);
-	banlist_set_free(&probe);
-	if (n >= 0 && (root = json_loadb(r.body, r.len, 0, NULL)) != NULL) {
-		arr = json_is_object(root) ? json_object_get(root, key) : root;
-		json_incref(arr);
-		json_decref(root);
-	}
-	firm_response_free(&r);
-	if (arr == NULL)
-		snprintf(f->last_error, sizeof(f->last_error),
-		    "GET %s: malformed answer", path);
-	return arr;
-}
-
-/* Build the table from the last good lists and publish it. */
-static void
-banlist_rebuild(struct fetcher *f)
-{
-	struct banlist_set	 set;
-	size_t			 nv4, nv6, ns, used;
-
-	banlist_set_init(&set);
-	set.quiet = 1;		/* banlist_fetch() logged them already */
-	if (banlist_set_add_json(&set, f->nets, f->senders) == -1)
-		goto oom;
-	if (banlist_publish(f->map, &set) == -1) {
-		log_warnx("banlist: the new table does not fit in %lu "
-		    "bytes; the last one stays", BANLIST_HALF_SIZE);
-		banlist_set_free(&set);
-		return;
-	}
-	banlist_set_free(&set);
-	banlist_counts(f->map, &nv4, &nv6, &ns, &used);
-	log_event(LOG_INFO, "banlist_published", NULL,
-	    "{s:I, s:I, s:I, s:I}", "ipv4_ranges", (json_int_t)nv4,
-	    "ipv6_ranges", (json_int_t)nv6, "senders", (json_int_t)ns,
-	    "bytes", (json_int_t)used);
-	if (f->conf->banlist_dirfd != -1)
-		banlist_cache_write(f->conf, f->nets, f->senders);
-	return;
- oom:
-	banlist_set_free(&set);
-	log_warnx("banlist: out of memory; the last table stays");
-}
-
-/* POST /admin/alarm, once per outage. */
-static void
-banlist_alarm(struct fetcher *f)
-{
-	struct firm_response	 r;
-	struct tm		 tm;
-	char			 when[32], *body;
-	json_t			*o;
-
-	if (f->last_success != 0) {
-		gmtime_r(&f->last_success, &tm);
-		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	}
-	o = json_pack("{s:s, s:s, s:s, s:i, s:s?}", "source", "smtpd",
-	    "host", f->conf->hostname, "error", f->last_error,
-	    "failures", f->failures,
-	    "last_success", f->last_success != 0 ? when : NULL);
-	if (o == NULL || (body = json_dumps(o, JSON_COMPACT)) == NULL) {
-		json_decref(o);
-		return;
-	}
-	json_decref(o);
-	if (firm_request(f->conf, "/admin/alarm", body, strlen(body), NULL,
-	    FIRM_RESPONSE_MAX, &r) == -1)
-		log_event(LOG_WARNING, "banlist_alarm_failed", NULL, "{s:s}",
-		    "error", r.error);
-	else
-		log_event(LOG_WARNING, "banlist_alarm", NULL, "{s:i, s:i}",
-		    "failures", f->failures, "status", (int)r.status);
-	firm_response_free(&r);
-	free(body);
-}
-
-static void
-banlist_poll(struct fetcher *f)
-{
-	json_t	*nets, *senders;
-	int	 changed = 0;
-
-	nets = banlist_fetch(f, "/admin/banned_subnets", "banned_subnets", 0);
-	senders = banlist_fetch(f, "/admin/blocked_emails", "blocked_emails",
-	    1);
-	if (nets != NULL) {
-		if (!json_equal(nets, f->nets)) {
-			json_decref(f->nets);
-			f->nets = json_incref(nets);
-			changed = 1;
-		}
-		json_decref(nets);
-	}
-	if (senders != NULL) {
-		if (!json_equal(senders, f->senders)) {
-			json_decref(f->senders);
-			f->senders = json_incref(senders);
-			changed = 1;
-		}
-		json_decref(senders);
-	}
-	if (changed)
-		banlist_rebuild(f);
-	if (nets != NULL && senders != NULL) {
-		if (f->failures >= BANLIST_ALARM_AFTER)
-			log_event(LOG_INFO, "banlist_recovered", NULL, "{s:i}",
-			    "failures", f->failures);
-		f->failures = 0;
-		f->alarmed = 0;
-		f->last_success = time(NULL);
-		return;
-	}
-	f->failures++;
-	log_event(LOG_WARNING, "banlist_poll_failed", NULL, "{s:s, s:i}",
-	    "error", f->last_error, "failures", f->failures);
-	if (f->failures >= BANLIST_ALARM_AFTER && !f->alarmed) {
-		banlist_alarm(f);
-		f->alarmed = 1;
-	}
-}
-
-/*
- * The fetcher: poll at start and every --poll seconds (SIGHUP: now),
- * until SIGTERM or the master's end (alive_fd hangs up).
- */
-__dead void
-banlist_fetcher_main(struct smtpd_conf *conf, int alive_fd)
-{
-	struct fetcher	 f;
-	struct pollfd	 pfd;
-	struct timespec	 ts;
-	sigset_t	 mask;
-
-	memset(&f, 0, sizeof(f));
-	f.conf = conf;
-	f.map = banlist_map(conf->banlist_rwfd,
-	    banlist_region_size(BANLIST_HALF_SIZE), 1);
-	if (f.map == NULL)
-		fatal("banlist fetcher: mmap");
-	/* start from the cache, so a failing first poll keeps its bans */
-	if (conf->banlist_dirfd == -1 || banlist_cache_read(
-	    conf->banlist_dirfd, conf->banlist_file, &f.nets,
-	    &f.senders) == -1) {
-		f.nets = json_array();
-		f.senders = json_array();
-	}
-	sigprocmask(SIG_BLOCK, NULL, &mask);
-	sigdelset(&mask, SIGTERM);
-	sigdelset(&mask, SIGINT);
-	sigdelset(&mask, SIGHUP);
-	pfd.fd = alive_fd;
-	pfd.events = POLLIN;
-	for (;;) {
-		smtpd_reload = 0;
-		banlist_poll(&f);
-		ts.tv_sec = conf->poll;
-		ts.tv_nsec = 0;
-		while (!smtpd_stop && !smtpd_reload) {
-			int r = ppoll(&pfd, 1, &ts, &mask);
-
-			if (r == 0)
-				break;		/* time for the next poll */
-			if (r > 0)
-				_exit(0);	/* the master is gone */
-			if (errno != EINTR)
-				fatal("ppoll");
-		}
-		if (smtpd_stop)
-			_exit(0);
-	}
 }
 
 #ifdef SMTPD_TEST_HOOKS

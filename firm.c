@@ -1,15 +1,22 @@
 /*
- * The FIRM API client, and delivery of an accepted message: find the
- * FIRM token, build the payload of SPEC section 4 and hand it over,
- * with a signed POST /inbound (--api) or, as the embedded default,
- * into a directory, one file per message (--spool).
+ * The FIRM API client, in smtpd-relay only (no worker maps libcurl):
+ * the API's set-up while root (URL, CA bundle, signing key, the host's
+ * addresses), signed requests, and what FIRM's answers say.  The relay
+ * drives many requests at once with libcurl's multi interface; the
+ * fetcher makes one at a time (firm_request).
  */
 
 #include <sys/types.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <err.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,208 +27,23 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <sodium.h>
+#include <tls.h>
 
 #include "smtpd.h"
 
-static json_t	*firm_payload(const struct envelope *,
-		    const struct message *, const struct mime_msg *,
-		    const char *, const char *, const char *);
-static enum reply firm_spool_write(const struct smtpd_conf *,
-		    const char *, const char *, size_t);
-static enum reply firm_post_inbound(const struct smtpd_conf *,
-		    const struct envelope *, const struct message *,
-		    const char *, size_t, char *, size_t);
-static void	firm_idempotency_key(const struct envelope *,
-		    const struct message *, char *, size_t);
-static void	firm_error_text(const char *, size_t, char *, size_t);
 static size_t	firm_write_cb(char *, size_t, size_t, void *);
 static int	firm_header(struct curl_slist **, const char *,
 		    const char *);
-
+static const char *firm_resolve(struct smtpd_conf *);
+static void	firm_addr_add(struct smtpd_conf *, int, const void *);
+static void	firm_addr_literal(struct smtpd_conf *, const char *);
+static int	firm_opensocket_ok(const struct smtpd_conf *,
+		    const struct sockaddr *);
+static curl_socket_t firm_opensocket_cb(void *, curlsocktype,
+		    struct curl_sockaddr *);
 static CURL		*firm_curl;	/* one per process: reused */
 static unsigned char	*firm_key;	/* --api-secret, in guarded memory */
 static size_t		 firm_keylen;
-
-static int
-firm_token_char(char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-/*
- * Find "FIRM-TOKEN:" followed by three groups of four [A-Z0-9] joined
- * by '-', not followed by another letter or digit.  The token goes to
- * out (TOKEN_LEN + 1 bytes); returns 1 when found.
- */
-int
-firm_token_find(const char *p, size_t len, char *out)
-{
-	const size_t	 plen = sizeof(TOKEN_PREFIX) - 1;
-	const char	*end = p + len, *t;
-	size_t		 i;
-
-	while ((size_t)(end - p) >= TOKEN_LEN &&
-	    (t = memmem(p, (size_t)(end - p), TOKEN_PREFIX, plen)) != NULL) {
-		p = t + plen;
-		if ((size_t)(end - t) < TOKEN_LEN)
-			break;
-		for (i = 0; i < 14; i++) {
-			if (i == 4 || i == 9) {
-				if (p[i] != '-')
-					break;
-			} else if (!firm_token_char(p[i]))
-				break;
-		}
-		if (i < 14)
-			continue;
-		if (t + TOKEN_LEN < end && (firm_token_char(t[TOKEN_LEN]) ||
-		    (t[TOKEN_LEN] >= 'a' && t[TOKEN_LEN] <= 'z')))
-			continue;
-		memcpy(out, t, TOKEN_LEN);
-		out[TOKEN_LEN] = '\0';
-		return 1;
-	}
-	return 0;
-}
-
-enum reply
-firm_deliver(const struct smtpd_conf *conf, const struct envelope *env,
-    const struct message *msg, char *token, char *text, size_t textlen)
-{
-	struct mime_msg	 mm;
-	const char	*subject;
-	char		*json;
-	json_t		*payload;
-	enum reply	 r;
-	int		 e;
-
-	if ((e = mime_parse(msg->buf, msg->len, &mm)) != MIME_OK) {
-		if (e == MIME_ENOMEM)
-			return REPLY_LOCALERR;
-		if (strlcpy(text, mime_strerror(e), textlen) >= textlen)
-			text[0] = '\0';
-		return REPLY_MIME;
-	}
-	subject = mm.subject;
-	if ((subject == NULL ||
-	    !firm_token_find(subject, strlen(subject), token)) &&
-	    !firm_token_find(mm.body, mm.bodylen, token)) {
-		mime_free(&mm);
-		return REPLY_NOTOKEN;
-	}
-	payload = firm_payload(env, msg, &mm, subject, mm.body, token);
-	mime_free(&mm);
-	if (payload == NULL)
-		return REPLY_LOCALERR;
-	json = json_dumps(payload, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(payload);
-	if (json == NULL)
-		return REPLY_LOCALERR;
-	if (conf->spool != NULL)
-		r = firm_spool_write(conf, msg->id, json, strlen(json));
-	else
-		r = firm_post_inbound(conf, env, msg, json, strlen(json), text,
-		    textlen);
-	free(json);
-	return r;
-}
-
-static json_t *
-firm_payload(const struct envelope *env, const struct message *msg,
-    const struct mime_msg *mm, const char *subject, const char *body,
-    const char *token)
-{
-	json_t		*o, *rcpts, *hdrs;
-	char		*raw, when[32];
-	const char	*msgid;
-	struct tm	 tm;
-	size_t		 i, rawlen;
-
-	rawlen = sodium_base64_ENCODED_LEN(msg->len,
-	    sodium_base64_VARIANT_ORIGINAL);
-	if ((raw = malloc(rawlen)) == NULL)
-		return NULL;
-	sodium_bin2base64(raw, rawlen, (const unsigned char *)msg->buf,
-	    msg->len, sodium_base64_VARIANT_ORIGINAL);
-
-	gmtime_r(&env->received, &tm);
-	if (strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		when[0] = '\0';
-
-	rcpts = json_array();
-	hdrs = json_object();
-	for (i = 0; rcpts != NULL && i < env->nrcpts; i++)
-		if (json_array_append_new(rcpts,
-		    json_string(env->rcpts[i])) == -1) {
-			json_decref(rcpts);	/* never drop a recipient */
-			rcpts = NULL;
-		}
-	for (i = 0; hdrs != NULL && i < mm->nhdrs; i++)
-		if (json_object_get(hdrs, mm->hdrs[i].name) == NULL)
-			json_object_set_new(hdrs, mm->hdrs[i].name,
-			    json_string(mm->hdrs[i].value));
-	msgid = mime_header_get(mm, "message-id");
-
-	o = json_pack("{s:s, s:o, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s,"
-	    " s:s?, s:s?, s:s, s:I, s:s}",
-	    "email", env->from,
-	    "recipients", rcpts,
-	    "token", token,
-	    "subject", subject != NULL ? subject : "",
-	    "body", body,
-	    "headers", hdrs,
-	    "spf_result", "none",
-	    "dkim_result", "none",
-	    "client_ip", env->client_ip,
-	    "helo", env->helo,
-	    "tls", env->tls,
-	    "message_id", msgid,
-	    "received_at", when,
-	    "size", (json_int_t)msg->len,
-	    "raw", raw);
-	free(raw);
-	return o;
-}
-
-/*
- * Write one payload into the spool directory: a temporary file, fsync,
- * rename to <id>.json, fsync the directory.  Nothing is lost: the
- * sender hears 250 only after that.
- */
-static enum reply
-firm_spool_write(const struct smtpd_conf *conf, const char *id,
-    const char *json, size_t len)
-{
-	char	 tmp[MSG_ID_LEN + 16], final[MSG_ID_LEN + 16];
-	int	 fd;
-
-	if (snprintf(tmp, sizeof(tmp), ".%s.tmp", id) >= (int)sizeof(tmp) ||
-	    snprintf(final, sizeof(final), "%s.json", id) >=
-	    (int)sizeof(final))
-		return REPLY_LOCALERR;
-	fd = openat(conf->spool_fd, tmp, O_WRONLY | O_CREAT | O_EXCL |
-	    O_CLOEXEC, 0640);
-	if (fd == -1) {
-		log_warn("spool %s/%s", conf->spool, tmp);
-		return REPLY_LOCALERR;
-	}
-	if (fd_write_all(fd, json, len) == -1 ||
-	    fd_write_all(fd, "\n", 1) == -1 || fsync(fd) == -1) {
-		log_warn("spool write %s/%s", conf->spool, tmp);
-		close(fd);
-		unlinkat(conf->spool_fd, tmp, 0);
-		return REPLY_LOCALERR;
-	}
-	if (close(fd) == -1 ||
-	    renameat(conf->spool_fd, tmp, conf->spool_fd, final) == -1) {
-		log_warn("spool rename %s/%s", conf->spool, final);
-		unlinkat(conf->spool_fd, tmp, 0);
-		return REPLY_LOCALERR;
-	}
-	if (fsync(conf->spool_fd) == -1)
-		log_warn("spool fsync %s", conf->spool);
-	return REPLY_ACCEPTED;
-}
 
 /*
  * Read the --api-secret key once, into guarded memory; the file's
@@ -355,25 +177,25 @@ firm_response_free(struct firm_response *r)
 }
 
 /*
- * One request to the FIRM API: GET (body NULL) or POST of JSON, signed
- * when --api-secret is set, bounded by --api-timeout.  Nothing from a
- * message ever goes into a header: only our own values do.  The answer's
- * body is kept up to max octets (free it with firm_response_free).
- * Returns 0 with r->status set, or -1 with r->curl_error and r->error.
+ * Set up one request to the FIRM API on the easy handle h: GET (body
+ * NULL) or POST of JSON, signed when --api-secret is set, bounded by
+ * timeout_ms.  Nothing from a message ever goes into a header: only our
+ * own values do.  The answer's body is kept up to max octets in r (free
+ * it with firm_response_free); *hdrs must be freed once the transfer is
+ * done.  Returns 0, or -1 with r->curl_error and r->error.
  */
 int
-firm_request(const struct smtpd_conf *conf, const char *path,
+firm_prepare(const struct smtpd_conf *conf, CURL *h, const char *path,
     const char *body, size_t len, const char *idem_key, size_t max,
-    struct firm_response *r)
+    long timeout_ms, struct firm_response *r, struct curl_slist **hdrs)
 {
-	struct curl_slist	*hdrs = NULL;
 	char			 url[FIRM_URL_MAX], ts[32];
 	char			 sig[FIRM_SIG_HEX + 1];
-	CURLcode		 rc;
 	size_t			 blen;
 	int			 n;
 
 	memset(r, 0, sizeof(*r));
+	*hdrs = NULL;
 	r->max = max;
 	blen = strlen(conf->api);
 	while (blen > 0 && conf->api[blen - 1] == '/')
@@ -384,66 +206,73 @@ firm_request(const struct smtpd_conf *conf, const char *path,
 		strlcpy(r->error, "URL too long", sizeof(r->error));
 		return -1;
 	}
-	if (firm_curl == NULL && (firm_curl = curl_easy_init()) == NULL) {
-		r->curl_error = CURLE_OUT_OF_MEMORY;
-		strlcpy(r->error, "curl_easy_init", sizeof(r->error));
-		return -1;
-	}
-	curl_easy_reset(firm_curl);
-
+	curl_easy_reset(h);
 	(void)snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
 	if (firm_key != NULL)
 		firm_sign(ts, body, body ? len : 0, sig);
-	if (firm_header(&hdrs, "Expect", NULL) == -1 ||
+	if (firm_header(hdrs, "Expect", NULL) == -1 ||
 	    (body != NULL &&
-	    firm_header(&hdrs, "Content-Type", "application/json") == -1) ||
+	    firm_header(hdrs, "Content-Type", "application/json") == -1) ||
 	    (idem_key != NULL &&
-	    firm_header(&hdrs, "Idempotency-Key", idem_key) == -1) ||
+	    firm_header(hdrs, "Idempotency-Key", idem_key) == -1) ||
 	    (firm_key != NULL &&
-	    (firm_header(&hdrs, "X-Firm-Timestamp", ts) == -1 ||
-	    firm_header(&hdrs, "X-Firm-Signature", sig) == -1))) {
-		curl_slist_free_all(hdrs);
+	    (firm_header(hdrs, "X-Firm-Timestamp", ts) == -1 ||
+	    firm_header(hdrs, "X-Firm-Signature", sig) == -1))) {
+		curl_slist_free_all(*hdrs);
+		*hdrs = NULL;
 		r->curl_error = CURLE_OUT_OF_MEMORY;
 		strlcpy(r->error, "out of memory", sizeof(r->error));
 		return -1;
 	}
+	sodium_memzero(sig, sizeof(sig));
 
-	curl_easy_setopt(firm_curl, CURLOPT_URL, url);
-	curl_easy_setopt(firm_curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(firm_curl, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(firm_curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(firm_curl, CURLOPT_TIMEOUT, (long)conf->api_timeout);
-	curl_easy_setopt(firm_curl, CURLOPT_CONNECTTIMEOUT,
-	    (long)conf->api_timeout);
-	curl_easy_setopt(firm_curl, CURLOPT_USERAGENT,
-	    "smtpd/" SMTPD_VERSION);
-	curl_easy_setopt(firm_curl, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(firm_curl, CURLOPT_WRITEFUNCTION, firm_write_cb);
-	curl_easy_setopt(firm_curl, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(firm_curl, CURLOPT_ERRORBUFFER, r->error);
-	/* nothing from files once sandboxed: see conf_api_priv() */
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "smtpd/" SMTPD_VERSION);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, *hdrs);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, firm_write_cb);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->error);
+	/* HTTP/2 where the API offers it (ALPN), else HTTP/1.1 kept alive */
+	curl_easy_setopt(h, CURLOPT_HTTP_VERSION,
+	    (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* connect only to the addresses resolved at start */
+	curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, firm_opensocket_cb);
+	curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, (void *)(uintptr_t)conf);
+	/* nothing from files once sandboxed: see firm_setup_priv() */
 	if (conf->api_resolve != NULL)
-		curl_easy_setopt(firm_curl, CURLOPT_RESOLVE,
-		    conf->api_resolve);
+		curl_easy_setopt(h, CURLOPT_RESOLVE, conf->api_resolve);
 	if (conf->ca_blob != NULL) {
 		struct curl_blob blob;
 
 		blob.data = conf->ca_blob;
 		blob.len = conf->ca_bloblen;
 		blob.flags = CURL_BLOB_NOCOPY;
-		curl_easy_setopt(firm_curl, CURLOPT_CAINFO_BLOB, &blob);
-		curl_easy_setopt(firm_curl, CURLOPT_CAPATH, NULL);
+		curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
+		curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
 	}
 	if (body != NULL) {
-		curl_easy_setopt(firm_curl, CURLOPT_POST, 1L);
-		curl_easy_setopt(firm_curl, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(firm_curl, CURLOPT_POSTFIELDSIZE_LARGE,
+		curl_easy_setopt(h, CURLOPT_POST, 1L);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
 		    (curl_off_t)len);
 	} else
-		curl_easy_setopt(firm_curl, CURLOPT_HTTPGET, 1L);
+		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+	return 0;
+}
 
-	rc = curl_easy_perform(firm_curl);
-	curl_slist_free_all(hdrs);
+/*
+ * A finished transfer: 0 with r->status set, or -1 with r->curl_error
+ * and r->error.
+ */
+int
+firm_finish(CURL *h, CURLcode rc, struct firm_response *r)
+{
 	if (rc != CURLE_OK) {
 		r->curl_error = (int)rc;
 		if (r->error[0] == '\0')
@@ -451,35 +280,103 @@ firm_request(const struct smtpd_conf *conf, const char *path,
 			    sizeof(r->error));
 		return -1;
 	}
-	curl_easy_getinfo(firm_curl, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
 	return 0;
 }
 
-/*
- * A key unique to the message, the same when the sender retries it:
- * BLAKE2b of the envelope and the data as received (our Received:
- * header, which differs on each try, left out).
- */
-static void
-firm_idempotency_key(const struct envelope *env, const struct message *msg,
-    char *out, size_t outlen)
+/* One blocking request (the fetcher's): see firm_prepare(). */
+int
+firm_request(const struct smtpd_conf *conf, const char *path,
+    const char *body, size_t len, const char *idem_key, size_t max,
+    struct firm_response *r)
 {
-	crypto_generichash_state	 st;
-	unsigned char			 h[16];
-	size_t				 i;
+	struct curl_slist	*hdrs;
+	CURLcode		 rc;
 
-	crypto_generichash_init(&st, NULL, 0, sizeof(h));
-	crypto_generichash_update(&st, (const unsigned char *)env->from,
-	    strlen(env->from) + 1);
-	for (i = 0; i < env->nrcpts; i++)
-		crypto_generichash_update(&st,
-		    (const unsigned char *)env->rcpts[i],
-		    strlen(env->rcpts[i]) + 1);
-	crypto_generichash_update(&st,
-	    (const unsigned char *)msg->buf + msg->hdrlen,
-	    msg->len - msg->hdrlen);
-	crypto_generichash_final(&st, h, sizeof(h));
-	sodium_bin2hex(out, outlen, h, sizeof(h));
+	if (firm_curl == NULL && (firm_curl = curl_easy_init()) == NULL) {
+		memset(r, 0, sizeof(*r));
+		r->curl_error = CURLE_OUT_OF_MEMORY;
+		strlcpy(r->error, "curl_easy_init", sizeof(r->error));
+		return -1;
+	}
+	if (firm_prepare(conf, firm_curl, path, body, len, idem_key, max,
+	    (long)conf->api_timeout * 1000, r, &hdrs) == -1)
+		return -1;
+	rc = curl_easy_perform(firm_curl);
+	curl_slist_free_all(hdrs);
+	return firm_finish(firm_curl, rc, r);
+}
+
+/* Note one address of the API host (at most API_ADDRS_MAX). */
+static void
+firm_addr_add(struct smtpd_conf *c, int af, const void *a)
+{
+	struct api_addr	*p;
+
+	if (c->napi_addrs == API_ADDRS_MAX)
+		return;
+	p = &c->api_addrs[c->napi_addrs++];
+	memset(p, 0, sizeof(*p));
+	p->af = af;
+	memcpy(p->a, a, af == AF_INET6 ? 16 : 4);
+}
+
+static void
+firm_addr_literal(struct smtpd_conf *c, const char *s)
+{
+	uint8_t	 a[16];
+
+	if (inet_pton(AF_INET, s, a) == 1)
+		firm_addr_add(c, AF_INET, a);
+	else if (inet_pton(AF_INET6, s, a) == 1)
+		firm_addr_add(c, AF_INET6, a);
+}
+
+/*
+ * Is this the API: one of the addresses resolved at start, and its
+ * port?  With CURLOPT_RESOLVE every connection goes there anyway; this
+ * is the last check before any socket is made.
+ */
+static int
+firm_opensocket_ok(const struct smtpd_conf *conf, const struct sockaddr *sa)
+{
+	const struct sockaddr_in	*sin = (const struct sockaddr_in *)sa;
+	const struct sockaddr_in6	*sin6 = (const struct sockaddr_in6 *)sa;
+	const void			*a;
+	size_t				 i, len;
+	int				 port;
+
+	if (sa->sa_family == AF_INET) {
+		port = ntohs(sin->sin_port);
+		a = &sin->sin_addr;
+		len = 4;
+	} else if (sa->sa_family == AF_INET6) {
+		port = ntohs(sin6->sin6_port);
+		a = &sin6->sin6_addr;
+		len = 16;
+	} else
+		return 0;
+	if (port != conf->api_port)
+		return 0;
+	for (i = 0; i < conf->napi_addrs; i++)
+		if (conf->api_addrs[i].af == sa->sa_family &&
+		    memcmp(conf->api_addrs[i].a, a, len) == 0)
+			return 1;
+	return 0;
+}
+
+static curl_socket_t
+firm_opensocket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	const struct smtpd_conf	*conf = arg;
+
+	if (purpose != CURLSOCKTYPE_IPCXN || a->socktype != SOCK_STREAM ||
+	    !firm_opensocket_ok(conf, &a->addr)) {
+		log_warnx("relay: refusing a connection to an address that is "
+		    "not the API's");
+		return CURL_SOCKET_BAD;
+	}
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
 /*
@@ -487,7 +384,7 @@ firm_idempotency_key(const struct envelope *env, const struct message *msg,
  * string of a JSON answer, else the first line of the body; printable
  * ASCII only, at most FIRM_ERROR_MAX characters.
  */
-static void
+void
 firm_error_text(const char *body, size_t len, char *out, size_t outlen)
 {
 	static const char	*keys[] = { "error", "message", "detail" };
@@ -518,45 +415,132 @@ firm_error_text(const char *body, size_t len, char *out, size_t outlen)
 		json_decref(j);
 }
 
-static enum reply
-firm_post_inbound(const struct smtpd_conf *conf, const struct envelope *env,
-    const struct message *msg, const char *json, size_t len, char *text,
-    size_t textlen)
+/*
+ * The FIRM API: the URL must parse, and what libcurl would read from
+ * files later is read now, while we may, so that no sandboxed process
+ * needs the file system for it: the signing key, the CA bundle (for
+ * https) and the host's addresses.
+ */
+void
+firm_setup_priv(struct smtpd_conf *c)
 {
-	struct firm_response	 r;
-	char			 key[33], why[FIRM_ERROR_MAX + 1];
-	enum reply		 reply;
+	const char		*why, *ca;
+	const curl_version_info_data *ver;
+	char			*scheme = NULL, *port = NULL;
+	const char		*errstr;
+	CURLU			*u;
 
-	firm_idempotency_key(env, msg, key, sizeof(key));
-	if (firm_request(conf, "/inbound", json, len, key, FIRM_RESPONSE_MAX,
-	    &r) == -1) {
-		firm_response_free(&r);
-		log_sanitize(why, sizeof(why), r.error, strlen(r.error));
-		log_event(LOG_WARNING, "firm_error", env->session,
-		    "{s:s, s:s, s:i, s:s}", "id", msg->id, "call",
-		    "POST /inbound", "curl", r.curl_error, "error", why);
-		return r.curl_error == CURLE_OPERATION_TIMEDOUT ?
-		    REPLY_API_TIMEOUT : REPLY_API_DOWN;
+	if (c->api == NULL)
+		return;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		errx(1, "libcurl initialisation failed");
+	if ((u = curl_url()) == NULL)
+		errx(1, "curl_url: out of memory");
+	if (curl_url_set(u, CURLUPART_URL, c->api, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) !=
+	    CURLUE_OK)
+		flag_error("api", "'%s' is not a valid URL", c->api);
+	c->api_port = (int)strtonum(port, 1, 65535, &errstr);
+	if (errstr != NULL)
+		flag_error("api", "port '%s' is %s", port, errstr);
+	if (strcmp(scheme, "https") == 0) {
+		ver = curl_version_info(CURLVERSION_NOW);
+		ca = c->ca_file != NULL ? c->ca_file : ver->cainfo != NULL ?
+		    ver->cainfo : "/etc/ssl/certs/ca-certificates.crt";
+		if ((c->ca_blob = tls_load_file(ca, &c->ca_bloblen, NULL)) ==
+		    NULL)
+			flag_error("ca-file", "%s: %s", ca, strerror(errno));
+	} else if (c->ca_file != NULL && access(c->ca_file, R_OK) == -1)
+		flag_error("ca-file", "%s: %s", c->ca_file, strerror(errno));
+	curl_free(scheme);
+	curl_free(port);
+	curl_url_cleanup(u);
+	if (c->api_secret != NULL &&
+	    (why = firm_key_load_priv(c->api_secret)) != NULL)
+		flag_error("api-secret", "%s", why);
+	if (!c->config_test && (why = firm_resolve(c)) != NULL)
+		flag_error("api", "%s", why);
+}
+
+/*
+ * Resolve the API host now (at start and on SIGHUP) and hand libcurl
+ * the addresses, so no sandboxed process reads resolv.conf or loads NSS
+ * modules.  Returns NULL, or the reason it failed.
+ */
+static const char *
+firm_resolve(struct smtpd_conf *c)
+{
+	static char		 why[512];
+	struct addrinfo		 hints, *res, *ai;
+	struct curl_slist	*list;
+	char			*host = NULL, entry[1024], addr[INET6_ADDRSTRLEN];
+	size_t			 n;
+	CURLU			*u;
+	int			 e;
+
+	if ((u = curl_url()) == NULL)
+		return "curl_url: out of memory";
+	if (curl_url_set(u, CURLUPART_URL, c->api, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+		curl_url_cleanup(u);
+		return "the URL names no host";
 	}
-	if (r.status >= 200 && r.status < 300) {
-		firm_response_free(&r);
-		return REPLY_ACCEPTED;
+	curl_url_cleanup(u);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST;
+	n = strlen(host);
+	c->napi_addrs = 0;
+	if (strcasecmp(host, "localhost") == 0 || (n > 10 &&
+	    strcasecmp(host + n - 10, ".localhost") == 0)) {
+		/* libcurl maps these to loopback itself (RFC 6761) */
+		firm_addr_literal(c, "127.0.0.1");
+		firm_addr_literal(c, "::1");
+		curl_free(host);
+		return NULL;
 	}
-	if (r.status == 408 || r.status == 429 || r.status >= 500 ||
-	    r.status < 200 || (r.status >= 300 && r.status < 400)) {
-		snprintf(text, textlen, "(HTTP %ld)", r.status);
-		reply = REPLY_API_TEMP;
-	} else {
-		firm_error_text(r.body ? r.body : "", r.len, why, sizeof(why));
-		if (why[0] == '\0')
-			snprintf(why, sizeof(why), "Rejected by FIRM "
-			    "(HTTP %ld)", r.status);
-		strlcpy(text, why, textlen);
-		reply = REPLY_FIRMREJECT;
+	if (host[0] == '[' && n > 2) {
+		host[n - 1] = '\0';
+		firm_addr_literal(c, host + 1);
+		curl_free(host);
+		return NULL;	/* an address: nothing to resolve */
 	}
-	firm_response_free(&r);
-	log_event(LOG_WARNING, "firm_refused", env->session,
-	    "{s:s, s:s, s:i, s:s}", "id", msg->id, "call", "POST /inbound",
-	    "status", (int)r.status, "error", text);
-	return reply;
+	if (getaddrinfo(host, NULL, &hints, &res) == 0) {
+		freeaddrinfo(res);
+		firm_addr_literal(c, host);
+		curl_free(host);
+		return NULL;
+	}
+	hints.ai_flags = 0;
+	if ((e = getaddrinfo(host, NULL, &hints, &res)) != 0) {
+		snprintf(why, sizeof(why), "cannot resolve %s: %s", host,
+		    gai_strerror(e));
+		curl_free(host);
+		return why;
+	}
+	n = (size_t)snprintf(entry, sizeof(entry), "%s:%d:", host,
+	    c->api_port);
+	for (ai = res; ai != NULL && n < sizeof(entry); ai = ai->ai_next) {
+		void *a = ai->ai_family == AF_INET6 ?
+		    (void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr :
+		    (void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+
+		if (inet_ntop(ai->ai_family, a, addr, sizeof(addr)) == NULL)
+			continue;
+		firm_addr_add(c, ai->ai_family, a);
+		n += (size_t)snprintf(entry + n, sizeof(entry) - n,
+		    ai->ai_family == AF_INET6 ? "%s[%s]" : "%s%s",
+		    entry[n - 1] == ':' ? "" : ",", addr);
+	}
+	freeaddrinfo(res);
+	curl_free(host);
+	if (n >= sizeof(entry))
+		return "too many addresses";
+	if ((list = curl_slist_append(NULL, entry)) == NULL)
+		return "out of memory";
+	curl_slist_free_all(c->api_resolve);
+	c->api_resolve = list;
+	return NULL;
 }

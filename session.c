@@ -9,9 +9,6 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
-#ifdef SMTPD_TEST_HOOKS
-#include <sys/ptrace.h>
-#endif
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -157,6 +154,7 @@ struct session {
 	const struct smtpd_conf	*conf;
 	int			 fd_in;
 	int			 fd_out;
+	int			 chan;		/* to the relay */
 	struct tls		*tls;		/* once TLS is active */
 	char			 tls_info[128];	/* version and cipher */
 	char			 id[SESSION_ID_LEN + 1];
@@ -217,8 +215,6 @@ static int	session_verb(const char *, const char *, const char **);
 static void	session_line_head(char *, size_t, const char *, size_t);
 static void	session_http(struct session *);
 static int	session_addr_8bit_check(int, const char *);
-static int	session_parse_mailbox(const char *, const char **, char *,
-		    size_t);
 static void	session_trace(struct session *, const char *, const char *,
 		    size_t);
 
@@ -233,8 +229,8 @@ session_run(struct session_ctx *ctx)
 		return;
 	}
 	session_init(s, ctx);
-	log_event(LOG_INFO, "connect", s->id, "{s:s}", "client_ip",
-	    s->client_ip);
+	log_event(LOG_INFO, "connect", s->id, "{s:s, s:i}", "client_ip",
+	    s->client_ip, "pid", (int)getpid());
 
 	if (ctx->smtps && ctx->reject >= 0) {
 		/*
@@ -313,6 +309,7 @@ session_init(struct session *s, struct session_ctx *ctx)
 	s->obuf = session_obuf;
 	s->fd_in = ctx->fd_in;
 	s->fd_out = ctx->fd_out;
+	s->chan = ctx->chan;
 	random_hex(s->id, sizeof(s->id));
 	session_addr_str(&ctx->peer, s->client_ip, sizeof(s->client_ip));
 	s->phase = P_GREETED;
@@ -374,11 +371,25 @@ session_close(struct session *s)
 	    "messages", (int)s->nmessages, "errors", s->errors);
 	session_reset(s);
 	free(s->rcpts);
+	if (s->msg.buf != NULL)
+		explicit_bzero(s->msg.buf, s->msg.cap);
 	free(s->msg.buf);
 	close(s->fd_in);
 	if (s->fd_out != s->fd_in)
 		close(s->fd_out);
+	explicit_bzero(s, sizeof(*s));
 	free(s);
+}
+
+/*
+ * Between two sessions of one worker (--max-use): nothing of the last
+ * one stays readable in our buffers.
+ */
+void
+session_scrub(void)
+{
+	explicit_bzero(session_ibuf, sizeof(session_ibuf));
+	explicit_bzero(session_obuf, sizeof(session_obuf));
 }
 
 /* "code[ enh][ text][ arg]", from the table; arg is ours or cleaned. */
@@ -913,79 +924,14 @@ session_command(struct session *s, char *line)
 }
 
 #ifdef SMTPD_TEST_HOOKS
-/*
- * Test build only (smtpd-test): XTEST makes this sandboxed worker try
- * what it must not be able to do.  The reply says what happened, if the
- * worker still lives to say it; a kill ends the session without one.
- */
+/* Test build only (smtpd-test): see testhooks.c. */
 static void
 session_test_hook(struct session *s, const char *args)
 {
-	struct sockaddr_in	 sin;
-	char			 what[256];
-	pid_t			 pid;
-	int			 fd;
+	char	 what[256];
 
 	session_flush(s);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (strcasecmp(args, "BANLIST-WRITE") == 0)
-		strlcpy(what, banlist_test_write(s->conf->banlist),
-		    sizeof(what));
-	else if (strcasecmp(args, "OPEN-PASSWD") == 0) {
-		fd = open("/etc/passwd", O_RDONLY);
-		snprintf(what, sizeof(what), "open /etc/passwd: %s",
-		    fd == -1 ? strerror(errno) : "opened");
-	} else if (strcasecmp(args, "EXEC-SH") == 0) {
-		execl("/bin/sh", "sh", "-c", "exit 0", (char *)NULL);
-		snprintf(what, sizeof(what), "execve: %s", strerror(errno));
-	} else if (strcasecmp(args, "FORK") == 0) {
-		if ((pid = fork()) == 0)
-			_exit(0);
-		snprintf(what, sizeof(what), "fork: %s",
-		    pid == -1 ? strerror(errno) : "forked");
-	} else if (strcasecmp(args, "PTRACE") == 0) {
-		long r = ptrace(PTRACE_ATTACH, getppid(), NULL, NULL);
-
-		snprintf(what, sizeof(what), "ptrace: %s",
-		    r == -1 ? strerror(errno) : "attached");
-	} else if (strcasecmp(args, "LISTEN") == 0) {
-		fd = socket(AF_INET, SOCK_STREAM, 0);
-		if (fd == -1)
-			snprintf(what, sizeof(what), "socket: %s",
-			    strerror(errno));
-		else if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
-		    listen(fd, 5) == -1)
-			snprintf(what, sizeof(what), "listen: %s",
-			    strerror(errno));
-		else
-			snprintf(what, sizeof(what), "listen: listening");
-	} else if (strncasecmp(args, "CONNECT ", 8) == 0) {
-		const char *errstr;
-
-		sin.sin_port = htons((uint16_t)strtonum(args + 8, 1, 65535,
-		    &errstr));
-		fd = socket(AF_INET, SOCK_STREAM, 0);
-		if (fd == -1)
-			snprintf(what, sizeof(what), "socket: %s",
-			    strerror(errno));
-		else if (connect(fd, (struct sockaddr *)&sin,
-		    sizeof(sin)) == -1)
-			snprintf(what, sizeof(what), "connect: %s",
-			    strerror(errno));
-		else
-			snprintf(what, sizeof(what), "connect: connected");
-	} else if (strcasecmp(args, "KILL-MASTER") == 0) {
-		int r = kill(getppid(), SIGTERM);
-
-		snprintf(what, sizeof(what), "kill: %s",
-		    r == -1 ? strerror(errno) : "sent");
-	} else if (strcasecmp(args, "SEGV") == 0) {
-		raise(SIGSEGV);
-		strlcpy(what, "still alive", sizeof(what));
-	} else
-		strlcpy(what, "unknown hook", sizeof(what));
+	testhook_run(s->conf, s->fd_in, args, what, sizeof(what));
 	session_reply(s, REPLY_LOCALERR, what);
 }
 #endif
@@ -1032,116 +978,6 @@ session_helo(struct session *s, const char *args, int esmtp)
 	}
 	session_trace(s, "smtp_out", line, (size_t)n - 2);
 	session_output(s, line, (size_t)n);
-}
-
-/*
- * Parse an RFC 5321 Mailbox (Local-part "@" Domain) starting at p.
- * The local part is a dot-string or a quoted string; octets >= 0x80
- * are taken as UTF-8 (the caller checks SMTPUTF8).  On success *end
- * points past it and out holds it; -1 on a syntax error.
- */
-static int
-session_parse_mailbox(const char *p, const char **end, char *out,
-    size_t outsz)
-{
-	static const char	 atext[] = "!#$%&'*+-/=?^_`{|}~";
-	const char		*start = p, *at, *label;
-	size_t			 len;
-
-	if (*p == '"') {
-		for (p++; *p != '"'; p++) {
-			if (*p == '\\') {
-				p++;
-				if (*p < 32 || *p > 126)
-					return -1;
-			} else if (*p == '\0' || ((unsigned char)*p < 128 &&
-			    (*p < 32 || *p > 126)))
-				return -1;
-		}
-		p++;
-	} else {
-		for (;;) {
-			const char *atom = p;
-
-			while (isalnum((unsigned char)*p) ||
-			    (unsigned char)*p >= 0x80 ||
-			    (*p != '\0' && strchr(atext, *p) != NULL))
-				p++;
-			if (p == atom)
-				return -1;
-			if (*p != '.')
-				break;
-			p++;
-		}
-	}
-	if ((size_t)(p - start) > SMTP_LOCAL_MAX || *p != '@')
-		return -1;
-	at = p++;
-	if (*p == '[') {
-		/* address literal: no nesting, printable only */
-		for (p++; *p != ']'; p++)
-			if (*p == '\0' || *p == '[' || *p == '\\' ||
-			    *p <= ' ' || *p == 0x7f)
-				return -1;
-		p++;
-	} else {
-		for (;;) {
-			label = p;
-			while (isalnum((unsigned char)*p) || *p == '-' ||
-			    (unsigned char)*p >= 0x80)
-				p++;
-			if (p == label || *label == '-' || p[-1] == '-' ||
-			    p - label > 63)
-				return -1;
-			if (*p != '.')
-				break;
-			p++;
-		}
-	}
-	if ((size_t)(p - at - 1) > SMTP_DOMAIN_MAX)
-		return -1;
-	len = (size_t)(p - start);
-	if (len >= outsz || len > SMTP_PATH_MAX)
-		return -1;
-	memcpy(out, start, len);
-	out[len] = '\0';
-	*end = p;
-	return 0;
-}
-
-/*
- * Parse a path "<mailbox>", "<>" (when allow_null) or a source route
- * "<@a,@b:mailbox>" (route ignored) into out.  *rest points past '>'.
- * Returns 0, or -1 on a syntax error.
- */
-int
-session_parse_path(const char *p, char *out, size_t outsz,
-    const char **rest, int allow_null)
-{
-	const char	*end;
-
-	if (*p++ != '<')
-		return -1;
-	if (*p == '>') {
-		if (!allow_null || outsz == 0)
-			return -1;
-		out[0] = '\0';
-		*rest = p + 1;
-		return 0;
-	}
-	if (*p == '@') {
-		/* A-d-l: "@domain" *( "," "@domain" ) ":" */
-		p = strchr(p, ':');
-		if (p == NULL)
-			return -1;
-		p++;
-	}
-	if (session_parse_mailbox(p, &end, out, outsz) == -1)
-		return -1;
-	if (*end != '>')
-		return -1;
-	*rest = end + 1;
-	return 0;
 }
 
 /* 1 when addr is accepted by a -r rule. */
@@ -1226,7 +1062,7 @@ session_mail(struct session *s, const char *args)
 	p = args + 5;
 	while (*p == ' ')
 		p++;
-	if (session_parse_path(p, path, sizeof(path), &p, 1) == -1) {
+	if (addr_parse_path(p, path, sizeof(path), &p, 1) == -1) {
 		session_error(s, REPLY_SYNTAX);
 		return;
 	}
@@ -1313,7 +1149,7 @@ session_rcpt(struct session *s, const char *args)
 	p = args + 3;
 	while (*p == ' ')
 		p++;
-	if (session_parse_path(p, path, sizeof(path), &p, 0) == -1) {
+	if (addr_parse_path(p, path, sizeof(path), &p, 0) == -1) {
 		session_error(s, REPLY_SYNTAX);
 		return;
 	}
@@ -1666,8 +1502,8 @@ session_deliver(struct session *s)
 		env.rcpts = s->rcpts;
 		env.nrcpts = s->nrcpts;
 		env.received = time(NULL);
-		r = firm_deliver(s->conf, &env, &s->msg, token, text,
-		    sizeof(text));
+		r = payload_deliver(s->conf, &env, &s->msg, s->chan, token,
+		    text, sizeof(text));
 	}
 	if (r == REPLY_ACCEPTED)
 		arg = s->msg.id;

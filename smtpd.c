@@ -1,14 +1,17 @@
 /*
  * smtpd: the master.  Parses and checks the flags, opens everything
- * that needs root, and keeps a pool of preforked workers, each of
- * which serves one SMTP session and exits.  The master never reads a
- * byte from a client.
+ * that needs root, starts the relay and the ban-list fetcher (the
+ * smtpd-relay program, which alone links an HTTP client), and keeps a
+ * pool of preforked workers.  It never reads a byte from a client, holds
+ * no HTTP client and no API key, and trusts nothing a worker can write:
+ * its table of workers is its own memory, and a worker only ever asks
+ * it something over the socketpair it was born with.
  */
 
 #include <sys/types.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 
 #include <arpa/inet.h>
@@ -17,11 +20,9 @@
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,174 +32,99 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <sodium.h>
 #include <tls.h>
 
 #include "smtpd.h"
 
-volatile sig_atomic_t	 smtpd_stop;
-volatile sig_atomic_t	 smtpd_reload;
 static volatile sig_atomic_t smtpd_child;
-static volatile sig_atomic_t worker_retire;
+
+/*
+ * The pool: every worker the master forked, in the master's own
+ * memory.  A worker's state changes only on what arrives on its own
+ * control socket; pids come from fork() alone.
+ */
+enum wstate {
+	W_IDLE = 1,		/* waiting in accept */
+	W_BUSY,			/* serving a session that counts */
+	W_REFUSING,		/* saying 421 to a session over a limit */
+	W_GONE,			/* its control socket closed: exiting */
+};
+
+struct worker {
+	pid_t			 pid;		/* 0: a free entry */
+	int			 fd;		/* our end of its control socket */
+	uint32_t		 gen;
+	enum wstate		 state;
+	uint8_t			 key[16];	/* client of a W_BUSY session */
+};
+
+struct pool {
+	struct worker		*w;
+	size_t			 cap;
+	size_t			 busy;		/* W_BUSY entries */
+};
+
+#define RELAY_DRAINING_MAX	8
 
 static struct smtpd_conf	 conf;
-static struct shared_state	*shm;
-/*
- * Which process has which slot, and of which generation: the master's
- * own memory.  The shared slots are writable by every worker, so the
- * master never takes a pid to signal from them.
- */
-static pid_t			*worker_pid;
-static uint32_t			*worker_gen;
-static size_t			 shm_size;
-static int			 notify_pipe[2] = { -1, -1 };
-static int			 alive_pipe[2] = { -1, -1 };
+static struct pool		 pool;
 static uint32_t			 generation;
+static char			**master_argv;
 static pid_t			 fetcher_pid = -1;
 static time_t			 fetcher_started;	/* CLOCK_MONOTONIC */
+static int			 fetcher_alive[2] = { -1, -1 };
+static pid_t			 relay_pid = -1;
+static int			 relay_fd = -1;	/* control socket */
+static time_t			 relay_started;
+static pid_t			 relay_draining[RELAY_DRAINING_MAX];
+static uint32_t			 tls_key_gen;	/* of the key in use */
 
-enum {
-	OPT_SMTPS = 256, OPT_SPOOL, OPT_API_SECRET, OPT_API_TIMEOUT,
-	OPT_CA_FILE, OPT_MAX_RCPT, OPT_SPARE, OPT_MAX_ERRORS, OPT_POLL,
-	OPT_BANLIST_CACHE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_REQUIRE_TLS,
-	OPT_PROXY_FROM, OPT_HEALTH, OPT_GRACE, OPT_REJECT_BARE_LF,
-	OPT_GREET_DELAY, OPT_FETCH_ONLY
-};
-
-static const struct option longopts[] = {
-	{ "debug",		no_argument,		NULL, 'd' },
-	{ "verbose",		no_argument,		NULL, 'v' },
-	{ "inetd",		no_argument,		NULL, 'i' },
-	{ "config-test",	no_argument,		NULL, 'n' },
-	{ "check-cert",		no_argument,		NULL, 'C' },
-	{ "version",		no_argument,		NULL, 'V' },
-	{ "help",		no_argument,		NULL, 'h' },
-	{ "listen",		required_argument,	NULL, 'l' },
-	{ "smtps",		required_argument,	NULL, OPT_SMTPS },
-	{ "hostname",		required_argument,	NULL, 'H' },
-	{ "recipient",		required_argument,	NULL, 'r' },
-	{ "api",		required_argument,	NULL, 'a' },
-	{ "spool",		required_argument,	NULL, OPT_SPOOL },
-	{ "api-secret",		required_argument,	NULL, OPT_API_SECRET },
-	{ "api-timeout",	required_argument,	NULL, OPT_API_TIMEOUT },
-	{ "ca-file",		required_argument,	NULL, OPT_CA_FILE },
-	{ "max-size",		required_argument,	NULL, 's' },
-	{ "max-rcpt",		required_argument,	NULL, OPT_MAX_RCPT },
-	{ "max-sessions",	required_argument,	NULL, 'c' },
-	{ "max-per-ip",		required_argument,	NULL, 'p' },
-	{ "spare",		required_argument,	NULL, OPT_SPARE },
-	{ "timeout",		required_argument,	NULL, 't' },
-	{ "max-errors",		required_argument,	NULL, OPT_MAX_ERRORS },
-	{ "poll",		required_argument,	NULL, OPT_POLL },
-	{ "banlist-cache",	required_argument,	NULL,
-	    OPT_BANLIST_CACHE },
-	{ "user",		required_argument,	NULL, 'u' },
-	{ "tls-cert",		required_argument,	NULL, OPT_TLS_CERT },
-	{ "tls-key",		required_argument,	NULL, OPT_TLS_KEY },
-	{ "require-tls",	no_argument,		NULL, OPT_REQUIRE_TLS },
-	{ "proxy-from",		required_argument,	NULL, OPT_PROXY_FROM },
-	{ "health",		required_argument,	NULL, OPT_HEALTH },
-	{ "grace",		required_argument,	NULL, OPT_GRACE },
-	{ "reject-bare-lf",	no_argument,		NULL,
-	    OPT_REJECT_BARE_LF },
-	{ "greet-delay",	required_argument,	NULL, OPT_GREET_DELAY },
-	{ "fetch-only",		no_argument,		NULL, OPT_FETCH_ONLY },
-	{ NULL,			0,			NULL, 0 }
-};
-
-static __dead void usage(int);
-static __dead void flag_error(const char *, const char *, ...)
-		    __attribute__((__format__ (printf, 2, 3)));
-static const char *flag_name(int);
-static void	conf_defaults(struct smtpd_conf *);
-static void	conf_parse(struct smtpd_conf *, int, char **);
-static void	conf_check(struct smtpd_conf *);
-static long long conf_number(const char *, const char *, long long,
-		    long long);
-static void	conf_listen(struct smtpd_conf *, const char *, const char *,
-		    int);
-static void	conf_recipient(struct smtpd_conf *, const char *);
-static void	conf_proxy(struct smtpd_conf *, const char *);
-static void	conf_user(struct smtpd_conf *);
 static void	conf_spool(struct smtpd_conf *, int);
 static void	conf_unsupported(const struct smtpd_conf *);
-static void	conf_api_priv(struct smtpd_conf *);
-static const char *conf_api_resolve(struct smtpd_conf *);
+static void	conf_relay_path(struct smtpd_conf *, const char *);
+static int	relay_check_priv(void);
 static void	banlist_setup_priv(struct smtpd_conf *);
-static void	banlist_dir_priv(struct smtpd_conf *);
 static int	banlist_attach_priv(struct smtpd_conf *);
+static pid_t	helper_exec_priv(const char *, int, int);
 static void	fetcher_start(void);
+static int	relay_start(void);
+static void	relay_drain_old(void);
+static int	relay_attach(int);
 static time_t	monotime(void);
 static void	master_tls_reload(void);
+static void	master_tls_sign(int, const struct ctl_sign *, int);
+static void	master_reload(void);
 static void	listeners_bind_priv(struct smtpd_conf *);
-static void	shared_create_priv(struct smtpd_conf *);
+static void	pool_create(struct pool *, size_t);
+static struct worker *pool_find_pid(struct pool *, pid_t);
+static size_t	pool_idle(const struct pool *);
+static void	pool_spawn(struct pool *);
+static void	pool_retire_old(struct pool *);
+static void	pool_kill_all(struct pool *, int);
+static size_t	pool_live(const struct pool *);
+static void	pool_drop(struct pool *, struct worker *);
+static void	pool_ctl(struct pool *, struct worker *);
+static void	pool_claim(struct pool *, struct worker *,
+		    const struct ctl_claim *);
 static void	master_signals(void);
 static void	master_loop(void);
 static void	master_reap(void);
-static void	master_spawn(void);
-static void	master_retire_old(void);
 static __dead void master_shutdown(void);
-static size_t	master_idle(void);
-static void	master_kill_all(int);
-static __dead void worker_main(int);
-static int	worker_accept(struct session_ctx *);
-static int	worker_listener_smtps(int);
-static int	worker_claim(int, const struct sockaddr_storage *);
 static __dead void inetd_main(void);
 static void	sig_handler(int);
-
-static const char *
-flag_name(int ch)
-{
-	const struct option	*o;
-
-	for (o = longopts; o->name != NULL; o++)
-		if (o->val == ch)
-			return o->name;
-	return "?";
-}
-
-static __dead void
-usage(int status)
-{
-	fprintf(status ? stderr : stdout,
-	    "usage: smtpd [-CdhinVv] [-a url | --spool dir] -r address "
-	    "[-c max-sessions]\n"
-	    "\t[-H hostname] [-l addr:port] [-p max-per-ip] [-s max-size]\n"
-	    "\t[-t timeout] [-u user] [--api-secret file] "
-	    "[--api-timeout sec]\n"
-	    "\t[--banlist-cache file] [--ca-file file] [--fetch-only]\n"
-	    "\t[--grace sec] [--greet-delay ms] [--health addr:port]\n"
-	    "\t[--max-errors n] [--max-rcpt n] [--poll sec] "
-	    "[--proxy-from cidr]\n"
-	    "\t[--reject-bare-lf] [--require-tls] [--smtps addr:port] "
-	    "[--spare n]\n"
-	    "\t[--tls-cert file --tls-key file]\n");
-	exit(status);
-}
-
-/* One line naming the flag, exit 1: nothing is bound yet. */
-static __dead void
-flag_error(const char *flag, const char *fmt, ...)
-{
-	va_list	 ap;
-
-	fprintf(stderr, "smtpd: --%s: ", flag);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
 
 int
 main(int argc, char *argv[])
 {
-	conf_defaults(&conf);
-	conf_parse(&conf, argc, argv);
-	conf_check(&conf);
+	char	 why[1024];
+
+	/* before anything touches libcrypto: see tls.c */
+	if (server_tls_init(why, sizeof(why)) == -1)
+		errx(1, "%s", why);
+	master_argv = argv;
+	conf_init(&conf, argc, argv);
 	if (sodium_init() == -1)
 		errx(1, "libsodium initialisation failed");
 	json_object_seed(0);	/* reads /dev/urandom now, not sandboxed */
@@ -210,7 +136,9 @@ main(int argc, char *argv[])
 	    tls_check_cert(&conf, 0) != 0)
 		return 1;
 	conf_user(&conf);
-	conf_api_priv(&conf);
+	conf_relay_path(&conf, argv[0]);
+	if (conf.api != NULL && relay_check_priv() != 0)
+		return 1;	/* smtpd-relay named the flag */
 	conf_spool(&conf, !conf.config_test);
 	banlist_setup_priv(&conf);
 	if (conf.config_test) {
@@ -219,9 +147,12 @@ main(int argc, char *argv[])
 	}
 
 	if (conf.tls_cert != NULL) {
-		char why[1024];
-
-		if ((conf.tls = tls_server_setup_priv(&conf, why,
+		/*
+		 * The key stays here; workers get a context with the
+		 * certificate alone and ask us for each signature.
+		 */
+		if (server_tls_key_load_priv(&conf, why, sizeof(why)) == -1 ||
+		    (conf.tls = server_tls_setup_keyless(&conf, why,
 		    sizeof(why))) == NULL)
 			errx(1, "%s", why);
 	}
@@ -232,7 +163,8 @@ main(int argc, char *argv[])
 
 	if (!conf.fetch_only)
 		listeners_bind_priv(&conf);
-	shared_create_priv(&conf);
+	pool_create(&pool, (size_t)(conf.max_sessions + conf.spare +
+	    SLOT_SLACK));
 	sandbox_prepare_priv(&conf);	/* knows the listening sockets */
 	if (!conf.debug && daemon(0, 0) == -1)
 		err(1, "daemon");
@@ -242,409 +174,120 @@ main(int argc, char *argv[])
 		    "--user is not applied", (unsigned)geteuid());
 	master_signals();
 	sandbox_master(&conf);
-	log_event(LOG_INFO, "start", NULL, "{s:s, s:i, s:I, s:I}",
+	/*
+	 * The master, and every process it forks, on one CPU: see
+	 * cpu_pin() for why.
+	 */
+	cpu_pin();
+	if (!conf.fetch_only)
+		sandbox_worker_report(&conf);
+	log_event(LOG_INFO, "start", NULL, "{s:s, s:i, s:I, s:I, s:I}",
 	    "version", SMTPD_VERSION, "listeners", (int)conf.nlisteners,
 	    "spare", (json_int_t)conf.spare,
-	    "max_sessions", (json_int_t)conf.max_sessions);
+	    "max_sessions", (json_int_t)conf.max_sessions,
+	    "max_use", (json_int_t)conf.max_use);
+	if (!conf.fetch_only)
+		(void)relay_start();
 	master_loop();
 	/* NOTREACHED */
 	return 1;
 }
 
+/*
+ * smtpd-relay lives beside smtpd (or at RELAY_PATH when built so):
+ * found now, so a missing one is a start-up error, not a dead relay.
+ */
 static void
-conf_defaults(struct smtpd_conf *c)
+conf_relay_path(struct smtpd_conf *c, const char *argv0)
 {
-	memset(c, 0, sizeof(*c));
-	c->spool_fd = -1;
-	c->banlist_rwfd = -1;
-	c->banlist_dirfd = -1;
-	c->api_timeout = DEF_API_TIMEOUT;
-	c->max_size = DEF_MAX_SIZE;
-	c->max_rcpt = DEF_MAX_RCPT;
-	c->max_sessions = DEF_MAX_SESSIONS;
-	c->max_per_ip = DEF_MAX_PER_IP;
-	c->spare = DEF_SPARE;
-	c->timeout = DEF_TIMEOUT;
-	c->max_errors = DEF_MAX_ERRORS;
-	c->poll = DEF_POLL;
-	c->grace = DEF_GRACE;
-	c->banlist_cache = SMTPD_BANLIST_CACHE;
-	if (gethostname(c->hostname, sizeof(c->hostname)) == -1 ||
-	    c->hostname[0] == '\0')
-		strlcpy(c->hostname, "localhost", sizeof(c->hostname));
-}
+	char	 self[PATH_MAX], *slash;
+	ssize_t	 n;
 
-static long long
-conf_number(const char *flag, const char *arg, long long min, long long max)
-{
-	const char	*errstr;
-	long long	 n;
-
-	n = strtonum(arg, min, max, &errstr);
-	if (errstr != NULL)
-		flag_error(flag, "invalid value '%s' (%s; allowed %lld to "
-		    "%lld)", arg, errstr, min, max);
-	return n;
-}
-
-static void
-conf_parse(struct smtpd_conf *c, int argc, char **argv)
-{
-	int	 ch, have_listen = 0;
-
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":CdhinVvl:H:r:a:s:c:p:t:u:",
-	    longopts, NULL)) != -1) {
-		const char *f = flag_name(ch);
-
-		switch (ch) {
-		case 'C':
-			c->check_cert = 1;
-			break;
-		case 'd':
-			c->debug = 1;
-			break;
-		case 'h':
-			usage(0);
-		case 'i':
-			c->inetd = 1;
-			break;
-		case 'n':
-			c->config_test = 1;
-			break;
-		case 'V':
-			printf("smtpd %s\n", SMTPD_VERSION);
-			exit(0);
-		case 'v':
-			c->verbose++;
-			break;
-		case 'l':
-			conf_listen(c, f, optarg, 0);
-			have_listen = 1;
-			break;
-		case OPT_SMTPS:
-			conf_listen(c, f, optarg, 1);
-			break;
-		case 'H':
-			if (optarg[0] == '\0' || strlen(optarg) > 253 ||
-			    strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
-			    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") !=
-			    strlen(optarg))
-				flag_error(f, "invalid host name '%s'", optarg);
-			strlcpy(c->hostname, optarg, sizeof(c->hostname));
-			break;
-		case 'r':
-			conf_recipient(c, optarg);
-			break;
-		case 'a':
-			if (strncmp(optarg, "http://", 7) != 0 &&
-			    strncmp(optarg, "https://", 8) != 0)
-				flag_error(f, "'%s' is not an http:// or "
-				    "https:// URL", optarg);
-			c->api = optarg;
-			break;
-		case OPT_SPOOL:
-			if (optarg[0] == '\0')
-				flag_error(f, "empty directory name");
-			c->spool = optarg;
-			break;
-		case OPT_API_SECRET:
-			c->api_secret = optarg;
-			break;
-		case OPT_API_TIMEOUT:
-			c->api_timeout = conf_number(f, optarg, 1, MAX_TIMEOUT);
-			break;
-		case OPT_CA_FILE:
-			c->ca_file = optarg;
-			break;
-		case 's':
-			c->max_size = conf_number(f, optarg, 1, MAX_MAX_SIZE);
-			break;
-		case OPT_MAX_RCPT:
-			c->max_rcpt = conf_number(f, optarg, 1, MAX_MAX_RCPT);
-			break;
-		case 'c':
-			c->max_sessions = conf_number(f, optarg, 1,
-			    MAX_MAX_SESSIONS);
-			break;
-		case 'p':
-			c->max_per_ip = conf_number(f, optarg, 1,
-			    MAX_MAX_SESSIONS);
-			break;
-		case OPT_SPARE:
-			c->spare = conf_number(f, optarg, 1, MAX_SPARE);
-			break;
-		case 't':
-			c->timeout = conf_number(f, optarg, 1, MAX_TIMEOUT);
-			break;
-		case OPT_MAX_ERRORS:
-			c->max_errors = conf_number(f, optarg, 1,
-			    MAX_MAX_ERRORS);
-			break;
-		case OPT_POLL:
-			c->poll = conf_number(f, optarg, 1, MAX_POLL);
-			break;
-		case OPT_BANLIST_CACHE:
-			if (optarg[0] == '\0')
-				flag_error(f, "empty file name");
-			c->banlist_cache = optarg;
-			break;
-		case 'u':
-			c->user = optarg;
-			break;
-		case OPT_TLS_CERT:
-			c->tls_cert = optarg;
-			break;
-		case OPT_TLS_KEY:
-			c->tls_key = optarg;
-			break;
-		case OPT_REQUIRE_TLS:
-			c->require_tls = 1;
-			break;
-		case OPT_PROXY_FROM:
-			conf_proxy(c, optarg);
-			break;
-		case OPT_HEALTH:
-			c->health = optarg;
-			break;
-		case OPT_GRACE:
-			c->grace = conf_number(f, optarg, 0, MAX_GRACE);
-			break;
-		case OPT_REJECT_BARE_LF:
-			c->reject_bare_lf = 1;
-			break;
-		case OPT_GREET_DELAY:
-			c->greet_delay = conf_number(f, optarg, 0,
-			    MAX_GREET_DELAY);
-			break;
-		case OPT_FETCH_ONLY:
-			c->fetch_only = 1;
-			break;
-		case ':':
-			if (optopt != 0)
-				flag_error(flag_name(optopt),
-				    "missing argument");
-			fprintf(stderr, "smtpd: %s: missing argument\n",
-			    argv[optind - 1]);
-			exit(1);
-		default:
-			if (optopt != 0)
-				fprintf(stderr, "smtpd: -%c: unknown option\n",
-				    optopt);
-			else
-				fprintf(stderr, "smtpd: %s: unknown option\n",
-				    argv[optind - 1]);
-			exit(1);
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "smtpd: %s: unexpected argument\n",
-		    argv[optind]);
-		exit(1);
-	}
-	if (!have_listen && !c->inetd && !c->fetch_only)
-		conf_listen(c, "listen", "*:25", 0);
-}
-
-static void
-conf_check(struct smtpd_conf *c)
-{
-	size_t	 i;
-
-	if (c->fetch_only) {
-		if (c->api == NULL)
-			flag_error("fetch-only", "needs --api");
-		if (c->inetd || c->nlisteners > 0)
-			flag_error("fetch-only", "serves no SMTP: no --inetd, "
-			    "--listen or --smtps");
-		return;
-	}
-	if (c->nrcpts == 0)
-		flag_error("recipient", "at least one -r address is required");
-	if (c->api == NULL && c->spool == NULL)
-		flag_error("spool", "either --api or --spool is required");
-	if (c->api != NULL && c->spool != NULL)
-		flag_error("spool", "--api and --spool exclude each other");
-	if (c->api_secret != NULL && c->api == NULL)
-		flag_error("api-secret", "needs --api");
-	if (c->ca_file != NULL && c->api == NULL)
-		flag_error("ca-file", "needs --api");
-	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
-		flag_error(c->tls_cert ? "tls-key" : "tls-cert",
-		    "--tls-cert and --tls-key go together");
-	if (c->require_tls && c->tls_cert == NULL)
-		flag_error("require-tls", "needs --tls-cert and --tls-key");
-	if (c->check_cert && c->tls_cert == NULL)
-		flag_error("check-cert", "needs --tls-cert and --tls-key");
-	for (i = 0; i < c->nlisteners; i++)
-		if (c->listeners[i].smtps && c->tls_cert == NULL)
-			flag_error("smtps", "needs --tls-cert and --tls-key");
-	if (c->max_per_ip > c->max_sessions)
-		c->max_per_ip = c->max_sessions;
-	if (c->inetd && c->nlisteners > 0 && c->listeners[0].smtps)
-		flag_error("smtps", "not available with --inetd");
+#ifdef RELAY_PATH
+	(void)argv0;
+	if (strlcpy(c->relay_path, RELAY_PATH, sizeof(c->relay_path)) >=
+	    sizeof(c->relay_path))
+		errx(1, "RELAY_PATH too long");
+#else
+	if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) > 0)
+		self[n] = '\0';
+	else if (strlcpy(self, argv0, sizeof(self)) >= sizeof(self))
+		errx(1, "%s: path too long", argv0);
+	if ((slash = strrchr(self, '/')) == NULL)
+		strlcpy(self, ".", sizeof(self));
+	else
+		*slash = '\0';
+	if (snprintf(c->relay_path, sizeof(c->relay_path), "%s/smtpd-relay",
+	    self) >= (int)sizeof(c->relay_path))
+		errx(1, "%s: path too long", self);
+#endif
+	if (access(c->relay_path, X_OK) == -1)
+		errx(1, "%s: %s (smtpd-relay is installed beside smtpd)",
+		    c->relay_path, strerror(errno));
 }
 
 /*
- * Parse ADDR:PORT ("127.0.0.1:2525", "[::1]:25", "*:25") and resolve
- * it now, so that a bad listener fails before anything is bound.
+ * Start a helper program with our own flags: smtpd-relay ROLE FLAGS...,
+ * with fd as its descriptor 3 and fd2 (or -1) as 4; nothing else open.
  */
-static void
-conf_listen(struct smtpd_conf *c, const char *flag, const char *arg,
-    int smtps)
+static pid_t
+helper_exec_priv(const char *role, int fd, int fd2)
 {
-	struct addrinfo	 hints, *res, *ai;
-	char		 host[256], *port;
-	const char	*errstr;
-	int		 e;
+	char	**av;
+	int	  ac, i;
+	pid_t	  pid;
 
-	if (strlcpy(host, arg, sizeof(host)) >= sizeof(host))
-		flag_error(flag, "'%s' is too long", arg);
-	if (host[0] == '[') {
-		if ((port = strchr(host, ']')) == NULL || port[1] != ':')
-			flag_error(flag, "'%s' is not [ADDR]:PORT", arg);
-		*port = '\0';
-		port += 2;
-		memmove(host, host + 1, strlen(host));
-	} else {
-		if ((port = strrchr(host, ':')) == NULL)
-			flag_error(flag, "'%s' is not ADDR:PORT", arg);
-		*port++ = '\0';
-	}
-	(void)strtonum(port, 1, 65535, &errstr);
-	if (errstr != NULL)
-		flag_error(flag, "port '%s' in '%s' is %s", port, arg, errstr);
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	if (strcmp(host, "*") != 0 && host[0] != '\0' &&
-	    strchr(host, ':') != NULL)
-		hints.ai_flags |= AI_NUMERICHOST;
-	e = getaddrinfo(strcmp(host, "*") == 0 || host[0] == '\0' ? NULL :
-	    host, port, &hints, &res);
-	if (e != 0)
-		flag_error(flag, "'%s': %s", arg, gai_strerror(e));
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		struct listener *l;
-
-		if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
-			continue;
-		if (c->nlisteners == MAX_LISTENERS)
-			flag_error(flag, "more than %d listening sockets",
-			    MAX_LISTENERS);
-		l = &c->listeners[c->nlisteners++];
-		l->fd = -1;
-		l->smtps = smtps;
-		strlcpy(l->name, arg, sizeof(l->name));
-		memcpy(&l->ss, ai->ai_addr, ai->ai_addrlen);
-		l->sslen = ai->ai_addrlen;
-	}
-	freeaddrinfo(res);
-}
-
-/* "local@domain" or "@domain"; the domain compares case-insensitively. */
-static void
-conf_recipient(struct smtpd_conf *c, const char *arg)
-{
-	struct recipient_rule	*r;
-	const char		*at;
-	char			 path[SMTP_PATH_MAX + 3];
-	const char		*rest;
-
-	if (c->nrcpts == MAX_RECIPIENT_RULES)
-		flag_error("recipient", "more than %d recipients",
-		    MAX_RECIPIENT_RULES);
-	if ((at = strrchr(arg, '@')) == NULL || at[1] == '\0')
-		flag_error("recipient", "'%s' is not an address or @domain",
-		    arg);
-	/* check the syntax with the SMTP parser itself */
-	if (at != arg) {
-		char buf[SMTP_PATH_MAX + 1];
-
-		if (snprintf(path, sizeof(path), "<%s>", arg) >=
-		    (int)sizeof(path) || session_parse_path(path, buf,
-		    sizeof(buf), &rest, 0) == -1 || *rest != '\0')
-			flag_error("recipient", "'%s' is not a valid address",
-			    arg);
-	} else {
-		char buf[SMTP_PATH_MAX + 1];
-
-		if (snprintf(path, sizeof(path), "<x%s>", arg) >=
-		    (int)sizeof(path) || session_parse_path(path, buf,
-		    sizeof(buf), &rest, 0) == -1 || *rest != '\0')
-			flag_error("recipient", "'%s' is not a valid domain",
-			    arg);
-	}
-	r = &c->rcpts[c->nrcpts++];
-	r->local = at == arg ? NULL : strndup(arg, (size_t)(at - arg));
-	r->domain = strdup(at + 1);
-	if ((at != arg && r->local == NULL) || r->domain == NULL)
-		err(1, "strdup");
-}
-
-static void
-conf_proxy(struct smtpd_conf *c, const char *arg)
-{
-	struct proxy_net	*p;
-	char			 buf[INET6_ADDRSTRLEN + 8], *slash;
-	const char		*errstr;
-	int			 max;
-
-	if (c->nproxy_from == MAX_PROXY_FROM)
-		flag_error("proxy-from", "more than %d networks",
-		    MAX_PROXY_FROM);
-	if (strlcpy(buf, arg, sizeof(buf)) >= sizeof(buf))
-		flag_error("proxy-from", "'%s' is not an address or CIDR", arg);
-	p = &c->proxy_from[c->nproxy_from];
-	if ((slash = strchr(buf, '/')) != NULL)
-		*slash++ = '\0';
-	if (inet_pton(AF_INET, buf, p->addr) == 1) {
-		p->af = AF_INET;
-		max = 32;
-	} else if (inet_pton(AF_INET6, buf, p->addr) == 1) {
-		p->af = AF_INET6;
-		max = 128;
-	} else
-		flag_error("proxy-from", "'%s' is not an address or CIDR", arg);
-	p->prefixlen = max;
-	if (slash != NULL) {
-		p->prefixlen = (int)strtonum(slash, 0, max, &errstr);
-		if (errstr != NULL)
-			flag_error("proxy-from", "prefix length in '%s' is %s",
-			    arg, errstr);
-	}
-	c->nproxy_from++;
-}
-
-/* --user, else _smtpd, else nobody. */
-static void
-conf_user(struct smtpd_conf *c)
-{
-	struct passwd	*pw;
-
-	if (c->user != NULL) {
-		if ((pw = getpwnam(c->user)) == NULL)
-			flag_error("user", "no such user '%s'", c->user);
-	} else {
-		c->user = SMTPD_USER;
-		if ((pw = getpwnam(c->user)) == NULL) {
-			c->user = SMTPD_USER_FALLBACK;
-			if ((pw = getpwnam(c->user)) == NULL)
-				flag_error("user", "neither %s nor %s exists",
-				    SMTPD_USER, SMTPD_USER_FALLBACK);
+	for (ac = 0; master_argv[ac] != NULL; ac++)
+		;
+	if ((av = calloc((size_t)ac + 2, sizeof(*av))) == NULL)
+		return -1;
+	av[0] = "smtpd-relay";
+	av[1] = (char *)(uintptr_t)role;
+	for (i = 1; i < ac; i++)
+		av[i + 1] = master_argv[i];
+	av[ac + 1] = NULL;
+	switch (pid = fork()) {
+	case -1:
+		free(av);
+		return -1;
+	case 0:
+		if (fd2 != -1 && fd2 != 4) {
+			if (fd == 4 && (fd = dup(fd)) == -1)
+				_exit(1);
+			if (dup2(fd2, 4) == -1)
+				_exit(1);
 		}
+		if (fd != -1 && fd != 3 && dup2(fd, 3) == -1)
+			_exit(1);
+		if (fd != -1)
+			(void)fcntl(3, F_SETFD, 0);
+		if (fd2 != -1)
+			(void)fcntl(4, F_SETFD, 0);
+		for (i = fd2 != -1 ? 5 : fd != -1 ? 4 : 3; i < 1024; i++)
+			(void)close(i);
+		execv(conf.relay_path, av);
+		fprintf(stderr, "smtpd: %s: %s\n", conf.relay_path,
+		    strerror(errno));
+		_exit(1);
 	}
-	if (pw->pw_uid == 0)
-		flag_error("user", "'%s' is root; workers must not run as root",
-		    c->user);
-	c->uid = pw->pw_uid;
-	c->gid = pw->pw_gid;
-	if (geteuid() != 0) {
-		/* children keep our own identity */
-		c->uid = geteuid();
-		c->gid = getegid();
-	}
+	free(av);
+	return pid;
+}
+
+/* -n and every start with --api: smtpd-relay checks the API flags. */
+static int
+relay_check_priv(void)
+{
+	pid_t	 pid;
+	int	 status;
+
+	if ((pid = helper_exec_priv("check",
+	    -1, -1)) == -1)
+		err(1, "fork");
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR)
+			err(1, "waitpid");
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }
 
 /*
@@ -710,190 +353,6 @@ conf_spool(struct smtpd_conf *c, int create)
 }
 
 /*
- * The FIRM API: the URL must parse, and what libcurl would read from
- * files later is read now, while we may, so that no sandboxed process
- * needs the file system for it: the signing key, the CA bundle (for
- * https) and the host's addresses.
- */
-static void
-conf_api_priv(struct smtpd_conf *c)
-{
-	const char		*why, *ca;
-	const curl_version_info_data *ver;
-	char			*scheme = NULL, *port = NULL;
-	const char		*errstr;
-	CURLU			*u;
-
-	if (c->api == NULL)
-		return;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		errx(1, "libcurl initialisation failed");
-	if ((u = curl_url()) == NULL)
-		errx(1, "curl_url: out of memory");
-	if (curl_url_set(u, CURLUPART_URL, c->api, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) !=
-	    CURLUE_OK)
-		flag_error("api", "'%s' is not a valid URL", c->api);
-	c->api_port = (int)strtonum(port, 1, 65535, &errstr);
-	if (errstr != NULL)
-		flag_error("api", "port '%s' is %s", port, errstr);
-	if (strcmp(scheme, "https") == 0) {
-		ver = curl_version_info(CURLVERSION_NOW);
-		ca = c->ca_file != NULL ? c->ca_file : ver->cainfo != NULL ?
-		    ver->cainfo : "/etc/ssl/certs/ca-certificates.crt";
-		if ((c->ca_blob = tls_load_file(ca, &c->ca_bloblen, NULL)) ==
-		    NULL)
-			flag_error("ca-file", "%s: %s", ca, strerror(errno));
-	} else if (c->ca_file != NULL && access(c->ca_file, R_OK) == -1)
-		flag_error("ca-file", "%s: %s", c->ca_file, strerror(errno));
-	curl_free(scheme);
-	curl_free(port);
-	curl_url_cleanup(u);
-	if (c->api_secret != NULL &&
-	    (why = firm_key_load_priv(c->api_secret)) != NULL)
-		flag_error("api-secret", "%s", why);
-	if (!c->config_test && (why = conf_api_resolve(c)) != NULL)
-		flag_error("api", "%s", why);
-}
-
-/*
- * Resolve the API host now (at start and on SIGHUP) and hand libcurl
- * the addresses, so no sandboxed process reads resolv.conf or loads NSS
- * modules.  Returns NULL, or the reason it failed.
- */
-static const char *
-conf_api_resolve(struct smtpd_conf *c)
-{
-	static char		 why[512];
-	struct addrinfo		 hints, *res, *ai;
-	struct curl_slist	*list;
-	char			*host = NULL, entry[1024], addr[INET6_ADDRSTRLEN];
-	size_t			 n;
-	CURLU			*u;
-	int			 e;
-
-	if ((u = curl_url()) == NULL)
-		return "curl_url: out of memory";
-	if (curl_url_set(u, CURLUPART_URL, c->api, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-		curl_url_cleanup(u);
-		return "the URL names no host";
-	}
-	curl_url_cleanup(u);
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICHOST;
-	n = strlen(host);
-	if (strcasecmp(host, "localhost") == 0 || (n > 10 &&
-	    strcasecmp(host + n - 10, ".localhost") == 0)) {
-		/* libcurl maps these to loopback itself (RFC 6761) */
-		curl_free(host);
-		return NULL;
-	}
-	if (host[0] == '[' || getaddrinfo(host, NULL, &hints, &res) == 0) {
-		if (host[0] != '[')
-			freeaddrinfo(res);
-		curl_free(host);
-		return NULL;	/* an address: nothing to resolve */
-	}
-	hints.ai_flags = 0;
-	if ((e = getaddrinfo(host, NULL, &hints, &res)) != 0) {
-		snprintf(why, sizeof(why), "cannot resolve %s: %s", host,
-		    gai_strerror(e));
-		curl_free(host);
-		return why;
-	}
-	n = (size_t)snprintf(entry, sizeof(entry), "%s:%d:", host,
-	    c->api_port);
-	for (ai = res; ai != NULL && n < sizeof(entry); ai = ai->ai_next) {
-		void *a = ai->ai_family == AF_INET6 ?
-		    (void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr :
-		    (void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
-
-		if (inet_ntop(ai->ai_family, a, addr, sizeof(addr)) == NULL)
-			continue;
-		n += (size_t)snprintf(entry + n, sizeof(entry) - n,
-		    ai->ai_family == AF_INET6 ? "%s[%s]" : "%s%s",
-		    entry[n - 1] == ':' ? "" : ",", addr);
-	}
-	freeaddrinfo(res);
-	curl_free(host);
-	if (n >= sizeof(entry))
-		return "too many addresses";
-	if ((list = curl_slist_append(NULL, entry)) == NULL)
-		return "out of memory";
-	curl_slist_free_all(c->api_resolve);
-	c->api_resolve = list;
-	return NULL;
-}
-
-/*
- * The directory of --banlist-cache, opened once: the fetcher writes the
- * cache there (temporary file and rename), so it must belong to, or be
- * writable by, the worker user.  The default directory is created.
- */
-static void
-banlist_dir_priv(struct smtpd_conf *c)
-{
-	char		 dir[PATH_MAX], *slash;
-	struct stat	 st;
-	int		 deflt = strcmp(c->banlist_cache, SMTPD_BANLIST_CACHE) == 0;
-
-	if (strlcpy(dir, c->banlist_cache, sizeof(dir)) >= sizeof(dir))
-		flag_error("banlist-cache", "path too long");
-	if ((slash = strrchr(dir, '/')) == NULL) {
-		strlcpy(c->banlist_file, dir, sizeof(c->banlist_file));
-		strlcpy(dir, ".", sizeof(dir));
-	} else {
-		if (strlcpy(c->banlist_file, slash + 1,
-		    sizeof(c->banlist_file)) >= sizeof(c->banlist_file))
-			flag_error("banlist-cache", "file name too long");
-		if (slash == dir)
-			slash[1] = '\0';
-		else
-			*slash = '\0';
-	}
-	if (c->banlist_file[0] == '\0')
-		flag_error("banlist-cache", "'%s' names no file",
-		    c->banlist_cache);
-	if (stat(dir, &st) == -1 && errno == ENOENT && deflt &&
-	    c->api != NULL && !c->config_test && !c->inetd) {
-		/* /var/db/smtpd: made on first start, for the fetcher */
-		(void)mkdir("/var/db", 0755);
-		if (mkdir(dir, 0700) == -1 && errno != EEXIST)
-			flag_error("banlist-cache", "mkdir %s: %s", dir,
-			    strerror(errno));
-		if (geteuid() == 0 && chown(dir, c->uid, c->gid) == -1)
-			flag_error("banlist-cache", "chown %s: %s", dir,
-			    strerror(errno));
-	}
-	if (strlcpy(c->banlist_dir, dir, sizeof(c->banlist_dir)) >=
-	    sizeof(c->banlist_dir))
-		flag_error("banlist-cache", "path too long");
-	c->banlist_dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (c->banlist_dirfd == -1) {
-		if (c->api != NULL && !c->inetd &&
-		    !(deflt && c->config_test))
-			flag_error("banlist-cache", "%s: %s", dir,
-			    strerror(errno));
-		return;		/* no cache to load; none to write */
-	}
-	if (c->api != NULL && !c->inetd &&
-	    fstat(c->banlist_dirfd, &st) == 0 &&
-	    geteuid() == 0 && st.st_uid != c->uid &&
-	    (st.st_mode & S_IWOTH) == 0 &&
-	    !(st.st_gid == c->gid && (st.st_mode & S_IWGRP)))
-		flag_error("banlist-cache", "directory %s is not writable by "
-		    "user %s", dir, c->user);
-	if (c->fetch_only && snprintf(c->banlist_table,
-	    sizeof(c->banlist_table), "%s/%s", dir, BANLIST_TABLE_NAME) >=
-	    (int)sizeof(c->banlist_table))
-		flag_error("banlist-cache", "path too long");
-}
-
-/*
  * The shared ban table: created here, filled from the cache so bans
  * hold from the first session, and mapped read-only for the workers.
  * With --fetch-only it is a file beside the cache, for -i sessions.
@@ -907,7 +366,7 @@ banlist_setup_priv(struct smtpd_conf *c)
 	size_t			 size = banlist_region_size(BANLIST_HALF_SIZE);
 	int			 rwfd, rofd;
 
-	banlist_dir_priv(c);
+	conf_banlist_dir(c);
 	if (c->config_test)
 		return;
 	if (c->inetd && banlist_attach_priv(c))
@@ -1006,70 +465,6 @@ monotime(void)
 	return ts.tv_sec;
 }
 
-/* The fetcher: polls FIRM for the lists, writes the table and cache. */
-static void
-fetcher_start(void)
-{
-	size_t	 i;
-	pid_t	 pid;
-
-	fetcher_started = monotime();
-	switch (pid = fork()) {
-	case -1:
-		log_warn("fork fetcher");
-		return;
-	case 0:
-		log_setproc("fetcher");
-		close(notify_pipe[0]);
-		close(notify_pipe[1]);
-		close(alive_pipe[1]);
-		for (i = 0; i < conf.nlisteners; i++)
-			if (conf.listeners[i].fd != -1)
-				close(conf.listeners[i].fd);
-		if (conf.spool_fd != -1)
-			close(conf.spool_fd);
-		banlist_unmap(conf.banlist);
-		conf.banlist = NULL;
-		/* what only workers need: the TLS key, the session slots */
-		if (conf.tls != NULL) {
-			tls_free(conf.tls);
-			conf.tls = NULL;
-		}
-		munmap(shm, shm_size);
-		shm = NULL;
-		sandbox_fetcher(&conf);
-		banlist_fetcher_main(&conf, alive_pipe[0]);
-	default:
-		fetcher_pid = pid;
-		if (conf.fetch_only) {
-			struct banlist_map *m = banlist_map(conf.banlist_rwfd,
-			    banlist_region_size(BANLIST_HALF_SIZE), 1);
-
-			if (m != NULL) {
-				banlist_set_writer(m, pid);
-				banlist_unmap(m);
-			}
-		}
-	}
-}
-
-/*
- * Flags whose features come with later releases are parsed and
- * checked, but refused here rather than silently ignored.
- */
-static void
-conf_unsupported(const struct smtpd_conf *c)
-{
-	const char	*flag = NULL;
-	if (c->proxy_from[0].af != 0)
-		flag = "proxy-from";
-	else if (c->health != NULL)
-		flag = "health";
-	if (flag != NULL)
-		flag_error(flag, "not supported by this build yet "
-		    "(see CAVEATS in smtpd(8))");
-}
-
 static void
 listeners_bind_priv(struct smtpd_conf *c)
 {
@@ -1104,26 +499,444 @@ listeners_bind_priv(struct smtpd_conf *c)
 		errx(1, "--listen: no listening socket could be opened");
 }
 
+/*
+ * SIGHUP: read certificate and key again.  Workers forked from now on
+ * use the new context; sessions in progress keep theirs (and older
+ * idle workers, whose certificate no longer matches the key, retire).
+ * A bad pair keeps the old context and key.
+ */
 static void
-shared_create_priv(struct smtpd_conf *c)
+master_tls_reload(void)
 {
-	size_t	 nslots;
+	struct tls	*ctx;
+	char		 why[1024];
 
-	nslots = (size_t)(c->max_sessions + c->spare + SLOT_SLACK);
-	shm_size = sizeof(struct shared_state) +
-	    nslots * sizeof(struct worker_slot);
-	shm = mmap(NULL, shm_size, PROT_READ | PROT_WRITE,
-	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (shm == MAP_FAILED)
-		err(1, "mmap shared state");
-	shm->nslots = (uint32_t)nslots;
-	worker_pid = calloc(nslots, sizeof(*worker_pid));
-	worker_gen = calloc(nslots, sizeof(*worker_gen));
-	if (worker_pid == NULL || worker_gen == NULL)
+	if (conf.tls == NULL)
+		return;
+	if ((ctx = server_tls_setup_keyless(&conf, why, sizeof(why))) ==
+	    NULL || server_tls_key_load_priv(&conf, why, sizeof(why)) == -1) {
+		if (ctx != NULL)
+			tls_free(ctx);
+		log_event(LOG_WARNING, "tls_reload_failed", NULL, "{s:s}",
+		    "error", why);
+		return;
+	}
+	tls_free(conf.tls);
+	conf.tls = ctx;
+	tls_key_gen = generation;
+	log_event(LOG_INFO, "tls_reloaded", NULL, "{s:s}", "cert",
+	    conf.tls_cert);
+}
+
+/*
+ * Flags whose features come with later releases are parsed and
+ * checked, but refused here rather than silently ignored.
+ */
+static void
+conf_unsupported(const struct smtpd_conf *c)
+{
+	const char	*flag = NULL;
+	if (c->proxy_from[0].af != 0)
+		flag = "proxy-from";
+	else if (c->health != NULL)
+		flag = "health";
+	if (flag != NULL)
+		flag_error(flag, "not supported by this build yet "
+		    "(see CAVEATS in smtpd(8))");
+}
+
+/*
+ * A private-key operation for a worker's TLS handshake: the key stays
+ * here, the worker gets the result only.
+ */
+static void
+master_tls_sign(int fd, const struct ctl_sign *m, int previous)
+{
+	struct tls_sign_res	 res;
+
+	memset(&res, 0, sizeof(res));
+	server_tls_sign_priv(&m->req, &res, previous);
+	(void)send(fd, &res, sizeof(res), MSG_DONTWAIT | MSG_NOSIGNAL);
+	explicit_bzero(&res, sizeof(res));
+}
+
+/* The fetcher: polls FIRM for the lists, writes the table and cache. */
+static void
+fetcher_start(void)
+{
+	pid_t	 pid;
+
+	fetcher_started = monotime();
+	if (fetcher_alive[1] == -1 &&
+	    pipe2(fetcher_alive, O_CLOEXEC) == -1) {
+		log_warn("pipe");
+		return;
+	}
+	/* its descriptor 3 hangs up when the master is gone */
+	if ((pid = helper_exec_priv("fetcher", fetcher_alive[0],
+	    conf.banlist_rwfd)) == -1) {
+		log_warn("fork fetcher");
+		return;
+	}
+	fetcher_pid = pid;
+	if (conf.fetch_only) {
+		struct banlist_map *m = banlist_map(conf.banlist_rwfd,
+		    banlist_region_size(BANLIST_HALF_SIZE), 1);
+
+		if (m != NULL) {
+			banlist_set_writer(m, pid);
+			banlist_unmap(m);
+		}
+	}
+}
+
+/*
+ * The relay: one per master, the only process that talks to FIRM.
+ * Its descriptor 3 is a control socket on which the master hands it
+ * one end of each worker's channel.  A relay that is replaced (SIGHUP)
+ * is told to drain: it serves the channels it has and leaves.
+ */
+static int
+relay_start(void)
+{
+	int	 sp[2];
+	pid_t	 pid;
+
+	relay_drain_old();
+	relay_started = monotime();
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1) {
+		log_warn("relay: socketpair");
+		return -1;
+	}
+	if ((pid = helper_exec_priv("relay", sp[1], -1)) == -1) {
+		log_warn("relay: fork");
+		close(sp[0]);
+		close(sp[1]);
+		return -1;
+	}
+	close(sp[1]);
+	relay_pid = pid;
+	relay_fd = sp[0];
+	return 0;
+}
+
+static void
+relay_drain_old(void)
+{
+	size_t	 i;
+
+	if (relay_pid == -1)
+		return;
+	kill(relay_pid, SIGTERM);
+	for (i = 0; i < RELAY_DRAINING_MAX; i++)
+		if (relay_draining[i] == 0) {
+			relay_draining[i] = relay_pid;
+			break;
+		}
+	if (i == RELAY_DRAINING_MAX)
+		kill(relay_pid, SIGKILL);	/* reaped as a stranger */
+	relay_pid = -1;
+	if (relay_fd != -1)
+		close(relay_fd);
+	relay_fd = -1;
+}
+
+/*
+ * Hand the relay its end of a new worker's channel.  Without a relay
+ * the worker keeps a channel nobody reads: its deliveries get 451.
+ */
+static int
+relay_attach(int fd)
+{
+	struct msghdr	 msg;
+	struct iovec	 iov;
+	struct cmsghdr	*cm;
+	union {
+		struct cmsghdr	 hdr;
+		char		 buf[CMSG_SPACE(sizeof(int))];
+	}		 cmsgbuf;
+	char		 c = 'w';
+
+	if (relay_fd == -1)
+		return -1;
+	memset(&msg, 0, sizeof(msg));
+	memset(&cmsgbuf, 0, sizeof(cmsgbuf));
+	iov.iov_base = &c;
+	iov.iov_len = 1;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cmsgbuf.buf;
+	msg.msg_controllen = sizeof(cmsgbuf.buf);
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	if (sendmsg(relay_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) == -1) {
+		log_warn("relay: handing over a channel");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+pool_create(struct pool *p, size_t cap)
+{
+	size_t	 i;
+
+	memset(p, 0, sizeof(*p));
+	if ((p->w = calloc(cap, sizeof(*p->w))) == NULL)
 		err(1, "worker table");
-	if (pipe2(notify_pipe, O_CLOEXEC | O_NONBLOCK) == -1 ||
-	    pipe2(alive_pipe, O_CLOEXEC) == -1)
-		err(1, "pipe");
+	for (i = 0; i < cap; i++)
+		p->w[i].fd = -1;
+	p->cap = cap;
+}
+
+static struct worker *
+pool_find_pid(struct pool *p, pid_t pid)
+{
+	size_t	 i;
+
+	for (i = 0; i < p->cap; i++)
+		if (p->w[i].pid == pid)
+			return &p->w[i];
+	return NULL;
+}
+
+/* Idle workers of the current generation. */
+static size_t
+pool_idle(const struct pool *p)
+{
+	size_t	 i, n = 0;
+
+	for (i = 0; i < p->cap; i++)
+		if (p->w[i].pid != 0 && p->w[i].gen == generation &&
+		    p->w[i].state == W_IDLE && p->w[i].fd != -1)
+			n++;
+	return n;
+}
+
+static size_t
+pool_live(const struct pool *p)
+{
+	size_t	 i, n = 0;
+
+	for (i = 0; i < p->cap; i++)
+		if (p->w[i].pid != 0)
+			n++;
+	return n;
+}
+
+/*
+ * Fork one worker into w: its control socket, its relay channel, and
+ * nothing of the other workers' (a worker that could speak for another
+ * could free that one's slot).  inetd: the session is on stdin/stdout.
+ */
+static int
+pool_fork(struct pool *p, struct worker *w, int inetd)
+{
+	int	 ctl[2], ch[2];
+	size_t	 i;
+	pid_t	 pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) == -1)
+		return -1;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch) == -1) {
+		close(ctl[0]);
+		close(ctl[1]);
+		return -1;
+	}
+	(void)relay_attach(ch[1]);
+	close(ch[1]);
+	switch (pid = fork()) {
+	case -1:
+		close(ctl[0]);
+		close(ctl[1]);
+		close(ch[0]);
+		return -1;
+	case 0:
+		close(ctl[0]);
+		for (i = 0; i < p->cap; i++)
+			if (p->w[i].fd != -1)
+				close(p->w[i].fd);
+		if (relay_fd != -1)
+			close(relay_fd);
+		if (fetcher_alive[1] != -1)
+			close(fetcher_alive[1]);
+		if (fetcher_alive[0] != -1)
+			close(fetcher_alive[0]);
+		/* the table's writable descriptor never reaches a worker */
+		if (conf.banlist_rwfd != -1)
+			close(conf.banlist_rwfd);
+		if (conf.banlist_dirfd != -1)
+			close(conf.banlist_dirfd);
+		conf.banlist_rwfd = conf.banlist_dirfd = -1;
+		free(p->w);
+		worker_main(&conf, ctl[1], ch[0], inetd);
+	}
+	close(ctl[1]);
+	close(ch[0]);
+	memset(w, 0, sizeof(*w));
+	w->pid = pid;
+	w->fd = ctl[0];
+	w->gen = generation;
+	w->state = W_IDLE;
+	return 0;
+}
+
+/* Fork workers until --spare of them wait in accept. */
+static void
+pool_spawn(struct pool *p)
+{
+	size_t	 idle, i;
+
+	idle = pool_idle(p);
+	for (i = 0; i < p->cap && idle < (size_t)conf.spare; i++) {
+		if (p->w[i].pid != 0)
+			continue;
+		if (pool_fork(p, &p->w[i], 0) == -1) {
+			log_warn("fork");
+			return;
+		}
+		idle++;
+	}
+}
+
+/* After SIGHUP or a new relay: idle workers of older generations leave. */
+static void
+pool_retire_old(struct pool *p)
+{
+	size_t	 i;
+
+	for (i = 0; i < p->cap; i++)
+		if (p->w[i].pid != 0 && p->w[i].gen != generation &&
+		    p->w[i].state == W_IDLE)
+			kill(p->w[i].pid, SIGUSR1);
+}
+
+static void
+pool_kill_all(struct pool *p, int sig)
+{
+	size_t	 i;
+
+	for (i = 0; i < p->cap; i++)
+		if (p->w[i].pid != 0)
+			kill(p->w[i].pid, sig);
+}
+
+/* A worker was reaped: its entry is free again. */
+static void
+pool_drop(struct pool *p, struct worker *w)
+{
+	if (w->fd != -1)
+		close(w->fd);
+	if (w->state == W_BUSY)
+		p->busy--;
+	memset(w, 0, sizeof(*w));
+	w->fd = -1;
+}
+
+/*
+ * A session starts.  The limits are counted here, in the master's own
+ * table, one claim at a time: two racing workers can never both slip
+ * under a limit, and nothing a worker writes can change the count but
+ * its own claim and release.
+ */
+static void
+pool_claim(struct pool *p, struct worker *w, const struct ctl_claim *c)
+{
+	struct ctl_answer	 a;
+	size_t			 i, same = 1;
+
+	for (i = 0; i < p->cap; i++)
+		if (p->w[i].pid != 0 && p->w[i].state == W_BUSY &&
+		    memcmp(p->w[i].key, c->key, sizeof(c->key)) == 0)
+			same++;
+	a.type = CTL_CLAIM;
+	a.reply = -1;
+	if (p->busy + 1 > (size_t)conf.max_sessions)
+		a.reply = REPLY_MAXSESSIONS;
+	else if (same > (size_t)conf.max_per_ip)
+		a.reply = REPLY_MAXPERIP;
+	if (a.reply == -1) {
+		w->state = W_BUSY;
+		memcpy(w->key, c->key, sizeof(w->key));
+		p->busy++;
+	} else
+		w->state = W_REFUSING;	/* not counted while it says 421 */
+	(void)send(w->fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/*
+ * One record from a worker.  Anything but a well-formed record that
+ * fits the worker's state ends that worker: it is ours to kill, by the
+ * pid fork() gave us.
+ */
+static void
+pool_ctl(struct pool *p, struct worker *w)
+{
+	union {
+		uint32_t		 type;
+		struct ctl_claim	 claim;
+		struct ctl_sign		 sign;
+	}		 m;
+	ssize_t		 n;
+	const char	*why = NULL;
+
+	n = recv(w->fd, &m, sizeof(m), MSG_DONTWAIT | MSG_TRUNC);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		/* its session is over, whatever the reaper knows yet */
+		close(w->fd);
+		w->fd = -1;
+		if (w->state == W_BUSY)
+			p->busy--;
+		w->state = W_GONE;
+		return;
+	}
+	if ((size_t)n < sizeof(m.type) || (size_t)n > sizeof(m))
+		why = "bad record size";
+	else if (m.type == CTL_CLAIM) {
+		if (n != sizeof(m.claim))
+			why = "bad claim size";
+		else if (w->state != W_IDLE)
+			why = "claim while not idle";
+		else
+			pool_claim(p, w, &m.claim);
+	} else if (m.type == CTL_RELEASE) {
+		if (n != sizeof(m.type))
+			why = "bad release size";
+		else if (w->state == W_IDLE)
+			why = "release while idle";
+		else {
+			if (w->state == W_BUSY)
+				p->busy--;
+			w->state = W_IDLE;
+			/* born before a reload: its TLS context is old */
+			if (w->gen != generation)
+				kill(w->pid, SIGUSR1);
+		}
+	} else if (m.type == CTL_TLS_SIGN) {
+		if (n != sizeof(m.sign))
+			why = "bad signing request size";
+		else if (w->state == W_IDLE)
+			why = "signing request while idle";
+		else
+			master_tls_sign(w->fd, &m.sign,
+			    w->gen < tls_key_gen);
+	} else
+		why = "unknown record type";
+	if (why != NULL) {
+		log_event(LOG_WARNING, "worker_protocol_error", NULL,
+		    "{s:i, s:s}", "pid", (int)w->pid, "error", why);
+		kill(w->pid, SIGKILL);
+		close(w->fd);
+		w->fd = -1;
+		if (w->state == W_BUSY)
+			p->busy--;
+		w->state = W_GONE;
+	}
 }
 
 static void
@@ -1139,9 +952,6 @@ sig_handler(int sig)
 		break;
 	case SIGCHLD:
 		smtpd_child = 1;
-		break;
-	case SIGUSR1:
-		worker_retire = 1;
 		break;
 	}
 }
@@ -1163,7 +973,6 @@ master_signals(void)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGCHLD, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 
@@ -1176,17 +985,42 @@ master_signals(void)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 }
 
+/*
+ * SIGHUP: a new generation.  Certificate and key are read again, the
+ * relay and the fetcher are replaced (the API host is resolved anew,
+ * the lists polled now), and idle workers are replaced gradually.
+ */
+static void
+master_reload(void)
+{
+	generation++;
+	log_event(LOG_INFO, "reload", NULL, "{s:i}", "generation",
+	    (int)generation);
+	master_tls_reload();
+	if (fetcher_pid != -1) {
+		kill(fetcher_pid, SIGTERM);
+		fetcher_started = 0;
+	}
+	if (!conf.fetch_only) {
+		(void)relay_start();
+		pool_spawn(&pool);
+		pool_retire_old(&pool);
+	}
+}
+
 static void
 master_loop(void)
 {
-	struct pollfd	 pfd;
+	struct pollfd	*pfd;
+	struct worker	**who;
 	struct timespec	 ts = { 1, 0 };	/* retry a fork that failed */
-	sigset_t	 empty;
-	char		 buf[256];
+	sigset_t	 empty, blocked;
+	size_t		 i, n;
 
+	if ((pfd = calloc(pool.cap + 1, sizeof(*pfd))) == NULL ||
+	    (who = calloc(pool.cap + 1, sizeof(*who))) == NULL)
+		fatal("poll set");
 	sigemptyset(&empty);
-	pfd.fd = notify_pipe[0];
-	pfd.events = POLLIN;
 	for (;;) {
 		if (smtpd_child) {
 			smtpd_child = 0;
@@ -1196,44 +1030,50 @@ master_loop(void)
 			master_shutdown();
 		if (smtpd_reload) {
 			smtpd_reload = 0;
-			generation++;
-			log_event(LOG_INFO, "reload", NULL, "{s:i}",
-			    "generation", (int)generation);
-			master_tls_reload();
-			if (conf.api != NULL) {
-				const char *why = conf_api_resolve(&conf);
-
-				if (why != NULL)
-					log_warnx("--api: %s; keeping the "
-					    "addresses resolved before", why);
-			}
-			if (fetcher_pid != -1) {
-				/* a new fetcher: new addresses, polls now */
-				kill(fetcher_pid, SIGTERM);
-				fetcher_started = 0;
-			}
-			if (!conf.fetch_only) {
-				master_spawn();
-				master_retire_old();
-			}
+			master_reload();
 		}
 		if (conf.api != NULL && fetcher_pid == -1 &&
 		    monotime() > fetcher_started)
 			fetcher_start();
-		if (!conf.fetch_only)
-			master_spawn();
-		if (ppoll(&pfd, 1, &ts, &empty) == -1 && errno != EINTR)
-			fatal("ppoll");
-		while (read(notify_pipe[0], buf, sizeof(buf)) > 0)
-			;
+		if (!conf.fetch_only && relay_pid == -1 &&
+		    monotime() > relay_started)
+			(void)relay_start();
+		/* with --api, a worker without a relay could only say 451 */
+		if (!conf.fetch_only &&
+		    (relay_pid != -1 || conf.api == NULL))
+			pool_spawn(&pool);
+		for (i = n = 0; i < pool.cap; i++) {
+			if (pool.w[i].pid == 0 || pool.w[i].fd == -1)
+				continue;
+			pfd[n].fd = pool.w[i].fd;
+			pfd[n].events = POLLIN;
+			who[n++] = &pool.w[i];
+		}
+		if (ppoll(pfd, n, &ts, &empty) == -1) {
+			if (errno != EINTR)
+				fatal("ppoll");
+			continue;
+		}
+		for (i = 0; i < n; i++)
+			if (pfd[i].revents != 0 && who[i]->fd == pfd[i].fd)
+				pool_ctl(&pool, who[i]);
+		/*
+		 * A ppoll() that finds a descriptor ready returns without
+		 * delivering the signals that came meanwhile: under load
+		 * it always does.  Let them in now, or children would go
+		 * unreaped and SIGTERM unheard for as long as the load lasts.
+		 */
+		sigprocmask(SIG_SETMASK, &empty, &blocked);
+		sigprocmask(SIG_SETMASK, &blocked, NULL);
 	}
 }
 
 static void
 master_reap(void)
 {
+	struct worker	*w;
 	pid_t		 pid;
-	uint32_t	 i;
+	size_t		 i;
 	int		 status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
@@ -1246,16 +1086,33 @@ master_reap(void)
 				    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 			continue;
 		}
-		for (i = 0; i < shm->nslots; i++) {
-			struct worker_slot *w = &shm->slots[i];
-
-			if (worker_pid[i] != pid)
+		if (pid == relay_pid) {
+			relay_pid = -1;
+			close(relay_fd);
+			relay_fd = -1;
+			if (smtpd_stop)
 				continue;
-			worker_pid[i] = 0;
-			__atomic_store_n(&w->state, SLOT_FREE,
-			    __ATOMIC_SEQ_CST);
-			break;
+			log_event(LOG_WARNING, "relay_exited", NULL,
+			    "{s:i, s:i}", "status", WIFEXITED(status) ?
+			    WEXITSTATUS(status) : -1, "signal",
+			    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+			/*
+			 * Idle workers hold dead channels: a new generation
+			 * replaces them, attached to a new relay, started
+			 * now unless this one died young (then in a second).
+			 */
+			generation++;
+			pool_retire_old(&pool);
+			if (monotime() > relay_started)
+				(void)relay_start();
+			continue;
 		}
+		for (i = 0; i < RELAY_DRAINING_MAX; i++)
+			if (relay_draining[i] == pid)
+				relay_draining[i] = 0;
+		if ((w = pool_find_pid(&pool, pid)) == NULL)
+			continue;
+		pool_drop(&pool, w);
 		if (WIFSIGNALED(status))
 			log_event(LOG_WARNING, "worker_died", NULL,
 			    "{s:i, s:i}", "pid", (int)pid, "signal",
@@ -1268,135 +1125,39 @@ master_reap(void)
 }
 
 /*
- * SIGHUP: read certificate and key again.  Workers forked from now on
- * use the new context; sessions in progress keep theirs.  A bad pair
- * keeps the old context.
- */
-static void
-master_tls_reload(void)
-{
-	struct tls	*ctx;
-	char		 why[1024];
-
-	if (conf.tls == NULL)
-		return;
-	if ((ctx = tls_server_setup_priv(&conf, why, sizeof(why))) == NULL) {
-		log_event(LOG_WARNING, "tls_reload_failed", NULL, "{s:s}",
-		    "error", why);
-		return;
-	}
-	tls_free(conf.tls);
-	conf.tls = ctx;
-	log_event(LOG_INFO, "tls_reloaded", NULL, "{s:s}", "cert",
-	    conf.tls_cert);
-}
-
-/* Idle workers of the current generation. */
-static size_t
-master_idle(void)
-{
-	uint32_t	 i;
-	size_t		 n = 0;
-
-	for (i = 0; i < shm->nslots; i++) {
-		struct worker_slot *w = &shm->slots[i];
-
-		if (worker_pid[i] != 0 && worker_gen[i] == generation &&
-		    __atomic_load_n(&w->state, __ATOMIC_SEQ_CST) == SLOT_IDLE)
-			n++;
-	}
-	return n;
-}
-
-/* Fork workers until --spare of them wait in accept. */
-static void
-master_spawn(void)
-{
-	size_t		 idle;
-	uint32_t	 i;
-	pid_t		 pid;
-
-	idle = master_idle();
-	for (i = 0; i < shm->nslots && idle < (size_t)conf.spare; i++) {
-		struct worker_slot *w = &shm->slots[i];
-
-		if (worker_pid[i] != 0 ||
-		    __atomic_load_n(&w->state, __ATOMIC_SEQ_CST) != SLOT_FREE)
-			continue;
-		worker_gen[i] = generation;
-		__atomic_store_n(&w->state, SLOT_IDLE, __ATOMIC_SEQ_CST);
-		switch (pid = fork()) {
-		case -1:
-			log_warn("fork");
-			__atomic_store_n(&w->state, SLOT_FREE,
-			    __ATOMIC_SEQ_CST);
-			return;
-		case 0:
-			worker_main((int)i);
-		default:
-			worker_pid[i] = pid;
-			idle++;
-		}
-	}
-}
-
-/* After SIGHUP: idle workers of older generations leave. */
-static void
-master_retire_old(void)
-{
-	uint32_t	 i;
-
-	for (i = 0; i < shm->nslots; i++) {
-		struct worker_slot *w = &shm->slots[i];
-
-		if (worker_pid[i] != 0 && worker_gen[i] != generation &&
-		    __atomic_load_n(&w->state, __ATOMIC_SEQ_CST) == SLOT_IDLE)
-			kill(worker_pid[i], SIGUSR1);
-	}
-}
-
-static void
-master_kill_all(int sig)
-{
-	uint32_t	 i;
-
-	for (i = 0; i < shm->nslots; i++)
-		if (worker_pid[i] != 0)
-			kill(worker_pid[i], sig);
-}
-
-/*
  * SIGTERM/SIGINT: stop accepting, let idle sessions hear 421 and
- * sessions in DATA finish within --grace, then exit 0.
+ * sessions in DATA finish within --grace, then exit 0.  The relay
+ * serves the workers' last deliveries and leaves once their channels
+ * are closed.
  */
 static __dead void
 master_shutdown(void)
 {
 	struct timespec	 deadline, now, ts;
 	sigset_t	 empty;
-	size_t		 i;
-	uint32_t	 n;
-	int		 live;
+	size_t		 i, live;
 
 	log_event(LOG_INFO, "stopping", NULL, "{s:I}", "grace",
 	    (json_int_t)conf.grace);
 	for (i = 0; i < conf.nlisteners; i++)
 		if (conf.listeners[i].fd != -1)
 			close(conf.listeners[i].fd);
-	master_kill_all(SIGTERM);
+	pool_kill_all(&pool, SIGTERM);
 	if (fetcher_pid != -1)
 		kill(fetcher_pid, SIGTERM);
+	relay_drain_old();
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	/* even with --grace 0, idle sessions get a moment to say 421 */
 	deadline.tv_sec += conf.grace > 0 ? conf.grace : 1;
 	sigemptyset(&empty);
 	for (;;) {
 		master_reap();
-		for (live = 0, n = 0; n < shm->nslots; n++)
-			if (worker_pid[n] != 0)
-				live++;
-		if (fetcher_pid != -1)
-			live++;
+		for (i = 0; i < pool.cap; i++)
+			if (pool.w[i].pid != 0 && pool.w[i].fd != -1)
+				pool_ctl(&pool, &pool.w[i]);
+		live = pool_live(&pool) + (fetcher_pid != -1);
+		for (i = 0; i < RELAY_DRAINING_MAX; i++)
+			live += relay_draining[i] != 0;
 		if (live == 0)
 			break;
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -1404,202 +1165,68 @@ master_shutdown(void)
 		    (now.tv_sec == deadline.tv_sec &&
 		    now.tv_nsec >= deadline.tv_nsec)) {
 			log_event(LOG_WARNING, "grace_expired", NULL,
-			    "{s:i}", "sessions", live);
-			master_kill_all(SIGKILL);
+			    "{s:i}", "sessions", (int)live);
+			pool_kill_all(&pool, SIGKILL);
 			if (fetcher_pid != -1)
 				kill(fetcher_pid, SIGKILL);
+			for (i = 0; i < RELAY_DRAINING_MAX; i++)
+				if (relay_draining[i] != 0)
+					kill(relay_draining[i], SIGKILL);
 			while (waitpid(-1, NULL, 0) > 0)
 				;
 			break;
 		}
 		ts.tv_sec = 0;
-		ts.tv_nsec = 100000000;
+		ts.tv_nsec = 50000000;
 		(void)ppoll(NULL, 0, &ts, &empty);
 	}
 	log_event(LOG_INFO, "stop", NULL, NULL);
 	exit(0);
 }
 
-/* A worker: wait for one connection, serve it, exit. */
-static __dead void
-worker_main(int slot)
-{
-	struct session_ctx	 ctx;
-	struct sigaction	 sa;
-	char			 b = 'b';
-
-	log_setproc("worker");
-	close(notify_pipe[0]);
-	close(alive_pipe[1]);
-	/* the table's writable descriptor never reaches a worker */
-	if (conf.banlist_rwfd != -1)
-		close(conf.banlist_rwfd);
-	if (conf.banlist_dirfd != -1)
-		close(conf.banlist_dirfd);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGHUP, &sa, NULL);
-	sa.sa_handler = SIG_DFL;
-	sigaction(SIGCHLD, &sa, NULL);
-	smtpd_reload = 0;
-
-	sandbox_worker(&conf);
-
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.conf = &conf;
-	ctx.reject = -1;
-	if (worker_accept(&ctx) == -1)
-		_exit(0);
-	sandbox_worker_narrow(&conf);
-	ctx.reject = worker_claim(slot, &ctx.peer);
-	ctx.banned = banlist_lookup_addr(conf.banlist, &ctx.peer);
-	(void)write(notify_pipe[1], &b, 1);	/* master: fork a spare */
-	session_run(&ctx);
-	firm_key_wipe();
-	__atomic_store_n(&shm->slots[slot].state, SLOT_DONE,
-	    __ATOMIC_SEQ_CST);
-	_exit(0);
-}
-
-static int
-worker_listener_smtps(int fd)
-{
-	size_t	 i;
-
-	for (i = 0; i < conf.nlisteners; i++)
-		if (conf.listeners[i].fd == fd)
-			return conf.listeners[i].smtps;
-	return 0;
-}
-
-/* Wait on every listener; -1 when told to leave instead. */
-static int
-worker_accept(struct session_ctx *ctx)
-{
-	struct pollfd	 pfd[MAX_LISTENERS + 1];
-	sigset_t	 waitmask;
-	size_t		 i, n = 0;
-	int		 fd;
-
-	sigprocmask(SIG_BLOCK, NULL, &waitmask);
-	sigdelset(&waitmask, SIGTERM);
-	sigdelset(&waitmask, SIGINT);
-	sigdelset(&waitmask, SIGUSR1);
-	for (i = 0; i < conf.nlisteners; i++) {
-		if (conf.listeners[i].fd == -1)
-			continue;
-		pfd[n].fd = conf.listeners[i].fd;
-		pfd[n].events = POLLIN;
-		n++;
-	}
-	pfd[n].fd = alive_pipe[0];	/* POLLHUP when the master dies */
-	pfd[n].events = POLLIN;
-	for (;;) {
-		if (smtpd_stop || worker_retire)
-			return -1;
-		if (ppoll(pfd, n + 1, NULL, &waitmask) == -1) {
-			if (errno == EINTR)
-				continue;
-			fatal("ppoll");
-		}
-		if (pfd[n].revents != 0)
-			return -1;
-		for (i = 0; i < n; i++) {
-			if ((pfd[i].revents & POLLIN) == 0)
-				continue;
-			ctx->peerlen = sizeof(ctx->peer);
-			fd = accept4(pfd[i].fd, (struct sockaddr *)&ctx->peer,
-			    &ctx->peerlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-			if (fd == -1) {
-				if (errno != EAGAIN && errno != EINTR &&
-				    errno != ECONNABORTED)
-					log_warn("accept");
-				continue;
-			}
-			ctx->fd_in = ctx->fd_out = fd;
-			ctx->smtps = worker_listener_smtps(pfd[i].fd);
-			for (i = 0; i < conf.nlisteners; i++)
-				if (conf.listeners[i].fd != -1)
-					close(conf.listeners[i].fd);
-			close(alive_pipe[0]);
-			return 0;
-		}
-	}
-}
-
 /*
- * Mark our slot busy with the client's key, then count: over
- * --max-sessions or --max-per-ip, the session is refused at once.
- * Writing before counting (both sequentially consistent) means two
- * racing workers can never both slip under a limit.
+ * -i: one session on stdin/stdout, for inetd, tcpserver or a systemd
+ * socket unit.  The separation holds: this process keeps the TLS key
+ * and answers its one worker, which serves the session sandboxed, and
+ * a relay of its own talks to FIRM.
  */
-static int
-worker_claim(int slot, const struct sockaddr_storage *peer)
-{
-	struct worker_slot	*me = &shm->slots[slot];
-	uint32_t		 i;
-	long long		 total = 0, same = 0;
-
-	session_addr_key(peer, me->key);
-	__atomic_store_n(&me->state, SLOT_BUSY, __ATOMIC_SEQ_CST);
-	for (i = 0; i < shm->nslots; i++) {
-		struct worker_slot *w = &shm->slots[i];
-
-		if (__atomic_load_n(&w->state, __ATOMIC_SEQ_CST) != SLOT_BUSY)
-			continue;
-		total++;
-		if (memcmp(w->key, me->key, sizeof(me->key)) == 0)
-			same++;
-	}
-	if (total <= conf.max_sessions && same <= conf.max_per_ip)
-		return -1;
-	/* refused: no longer counted while the refusal is said */
-	__atomic_store_n(&me->state, SLOT_DONE, __ATOMIC_SEQ_CST);
-	return total > conf.max_sessions ? REPLY_MAXSESSIONS : REPLY_MAXPERIP;
-}
-
-/* -i: one session on stdin/stdout, for inetd or tcpserver. */
 static __dead void
 inetd_main(void)
 {
-	struct session_ctx	 ctx;
-	struct sigaction	 sa;
-	sigset_t		 set;
-	int			 fd;
+	struct pollfd	 pfd;
+	struct worker	*w;
+	sigset_t	 empty;
+	int		 status = 0;
+	pid_t		 pid;
 
 	/* stdout is the client: log lines go to stderr with -d */
 	log_init(conf.debug ? STDERR_FILENO : -1, conf.verbose);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = sig_handler;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-
-	if (conf.banlist_dirfd != -1)
-		close(conf.banlist_dirfd);
-	conf.banlist_dirfd = -1;
-	sandbox_worker(&conf);
-	sandbox_worker_narrow(&conf);
-
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.conf = &conf;
-	ctx.reject = -1;
-	ctx.fd_in = STDIN_FILENO;
-	ctx.fd_out = STDOUT_FILENO;
-	ctx.peerlen = sizeof(ctx.peer);
-	if (getpeername(STDIN_FILENO, (struct sockaddr *)&ctx.peer,
-	    &ctx.peerlen) == -1)
-		ctx.peer.ss_family = AF_UNSPEC;
-	ctx.banned = banlist_lookup_addr(conf.banlist, &ctx.peer);
-	for (fd = STDIN_FILENO; fd <= STDOUT_FILENO; fd++)
-		(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	session_run(&ctx);
-	exit(0);
+	master_signals();
+	sandbox_master(&conf);
+	pool_create(&pool, 1);
+	(void)relay_start();
+	w = &pool.w[0];
+	if (pool_fork(&pool, w, 1) == -1)
+		fatal("fork");
+	/* the worker has the client now */
+	(void)close(STDIN_FILENO);
+	(void)open("/dev/null", O_RDONLY);
+	(void)close(STDOUT_FILENO);
+	(void)open("/dev/null", O_WRONLY);
+	sigemptyset(&empty);
+	for (;;) {
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+			if (pid == w->pid) {
+				relay_drain_old();
+				exit(WIFEXITED(status) ? WEXITSTATUS(status) :
+				    1);
+			}
+		if (smtpd_stop)
+			kill(w->pid, SIGTERM);
+		smtpd_stop = 0;
+		pfd.fd = w->fd;
+		pfd.events = POLLIN;
+		if (ppoll(&pfd, w->fd != -1, NULL, &empty) > 0)
+			pool_ctl(&pool, w);
+	}
 }

@@ -36,6 +36,7 @@
 #define DEF_POLL		60
 #define DEF_API_TIMEOUT		10
 #define DEF_GRACE		30
+#define DEF_MAX_USE		1
 
 /* Upper bounds accepted for flag values. */
 #define MAX_MAX_SIZE		(256 * 1024 * 1024)
@@ -47,10 +48,12 @@
 #define MAX_POLL		86400
 #define MAX_GRACE		3600
 #define MAX_GREET_DELAY		60000
+#define MAX_MAX_USE		100000
 
 #define MAX_LISTENERS		16
 #define MAX_RECIPIENT_RULES	64
 #define MAX_PROXY_FROM		64
+#define API_ADDRS_MAX		32	/* addresses of the API host */
 
 #define LISTEN_BACKLOG		1024	/* well above any sane concurrency */
 #define SLOT_SLACK		16	/* worker slots beyond sessions+spare */
@@ -72,6 +75,17 @@
 
 #define LOG_LINE_MAX		4000	/* below PIPE_BUF: one atomic write */
 #define LOG_FIELD_MAX		256	/* untrusted text in a log field */
+
+/*
+ * A worker's resource limits (sandbox.c): far above what a session
+ * needs, low enough that a worker taken over cannot exhaust the host.
+ */
+#define WORKER_AS_BASE		(1024UL * 1024 * 1024)	/* address space */
+#define WORKER_AS_PER_BYTE	48	/* x --max-size: payload copies */
+#define WORKER_FSIZE_BASE	(64UL * 1024 * 1024)	/* file size */
+#define WORKER_FSIZE_PER_BYTE	16	/* x --max-size: a spool file */
+#define WORKER_CPU_PER_SESSION	120	/* CPU seconds x --max-use */
+#define WORKER_CPU_MAX		3600
 
 /* MIME limits (mime.c). */
 #define MIME_MAX_DEPTH		10	/* nested multiparts */
@@ -130,6 +144,11 @@ struct smtpd_conf {
 	const char		*ca_file;
 	int			 api_port;	/* for the sandbox */
 	struct curl_slist	*api_resolve;	/* the host, resolved */
+	struct api_addr {
+		int		 af;
+		uint8_t		 a[16];
+	}			 api_addrs[API_ADDRS_MAX];	/* the relay's */
+	size_t			 napi_addrs;	/* only connections */
 	uint8_t			*ca_blob;	/* CA bundle, in memory */
 	size_t			 ca_bloblen;
 
@@ -157,6 +176,8 @@ struct smtpd_conf {
 	int			 reject_bare_lf;
 	long long		 greet_delay;	/* milliseconds */
 	int			 fetch_only;
+	long long		 max_use;
+	char			 relay_path[4096];	/* smtpd-relay */
 
 	struct banlist_map	*banlist;	/* read-only for workers */
 	int			 banlist_rwfd;	/* master and fetcher only */
@@ -167,26 +188,69 @@ struct smtpd_conf {
 };
 
 /*
- * Shared memory: one slot per worker.  The master assigns a slot at
- * fork (and keeps the pid to itself); the worker claims it for a
- * client with its address key and counts the busy slots to enforce
- * --max-sessions and --max-per-ip.
+ * The master and a worker talk over a socketpair the master made at
+ * fork (SOCK_SEQPACKET: one message a record).  The master knows the
+ * worker by that descriptor, never by anything the worker says, and
+ * checks every record's type and exact size.
  */
-enum slot_state {
-	SLOT_FREE = 0,
-	SLOT_IDLE,		/* forked, waiting in accept */
-	SLOT_BUSY,		/* serving a session */
-	SLOT_DONE,		/* session over, exiting */
+enum ctl_type {
+	CTL_CLAIM = 1,		/* a session starts: key of the client */
+	CTL_RELEASE,		/* that session is over; idle again */
+	CTL_TLS_SIGN,		/* a private-key operation of a handshake */
 };
 
-struct worker_slot {
-	uint32_t		 state;		/* atomic: enum slot_state */
+struct ctl_claim {
+	uint32_t		 type;		/* CTL_CLAIM */
 	uint8_t			 key[16];	/* IPv4 mapped, or IPv6 /64 */
 };
 
-struct shared_state {
-	uint32_t		 nslots;
-	struct worker_slot	 slots[];
+struct ctl_answer {
+	uint32_t		 type;		/* CTL_CLAIM */
+	int32_t			 reply;		/* -1 to serve, else enum reply */
+};
+
+/*
+ * The worker-relay channel (channel.c): a stream socket carrying
+ * length-checked, versioned messages, after OpenBSD's imsg.  The relay
+ * treats everything a worker sends as hostile.
+ */
+#define CHAN_VERSION		1
+#define IDEM_KEY_LEN		32	/* hex characters */
+enum chan_type {
+	CHAN_INBOUND = 1,	/* worker: POST this payload to FIRM */
+	CHAN_VERDICT,		/* relay: what FIRM said */
+	CHAN_DNS_QUERY,		/* worker: a DNS question (reserved) */
+	CHAN_DNS_ANSWER,	/* relay: its answer (reserved) */
+	CHAN_TYPE_MAX
+};
+
+struct chan_hdr {
+	uint16_t		 version;	/* CHAN_VERSION */
+	uint16_t		 type;		/* enum chan_type */
+	uint32_t		 id;		/* request id, echoed */
+	uint32_t		 len;		/* octets of body that follow */
+};
+
+struct chan_inbound {		/* followed by the JSON payload */
+	char			 session[SESSION_ID_LEN + 1];
+	char			 msgid[MSG_ID_LEN + 1];
+	char			 idem[IDEM_KEY_LEN + 1];
+	char			 pad;
+};
+
+enum verdict_kind {
+	VERDICT_ACCEPTED = 1,	/* FIRM answered 2xx */
+	VERDICT_HTTP,		/* any other HTTP status */
+	VERDICT_TIMEOUT,	/* --api-timeout ran out */
+	VERDICT_UNREACHABLE,	/* no answer: connection failed */
+	VERDICT_LOCAL,		/* the relay could not make the request */
+};
+
+struct chan_verdict {
+	int32_t			 kind;		/* enum verdict_kind */
+	int32_t			 status;	/* HTTP status, or 0 */
+	char			 text[200 + 1];	/* FIRM's error, printable */
+	char			 pad[3];
 };
 
 /* A message being received. */
@@ -280,6 +344,10 @@ enum reply {
 extern volatile sig_atomic_t	 smtpd_stop;
 extern volatile sig_atomic_t	 smtpd_reload;
 
+/* addr.c */
+int		 addr_parse_path(const char *, char *, size_t, const char **,
+		    int);
+
 /* session.c */
 struct session_ctx {
 	const struct smtpd_conf	*conf;
@@ -290,10 +358,10 @@ struct session_ctx {
 	int			 reject;	/* enum reply, or -1 */
 	int			 banned;	/* client in the ban list */
 	int			 smtps;		/* implicit TLS listener */
+	int			 chan;		/* to the relay */
 };
 void		 session_run(struct session_ctx *);
-int		 session_parse_path(const char *, char *, size_t,
-		    const char **, int);
+void		 session_scrub(void);
 int		 session_rcpt_match(const struct smtpd_conf *, const char *);
 void		 session_data_start(struct message *, size_t);
 size_t		 session_data_feed(struct message *, const char *, size_t,
@@ -302,7 +370,7 @@ void		 session_addr_key(const struct sockaddr_storage *, uint8_t *);
 void		 session_addr_str(const struct sockaddr_storage *, char *,
 		    size_t);
 
-/* firm.c */
+/* firm.c (smtpd-relay) */
 #define FIRM_KEY_MAX		1024
 #define FIRM_SIG_HEX		64
 #define FIRM_URL_MAX		2048
@@ -318,6 +386,13 @@ struct firm_response {
 	int			 curl_error;
 	char			 error[256];	/* >= CURL_ERROR_SIZE */
 };
+#ifdef CURLINC_CURL_H
+int		 firm_prepare(const struct smtpd_conf *, CURL *, const char *,
+		    const char *, size_t, const char *, size_t, long,
+		    struct firm_response *, struct curl_slist **);
+int		 firm_finish(CURL *, CURLcode, struct firm_response *);
+#endif
+void		 firm_setup_priv(struct smtpd_conf *);
 const char	*firm_key_load_priv(const char *);
 void		 firm_key_wipe(void);
 void		 firm_sign(const char *, const char *, size_t, char *);
@@ -325,10 +400,35 @@ int		 firm_request(const struct smtpd_conf *, const char *,
 		    const char *, size_t, const char *, size_t,
 		    struct firm_response *);
 void		 firm_response_free(struct firm_response *);
-int		 firm_token_find(const char *, size_t, char *);
-enum reply	 firm_deliver(const struct smtpd_conf *,
-		    const struct envelope *, const struct message *, char *,
-		    char *, size_t);
+void		 firm_error_text(const char *, size_t, char *, size_t);
+
+/* payload.c */
+int		 payload_token_find(const char *, size_t, char *);
+enum reply	 payload_deliver(const struct smtpd_conf *,
+		    const struct envelope *, const struct message *, int,
+		    char *, char *, size_t);
+
+/* channel.c */
+#define CHAN_DNS_MAX		4096
+ssize_t		 chan_decode(const uint8_t *, size_t, size_t,
+		    struct chan_hdr *);
+int		 chan_inbound_check(const uint8_t *, size_t,
+		    struct chan_inbound *, const char **, size_t *);
+int		 chan_request(int, uint16_t, const void *, size_t,
+		    const void *, size_t, uint16_t, void *, size_t, long long);
+
+/* conf.c */
+void		 conf_init(struct smtpd_conf *, int, char **);
+void		 conf_user(struct smtpd_conf *);
+void		 conf_banlist_dir(struct smtpd_conf *);
+__dead void	 flag_error(const char *, const char *, ...)
+		    __attribute__((__format__ (printf, 2, 3)));
+
+/* worker.c */
+__dead void	 worker_main(struct smtpd_conf *, int, int, int);
+
+/* fetcher.c (smtpd-relay) */
+__dead void	 fetcher_main(struct smtpd_conf *, int);
 
 /* banlist.c */
 #define BANLIST_HDR_SIZE	4096
@@ -377,7 +477,8 @@ int		 banlist_cache_read(int, const char *, struct json_t **,
 		    struct json_t **);
 int		 banlist_set_add_json(struct banlist_set *, struct json_t *,
 		    struct json_t *);
-__dead void	 banlist_fetcher_main(struct smtpd_conf *, int);
+int		 banlist_cache_write(const struct smtpd_conf *, struct json_t *,
+		    struct json_t *);
 
 /* mime.c */
 enum mime_error {
@@ -433,6 +534,9 @@ void		 sandbox_master(const struct smtpd_conf *);
 void		 sandbox_prepare_priv(const struct smtpd_conf *);
 void		 sandbox_worker(const struct smtpd_conf *);
 void		 sandbox_worker_narrow(const struct smtpd_conf *);
+void		 sandbox_worker_report(const struct smtpd_conf *);
+void		 sandbox_relay(const struct smtpd_conf *);
+void		 cpu_pin(void);
 void		 sandbox_fetcher(const struct smtpd_conf *);
 int		 sandbox_shm_create(size_t, int *, int *);
 
@@ -443,9 +547,51 @@ struct tls	*tls_server_setup_priv(const struct smtpd_conf *, char *,
 int		 tls_handshake_timed(struct tls *, int, long long,
 		    const sigset_t *, char *, size_t);
 int		 tls_check_cert(const struct smtpd_conf *, int);
+/* the TLS private key stays with its holder, the master */
+#define TLS_SIGN_MAX	1024	/* largest input or output */
+enum server_tls_op {
+	TLS_OP_RSA_PRIV_ENC = 1,	/* RSA_private_encrypt() with padding */
+	TLS_OP_ECDSA_SIGN = 2,		/* ECDSA of a digest, DER out */
+};
+struct tls_sign_req {			/* a worker asks the holder */
+	uint32_t		 op;		/* enum server_tls_op */
+	uint32_t		 padding;	/* RSA_PKCS1_PADDING or
+						   RSA_NO_PADDING; 0 for EC */
+	uint32_t		 len;		/* of in */
+	uint8_t			 in[TLS_SIGN_MAX];
+};
+struct tls_sign_res {			/* the holder answers */
+	int32_t			 status;	/* 0 ok, -1 failed */
+	uint32_t		 len;		/* of out */
+	uint8_t			 out[TLS_SIGN_MAX];
+};
+typedef int (*server_tls_signer)(void *, const struct tls_sign_req *,
+		    struct tls_sign_res *);
+int		 server_tls_init(char *, size_t);
+int		 server_tls_key_load_priv(const struct smtpd_conf *, char *,
+		    size_t);
+void		 server_tls_sign_priv(const struct tls_sign_req *,
+		    struct tls_sign_res *, int);
+struct tls	*server_tls_setup_keyless(const struct smtpd_conf *, char *,
+		    size_t);
+void		 server_tls_set_signer(server_tls_signer, void *);
+struct ctl_sign {
+	uint32_t		 type;		/* CTL_TLS_SIGN */
+	struct tls_sign_req	 req;
+};
+
+#ifdef SMTPD_TEST_HOOKS
+/* testhooks.c (smtpd-test only) */
+void		 testhook_worker_start(void);
+void		 testhook_run(const struct smtpd_conf *, int, const char *,
+		    char *, size_t);
+#endif
 
 /* util.c */
+struct iovec;
 void		 random_hex(char *, size_t);
 int		 fd_write_all(int, const void *, size_t);
+int		 file_write_atomic(int, const char *, const struct iovec *, int,
+		    mode_t);
 
 #endif /* SMTPD_H */

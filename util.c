@@ -2,11 +2,21 @@
  * Small helpers shared by every process.
  */
 
+#include <sys/types.h>
+#include <sys/uio.h>
+
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "smtpd.h"
+
+/* Set by signal handlers, read by the loops of every process. */
+volatile sig_atomic_t	 smtpd_stop;
+volatile sig_atomic_t	 smtpd_reload;
 
 /* Fill buf with len - 1 random lower-case hex digits and a NUL. */
 void
@@ -45,4 +55,54 @@ fd_write_all(int fd, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+/*
+ * Write a file so that it is either whole or absent: a temporary file
+ * beside it (".name.tmp", never following a link), fsync, rename over
+ * name, fsync of the directory.  Any step that fails, the directory's
+ * fsync included, fails the whole: -1 with errno set, no file left.
+ */
+int
+file_write_atomic(int dirfd, const char *name, const struct iovec *iov,
+    int iovcnt, mode_t mode)
+{
+	char	 tmp[NAME_MAX + 1];
+	int	 fd, i, saved;
+
+	if (snprintf(tmp, sizeof(tmp), ".%s.tmp", name) >= (int)sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	(void)unlinkat(dirfd, tmp, 0);
+	if ((fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, mode)) == -1)
+		return -1;
+	for (i = 0; i < iovcnt; i++)
+		if (fd_write_all(fd, iov[i].iov_base, iov[i].iov_len) == -1)
+			goto fail;
+	if (fsync(fd) == -1)
+		goto fail;
+	if (close(fd) == -1) {
+		fd = -1;
+		goto fail;
+	}
+	fd = -1;
+	if (renameat(dirfd, tmp, dirfd, name) == -1)
+		goto fail;
+	if (fsync(dirfd) == -1) {
+		/* renamed, but maybe not on disk: not a success */
+		saved = errno;
+		(void)unlinkat(dirfd, name, 0);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+ fail:
+	saved = errno;
+	if (fd != -1)
+		close(fd);
+	(void)unlinkat(dirfd, tmp, 0);
+	errno = saved;
+	return -1;
 }

@@ -45,8 +45,6 @@
  */
 #define TARGET_STALL_CPU_NS	1000000
 
-volatile sig_atomic_t	 smtpd_stop;
-volatile sig_atomic_t	 smtpd_reload;
 
 struct probe {
 	uint8_t		 v6;

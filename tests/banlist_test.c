@@ -36,8 +36,6 @@
 #define CONC_SECONDS	1
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 
-volatile sig_atomic_t	 smtpd_stop;
-volatile sig_atomic_t	 smtpd_reload;
 
 struct w128 {
 	uint64_t	 hi;

@@ -37,7 +37,8 @@ class Answer:
 class Request:
     """One request as the fake received it."""
 
-    def __init__(self, method, path, headers, body, when):
+    def __init__(self, method, path, headers, body, when, peer=None):
+        self.peer = peer            # (address, port) of the connection
         self.method = method
         self.path = path
         self.headers = headers      # list of (name, value), as sent
@@ -84,7 +85,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return
             body = self.rfile.read(n)
         req = Request(self.command, self.path, list(self.headers.items()),
-                      body, time.time())
+                      body, time.time(), self.client_address)
         answer = fake._record(req)
         if answer.hang:
             # accept, read, never answer; end only when the test stops

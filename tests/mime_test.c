@@ -12,7 +12,7 @@
  *	body-not-contains: TEXT
  *	header: NAME: TEXT	mime_header_get(NAME), exactly
  *	no-header: NAME		mime_header_get(NAME) is NULL
- *	token: TOKEN | none	firm_token_find() on the subject, then the
+ *	token: TOKEN | none	payload_token_find() on the subject, then the
  *				body
  *
  * Values take C escapes: \r \n \t \\ \xHH.  Lines starting with '#'
@@ -34,8 +34,6 @@
 
 #include "../smtpd.h"
 
-volatile sig_atomic_t	 smtpd_stop;
-volatile sig_atomic_t	 smtpd_reload;
 
 struct gen {
 	char	*p;
@@ -353,8 +351,8 @@ test_case(const char *dir, const char *eml)
 				test_fail(name, "header %s present", val);
 		} else if (strcmp(line, "token") == 0) {
 			found = (mm.subject != NULL &&
-			    firm_token_find(mm.subject, strlen(mm.subject),
-			    token)) || firm_token_find(mm.body, mm.bodylen,
+			    payload_token_find(mm.subject, strlen(mm.subject),
+			    token)) || payload_token_find(mm.body, mm.bodylen,
 			    token);
 			if (strcmp(val, "none") == 0) {
 				if (found)

@@ -2,7 +2,8 @@
 tests/unit.c (parsers, the data reader, token, UTF-8), tests/mime_test.c
 (the MIME decoder against its corpus in tests/mime/) and
 tests/banlist_test.c (the ban table against brute force, and under
-concurrent publishing)."""
+concurrent publishing) and tests/tls_keyless_test.c (TLS handshakes of a
+worker that holds no private key, whose memory is searched for it)."""
 import os
 import subprocess
 
@@ -14,6 +15,7 @@ PROGRAMS = {
     "unit": ["tests/unit"],
     "mime": ["tests/mime_test", "tests/mime"],
     "banlist": ["tests/banlist_test"],
+    "tls-keyless": ["tests/tls_keyless_test"],
 }
 
 

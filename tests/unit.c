@@ -11,8 +11,6 @@
 #include "../smtpd.h"
 #include "check.h"
 
-volatile sig_atomic_t	 smtpd_stop;
-volatile sig_atomic_t	 smtpd_reload;
 
 
 
@@ -64,7 +62,7 @@ test_paths(void)
 	int		 r;
 
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		r = session_parse_path(t[i].in, out, sizeof(out), &rest,
+		r = addr_parse_path(t[i].in, out, sizeof(out), &rest,
 		    t[i].allow_null);
 		CHECK((r == 0) == t[i].ok, "parse_path(%s) = %d", t[i].in, r);
 		if (r == 0 && t[i].ok) {
@@ -79,11 +77,11 @@ test_paths(void)
 	longaddr[0] = '<';
 	memset(longaddr + 1, 'a', 65);
 	strlcat(longaddr, "@b.c>", sizeof(longaddr));
-	CHECK(session_parse_path(longaddr, out, sizeof(out), &rest, 0) == -1,
+	CHECK(addr_parse_path(longaddr, out, sizeof(out), &rest, 0) == -1,
 	    "65-octet local part accepted");
 	longaddr[65] = '\0';
 	strlcat(longaddr, "@b.c>", sizeof(longaddr));
-	CHECK(session_parse_path(longaddr, out, sizeof(out), &rest, 0) == 0,
+	CHECK(addr_parse_path(longaddr, out, sizeof(out), &rest, 0) == 0,
 	    "64-octet local part refused");
 }
 
@@ -260,7 +258,7 @@ test_token(void)
 	int	 r;
 
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		r = firm_token_find(t[i].in, strlen(t[i].in), out);
+		r = payload_token_find(t[i].in, strlen(t[i].in), out);
 		CHECK(r == (t[i].token != NULL), "token in '%s': %d",
 		    t[i].in, r);
 		if (r && t[i].token != NULL)

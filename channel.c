@@ -1,0 +1,210 @@
+/*
+ * The worker-relay channel, after OpenBSD's imsg: each message is a
+ * fixed header (version, type, request id, body length) and a body of
+ * exactly that length, on a stream socket.  chan_decode() is the one
+ * place where the relay looks at a worker's bytes before it trusts
+ * their shape: a wrong version, an unknown type, a body over the limit
+ * for its type, or a body that does not fit its type ends the channel.
+ * The worker side (chan_request) bounds every wait by a deadline.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "smtpd.h"
+
+static int	chan_hex_field(const char *, size_t);
+static int	chan_io(int, struct iovec *, int, int, const struct timespec *);
+
+/*
+ * Look at buf: -1 when it cannot start a valid message (the channel
+ * must close), 0 when more bytes are needed, else the length of the
+ * complete message at its start, whose header is copied to *h.
+ * maxbody bounds the body of every type.
+ */
+ssize_t
+chan_decode(const uint8_t *buf, size_t len, size_t maxbody,
+    struct chan_hdr *h)
+{
+	size_t	 min = 0, max;
+
+	if (len < sizeof(*h))
+		return 0;
+	memcpy(h, buf, sizeof(*h));
+	if (h->version != CHAN_VERSION || h->type == 0 ||
+	    h->type >= CHAN_TYPE_MAX)
+		return -1;
+	switch (h->type) {
+	case CHAN_INBOUND:
+		min = sizeof(struct chan_inbound) + 2;	/* "{}" at least */
+		max = maxbody;
+		break;
+	case CHAN_VERDICT:
+		min = max = sizeof(struct chan_verdict);
+		break;
+	default:
+		/* DNS: defined, not served yet; never longer than this */
+		max = CHAN_DNS_MAX;
+		break;
+	}
+	if (h->len < min || h->len > max)
+		return -1;
+	if (len - sizeof(*h) < h->len)
+		return 0;
+	return (ssize_t)(sizeof(*h) + h->len);
+}
+
+/* A NUL-terminated field of exactly n lower-case hex digits. */
+static int
+chan_hex_field(const char *s, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'a' && s[i] <= 'f')))
+			return -1;
+	return s[n] == '\0' ? 0 : -1;
+}
+
+/*
+ * The body of a CHAN_INBOUND, checked: its identifiers are hex of the
+ * right length, the payload follows.  Returns 0, or -1.
+ */
+int
+chan_inbound_check(const uint8_t *body, size_t len, struct chan_inbound *in,
+    const char **json, size_t *jsonlen)
+{
+	if (len <= sizeof(*in))
+		return -1;
+	memcpy(in, body, sizeof(*in));
+	if (chan_hex_field(in->session, SESSION_ID_LEN) == -1 ||
+	    chan_hex_field(in->msgid, MSG_ID_LEN) == -1 ||
+	    chan_hex_field(in->idem, IDEM_KEY_LEN) == -1)
+		return -1;
+	*json = (const char *)body + sizeof(*in);
+	*jsonlen = len - sizeof(*in);
+	return 0;
+}
+
+/*
+ * Move all of iov on a non-blocking descriptor, writing or reading,
+ * before the deadline (CLOCK_MONOTONIC).  0, or -1 with errno set
+ * (ETIMEDOUT; EPIPE at end of file).
+ */
+static int
+chan_io(int fd, struct iovec *iov, int iovcnt, int writing,
+    const struct timespec *deadline)
+{
+	struct pollfd	 pfd;
+	struct timespec	 now;
+	ssize_t		 n;
+	long long	 ms;
+
+	while (iovcnt > 0) {
+		if (iov->iov_len == 0) {
+			iov++;
+			iovcnt--;
+			continue;
+		}
+		n = writing ? writev(fd, iov, iovcnt) : readv(fd, iov, iovcnt);
+		if (n == 0 && !writing) {
+			errno = EPIPE;
+			return -1;
+		}
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				return -1;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			ms = (deadline->tv_sec - now.tv_sec) * 1000 +
+			    (deadline->tv_nsec - now.tv_nsec) / 1000000;
+			if (ms <= 0) {
+				errno = ETIMEDOUT;
+				return -1;
+			}
+			pfd.fd = fd;
+			pfd.events = writing ? POLLOUT : POLLIN;
+			if (poll(&pfd, 1, (int)(ms > 60000 ? 60000 : ms)) ==
+			    -1 && errno != EINTR)
+				return -1;
+			continue;
+		}
+		while (n > 0) {
+			size_t take = (size_t)n < iov->iov_len ? (size_t)n :
+			    iov->iov_len;
+
+			iov->iov_base = (char *)iov->iov_base + take;
+			iov->iov_len -= take;
+			n -= (ssize_t)take;
+			if (iov->iov_len == 0) {
+				iov++;
+				iovcnt--;
+			}
+		}
+	}
+	return 0;
+}
+
+/*
+ * Worker: send one request (the header's body is the concatenation of
+ * body1 and body2) and wait for its answer of type want, whose body
+ * must be exactly anslen octets, until timeout_ms.  0, or -1 with
+ * errno: ETIMEDOUT, EPIPE (the relay is gone), EPROTO.
+ */
+int
+chan_request(int fd, uint16_t type, const void *body1, size_t len1,
+    const void *body2, size_t len2, uint16_t want, void *ans, size_t anslen,
+    long long timeout_ms)
+{
+	static uint32_t	 nextid;
+	struct chan_hdr	 h, r;
+	struct iovec	 iov[3];
+	struct timespec	 deadline;
+	uint8_t		 drain[256];
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	/* a late answer to an earlier request that timed out: drop it */
+	while (read(fd, drain, sizeof(drain)) > 0)
+		;
+	memset(&h, 0, sizeof(h));
+	h.version = CHAN_VERSION;
+	h.type = type;
+	h.id = ++nextid;
+	h.len = (uint32_t)(len1 + len2);
+	iov[0].iov_base = &h;
+	iov[0].iov_len = sizeof(h);
+	iov[1].iov_base = (void *)(uintptr_t)body1;
+	iov[1].iov_len = len1;
+	iov[2].iov_base = (void *)(uintptr_t)body2;
+	iov[2].iov_len = len2;
+	if (chan_io(fd, iov, 3, 1, &deadline) == -1)
+		return -1;
+	iov[0].iov_base = &r;
+	iov[0].iov_len = sizeof(r);
+	if (chan_io(fd, iov, 1, 0, &deadline) == -1)
+		return -1;
+	if (r.version != CHAN_VERSION || r.type != want || r.id != h.id ||
+	    r.len != anslen) {
+		errno = EPROTO;
+		return -1;
+	}
+	iov[0].iov_base = ans;
+	iov[0].iov_len = anslen;
+	return chan_io(fd, iov, 1, 0, &deadline);
+}

@@ -1,0 +1,553 @@
+/*
+ * smtpd-relay: the programs that talk to FIRM, kept out of the image
+ * every worker forks from (no worker maps libcurl).  The master starts
+ * it with its own flags and a role:
+ *
+ *	relay	the one process that talks to FIRM for the workers: holds
+ *		the API key, keeps connections to the API alive (HTTP/2
+ *		where offered), signs and POSTs each payload a worker hands
+ *		it over its channel, and returns FIRM's verdict;
+ *	fetcher	polls the ban lists (fetcher.c);
+ *	check	checks the API flags and exits 0, or 1 naming the flag.
+ *
+ * The relay's descriptor 3 is a control socket on which the master
+ * hands it one end of each worker's channel.  Everything a worker sends
+ * is hostile: chan_decode() bounds and checks it before anything else
+ * looks at it, and a channel that breaks the rules is closed.  Many
+ * transfers run at once on libcurl's multi interface; --api-timeout
+ * bounds each one from the moment its payload has arrived.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include "smtpd.h"
+
+#define RELAY_CTL_FD		3
+#define RELAY_FETCHER_ALIVE_FD	3
+#define RELAY_FETCHER_TABLE_FD	4
+#define RELAY_CHAN_MAX		(2 * (MAX_MAX_SESSIONS + MAX_SPARE))
+
+struct chan {
+	int			 fd;
+	uint8_t			*in;		/* what the worker sent */
+	size_t			 inlen;
+	size_t			 incap;
+	uint8_t			 out[sizeof(struct chan_hdr) +
+				    sizeof(struct chan_verdict)];
+	size_t			 outlen;
+	size_t			 outoff;
+	int			 busy;		/* a transfer in flight */
+	uint32_t		 reqid;
+	CURL			*h;
+	struct curl_slist	*hdrs;
+	struct firm_response	 resp;
+	char			*body;		/* the payload being POSTed */
+	struct chan_inbound	 inb;
+	struct timespec		 t0;
+};
+
+static struct smtpd_conf	 conf;
+static CURLM			*relay_multi;
+static struct chan		**chans;
+static size_t			 nchans;
+static size_t			 maxbody;
+static volatile sig_atomic_t	 relay_drain;
+
+static __dead void relay_main(void);
+static void	relay_sig(int);
+static void	fetcher_sig(int);
+static void	fetcher_signals(void);
+static void	relay_ctl(int);
+static void	relay_chan_read(struct chan *);
+static void	relay_chan_write(struct chan *);
+static void	relay_chan_close(size_t);
+static void	relay_inbound(struct chan *, const struct chan_hdr *,
+		    const uint8_t *, size_t);
+static void	relay_done(CURL *, CURLcode);
+static void	relay_answer(struct chan *, const struct chan_verdict *);
+static long	relay_ms_since(const struct timespec *);
+
+int
+main(int argc, char *argv[])
+{
+	const char	*role;
+
+	if (argc < 2)
+		errx(1, "usage: smtpd-relay relay|fetcher|check FLAGS...");
+	role = argv[1];
+	argv[1] = argv[0];
+	conf_init(&conf, argc - 1, argv + 1);
+	if (sodium_init() == -1)
+		errx(1, "libsodium initialisation failed");
+	conf_user(&conf);
+	if (strcmp(role, "check") == 0) {
+		/* the master asks: do the API flags hold? */
+		if (conf.api != NULL)
+			firm_setup_priv(&conf);
+		return 0;
+	}
+	log_init(conf.debug ? (conf.inetd ? STDERR_FILENO : STDOUT_FILENO) :
+	    -1, conf.verbose);
+	if (strcmp(role, "relay") == 0)
+		relay_main();
+	if (strcmp(role, "fetcher") == 0) {
+		log_setproc("fetcher");
+		fetcher_signals();
+		json_object_seed(0);
+		conf_banlist_dir(&conf);
+		firm_setup_priv(&conf);
+		conf.banlist_rwfd = RELAY_FETCHER_TABLE_FD;
+		sandbox_fetcher(&conf);
+		fetcher_main(&conf, RELAY_FETCHER_ALIVE_FD);
+	}
+	errx(1, "%s: unknown role", role);
+}
+
+static void
+relay_sig(int sig)
+{
+	if (sig == SIGTERM || sig == SIGINT)
+		relay_drain = 1;
+}
+
+/* The fetcher: SIGTERM ends it, SIGHUP polls now (fetcher_main). */
+static void
+fetcher_sig(int sig)
+{
+	if (sig == SIGHUP)
+		smtpd_reload = 1;
+	else
+		smtpd_stop = 1;
+}
+
+static void
+fetcher_signals(void)
+{
+	struct sigaction	 sa;
+	sigset_t		 set;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = fetcher_sig;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
+static __dead void
+relay_main(void)
+{
+	struct curl_waitfd	*wfd;
+	struct sigaction	 sa;
+	struct timespec		 drain_start = { 0, 0 };
+	CURLMsg			*m;
+	size_t			 i, n;
+	int			 running, left;
+
+	log_setproc("relay");
+	if (conf.api != NULL)
+		firm_setup_priv(&conf);	/* reads the key, as root */
+	/* JSON escapes can make the payload many times the message */
+	maxbody = (size_t)conf.max_size * 32 + 1024 * 1024;
+	if (maxbody > UINT32_MAX - sizeof(struct chan_hdr))
+		maxbody = UINT32_MAX - sizeof(struct chan_hdr);
+	if ((chans = calloc(RELAY_CHAN_MAX, sizeof(*chans))) == NULL ||
+	    (wfd = calloc(RELAY_CHAN_MAX + 1, sizeof(*wfd))) == NULL)
+		fatal("relay: channel table");
+	if (conf.api != NULL && (relay_multi = curl_multi_init()) == NULL)
+		fatalx("relay: curl_multi_init");
+	if (relay_multi != NULL) {
+		curl_multi_setopt(relay_multi, CURLMOPT_PIPELINING,
+		    (long)CURLPIPE_MULTIPLEX);
+		curl_multi_setopt(relay_multi, CURLMOPT_MAXCONNECTS, 64L);
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = relay_sig;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &sa, NULL);
+	{
+		sigset_t none;
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+	}
+	(void)fcntl(RELAY_CTL_FD, F_SETFL, O_NONBLOCK);
+	sandbox_relay(&conf);
+
+	for (;;) {
+		if (relay_drain && drain_start.tv_sec == 0)
+			clock_gettime(CLOCK_MONOTONIC, &drain_start);
+		/* draining: serve the channels we have, then leave */
+		if (relay_drain && (nchans == 0 || relay_ms_since(&drain_start) >
+		    (conf.grace + conf.api_timeout + 5) * 1000))
+			_exit(0);
+		wfd[0].fd = RELAY_CTL_FD;
+		wfd[0].events = CURL_WAIT_POLLIN;
+		wfd[0].revents = 0;
+		for (i = 0, n = 1; i < nchans; i++, n++) {
+			wfd[n].fd = chans[i]->fd;
+			wfd[n].events = 0;
+			wfd[n].revents = 0;
+			if (chans[i]->outoff < chans[i]->outlen)
+				wfd[n].events |= CURL_WAIT_POLLOUT;
+			else if (!chans[i]->busy)
+				wfd[n].events |= CURL_WAIT_POLLIN;
+		}
+		if (relay_multi != NULL) {
+			if (curl_multi_poll(relay_multi, wfd, (unsigned)n, 1000,
+			    NULL) != CURLM_OK)
+				fatalx("relay: curl_multi_poll");
+			curl_multi_perform(relay_multi, &running);
+			while ((m = curl_multi_info_read(relay_multi,
+			    &left)) != NULL)
+				if (m->msg == CURLMSG_DONE)
+					relay_done(m->easy_handle,
+					    m->data.result);
+		} else {
+			struct pollfd pfd[RELAY_CHAN_MAX + 1];
+
+			for (i = 0; i < n; i++) {
+				pfd[i].fd = wfd[i].fd;
+				pfd[i].events = (wfd[i].events &
+				    CURL_WAIT_POLLIN ? POLLIN : 0) |
+				    (wfd[i].events & CURL_WAIT_POLLOUT ?
+				    POLLOUT : 0);
+			}
+			if (poll(pfd, n, 1000) == -1 && errno != EINTR)
+				fatal("relay: poll");
+			for (i = 0; i < n; i++)
+				wfd[i].revents = (pfd[i].revents & POLLIN ?
+				    CURL_WAIT_POLLIN : 0) |
+				    (pfd[i].revents & POLLOUT ?
+				    CURL_WAIT_POLLOUT : 0) |
+				    (pfd[i].revents & (POLLHUP | POLLERR) ?
+				    CURL_WAIT_POLLIN : 0);
+		}
+		/* channels first: the indexes of wfd follow chans[] */
+		for (i = n - 1; i >= 1; i--) {
+			struct chan *c = chans[i - 1];
+
+			if (wfd[i].revents & CURL_WAIT_POLLOUT)
+				relay_chan_write(c);
+			if (wfd[i].revents & CURL_WAIT_POLLIN)
+				relay_chan_read(c);
+			if (c->fd == -1)
+				relay_chan_close(i - 1);
+		}
+		if (wfd[0].revents != 0)
+			relay_ctl(RELAY_CTL_FD);
+	}
+}
+
+static long
+relay_ms_since(const struct timespec *t0)
+{
+	struct timespec	 now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long)((now.tv_sec - t0->tv_sec) * 1000 +
+	    (now.tv_nsec - t0->tv_nsec) / 1000000);
+}
+
+/* The master hands over a worker's channel; its end means ours. */
+static void
+relay_ctl(int fd)
+{
+	struct msghdr	 msg;
+	struct iovec	 iov;
+	struct cmsghdr	*cm;
+	union {
+		struct cmsghdr	 hdr;
+		char		 buf[CMSG_SPACE(sizeof(int))];
+	}		 cmsgbuf;
+	struct chan	*c;
+	ssize_t		 n;
+	char		 b;
+	int		 cfd;
+
+	for (;;) {
+		memset(&msg, 0, sizeof(msg));
+		iov.iov_base = &b;
+		iov.iov_len = 1;
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		msg.msg_control = cmsgbuf.buf;
+		msg.msg_controllen = sizeof(cmsgbuf.buf);
+		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0)
+			_exit(0);	/* the master is gone */
+		if ((cm = CMSG_FIRSTHDR(&msg)) == NULL ||
+		    cm->cmsg_level != SOL_SOCKET ||
+		    cm->cmsg_type != SCM_RIGHTS ||
+		    cm->cmsg_len != CMSG_LEN(sizeof(int)))
+			continue;
+		memcpy(&cfd, CMSG_DATA(cm), sizeof(int));
+		if (nchans == RELAY_CHAN_MAX ||
+		    (c = calloc(1, sizeof(*c))) == NULL) {
+			log_warnx("relay: no room for another channel");
+			close(cfd);
+			continue;
+		}
+		(void)fcntl(cfd, F_SETFL, O_NONBLOCK);
+		c->fd = cfd;
+		chans[nchans++] = c;
+	}
+}
+
+static void
+relay_chan_close(size_t i)
+{
+	struct chan	*c = chans[i];
+
+	if (c->h != NULL) {
+		if (c->busy)
+			curl_multi_remove_handle(relay_multi, c->h);
+		curl_easy_cleanup(c->h);
+	}
+	curl_slist_free_all(c->hdrs);
+	firm_response_free(&c->resp);
+	free(c->body);
+	free(c->in);
+	if (c->fd != -1)
+		close(c->fd);
+	free(c);
+	chans[i] = chans[--nchans];
+}
+
+/*
+ * Read what the worker sends; act on each complete message.  One
+ * request at a time: a worker waits for its answer.
+ */
+static void
+relay_chan_read(struct chan *c)
+{
+	struct chan_hdr	 h;
+	ssize_t		 n, len;
+	size_t		 want;
+	uint8_t		*nb;
+
+	for (;;) {
+		len = chan_decode(c->in, c->inlen, maxbody, &h);
+		if (len == -1) {
+			log_warnx("relay: a worker broke the channel's rules; "
+			    "closing it");
+			close(c->fd);
+			c->fd = -1;
+			return;
+		}
+		if (len > 0) {
+			if (h.type != CHAN_INBOUND || c->busy) {
+				/* DNS comes with sender authentication */
+				log_warnx("relay: unexpected message type %u",
+				    (unsigned)h.type);
+				close(c->fd);
+				c->fd = -1;
+				return;
+			}
+			relay_inbound(c, &h, c->in + sizeof(h),
+			    (size_t)len - sizeof(h));
+			memmove(c->in, c->in + len, c->inlen - (size_t)len);
+			c->inlen -= (size_t)len;
+			return;
+		}
+		want = c->inlen < sizeof(h) ? sizeof(h) :
+		    sizeof(h) + h.len;
+		if (want <= c->inlen)
+			want = c->inlen + 1;
+		if (want > c->incap) {
+			size_t ncap = c->incap ? c->incap : 4096;
+
+			while (ncap < want)
+				ncap *= 2;
+			if (ncap > maxbody + sizeof(h))
+				ncap = maxbody + sizeof(h);
+			if ((nb = realloc(c->in, ncap)) == NULL) {
+				log_warn("relay: channel buffer");
+				close(c->fd);
+				c->fd = -1;
+				return;
+			}
+			c->in = nb;
+			c->incap = ncap;
+		}
+		n = read(c->fd, c->in + c->inlen, c->incap - c->inlen);
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0) {
+			close(c->fd);	/* the worker is gone */
+			c->fd = -1;
+			return;
+		}
+		c->inlen += (size_t)n;
+	}
+}
+
+static void
+relay_chan_write(struct chan *c)
+{
+	ssize_t	 n;
+
+	while (c->outoff < c->outlen) {
+		n = write(c->fd, c->out + c->outoff, c->outlen - c->outoff);
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0) {
+			close(c->fd);
+			c->fd = -1;
+			return;
+		}
+		c->outoff += (size_t)n;
+	}
+	c->outoff = c->outlen = 0;
+}
+
+static void
+relay_answer(struct chan *c, const struct chan_verdict *v)
+{
+	struct chan_hdr	 h;
+
+	memset(&h, 0, sizeof(h));
+	h.version = CHAN_VERSION;
+	h.type = CHAN_VERDICT;
+	h.id = c->reqid;
+	h.len = sizeof(*v);
+	memcpy(c->out, &h, sizeof(h));
+	memcpy(c->out + sizeof(h), v, sizeof(*v));
+	c->outlen = sizeof(h) + sizeof(*v);
+	c->outoff = 0;
+	relay_chan_write(c);
+}
+
+/* A payload to POST: checked, signed, handed to libcurl. */
+static void
+relay_inbound(struct chan *c, const struct chan_hdr *h, const uint8_t *body,
+    size_t len)
+{
+	struct chan_verdict	 v;
+	const char		*json;
+	size_t			 jsonlen;
+	long			 left;
+
+	c->reqid = h->id;
+	memset(&v, 0, sizeof(v));
+	v.kind = VERDICT_LOCAL;
+	if (chan_inbound_check(body, len, &c->inb, &json, &jsonlen) == -1) {
+		log_warnx("relay: a worker sent a malformed payload; closing "
+		    "its channel");
+		close(c->fd);
+		c->fd = -1;
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &c->t0);
+	if (relay_multi == NULL) {
+		relay_answer(c, &v);	/* --spool: nothing to POST to */
+		return;
+	}
+	free(c->body);
+	if ((c->body = malloc(jsonlen)) == NULL) {
+		relay_answer(c, &v);
+		return;
+	}
+	memcpy(c->body, json, jsonlen);
+	if (c->h == NULL && (c->h = curl_easy_init()) == NULL) {
+		relay_answer(c, &v);
+		return;
+	}
+	curl_slist_free_all(c->hdrs);
+	c->hdrs = NULL;
+	firm_response_free(&c->resp);
+	left = (long)conf.api_timeout * 1000;
+	if (firm_prepare(&conf, c->h, "/inbound", c->body, jsonlen,
+	    c->inb.idem, FIRM_RESPONSE_MAX, left, &c->resp, &c->hdrs) == -1) {
+		relay_answer(c, &v);
+		return;
+	}
+	curl_easy_setopt(c->h, CURLOPT_PRIVATE, c);
+	if (curl_multi_add_handle(relay_multi, c->h) != CURLM_OK) {
+		relay_answer(c, &v);
+		return;
+	}
+	c->busy = 1;
+}
+
+/* A transfer is over: the verdict goes back, the log says what FIRM said. */
+static void
+relay_done(CURL *h, CURLcode rc)
+{
+	struct chan_verdict	 v;
+	struct chan		*c = NULL;
+	char			 why[FIRM_ERROR_MAX + 1];
+	long			 status;
+
+	curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&c);
+	curl_multi_remove_handle(relay_multi, h);
+	if (c == NULL)
+		return;
+	c->busy = 0;
+	memset(&v, 0, sizeof(v));
+	if (firm_finish(h, rc, &c->resp) == -1) {
+		log_sanitize(why, sizeof(why), c->resp.error,
+		    strlen(c->resp.error));
+		log_event(LOG_WARNING, "firm_error", c->inb.session,
+		    "{s:s, s:s, s:i, s:s, s:I}", "id", c->inb.msgid, "call",
+		    "POST /inbound", "curl", c->resp.curl_error, "error", why,
+		    "ms", (json_int_t)relay_ms_since(&c->t0));
+		v.kind = c->resp.curl_error == CURLE_OPERATION_TIMEDOUT ?
+		    VERDICT_TIMEOUT : VERDICT_UNREACHABLE;
+	} else if ((status = c->resp.status) >= 200 && status < 300) {
+		v.kind = VERDICT_ACCEPTED;
+		v.status = (int32_t)status;
+	} else {
+		v.kind = VERDICT_HTTP;
+		v.status = (int32_t)status;
+		if (status >= 400 && status < 500 && status != 408 &&
+		    status != 429)
+			firm_error_text(c->resp.body ? c->resp.body : "",
+			    c->resp.len, v.text, sizeof(v.text));
+		log_event(LOG_WARNING, "firm_refused", c->inb.session,
+		    "{s:s, s:s, s:i, s:s}", "id", c->inb.msgid, "call",
+		    "POST /inbound", "status", (int)status, "error",
+		    v.text[0] != '\0' ? v.text : "(no error text)");
+	}
+	firm_response_free(&c->resp);
+	curl_slist_free_all(c->hdrs);
+	c->hdrs = NULL;
+	free(c->body);
+	c->body = NULL;
+	if (c->fd != -1)
+		relay_answer(c, &v);
+}

@@ -1,0 +1,213 @@
+/*
+ * Test build only (smtpd-test, never installed): "XTEST <HOOK>" after
+ * the greeting makes this sandboxed worker try what it must not be able
+ * to do.  The reply says what happened, if the worker still lives to
+ * say it; a kill ends the session without one.
+ */
+
+#include <sys/types.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "smtpd.h"
+
+#ifndef IPPROTO_MPTCP
+#define IPPROTO_MPTCP		262
+#endif
+
+#define TESTHOOK_MAPS		64
+
+/* The shared writable mappings this worker had when it started. */
+static struct {
+	uintptr_t	 start;
+	uintptr_t	 end;
+} shared_maps[TESTHOOK_MAPS];
+static size_t		 nshared_maps;
+
+static void	testhook_socket(const char *, char *, size_t);
+static void	testhook_scribble(char *, size_t);
+
+/*
+ * Before the sandbox (it can no longer read /proc then): note every
+ * mapping that is shared and writable, which a worker taken over could
+ * use to corrupt another process.
+ */
+void
+testhook_worker_start(void)
+{
+	FILE		*f;
+	char		 line[512], perms[8];
+	unsigned long	 a, b;
+
+	if ((f = fopen("/proc/self/maps", "r")) == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL &&
+	    nshared_maps < TESTHOOK_MAPS) {
+		if (sscanf(line, "%lx-%lx %7s", &a, &b, perms) != 3)
+			continue;
+		if (perms[1] == 'w' && perms[3] == 's') {
+			shared_maps[nshared_maps].start = a;
+			shared_maps[nshared_maps].end = b;
+			nshared_maps++;
+		}
+	}
+	fclose(f);
+}
+
+/*
+ * What an attacker in a worker would do to the master through shared
+ * memory: store a huge count at the start of every shared writable
+ * mapping and mark every 32-bit word after it BUSY (2).
+ */
+static void
+testhook_scribble(char *what, size_t len)
+{
+	size_t		 i, words = 0;
+	uint32_t	*p;
+
+	for (i = 0; i < nshared_maps; i++) {
+		p = (uint32_t *)shared_maps[i].start;
+		*p++ = 0xffffffffU;
+		for (; (uintptr_t)(p + 1) <= shared_maps[i].end; p++, words++)
+			*p = 2;
+	}
+	snprintf(what, len, "scribbled over %zu shared writable mappings "
+	    "(%zu words)", nshared_maps, words);
+}
+
+/* SOCKET TCP|MPTCP|UDP|RAW, UNIX-DGRAM path: make it and use it. */
+static void
+testhook_socket(const char *args, char *what, size_t len)
+{
+	struct sockaddr_in	 sin;
+	struct sockaddr_un	 sun;
+	int			 fd, type = SOCK_STREAM, proto = 0;
+	const char		*kind = args + 7;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons(9);
+	if (strncasecmp(args, "UNIX-DGRAM ", 11) == 0) {
+		memset(&sun, 0, sizeof(sun));
+		sun.sun_family = AF_UNIX;
+		strlcpy(sun.sun_path, args + 11, sizeof(sun.sun_path));
+		if ((fd = socket(AF_UNIX, SOCK_DGRAM, 0)) == -1)
+			snprintf(what, len, "socket: %s", strerror(errno));
+		else if (sendto(fd, "x", 1, 0, (struct sockaddr *)&sun,
+		    sizeof(sun)) == -1)
+			snprintf(what, len, "sendto: %s", strerror(errno));
+		else
+			snprintf(what, len, "sendto: sent");
+		return;
+	}
+	if (strcasecmp(kind, "MPTCP") == 0)
+		proto = IPPROTO_MPTCP;
+	else if (strcasecmp(kind, "UDP") == 0)
+		type = SOCK_DGRAM;
+	else if (strcasecmp(kind, "RAW") == 0) {
+		type = SOCK_RAW;
+		proto = IPPROTO_ICMP;
+	} else if (strcasecmp(kind, "TCP") != 0) {
+		snprintf(what, len, "unknown socket kind");
+		return;
+	}
+	if ((fd = socket(AF_INET, type, proto)) == -1)
+		snprintf(what, len, "socket: %s", strerror(errno));
+	else if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1)
+		snprintf(what, len, "connect: %s", strerror(errno));
+	else
+		snprintf(what, len, "connect: connected");
+}
+
+void
+testhook_run(const struct smtpd_conf *conf, int client, const char *args,
+    char *what, size_t len)
+{
+	struct sockaddr_in	 sin;
+	void			*p;
+	pid_t			 pid;
+	int			 fd;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (strcasecmp(args, "BANLIST-WRITE") == 0)
+		strlcpy(what, banlist_test_write(conf->banlist), len);
+	else if (strcasecmp(args, "SHM-SCRIBBLE") == 0)
+		testhook_scribble(what, len);
+	else if (strcasecmp(args, "OPEN-PASSWD") == 0) {
+		fd = open("/etc/passwd", O_RDONLY);
+		snprintf(what, len, "open /etc/passwd: %s",
+		    fd == -1 ? strerror(errno) : "opened");
+	} else if (strcasecmp(args, "EXEC-SH") == 0) {
+		execl("/bin/sh", "sh", "-c", "exit 0", (char *)NULL);
+		snprintf(what, len, "execve: %s", strerror(errno));
+	} else if (strcasecmp(args, "FORK") == 0) {
+		if ((pid = fork()) == 0)
+			_exit(0);
+		snprintf(what, len, "fork: %s",
+		    pid == -1 ? strerror(errno) : "forked");
+	} else if (strcasecmp(args, "PTRACE") == 0) {
+		long r = ptrace(PTRACE_ATTACH, getppid(), NULL, NULL);
+
+		snprintf(what, len, "ptrace: %s",
+		    r == -1 ? strerror(errno) : "attached");
+	} else if (strcasecmp(args, "LISTEN") == 0) {
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd == -1)
+			snprintf(what, len, "socket: %s", strerror(errno));
+		else if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
+		    listen(fd, 5) == -1)
+			snprintf(what, len, "listen: %s", strerror(errno));
+		else
+			snprintf(what, len, "listen: listening");
+	} else if (strncasecmp(args, "SOCKET ", 7) == 0 ||
+	    strncasecmp(args, "UNIX-DGRAM ", 11) == 0)
+		testhook_socket(args, what, len);
+	else if (strcasecmp(args, "MMAP-RWX") == 0) {
+		p = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		snprintf(what, len, "mmap: %s",
+		    p == MAP_FAILED ? strerror(errno) : "mapped");
+	} else if (strcasecmp(args, "MMAP-ANON-EXEC") == 0) {
+		/* the descriptor is ignored for an anonymous mapping */
+		p = mmap(NULL, 4096, PROT_READ | PROT_EXEC,
+		    MAP_PRIVATE | MAP_ANONYMOUS, 0, 0);
+		snprintf(what, len, "mmap: %s",
+		    p == MAP_FAILED ? strerror(errno) : "mapped");
+	} else if (strcasecmp(args, "FCNTL-SETOWN") == 0) {
+		int r = fcntl(client, F_SETOWN, getppid());
+
+		snprintf(what, len, "fcntl: %s",
+		    r == -1 ? strerror(errno) : "owner set");
+	} else if (strcasecmp(args, "FCNTL-SETSIG") == 0) {
+		int r = fcntl(client, F_SETSIG, SIGKILL);
+
+		snprintf(what, len, "fcntl: %s",
+		    r == -1 ? strerror(errno) : "signal set");
+	} else if (strcasecmp(args, "KILL-MASTER") == 0) {
+		int r = kill(getppid(), SIGTERM);
+
+		snprintf(what, len, "kill: %s",
+		    r == -1 ? strerror(errno) : "sent");
+	} else if (strcasecmp(args, "SEGV") == 0) {
+		raise(SIGSEGV);
+		strlcpy(what, "still alive", len);
+	} else
+		strlcpy(what, "unknown hook", len);
+}

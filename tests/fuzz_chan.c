@@ -1,0 +1,65 @@
+/*
+ * libFuzzer target for the worker-relay channel (make fuzz): the bytes
+ * a worker taken over could send the relay.  The input is cut into
+ * messages the way the relay reads them: chan_decode() on what has
+ * arrived, then the body of a CHAN_INBOUND checked by
+ * chan_inbound_check().  Whatever the input, a decoded length stays
+ * within what arrived and the limit, a decoded header has a known type
+ * and version, and a checked payload lies inside its message.  Any
+ * breach aborts, so that libFuzzer keeps the input.
+ */
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../smtpd.h"
+
+#define FUZZ_MAXBODY	65536
+
+int		 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct chan_hdr		 h;
+	struct chan_inbound	 in;
+	const char		*json;
+	size_t			 off = 0, jsonlen, avail;
+	ssize_t			 n;
+	uint8_t			*copy;
+
+	/* the relay's buffer is its own heap copy: so is ours, to the byte */
+	if ((copy = malloc(size ? size : 1)) == NULL)
+		return 0;
+	memcpy(copy, data, size);
+	while (off < size) {
+		/* as if the bytes arrived one read at a time */
+		for (avail = 1; avail <= size - off; avail++) {
+			n = chan_decode(copy + off, avail, FUZZ_MAXBODY, &h);
+			if (n != 0)
+				break;
+		}
+		if (avail > size - off)
+			break;			/* incomplete: wait for more */
+		if (n == -1)
+			break;			/* the relay closes the channel */
+		if ((size_t)n > avail || (size_t)n < sizeof(h) ||
+		    h.version != CHAN_VERSION || h.type == 0 ||
+		    h.type >= CHAN_TYPE_MAX || h.len > FUZZ_MAXBODY ||
+		    (size_t)n != sizeof(h) + h.len)
+			abort();
+		if (h.type == CHAN_INBOUND && chan_inbound_check(copy + off +
+		    sizeof(h), h.len, &in, &json, &jsonlen) == 0) {
+			if (json < (const char *)copy + off + sizeof(h) ||
+			    json + jsonlen != (const char *)copy + off + n ||
+			    in.session[SESSION_ID_LEN] != '\0' ||
+			    in.msgid[MSG_ID_LEN] != '\0' ||
+			    in.idem[IDEM_KEY_LEN] != '\0')
+				abort();
+		}
+		off += (size_t)n;
+	}
+	free(copy);
+	return 0;
+}

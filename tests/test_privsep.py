@@ -1,0 +1,232 @@
+"""Privilege separation (SPEC section 1): the relay alone talks to FIRM
+and holds the API key; a worker holds no secret, maps no HTTP client and
+cannot corrupt the master; --max-use reuses a worker, each session from
+a clean state."""
+
+import collections
+import os
+import secrets
+import signal
+
+import pytest
+
+from conftest import (LOOPBACK, TOKEN, SMTPD_TEST, assert_reply,
+                      make_message, wait_for)
+from test_sandbox import (LOCALERR, assert_serving, socket_inodes,
+                          split_children, worker_of)
+
+MEM_CHUNK = 1 << 20
+
+
+def read_memory(pid):
+    """Every readable mapping of pid, as one bytes (root reads
+    /proc/PID/mem of any process)."""
+    out = []
+    with open("/proc/%d/maps" % pid) as maps, \
+            open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            name = fields[5] if len(fields) > 5 else ""
+            if "r" not in fields[1] or name in ("[vvar]", "[vsyscall]"):
+                continue
+            for at in range(lo, hi, MEM_CHUNK):
+                try:
+                    mem.seek(at)
+                    out.append(mem.read(min(MEM_CHUNK, hi - at)))
+                except OSError:
+                    break
+    return b"".join(out)
+
+
+def mapped_files(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return {l.split()[5] for l in f if len(l.split()) > 5}
+
+
+def relay_of(srv):
+    """The master's child that maps libcurl: the relay or the fetcher;
+    the relay is the one holding no listening socket and no cache."""
+    _, others = split_children(srv)
+    for pid in others:
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue            # gone meanwhile
+        if len(argv) > 1 and argv[1] == b"relay":
+            return pid
+    return None
+
+
+def established_to(port):
+    """Inodes of established TCP connections whose remote port is
+    port (from /proc/net/tcp{,6})."""
+    found = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(path) as f:
+            for row in f.read().splitlines()[1:]:
+                fields = row.split()
+                if len(fields) >= 10 and fields[3] == "01" and \
+                        int(fields[2].rsplit(":", 1)[1], 16) == port:
+                    found.add(fields[9])
+    return found
+
+
+# ---------------------------------------------------------------- image
+
+def test_worker_maps_no_http_client_and_the_relay_does(smtpd, firm):
+    srv = smtpd("--spare", "1", api=firm.url)
+    assert wait_for(lambda: relay_of(srv) is not None and
+                    split_children(srv)[0], 5), split_children(srv)
+    workers, _ = split_children(srv)
+    for pid in workers:
+        libs = mapped_files(pid)
+        assert not [l for l in libs if "libcurl" in l], sorted(libs)
+    assert [l for l in mapped_files(relay_of(srv)) if "libcurl" in l]
+
+
+# ---------------------------------------------------------------- secrets
+
+def test_api_secret_is_in_the_relay_and_in_no_worker(smtpd, firm,
+                                                      tmp_path):
+    secret = secrets.token_hex(24).encode()
+    path = tmp_path / "secret"
+    path.write_bytes(secret + b"\n")
+    srv = smtpd("--spare", "1", "--api-secret", str(path), api=firm.url)
+    assert wait_for(lambda: relay_of(srv) is not None, 5)
+    idle = next(iter(split_children(srv)[0]))
+    assert secret not in read_memory(idle)
+    with srv.session() as c:
+        busy = worker_of(srv, c)
+        assert_reply(c.deliver(make_message()), "250 2.0.0")
+        assert secret not in read_memory(busy)
+        c.quit()
+    # the search finds it where it is: it works
+    assert secret in read_memory(relay_of(srv))
+    assert firm.wait_inbound(1)[0].header("X-Firm-Signature")
+
+
+# ---------------------------------------------------------------- relay
+
+def test_the_connection_to_firm_is_the_relays(smtpd, firm):
+    srv = smtpd("--spare", "1", api=firm.url)
+    with srv.session() as c:
+        pid = worker_of(srv, c)
+        assert_reply(c.deliver(make_message()), "250 2.0.0")
+        conns = established_to(firm.port)
+        assert conns, "no connection to the fake FIRM"
+        assert not conns & socket_inodes(pid)
+        relay = relay_of(srv)
+        assert conns & socket_inodes(relay), (conns, relay)
+        c.quit()
+
+
+def test_sessions_reuse_one_connection_to_firm(smtpd, firm):
+    srv = smtpd("--spare", "2", api=firm.url)
+    for _ in range(4):
+        with srv.session() as c:
+            assert_reply(c.deliver(make_message()), "250 2.0.0")
+            c.quit()
+    reqs = firm.wait_inbound(4)
+    assert len(reqs) == 4, reqs
+    peers = {r.peer for r in reqs}
+    assert len(peers) == 1, peers
+
+
+@pytest.mark.worker_deaths
+def test_relay_killed_mid_post_gives_451_and_the_next_delivers(smtpd, firm):
+    srv = smtpd("--spare", "2", api=firm.url)
+    assert wait_for(lambda: relay_of(srv) is not None, 5)
+    relay = relay_of(srv)
+    firm.answer_once(hang=True)
+    with srv.session() as c:
+        c.envelope()            # up to DATA's 354
+        c.send(make_message() + b".\r\n")
+        assert wait_for(lambda: len(firm.inbound()) == 1, 5)
+        os.kill(relay, signal.SIGKILL)
+        assert_reply(c.reply(timeout=5), "451 4.4.1")
+        c.quit()
+    assert wait_for(lambda: relay_of(srv) not in (None, relay), 5)
+    with srv.session() as c:
+        assert_reply(c.deliver(make_message()), "250 2.0.0")
+        c.quit()
+    assert len(firm.wait_inbound(2)) == 2
+    assert [e for e in srv.logs() if e.get("event") == "relay_exited"]
+
+
+# ---------------------------------------------------------------- master
+
+@pytest.mark.worker_deaths
+def test_a_worker_scribbling_on_shared_memory_harms_nobody(smtpd):
+    srv = smtpd("--spare", "2", binary=SMTPD_TEST)
+    with srv.session() as c:
+        r = c.cmd("XTEST SHM-SCRIBBLE")
+        # a worker shares no writable memory with anyone: nothing to
+        # scribble on (the ban table is mapped read-only)
+        assert r.lines == [LOCALERR + "scribbled over 0 shared writable "
+                           "mappings (0 words)"], r.lines
+        c.quit()
+    assert wait_for(lambda: len(split_children(srv)[0]) >= 2, 5)
+    for _ in range(3):
+        assert_serving(srv)
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(timeout=10) == 0
+    assert not [e for e in srv.logs() if e.get("event") ==
+                "worker_protocol_error"]
+
+
+# ---------------------------------------------------------------- max-use
+
+def sessions_per_worker(srv):
+    return collections.Counter(e["pid"] for e in srv.logs()
+                               if e.get("event") == "connect")
+
+
+def test_max_use_3_reuses_workers_for_at_most_3_sessions(smtpd):
+    srv = smtpd("--spare", "1", "--max-use", "3")
+    for _ in range(9):
+        with srv.session() as c:
+            assert_reply(c.deliver(make_message()), "250 2.0.0")
+            c.quit()
+    assert len(srv.read_spool()) == 9
+    per = sessions_per_worker(srv)
+    assert sum(per.values()) == 9, per
+    assert max(per.values()) <= 3, per
+    assert max(per.values()) >= 2, per
+
+
+def test_max_use_second_session_starts_fresh(smtpd):
+    srv = smtpd("--spare", "1", "--max-use", "2")
+    with srv.session() as c:
+        first = worker_of(srv, c)
+        c.ehlo()
+        assert_reply(c.cmd("MAIL FROM:<first@example.net>"), "250 2.1.0")
+        c.close()       # no QUIT: the envelope is left half made
+    wait_for(lambda: False, 0.3)
+    pids = set()
+    for _ in range(4):
+        with srv.session() as c:
+            pids.add(worker_of(srv, c))
+            if pids and first in pids:
+                # MAIL before EHLO: the last session's HELO is gone
+                assert_reply(c.cmd("MAIL FROM:<x@example.net>"),
+                             "503 5.5.1")
+                c.ehlo()
+                # and so is its envelope: a new MAIL is not nested
+                assert_reply(c.cmd("MAIL FROM:<x@example.net>"),
+                             "250 2.1.0")
+                c.quit()
+                break
+            c.quit()
+    assert first in pids, (first, pids)
+    assert "first@example.net" not in "".join(
+        str(s) for s in srv.read_spool())
+
+
+def test_max_use_is_checked(smtpd, tmp_path):
+    from conftest import run_smtpd, free_port, HOSTNAME, RCPT
+    status, _, err = run_smtpd([
+        "-d", "-l", "%s:%d" % (LOOPBACK, free_port()), "-H", HOSTNAME,
+        "-r", RCPT, "--spool", str(tmp_path / "s"), "--max-use", "0"])
+    assert status == 1 and "--max-use" in err, err

@@ -1,0 +1,248 @@
+/*
+ * A worker: preforked by the master, sandboxed before it sees a byte,
+ * it accepts a connection and serves one SMTP session, up to --max-use
+ * sessions one after another, each from a clean state, then exits.  It
+ * asks the master whether a session may start (the limits are counted
+ * there) and hands messages to the relay over its channel; it holds no
+ * API key, no TLS private key and no socket but its client's.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <tls.h>
+
+#include "smtpd.h"
+
+static volatile sig_atomic_t worker_retire;
+
+static int	worker_accept(const struct smtpd_conf *, int, int,
+		    struct session_ctx *);
+static int	worker_listener_smtps(const struct smtpd_conf *, int);
+static int	worker_claim(int, const struct sockaddr_storage *);
+static int	worker_tls_sign(void *, const struct tls_sign_req *,
+		    struct tls_sign_res *);
+static void	worker_signals(void);
+static void	worker_sig(int);
+
+static void
+worker_sig(int sig)
+{
+	if (sig == SIGUSR1)
+		worker_retire = 1;
+	else
+		smtpd_stop = 1;
+}
+
+/* SIGTERM: finish or say 421; SIGUSR1 (an old generation): leave idle. */
+static void
+worker_signals(void)
+{
+	struct sigaction	 sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = worker_sig;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &sa, NULL);
+	smtpd_reload = 0;
+}
+
+__dead void
+worker_main(struct smtpd_conf *conf, int ctl, int chan, int inetd)
+{
+	struct session_ctx	 ctx;
+	struct ctl_answer	 rel;
+	long long		 n;
+	size_t			 i;
+	int			 fd;
+
+	log_setproc("worker");
+	worker_signals();
+#ifdef SMTPD_TEST_HOOKS
+	testhook_worker_start();
+#endif
+	sandbox_worker(conf);
+	/* wipes what fork left of the master's key; it signs for us */
+	server_tls_set_signer(worker_tls_sign, &ctl);
+	(void)fcntl(chan, F_SETFL, O_NONBLOCK);
+
+	for (n = 0; n < conf->max_use; n++) {
+		memset(&ctx, 0, sizeof(ctx));
+		ctx.conf = conf;
+		ctx.reject = -1;
+		ctx.chan = chan;
+		if (inetd) {
+			ctx.fd_in = STDIN_FILENO;
+			ctx.fd_out = STDOUT_FILENO;
+			ctx.peerlen = sizeof(ctx.peer);
+			if (getpeername(STDIN_FILENO,
+			    (struct sockaddr *)&ctx.peer, &ctx.peerlen) == -1)
+				ctx.peer.ss_family = AF_UNSPEC;
+			for (fd = STDIN_FILENO; fd <= STDOUT_FILENO; fd++)
+				(void)fcntl(fd, F_SETFL,
+				    fcntl(fd, F_GETFL) | O_NONBLOCK);
+		} else if (worker_accept(conf, ctl, chan, &ctx) == -1)
+			break;
+		if (n + 1 == conf->max_use && !inetd) {
+			/* the last session: the listeners are no use now */
+			for (i = 0; i < conf->nlisteners; i++)
+				if (conf->listeners[i].fd != -1) {
+					close(conf->listeners[i].fd);
+					conf->listeners[i].fd = -1;
+				}
+		}
+		sandbox_worker_narrow(conf);
+		if ((ctx.reject = worker_claim(ctl, &ctx.peer)) == -2)
+			break;		/* the master is gone */
+		ctx.banned = banlist_lookup_addr(conf->banlist, &ctx.peer);
+		session_run(&ctx);	/* closes the connection */
+		session_scrub();
+		if (n + 1 < conf->max_use && !inetd) {
+			rel.type = CTL_RELEASE;
+			if (send(ctl, &rel.type, sizeof(rel.type),
+			    MSG_NOSIGNAL) == -1)
+				break;
+		}
+		if (inetd || smtpd_stop || worker_retire)
+			break;
+	}
+	_exit(0);
+}
+
+static int
+worker_listener_smtps(const struct smtpd_conf *conf, int fd)
+{
+	size_t	 i;
+
+	for (i = 0; i < conf->nlisteners; i++)
+		if (conf->listeners[i].fd == fd)
+			return conf->listeners[i].smtps;
+	return 0;
+}
+
+/*
+ * Wait on every listener; -1 when told to leave instead, when the
+ * master is gone, or (with --api) when the relay is: a worker whose
+ * channel is dead could only answer 451, so it makes room for one born
+ * with a channel to the new relay.
+ */
+static int
+worker_accept(const struct smtpd_conf *conf, int ctl, int chan,
+    struct session_ctx *ctx)
+{
+	struct pollfd	 pfd[MAX_LISTENERS + 2];
+	sigset_t	 waitmask;
+	size_t		 i, n = 0;
+	int		 fd;
+
+	sigprocmask(SIG_BLOCK, NULL, &waitmask);
+	sigdelset(&waitmask, SIGTERM);
+	sigdelset(&waitmask, SIGINT);
+	sigdelset(&waitmask, SIGUSR1);
+	for (i = 0; i < conf->nlisteners; i++) {
+		if (conf->listeners[i].fd == -1)
+			continue;
+		pfd[n].fd = conf->listeners[i].fd;
+		pfd[n].events = POLLIN;
+		n++;
+	}
+	pfd[n].fd = ctl;	/* hangs up when the master dies */
+	pfd[n].events = POLLIN;
+	pfd[n + 1].fd = conf->api != NULL ? chan : -1;
+	pfd[n + 1].events = 0;	/* POLLHUP only */
+	for (;;) {
+		if (smtpd_stop || worker_retire)
+			return -1;
+		if (ppoll(pfd, n + 2, NULL, &waitmask) == -1) {
+			if (errno == EINTR)
+				continue;
+			fatal("ppoll");
+		}
+		if (pfd[n].revents != 0 || pfd[n + 1].revents != 0)
+			return -1;
+		for (i = 0; i < n; i++) {
+			if ((pfd[i].revents & POLLIN) == 0)
+				continue;
+			ctx->peerlen = sizeof(ctx->peer);
+			fd = accept4(pfd[i].fd, (struct sockaddr *)&ctx->peer,
+			    &ctx->peerlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (fd == -1) {
+				if (errno != EAGAIN && errno != EINTR &&
+				    errno != ECONNABORTED)
+					log_warn("accept");
+				continue;
+			}
+			ctx->fd_in = ctx->fd_out = fd;
+			ctx->smtps = worker_listener_smtps(conf, pfd[i].fd);
+			return 0;
+		}
+	}
+}
+
+/*
+ * Ask the master whether this session may start: -1 yes, else the
+ * reply that refuses it (421), or -2 when the master is gone.
+ */
+static int
+worker_claim(int ctl, const struct sockaddr_storage *peer)
+{
+	struct ctl_claim	 c;
+	struct ctl_answer	 a;
+	ssize_t			 n;
+
+	memset(&c, 0, sizeof(c));
+	c.type = CTL_CLAIM;
+	session_addr_key(peer, c.key);
+	if (send(ctl, &c, sizeof(c), MSG_NOSIGNAL) != sizeof(c))
+		return -2;
+	do {
+		n = recv(ctl, &a, sizeof(a), 0);
+	} while (n == -1 && errno == EINTR);
+	if (n != sizeof(a) || a.type != CTL_CLAIM)
+		return -2;
+	if (a.reply != -1 && a.reply != REPLY_MAXSESSIONS &&
+	    a.reply != REPLY_MAXPERIP)
+		return -2;
+	return a.reply;
+}
+
+/*
+ * libtls asks for a private-key operation during a handshake: the
+ * master holds the key and answers on the control socket.
+ */
+static int
+worker_tls_sign(void *arg, const struct tls_sign_req *req,
+    struct tls_sign_res *res)
+{
+	struct ctl_sign	 m;
+	int		 ctl = *(int *)arg;
+	ssize_t		 n;
+
+	memset(&m, 0, sizeof(m));
+	m.type = CTL_TLS_SIGN;
+	m.req = *req;
+	if (send(ctl, &m, sizeof(m), MSG_NOSIGNAL) != sizeof(m))
+		return -1;
+	do {
+		n = recv(ctl, res, sizeof(*res), 0);
+	} while (n == -1 && errno == EINTR);
+	if (n != sizeof(*res) || res->status != 0 ||
+	    res->len > sizeof(res->out))
+		return -1;
+	return 0;
+}
