@@ -619,6 +619,13 @@ sandbox_prepare_priv(const struct smtpd_conf *conf)
 		worker_root = sandbox_gconv_dir();
 		if (strcmp(worker_root, SANDBOX_EMPTY_DIR) == 0)
 			(void)mkdir(SANDBOX_EMPTY_DIR, 0755);
+		/*
+		 * iconv finds its modules inside the chroot; set once here,
+		 * not in every worker (the master never uses iconv, and
+		 * the relay it starts does not either)
+		 */
+		else if (setenv("GCONV_PATH", "/", 1) == -1)
+			fatal("sandbox: setenv");
 	}
 	if (worker_root == NULL && ruleset_worker == -1)
 		fatalx("sandbox: workers would have no file-system "
@@ -709,9 +716,6 @@ sandbox_apply(const struct smtpd_conf *conf, enum role role, int ruleset,
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
 		fatal("sandbox: PR_SET_DUMPABLE");
 	if (root != NULL) {
-		/* iconv finds its modules inside the chroot */
-		if (role == ROLE_WORKER && setenv("GCONV_PATH", "/", 1) == -1)
-			fatal("sandbox: setenv");
 		if (chroot(root) == -1 || chdir("/") == -1)
 			fatal("sandbox: chroot %s", root);
 	}

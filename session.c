@@ -371,8 +371,6 @@ session_close(struct session *s)
 	    "messages", (int)s->nmessages, "errors", s->errors);
 	session_reset(s);
 	free(s->rcpts);
-	if (s->msg.buf != NULL)
-		explicit_bzero(s->msg.buf, s->msg.cap);
 	free(s->msg.buf);
 	close(s->fd_in);
 	if (s->fd_out != s->fd_in)
@@ -1198,6 +1196,8 @@ session_reset(struct session *s)
 	s->nrcpts = 0;
 	s->from[0] = '\0';
 	s->smtputf8 = 0;
+	if (s->msg.buf != NULL)	/* no message outlives its transaction */
+		explicit_bzero(s->msg.buf, s->msg.len);
 	s->msg.len = 0;
 	s->msg.hdrlen = 0;
 	s->msg.datalen = 0;

@@ -111,7 +111,8 @@ worker_main(struct smtpd_conf *conf, int ctl, int chan, int inetd)
 			break;		/* the master is gone */
 		ctx.banned = banlist_lookup_addr(conf->banlist, &ctx.peer);
 		session_run(&ctx);	/* closes the connection */
-		session_scrub();
+		if (n + 1 < conf->max_use)
+			session_scrub();	/* for the next session */
 		if (n + 1 < conf->max_use && !inetd) {
 			rel.type = CTL_RELEASE;
 			if (send(ctl, &rel.type, sizeof(rel.type),
