@@ -141,30 +141,19 @@ fetcher_sig(int sig)
 static void
 fetcher_signals(void)
 {
-	struct sigaction	 sa;
-	sigset_t		 set;
+	static const int	 caught[] = { SIGTERM, SIGINT, SIGHUP, 0 };
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = fetcher_sig;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigprocmask(SIG_BLOCK, &set, NULL);
+	signals_set(fetcher_sig, caught, NULL);
 }
 
 static __dead void
 relay_main(void)
 {
+	static const int	 caught[] = { SIGTERM, SIGINT, 0 };
+	static const int	 ignored[] = { SIGHUP, SIGUSR1, 0 };
 	struct curl_waitfd	*wfd;
-	struct sigaction	 sa;
 	struct timespec		 drain_start = { 0, 0 };
+	sigset_t		 none;
 	CURLMsg			*m;
 	size_t			 i, n;
 	int			 running, left;
@@ -186,23 +175,10 @@ relay_main(void)
 		    (long)CURLPIPE_MULTIPLEX);
 		curl_multi_setopt(relay_multi, CURLMOPT_MAXCONNECTS, 64L);
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = relay_sig;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sa.sa_handler = SIG_DFL;
-	sigaction(SIGCHLD, &sa, NULL);
-	{
-		sigset_t none;
-
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-	}
+	/* curl_multi_poll() is no ppoll(): the relay's signals stay open */
+	signals_set(relay_sig, caught, ignored);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	(void)fcntl(RELAY_CTL_FD, F_SETFL, O_NONBLOCK);
 	sandbox_relay(&conf);
 

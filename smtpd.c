@@ -957,32 +957,16 @@ sig_handler(int sig)
 }
 
 /*
- * Signals stay blocked except inside ppoll(), so a signal can never
- * slip in between a check of its flag and the wait.
+ * SIGUSR1 is the workers' (retire): blocked here, so that a worker
+ * never dies of it before it has its own handler.
  */
 static void
 master_signals(void)
 {
-	struct sigaction	 sa;
-	sigset_t		 set;
+	static const int	 caught[] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD,
+				    SIGUSR1, 0 };
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = sig_handler;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGCHLD, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &set, NULL);
+	signals_set(sig_handler, caught, NULL);
 }
 
 /*

@@ -593,5 +593,6 @@ void		 random_hex(char *, size_t);
 int		 fd_write_all(int, const void *, size_t);
 int		 file_write_atomic(int, const char *, const struct iovec *, int,
 		    mode_t);
+void		 signals_set(void (*)(int), const int *, const int *);
 
 #endif /* SMTPD_H */

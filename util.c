@@ -7,9 +7,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "smtpd.h"
@@ -105,4 +107,38 @@ file_write_atomic(int dirfd, const char *name, const struct iovec *iov,
 	(void)unlinkat(dirfd, tmp, 0);
 	errno = saved;
 	return -1;
+}
+
+/*
+ * A process's signals, in one place: fn catches each of caught[] (a
+ * 0-terminated list) and they stay blocked but inside the process's
+ * ppoll(), so a signal never slips in between a check of its flag and
+ * the wait; each of ignored[] is ignored; SIGPIPE always is, and
+ * SIGCHLD gets its default unless caught.
+ */
+void
+signals_set(void (*fn)(int), const int *caught, const int *ignored)
+{
+	struct sigaction	 sa;
+	sigset_t		 set;
+	int			 child = 0;
+
+	sigemptyset(&set);
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = fn;
+	for (; *caught != 0; caught++) {
+		sigaction(*caught, &sa, NULL);
+		sigaddset(&set, *caught);
+		child |= *caught == SIGCHLD;
+	}
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	for (; ignored != NULL && *ignored != 0; ignored++)
+		sigaction(*ignored, &sa, NULL);
+	if (!child) {
+		sa.sa_handler = SIG_DFL;
+		sigaction(SIGCHLD, &sa, NULL);
+	}
+	sigprocmask(SIG_BLOCK, &set, NULL);
 }

@@ -47,18 +47,10 @@ worker_sig(int sig)
 static void
 worker_signals(void)
 {
-	struct sigaction	 sa;
+	static const int	 caught[] = { SIGTERM, SIGINT, SIGUSR1, 0 };
+	static const int	 ignored[] = { SIGHUP, 0 };
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = worker_sig;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGHUP, &sa, NULL);
-	sa.sa_handler = SIG_DFL;
-	sigaction(SIGCHLD, &sa, NULL);
+	signals_set(worker_sig, caught, ignored);
 	smtpd_reload = 0;
 }
 

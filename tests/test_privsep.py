@@ -240,3 +240,84 @@ def test_max_use_is_checked(smtpd, tmp_path):
         "-d", "-l", "%s:%d" % (LOOPBACK, free_port()), "-H", HOSTNAME,
         "-r", RCPT, "--spool", str(tmp_path / "s"), "--max-use", "0"])
     assert status == 1 and "--max-use" in err, err
+
+
+def key_secrets(key):
+    """Byte strings that betray a private key in memory: its PEM lines,
+    and (RSA) the primes and private exponent, (EC) the private scalar,
+    each big- and little-endian."""
+    from test_tls import openssl
+    pem = [l.encode() for l in open(key).read().splitlines()
+           if len(l) >= 40 and not l.startswith("-----")]
+    text = openssl("pkey", "-in", key, "-noout", "-text")
+    numbers, name, hexdigits = [], None, ""
+    for line in text.splitlines() + ["end:"]:
+        if not line.startswith(" ") and line.rstrip().endswith(":"):
+            if name in ("prime1", "prime2", "privateExponent", "priv") \
+                    and hexdigits:
+                numbers.append(bytes.fromhex(hexdigits).lstrip(b"\0"))
+            name, hexdigits = line.strip().rstrip(":"), ""
+        elif line.startswith(" ") and name is not None:
+            hexdigits += line.strip().replace(":", "")
+    assert numbers, text
+    out = pem[:]
+    for n in numbers:
+        out += [n[:32], n[::-1][:32]]       # a window of each suffices
+    return out
+
+
+@pytest.mark.parametrize("rsa", [True, False], ids=["rsa", "ec"])
+def test_worker_memory_holds_no_tls_key_during_starttls(smtpd, tmp_path,
+                                                        rsa):
+    from test_tls import make_pair, starttls
+    cert, key = make_pair(tmp_path / "tls", rsa=rsa)
+    secrets_ = key_secrets(key)
+    srv = smtpd("--spare", "1", "--tls-cert", cert, "--tls-key", key)
+    with srv.session() as c:
+        pid = worker_of(srv, c)
+        c.ehlo()
+        starttls(c)
+        assert_reply(c.deliver(make_message()), "250 2.0.0")
+        memory = read_memory(pid)
+        found = [s[:8].hex() for s in secrets_ if s in memory]
+        assert not found, found
+        c.quit()
+    assert len(srv.read_spool()) == 1
+    # the master holds the key: the search finds it there
+    master = read_memory(srv.proc.pid)
+    assert [s for s in secrets_ if s in master]
+
+
+def limits(pid):
+    out = {}
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f.readlines()[1:]:
+            name = line[:26].strip()
+            out[name] = line[26:].split()[0]
+    return out
+
+
+def test_worker_resource_limits(smtpd):
+    srv = smtpd("--spare", "1", "-s", "1000000", "--max-use", "2")
+    with srv.session() as c:
+        lim = limits(worker_of(srv, c))
+        c.quit()
+    assert lim["Max address space"] == str((1 << 30) + 48 * 1000000), lim
+    assert lim["Max file size"] == str((64 << 20) + 16 * 1000000), lim
+    assert lim["Max cpu time"] == str(120 * 2), lim
+    assert lim["Max processes"] == "0", lim
+    assert lim["Max core file size"] == "0", lim
+
+
+def test_each_process_logs_what_confines_it(smtpd, firm):
+    srv = smtpd("--spare", "1", api=firm.url)
+    assert wait_for(lambda: len([e for e in srv.logs()
+                                 if e.get("event") == "sandbox"]) >= 3, 5)
+    roles = {e["role"]: e for e in srv.logs() if e.get("event") == "sandbox"}
+    assert set(roles) == {"worker", "relay", "fetcher"}, roles
+    for role, e in roles.items():
+        assert e["chroot"], e           # root: a chroot on every kernel
+        assert e["user"] == "nobody", e
+        assert e["seccomp"], e
+    assert roles["worker"]["landlock_net"] is False   # no inet at all
+    assert "no socket" in roles["worker"]["network"]
