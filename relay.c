@@ -44,6 +44,7 @@
 #define RELAY_FETCHER_ALIVE_FD	3
 #define RELAY_FETCHER_TABLE_FD	4
 #define RELAY_CHAN_MAX		(2 * (MAX_MAX_SESSIONS + MAX_SPARE))
+#define RELAY_BUFFERED_MAX	(1024UL * 1024 * 1024)	/* all channels */
 
 struct chan {
 	int			 fd;
@@ -69,6 +70,7 @@ static CURLM			*relay_multi;
 static struct chan		**chans;
 static size_t			 nchans;
 static size_t			 maxbody;
+static size_t			 buffered;	/* incap of every channel */
 static volatile sig_atomic_t	 relay_drain;
 
 static __dead void relay_main(void);
@@ -318,6 +320,7 @@ relay_chan_close(size_t i)
 	firm_response_free(&c->resp);
 	free(c->body);
 	free(c->in);
+	buffered -= c->incap;
 	if (c->fd != -1)
 		close(c->fd);
 	free(c);
@@ -371,6 +374,14 @@ relay_chan_read(struct chan *c)
 				ncap *= 2;
 			if (ncap > maxbody + sizeof(h))
 				ncap = maxbody + sizeof(h);
+			/* workers together cannot make us hold more */
+			if (buffered - c->incap + ncap > RELAY_BUFFERED_MAX) {
+				log_warnx("relay: %zu bytes buffered for the "
+				    "workers; closing a channel", buffered);
+				close(c->fd);
+				c->fd = -1;
+				return;
+			}
 			if ((nb = realloc(c->in, ncap)) == NULL) {
 				log_warn("relay: channel buffer");
 				close(c->fd);
@@ -378,6 +389,7 @@ relay_chan_read(struct chan *c)
 				return;
 			}
 			c->in = nb;
+			buffered += ncap - c->incap;
 			c->incap = ncap;
 		}
 		n = read(c->fd, c->in + c->inlen, c->incap - c->inlen);

@@ -583,8 +583,8 @@ struct ctl_sign {
 #ifdef SMTPD_TEST_HOOKS
 /* testhooks.c (smtpd-test only) */
 void		 testhook_worker_start(void);
-void		 testhook_run(const struct smtpd_conf *, int, const char *,
-		    char *, size_t);
+void		 testhook_run(const struct smtpd_conf *, int, int,
+		    const char *, char *, size_t);
 #endif
 
 /* util.c */

@@ -135,8 +135,8 @@ testhook_socket(const char *args, char *what, size_t len)
 }
 
 void
-testhook_run(const struct smtpd_conf *conf, int client, const char *args,
-    char *what, size_t len)
+testhook_run(const struct smtpd_conf *conf, int client, int chan,
+    const char *args, char *what, size_t len)
 {
 	struct sockaddr_in	 sin;
 	void			*p;
@@ -150,6 +150,14 @@ testhook_run(const struct smtpd_conf *conf, int client, const char *args,
 		strlcpy(what, banlist_test_write(conf->banlist), len);
 	else if (strcasecmp(args, "SHM-SCRIBBLE") == 0)
 		testhook_scribble(what, len);
+	else if (strcasecmp(args, "CHAN-GARBAGE") == 0) {
+		/* a header of a version the relay does not speak */
+		static const uint8_t junk[] = { 0x07, 0x00, 0x01, 0x00,
+		    1, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 'x', 'y', 'z', '!' };
+		ssize_t n = write(chan, junk, sizeof(junk));
+
+		snprintf(what, len, "channel: %zd bytes of garbage", n);
+	}
 	else if (strcasecmp(args, "OPEN-PASSWD") == 0) {
 		fd = open("/etc/passwd", O_RDONLY);
 		snprintf(what, len, "open /etc/passwd: %s",

@@ -321,3 +321,24 @@ def test_each_process_logs_what_confines_it(smtpd, firm):
         assert e["seccomp"], e
     assert roles["worker"]["landlock_net"] is False   # no inet at all
     assert "no socket" in roles["worker"]["network"]
+
+
+def test_relay_closes_a_channel_that_breaks_the_rules(smtpd, firm):
+    srv = smtpd("--spare", "2", api=firm.url, binary=SMTPD_TEST)
+    assert wait_for(lambda: relay_of(srv) is not None, 5)
+    relay = relay_of(srv)
+    with srv.session() as c:
+        r = c.cmd("XTEST CHAN-GARBAGE")
+        assert r.lines == [LOCALERR + "channel: 16 bytes of garbage"], \
+            r.lines
+        # that worker's channel is closed: its message cannot go out
+        assert_reply(c.deliver(make_message()), "451 4.4.1")
+        c.quit()
+    assert wait_for(lambda: [e for e in srv.logs() if "broke the channel"
+                             in e.get("msg", "")], 5)
+    # the relay lives on and serves everyone else
+    assert relay_of(srv) == relay
+    with srv.session() as c:
+        assert_reply(c.deliver(make_message()), "250 2.0.0")
+        c.quit()
+    assert len(firm.wait_inbound(1)) == 1
