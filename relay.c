@@ -263,37 +263,17 @@ relay_ms_since(const struct timespec *t0)
 static void
 relay_ctl(int fd)
 {
-	struct msghdr	 msg;
-	struct iovec	 iov;
-	struct cmsghdr	*cm;
-	union {
-		struct cmsghdr	 hdr;
-		char		 buf[CMSG_SPACE(sizeof(int))];
-	}		 cmsgbuf;
 	struct chan	*c;
-	ssize_t		 n;
-	char		 b;
-	int		 cfd;
+	int		 n, cfd;
 
 	for (;;) {
-		memset(&msg, 0, sizeof(msg));
-		iov.iov_base = &b;
-		iov.iov_len = 1;
-		msg.msg_iov = &iov;
-		msg.msg_iovlen = 1;
-		msg.msg_control = cmsgbuf.buf;
-		msg.msg_controllen = sizeof(cmsgbuf.buf);
-		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+		n = fd_recv(fd, &cfd);
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
 		if (n <= 0)
 			_exit(0);	/* the master is gone */
-		if ((cm = CMSG_FIRSTHDR(&msg)) == NULL ||
-		    cm->cmsg_level != SOL_SOCKET ||
-		    cm->cmsg_type != SCM_RIGHTS ||
-		    cm->cmsg_len != CMSG_LEN(sizeof(int)))
+		if (cfd == -1)
 			continue;
-		memcpy(&cfd, CMSG_DATA(cm), sizeof(int));
 		if (nchans == RELAY_CHAN_MAX ||
 		    (c = calloc(1, sizeof(*c))) == NULL) {
 			log_warnx("relay: no room for another channel");

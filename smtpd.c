@@ -648,31 +648,9 @@ relay_drain_old(void)
 static int
 relay_attach(int fd)
 {
-	struct msghdr	 msg;
-	struct iovec	 iov;
-	struct cmsghdr	*cm;
-	union {
-		struct cmsghdr	 hdr;
-		char		 buf[CMSG_SPACE(sizeof(int))];
-	}		 cmsgbuf;
-	char		 c = 'w';
-
 	if (relay_fd == -1)
 		return -1;
-	memset(&msg, 0, sizeof(msg));
-	memset(&cmsgbuf, 0, sizeof(cmsgbuf));
-	iov.iov_base = &c;
-	iov.iov_len = 1;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cmsgbuf.buf;
-	msg.msg_controllen = sizeof(cmsgbuf.buf);
-	cm = CMSG_FIRSTHDR(&msg);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	if (sendmsg(relay_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) == -1) {
+	if (fd_send(relay_fd, fd) == -1) {
 		log_warn("relay: handing over a channel");
 		return -1;
 	}

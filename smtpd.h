@@ -594,5 +594,7 @@ int		 fd_write_all(int, const void *, size_t);
 int		 file_write_atomic(int, const char *, const struct iovec *, int,
 		    mode_t);
 void		 signals_set(void (*)(int), const int *, const int *);
+int		 fd_send(int, int);
+int		 fd_recv(int, int *);
 
 #endif /* SMTPD_H */
