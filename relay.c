@@ -170,13 +170,15 @@ relay_main(void)
 	if ((chans = calloc(RELAY_CHAN_MAX, sizeof(*chans))) == NULL ||
 	    (wfd = calloc(RELAY_CHAN_MAX + 1, sizeof(*wfd))) == NULL)
 		fatal("relay: channel table");
-	if (conf.api != NULL && (relay_multi = curl_multi_init()) == NULL)
+	/* without --api it polls only its channels, the same way */
+	if (conf.api == NULL && curl_global_init(CURL_GLOBAL_DEFAULT) !=
+	    CURLE_OK)
+		fatalx("relay: curl_global_init");
+	if ((relay_multi = curl_multi_init()) == NULL)
 		fatalx("relay: curl_multi_init");
-	if (relay_multi != NULL) {
-		curl_multi_setopt(relay_multi, CURLMOPT_PIPELINING,
-		    (long)CURLPIPE_MULTIPLEX);
-		curl_multi_setopt(relay_multi, CURLMOPT_MAXCONNECTS, 64L);
-	}
+	curl_multi_setopt(relay_multi, CURLMOPT_PIPELINING,
+	    (long)CURLPIPE_MULTIPLEX);
+	curl_multi_setopt(relay_multi, CURLMOPT_MAXCONNECTS, 64L);
 	/* curl_multi_poll() is no ppoll(): the relay's signals stay open */
 	signals_set(relay_sig, caught, ignored);
 	sigemptyset(&none);
@@ -203,36 +205,13 @@ relay_main(void)
 			else if (!chans[i]->busy)
 				wfd[n].events |= CURL_WAIT_POLLIN;
 		}
-		if (relay_multi != NULL) {
-			if (curl_multi_poll(relay_multi, wfd, (unsigned)n, 1000,
-			    NULL) != CURLM_OK)
-				fatalx("relay: curl_multi_poll");
-			curl_multi_perform(relay_multi, &running);
-			while ((m = curl_multi_info_read(relay_multi,
-			    &left)) != NULL)
-				if (m->msg == CURLMSG_DONE)
-					relay_done(m->easy_handle,
-					    m->data.result);
-		} else {
-			struct pollfd pfd[RELAY_CHAN_MAX + 1];
-
-			for (i = 0; i < n; i++) {
-				pfd[i].fd = wfd[i].fd;
-				pfd[i].events = (wfd[i].events &
-				    CURL_WAIT_POLLIN ? POLLIN : 0) |
-				    (wfd[i].events & CURL_WAIT_POLLOUT ?
-				    POLLOUT : 0);
-			}
-			if (poll(pfd, n, 1000) == -1 && errno != EINTR)
-				fatal("relay: poll");
-			for (i = 0; i < n; i++)
-				wfd[i].revents = (pfd[i].revents & POLLIN ?
-				    CURL_WAIT_POLLIN : 0) |
-				    (pfd[i].revents & POLLOUT ?
-				    CURL_WAIT_POLLOUT : 0) |
-				    (pfd[i].revents & (POLLHUP | POLLERR) ?
-				    CURL_WAIT_POLLIN : 0);
-		}
+		if (curl_multi_poll(relay_multi, wfd, (unsigned)n, 1000, NULL) !=
+		    CURLM_OK)
+			fatalx("relay: curl_multi_poll");
+		curl_multi_perform(relay_multi, &running);
+		while ((m = curl_multi_info_read(relay_multi, &left)) != NULL)
+			if (m->msg == CURLMSG_DONE)
+				relay_done(m->easy_handle, m->data.result);
 		/* channels first: the indexes of wfd follow chans[] */
 		for (i = n - 1; i >= 1; i--) {
 			struct chan *c = chans[i - 1];
@@ -441,7 +420,7 @@ relay_inbound(struct chan *c, const struct chan_hdr *h, const uint8_t *body,
 		return;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &c->t0);
-	if (relay_multi == NULL) {
+	if (conf.api == NULL) {
 		relay_answer(c, &v);	/* --spool: nothing to POST to */
 		return;
 	}

@@ -58,10 +58,10 @@ __dead void
 worker_main(struct smtpd_conf *conf, int ctl, int chan, int inetd)
 {
 	struct session_ctx	 ctx;
-	struct ctl_answer	 rel;
+	uint32_t		 release = CTL_RELEASE;
 	long long		 n;
 	size_t			 i;
-	int			 fd;
+	int			 fd, last;
 
 	log_setproc("worker");
 	worker_signals();
@@ -74,6 +74,7 @@ worker_main(struct smtpd_conf *conf, int ctl, int chan, int inetd)
 	(void)fcntl(chan, F_SETFL, O_NONBLOCK);
 
 	for (n = 0; n < conf->max_use; n++) {
+		last = inetd || n + 1 == conf->max_use;
 		memset(&ctx, 0, sizeof(ctx));
 		ctx.conf = conf;
 		ctx.reject = -1;
@@ -90,7 +91,7 @@ worker_main(struct smtpd_conf *conf, int ctl, int chan, int inetd)
 				    fcntl(fd, F_GETFL) | O_NONBLOCK);
 		} else if (worker_accept(conf, ctl, chan, &ctx) == -1)
 			break;
-		if (n + 1 == conf->max_use && !inetd) {
+		if (last) {
 			/* the last session: the listeners are no use now */
 			for (i = 0; i < conf->nlisteners; i++)
 				if (conf->listeners[i].fd != -1) {
@@ -103,15 +104,11 @@ worker_main(struct smtpd_conf *conf, int ctl, int chan, int inetd)
 			break;		/* the master is gone */
 		ctx.banned = banlist_lookup_addr(conf->banlist, &ctx.peer);
 		session_run(&ctx);	/* closes the connection */
-		if (n + 1 < conf->max_use)
-			session_scrub();	/* for the next session */
-		if (n + 1 < conf->max_use && !inetd) {
-			rel.type = CTL_RELEASE;
-			if (send(ctl, &rel.type, sizeof(rel.type),
-			    MSG_NOSIGNAL) == -1)
-				break;
-		}
-		if (inetd || smtpd_stop || worker_retire)
+		if (last || smtpd_stop || worker_retire)
+			break;
+		/* the next session sees nothing of this one */
+		session_scrub();
+		if (send(ctl, &release, sizeof(release), MSG_NOSIGNAL) == -1)
 			break;
 	}
 	_exit(0);
