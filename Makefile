@@ -16,8 +16,9 @@
 # relay and the ban-list fetcher, which link libcurl).
 PROG=		smtpd
 RELAY=		smtpd-relay
-COMMON_SRCS=	conf.c addr.c banlist.c channel.c log.c sandbox.c util.c
-SMTPD_SRCS=	smtpd.c worker.c session.c payload.c mime.c tls.c
+COMMON_SRCS=	conf.c addr.c banlist.c channel.c dns.c log.c sandbox.c util.c
+SMTPD_SRCS=	smtpd.c worker.c session.c payload.c mime.c tls.c spf.c \
+		dmarc.c
 RELAY_SRCS=	relay.c fetcher.c firm.c
 SRCS=		$(SMTPD_SRCS) $(RELAY_SRCS) $(COMMON_SRCS)
 OBJS=		$(SMTPD_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
@@ -134,6 +135,28 @@ tests/fuzz_mime: tests/fuzz_mime.c mime.c $(HDRS)
 tests/fuzz_chan: tests/fuzz_chan.c channel.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_chan.c channel.c $(PKG_LIBS)
 
+# Sender authentication: the RFC 7208 suite and the DMARC and From
+# checks, each against a table of DNS answers (no network).
+AUTH_TEST_OBJS=	spf.o dmarc.o dns.o addr.o channel.o
+tests/spf_test: tests/spf_test.c tests/check.h $(AUTH_TEST_OBJS) $(HDRS)
+	$(CC) $(ALL_CFLAGS) -o $@ tests/spf_test.c $(AUTH_TEST_OBJS) $(LDLIBS)
+
+tests/dmarc_test: tests/dmarc_test.c tests/check.h $(AUTH_TEST_OBJS) $(HDRS)
+	$(CC) $(ALL_CFLAGS) -o $@ tests/dmarc_test.c $(AUTH_TEST_OBJS) \
+	    $(LDLIBS)
+
+# The parsers of sender authentication, each fed hostile bytes.
+tests/fuzz_spf: tests/fuzz_spf.c spf.c dns.c channel.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_spf.c spf.c dns.c \
+	    channel.c $(PKG_LIBS)
+
+tests/fuzz_dmarc: tests/fuzz_dmarc.c dmarc.c dns.c channel.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_dmarc.c dmarc.c dns.c \
+	    channel.c $(PKG_LIBS)
+
+tests/fuzz_from: tests/fuzz_from.c addr.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_from.c addr.c $(PKG_LIBS)
+
 # Seeded with the corpus; new inputs gather in tests/fuzz-corpus, a
 # crash is kept as tests/fuzz-crash-*.
 fuzz: deps
@@ -168,6 +191,8 @@ clean:
 	    $(TEST_OBJS) tests/unit
 	rm -f tests/mime_test tests/fuzz_mime tests/fuzz_chan bench/mime-bench
 	rm -f tests/banlist_test bench/banlist-bench tests/tls_keyless_test
+	rm -f tests/spf_test tests/dmarc_test tests/fuzz_spf tests/fuzz_dmarc \
+	    tests/fuzz_from
 
 # tls keyless test
 tests/tls_keyless_test: tests/tls_keyless_test.c tests/check.h $(LIB_OBJS) \

@@ -121,3 +121,17 @@ addr_parse_path(const char *p, char *out, size_t outsz,
 	*rest = end + 1;
 	return 0;
 }
+
+/*
+ * The From field's value (unfolded, not RFC 2047-decoded): 1 and its
+ * one mailbox in out, 0 when it holds none or cannot be parsed, -1 when
+ * it holds more than one.  Stub: filled in by the From work.
+ */
+int
+addr_parse_from(const char *v, size_t len, char *out, size_t outsz)
+{
+	(void)v; (void)len;
+	if (outsz > 0)
+		out[0] = '\0';
+	return 0;
+}

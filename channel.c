@@ -50,8 +50,12 @@ chan_decode(const uint8_t *buf, size_t len, size_t maxbody,
 	case CHAN_VERDICT:
 		min = max = sizeof(struct chan_verdict);
 		break;
+	case CHAN_DNS_QUERY:
+		min = 4 + 1;
+		max = CHAN_DNS_QUERY_MAX;
+		break;
 	default:
-		/* DNS: defined, not served yet; never longer than this */
+		min = 4;
 		max = CHAN_DNS_MAX;
 		break;
 	}
@@ -157,11 +161,13 @@ chan_io(int fd, struct iovec *iov, int iovcnt, int writing,
 
 /*
  * Worker: send one request (the header's body is the concatenation of
- * body1 and body2) and wait for its answer of type want, whose body
- * must be exactly anslen octets, until timeout_ms.  0, or -1 with
- * errno: ETIMEDOUT, EPIPE (the relay is gone), EPROTO.
+ * body1 and body2) and wait for its answer of type want until
+ * timeout_ms.  A CHAN_VERDICT is exactly anslen octets, a
+ * CHAN_DNS_ANSWER at most anslen.  An answer to an earlier request
+ * that timed out is read and dropped.  Returns the answer's length, or
+ * -1 with errno: ETIMEDOUT, EPIPE (the relay is gone), EPROTO.
  */
-int
+ssize_t
 chan_request(int fd, uint16_t type, const void *body1, size_t len1,
     const void *body2, size_t len2, uint16_t want, void *ans, size_t anslen,
     long long timeout_ms)
@@ -171,6 +177,8 @@ chan_request(int fd, uint16_t type, const void *body1, size_t len1,
 	struct iovec	 iov[3];
 	struct timespec	 deadline;
 	uint8_t		 drain[256];
+	size_t		 left, chunk;
+	int		 stale;
 
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += timeout_ms / 1000;
@@ -179,9 +187,6 @@ chan_request(int fd, uint16_t type, const void *body1, size_t len1,
 		deadline.tv_sec++;
 		deadline.tv_nsec -= 1000000000;
 	}
-	/* a late answer to an earlier request that timed out: drop it */
-	while (read(fd, drain, sizeof(drain)) > 0)
-		;
 	memset(&h, 0, sizeof(h));
 	h.version = CHAN_VERSION;
 	h.type = type;
@@ -195,16 +200,35 @@ chan_request(int fd, uint16_t type, const void *body1, size_t len1,
 	iov[2].iov_len = len2;
 	if (chan_io(fd, iov, 3, 1, &deadline) == -1)
 		return -1;
-	iov[0].iov_base = &r;
-	iov[0].iov_len = sizeof(r);
-	if (chan_io(fd, iov, 1, 0, &deadline) == -1)
-		return -1;
-	if (r.version != CHAN_VERSION || r.type != want || r.id != h.id ||
-	    r.len != anslen) {
+	for (stale = 0; stale < CHAN_STALE_MAX; stale++) {
+		iov[0].iov_base = &r;
+		iov[0].iov_len = sizeof(r);
+		if (chan_io(fd, iov, 1, 0, &deadline) == -1)
+			return -1;
+		if (r.version != CHAN_VERSION || (r.type != CHAN_VERDICT &&
+		    r.type != CHAN_DNS_ANSWER) || r.len > CHAN_DNS_MAX) {
+			errno = EPROTO;
+			return -1;
+		}
+		if (r.id == h.id)
+			break;
+		/* the answer to a question we gave up on */
+		for (left = r.len; left > 0; left -= chunk) {
+			chunk = left < sizeof(drain) ? left : sizeof(drain);
+			iov[0].iov_base = drain;
+			iov[0].iov_len = chunk;
+			if (chan_io(fd, iov, 1, 0, &deadline) == -1)
+				return -1;
+		}
+	}
+	if (stale == CHAN_STALE_MAX || r.type != want ||
+	    (want == CHAN_VERDICT && r.len != anslen) || r.len > anslen) {
 		errno = EPROTO;
 		return -1;
 	}
 	iov[0].iov_base = ans;
-	iov[0].iov_len = anslen;
-	return chan_io(fd, iov, 1, 0, &deadline);
+	iov[0].iov_len = r.len;
+	if (chan_io(fd, iov, 1, 0, &deadline) == -1)
+		return -1;
+	return (ssize_t)r.len;
 }

@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #ifndef __dead
 #define __dead		__attribute__((__noreturn__))
@@ -219,8 +220,8 @@ struct ctl_answer {
 enum chan_type {
 	CHAN_INBOUND = 1,	/* worker: POST this payload to FIRM */
 	CHAN_VERDICT,		/* relay: what FIRM said */
-	CHAN_DNS_QUERY,		/* worker: a DNS question (reserved) */
-	CHAN_DNS_ANSWER,	/* relay: its answer (reserved) */
+	CHAN_DNS_QUERY,		/* worker: a DNS question (dns.c) */
+	CHAN_DNS_ANSWER,	/* relay: its answer */
 	CHAN_TYPE_MAX
 };
 
@@ -347,6 +348,7 @@ extern volatile sig_atomic_t	 smtpd_reload;
 /* addr.c */
 int		 addr_parse_path(const char *, char *, size_t, const char **,
 		    int);
+int		 addr_parse_from(const char *, size_t, char *, size_t);
 
 /* session.c */
 struct session_ctx {
@@ -409,13 +411,137 @@ enum reply	 payload_deliver(const struct smtpd_conf *,
 		    char *, char *, size_t);
 
 /* channel.c */
-#define CHAN_DNS_MAX		4096
+#define CHAN_DNS_QUERY_MAX	(4 + DNS_NAME_MAX + 1)
+#define CHAN_DNS_MAX		16384	/* an answer's body */
+#define CHAN_STALE_MAX		64	/* late answers dropped */
 ssize_t		 chan_decode(const uint8_t *, size_t, size_t,
 		    struct chan_hdr *);
 int		 chan_inbound_check(const uint8_t *, size_t,
 		    struct chan_inbound *, const char **, size_t *);
-int		 chan_request(int, uint16_t, const void *, size_t,
+ssize_t		 chan_request(int, uint16_t, const void *, size_t,
 		    const void *, size_t, uint16_t, void *, size_t, long long);
+
+/*
+ * Sender authentication (SPEC section 6).  A worker asks the relay its
+ * DNS questions over the channel (dns.c) and gets each answer's records
+ * decoded into plain data:
+ *	A	4 octets		AAAA	16 octets
+ *	TXT	the record's strings concatenated (RFC 7208 3.3)
+ *	MX	the exchange, dotted, no trailing dot (preference dropped)
+ *	PTR	the name, dotted, no trailing dot
+ * A timeout, SERVFAIL or any other failure is DNS_TEMPFAIL.
+ */
+#define DNS_T_A			1
+#define DNS_T_PTR		12
+#define DNS_T_MX		15
+#define DNS_T_TXT		16
+#define DNS_T_AAAA		28
+#define DNS_NAME_MAX		253	/* dotted, without the root dot */
+#define DNS_RR_MAX		64	/* records kept of one answer */
+#define DNS_BUDGET_MS		5000	/* one message, all questions */
+#define DNS_QUERIES_MAX		64	/* one message, all questions */
+enum dns_status {
+	DNS_NOERROR = 0,	/* records, or none (NODATA) */
+	DNS_NXDOMAIN,		/* the name does not exist */
+	DNS_TEMPFAIL,		/* no answer: timeout, SERVFAIL, budget */
+};
+struct dns_rr {
+	const uint8_t		*data;
+	size_t			 len;
+};
+struct dns_answer {
+	int			 status;	/* enum dns_status */
+	size_t			 nrr;
+	struct dns_rr		 rr[DNS_RR_MAX];
+	uint8_t			 buf[CHAN_DNS_MAX];	/* rr[].data point here */
+};
+/*
+ * Who answers: the relay over a channel in a worker (dns_chan_lookup),
+ * a table in the test programs and fuzz targets.  lookup fills *ans
+ * and returns 0; it never fails otherwise (a failure is DNS_TEMPFAIL).
+ */
+struct dns_ctx {
+	int			(*lookup)(void *, const char *, int,
+				    struct dns_answer *);
+	void			*arg;
+	size_t			 queries;	/* asked so far */
+};
+
+/* dns.c */
+int		 dns_lookup(struct dns_ctx *, const char *, int,
+		    struct dns_answer *);
+struct dns_chan {
+	int			 fd;		/* the channel */
+	struct timespec		 deadline;	/* the message's budget */
+};
+void		 dns_chan_init(struct dns_ctx *, struct dns_chan *, int);
+int		 dns_answer_decode(const uint8_t *, size_t,
+		    struct dns_answer *);
+int		 dns_query_check(const uint8_t *, size_t, int *, char *,
+		    size_t);
+size_t		 dns_answer_encode(int, const uint8_t *const *,
+		    const size_t *, size_t, uint8_t *, size_t);
+
+/* spf.c: RFC 7208 check_host() */
+enum spf_result {
+	SPF_NONE = 0,
+	SPF_NEUTRAL,
+	SPF_PASS,
+	SPF_FAIL,
+	SPF_SOFTFAIL,
+	SPF_TEMPERROR,
+	SPF_PERMERROR,
+};
+const char	*spf_result_name(int);
+int		 spf_check_host(struct dns_ctx *, const struct sockaddr_storage *,
+		    const char *, const char *, const char *, const char *);
+
+/* dmarc.c: RFC 9989 (RFC 7489 records read the same way) */
+#define DMARC_DKIM_MAX		16	/* signatures looked at */
+enum dmarc_result {
+	DMARC_NONE = 0,
+	DMARC_PASS,
+	DMARC_FAIL,
+	DMARC_TEMPERROR,
+	DMARC_PERMERROR,
+};
+enum dmarc_policy {
+	DMARC_P_UNSET = 0,
+	DMARC_P_NONE,
+	DMARC_P_QUARANTINE,
+	DMARC_P_REJECT,
+};
+struct dmarc_record {
+	int			 p, sp, np;	/* enum dmarc_policy */
+	int			 adkim_strict;
+	int			 aspf_strict;
+	int			 psd;		/* -1 unset, 0 n, 1 y */
+};
+struct dmarc_input {
+	const char		*from_domain;	/* of the From mailbox */
+	int			 spf;		/* enum spf_result */
+	const char		*spf_domain;	/* that SPF checked */
+	size_t			 ndkim;
+	const char		*dkim_domain[DMARC_DKIM_MAX];	/* d= */
+	int			 dkim_pass[DMARC_DKIM_MAX];
+};
+struct dmarc_output {
+	int			 result;	/* enum dmarc_result */
+	char			 domain[DNS_NAME_MAX + 1];	/* From's */
+	char			 org_domain[DNS_NAME_MAX + 1];
+	int			 policy;	/* p, sp or np as applied */
+	int			 spf_aligned;	/* aligned SPF pass */
+	int			 dkim_aligned;	/* an aligned DKIM pass */
+	int			 dkim_aligned_each[DMARC_DKIM_MAX];	/* d= */
+};
+int		 dmarc_record_parse(const char *, size_t,
+		    struct dmarc_record *);
+int		 dmarc_org_domain(struct dns_ctx *, const char *, char *,
+		    size_t);
+int		 dmarc_check(struct dns_ctx *, const struct dmarc_input *,
+		    struct dmarc_output *);
+const char	*dmarc_result_name(int);
+const char	*dmarc_policy_name(int);
 
 /* conf.c */
 void		 conf_init(struct smtpd_conf *, int, char **);

@@ -1,0 +1,237 @@
+/*
+ * DNS for sender authentication.  A worker has no network: it asks the
+ * relay, which resolves with libunbound and caches for every worker,
+ * over the channel.  A question is (type, name); an answer is a status
+ * and the records' data, decoded by the relay into plain octets (see
+ * smtpd.h).  Each message has one budget, DNS_BUDGET_MS in all; once
+ * it is spent every answer is DNS_TEMPFAIL, never a pass.
+ *
+ * Wire forms, in host order (both ends are one machine):
+ *	question	u16 type, u16 name length, the name (no NUL)
+ *	answer		u16 status, u16 count, then count times
+ *			u16 length and that many octets
+ * Both ends check what they receive: dns_query_check() in the relay
+ * (a worker is hostile), dns_answer_decode() in the worker.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "smtpd.h"
+
+static int	dns_chan_lookup(void *, const char *, int,
+		    struct dns_answer *);
+static int	dns_name_ok(const char *, size_t);
+
+/*
+ * Ask ctx one question.  The name is checked here, once, for every
+ * caller: a name no resolver would take gets DNS_NXDOMAIN without a
+ * question (RFC 7208 4.3 and 4.8 treat a malformed name as no record).
+ */
+int
+dns_lookup(struct dns_ctx *ctx, const char *name, int type,
+    struct dns_answer *ans)
+{
+	size_t	 len;
+
+	ans->nrr = 0;
+	len = strlen(name);
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (!dns_name_ok(name, len)) {
+		ans->status = DNS_NXDOMAIN;
+		return 0;
+	}
+	if (ctx->queries >= DNS_QUERIES_MAX) {
+		ans->status = DNS_TEMPFAIL;
+		return 0;
+	}
+	ctx->queries++;
+	if (ctx->lookup(ctx->arg, name, type, ans) == -1)
+		ans->status = DNS_TEMPFAIL;
+	if (ans->status != DNS_NOERROR)
+		ans->nrr = 0;
+	return 0;
+}
+
+/*
+ * A name a resolver takes: 1 to DNS_NAME_MAX octets of printable
+ * ASCII without backslash (libunbound reads escapes), labels of 1 to
+ * 63 octets.  A trailing dot is not counted (len excludes it).
+ */
+static int
+dns_name_ok(const char *name, size_t len)
+{
+	size_t	 i, label = 0;
+
+	if (len == 0 || len > DNS_NAME_MAX)
+		return 0;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		if (c <= 0x20 || c >= 0x7f || c == '\\')
+			return 0;
+		if (c == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+		} else if (++label > 63)
+			return 0;
+	}
+	return 1;
+}
+
+/* A worker: questions go to the relay on fd, within the budget. */
+void
+dns_chan_init(struct dns_ctx *ctx, struct dns_chan *dc, int fd)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	dc->fd = fd;
+	clock_gettime(CLOCK_MONOTONIC, &dc->deadline);
+	dc->deadline.tv_sec += DNS_BUDGET_MS / 1000;
+	dc->deadline.tv_nsec += (DNS_BUDGET_MS % 1000) * 1000000L;
+	if (dc->deadline.tv_nsec >= 1000000000L) {
+		dc->deadline.tv_sec++;
+		dc->deadline.tv_nsec -= 1000000000L;
+	}
+	ctx->lookup = dns_chan_lookup;
+	ctx->arg = dc;
+}
+
+static int
+dns_chan_lookup(void *arg, const char *name, int type,
+    struct dns_answer *ans)
+{
+	struct dns_chan	*dc = arg;
+	struct timespec	 now;
+	uint8_t		 q[CHAN_DNS_QUERY_MAX];
+	uint16_t	 t = (uint16_t)type, n;
+	size_t		 len = strlen(name);
+	long long	 ms;
+	ssize_t		 got;
+
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (dc->deadline.tv_sec - now.tv_sec) * 1000LL +
+	    (dc->deadline.tv_nsec - now.tv_nsec) / 1000000;
+	if (dc->fd == -1 || ms <= 0 || len > DNS_NAME_MAX)
+		return -1;
+	n = (uint16_t)len;
+	memcpy(q, &t, 2);
+	memcpy(q + 2, &n, 2);
+	memcpy(q + 4, name, len);
+	got = chan_request(dc->fd, CHAN_DNS_QUERY, q, 4 + len, NULL, 0,
+	    CHAN_DNS_ANSWER, ans->buf, sizeof(ans->buf), ms);
+	if (got == -1) {
+		if (errno == EPIPE || errno == EPROTO)
+			dc->fd = -1;	/* no more questions this message */
+		return -1;
+	}
+	return dns_answer_decode(ans->buf, (size_t)got, ans);
+}
+
+/*
+ * The worker reads the relay's answer, already in ans->buf (buf may be
+ * ans->buf): records point into it.  0, or -1 when it is malformed.
+ */
+int
+dns_answer_decode(const uint8_t *buf, size_t len, struct dns_answer *ans)
+{
+	uint16_t	 status, count, rlen;
+	size_t		 off = 4, i;
+
+	ans->nrr = 0;
+	if (len < 4 || len > sizeof(ans->buf))
+		return -1;
+	if (buf != ans->buf)
+		memcpy(ans->buf, buf, len);
+	memcpy(&status, ans->buf, 2);
+	memcpy(&count, ans->buf + 2, 2);
+	if (status > DNS_TEMPFAIL || count > DNS_RR_MAX ||
+	    (status != DNS_NOERROR && count != 0))
+		return -1;
+	for (i = 0; i < count; i++) {
+		if (len - off < 2)
+			return -1;
+		memcpy(&rlen, ans->buf + off, 2);
+		off += 2;
+		if (len - off < rlen)
+			return -1;
+		ans->rr[i].data = ans->buf + off;
+		ans->rr[i].len = rlen;
+		off += rlen;
+	}
+	if (off != len)
+		return -1;
+	ans->status = status;
+	ans->nrr = count;
+	return 0;
+}
+
+/*
+ * The relay checks a worker's question: 0 with its type and the name
+ * (NUL-terminated) in name, or -1 when it breaks the rules.
+ */
+int
+dns_query_check(const uint8_t *body, size_t len, int *type, char *name,
+    size_t namesz)
+{
+	uint16_t	 t, n;
+
+	if (len < 4)
+		return -1;
+	memcpy(&t, body, 2);
+	memcpy(&n, body + 2, 2);
+	if (t != DNS_T_A && t != DNS_T_AAAA && t != DNS_T_TXT &&
+	    t != DNS_T_MX && t != DNS_T_PTR)
+		return -1;
+	if ((size_t)n != len - 4 || n >= namesz || !dns_name_ok(
+	    (const char *)body + 4, n))
+		return -1;
+	memcpy(name, body + 4, n);
+	name[n] = '\0';
+	*type = t;
+	return 0;
+}
+
+/*
+ * The relay builds an answer in out: status and the n records of
+ * data[i], len[i].  Records that do not fit make it DNS_TEMPFAIL (a
+ * partial answer could turn a fail into a pass).  Returns its length.
+ */
+size_t
+dns_answer_encode(int status, const uint8_t *const *data, const size_t *len,
+    size_t n, uint8_t *out, size_t outsz)
+{
+	uint16_t	 v;
+	size_t		 off = 4, i;
+
+	if (outsz < 4)
+		return 0;
+	if (n > DNS_RR_MAX)
+		status = DNS_TEMPFAIL;
+	if (status != DNS_NOERROR)
+		n = 0;
+	for (i = 0; i < n; i++) {
+		if (len[i] > UINT16_MAX || outsz - off < 2 + len[i]) {
+			status = DNS_TEMPFAIL;
+			n = 0;
+			off = 4;
+			break;
+		}
+		v = (uint16_t)len[i];
+		memcpy(out + off, &v, 2);
+		memcpy(out + off + 2, data[i], len[i]);
+		off += 2 + len[i];
+	}
+	v = (uint16_t)status;
+	memcpy(out, &v, 2);
+	v = (uint16_t)n;
+	memcpy(out + 2, &v, 2);
+	return off;
+}
