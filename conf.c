@@ -33,7 +33,8 @@ enum {
 	OPT_CA_FILE, OPT_MAX_RCPT, OPT_SPARE, OPT_MAX_ERRORS, OPT_POLL,
 	OPT_BANLIST_CACHE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_REQUIRE_TLS,
 	OPT_PROXY_FROM, OPT_HEALTH, OPT_GRACE, OPT_REJECT_BARE_LF,
-	OPT_GREET_DELAY, OPT_FETCH_ONLY, OPT_MAX_USE
+	OPT_GREET_DELAY, OPT_FETCH_ONLY, OPT_MAX_USE, OPT_RESOLVER,
+	OPT_REQUIRE_AUTH, OPT_AUTH_ID
 };
 
 static const struct option longopts[] = {
@@ -75,6 +76,9 @@ static const struct option longopts[] = {
 	{ "greet-delay",	required_argument,	NULL, OPT_GREET_DELAY },
 	{ "fetch-only",		no_argument,		NULL, OPT_FETCH_ONLY },
 	{ "max-use",		required_argument,	NULL, OPT_MAX_USE },
+	{ "resolver",		required_argument,	NULL, OPT_RESOLVER },
+	{ "require-auth",	required_argument,	NULL, OPT_REQUIRE_AUTH },
+	{ "auth-id",		required_argument,	NULL, OPT_AUTH_ID },
 	{ NULL,			0,			NULL, 0 }
 };
 
@@ -89,6 +93,7 @@ static void	conf_listen(struct smtpd_conf *, const char *, const char *,
 		    int);
 static void	conf_recipient(struct smtpd_conf *, const char *);
 static void	conf_proxy(struct smtpd_conf *, const char *);
+static void	conf_resolver(struct smtpd_conf *, const char *, const char *);
 
 /* Defaults, then the flags, then their consistency. */
 void
@@ -123,9 +128,10 @@ usage(int status)
 	    "\t[--grace sec] [--greet-delay ms] [--health addr:port]\n"
 	    "\t[--max-errors n] [--max-rcpt n] [--max-use n] [--poll sec] "
 	    "[--proxy-from cidr]\n"
-	    "\t[--reject-bare-lf] [--require-tls] [--smtps addr:port] "
-	    "[--spare n]\n"
-	    "\t[--tls-cert file --tls-key file]\n");
+	    "\t[--reject-bare-lf] [--require-auth none|weak|strong] "
+	    "[--require-tls]\n"
+	    "\t[--resolver addr[:port]] [--smtps addr:port] [--spare n]\n"
+	    "\t[--auth-id name] [--tls-cert file --tls-key file]\n");
 	exit(status);
 }
 
@@ -316,6 +322,30 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 		case OPT_MAX_USE:
 			c->max_use = conf_number(f, optarg, 1, MAX_MAX_USE);
 			break;
+		case OPT_RESOLVER:
+			conf_resolver(c, f, optarg);
+			break;
+		case OPT_REQUIRE_AUTH:
+			if (strcmp(optarg, "none") == 0)
+				c->require_auth = AUTH_NONE;
+			else if (strcmp(optarg, "weak") == 0)
+				c->require_auth = AUTH_WEAK;
+			else if (strcmp(optarg, "strong") == 0)
+				c->require_auth = AUTH_STRONG;
+			else
+				flag_error(f, "'%s' is not none, weak or "
+				    "strong", optarg);
+			break;
+		case OPT_AUTH_ID:
+			if (optarg[0] == '\0' || strlen(optarg) >= sizeof(
+			    c->auth_id) || strspn(optarg,
+			    "abcdefghijklmnopqrstuvwxyz"
+			    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
+			    strlen(optarg))
+				flag_error(f, "invalid authserv-id '%s' "
+				    "(a host name)", optarg);
+			strlcpy(c->auth_id, optarg, sizeof(c->auth_id));
+			break;
 		case ':':
 			if (optopt != 0)
 				flag_error(flag_name(optopt),
@@ -340,6 +370,56 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 	}
 	if (!have_listen && !c->inetd && !c->fetch_only)
 		conf_listen(c, "listen", "*:25", 0);
+	if (c->auth_id[0] == '\0')
+		strlcpy(c->auth_id, c->hostname, sizeof(c->auth_id));
+}
+
+/*
+ * --resolver ADDR[:PORT]: "127.0.0.1", "127.0.0.1:5353", "::1",
+ * "[::1]:5353".  Kept as libunbound spells a forwarder (addr@port) and
+ * as an address for the relay's sandbox.
+ */
+static void
+conf_resolver(struct smtpd_conf *c, const char *flag, const char *arg)
+{
+	struct resolver	*r;
+	char		 buf[INET6_ADDRSTRLEN + 8], *port = NULL, *end;
+	const char	*errstr;
+
+	if (c->nresolvers == MAX_RESOLVERS)
+		flag_error(flag, "more than %d resolvers", MAX_RESOLVERS);
+	if (strlcpy(buf, arg, sizeof(buf)) >= sizeof(buf))
+		flag_error(flag, "'%s' is not ADDR[:PORT]", arg);
+	r = &c->resolvers[c->nresolvers];
+	r->port = 53;
+	if (buf[0] == '[') {
+		if ((end = strchr(buf, ']')) == NULL ||
+		    (end[1] != '\0' && end[1] != ':'))
+			flag_error(flag, "'%s' is not ADDR[:PORT]", arg);
+		*end = '\0';
+		if (end[1] == ':')
+			port = end + 2;
+		memmove(buf, buf + 1, strlen(buf + 1) + 1);
+	} else if ((end = strchr(buf, ':')) != NULL &&
+	    strchr(end + 1, ':') == NULL) {
+		*end = '\0';
+		port = end + 1;
+	}
+	if (port != NULL) {
+		r->port = (int)strtonum(port, 1, 65535, &errstr);
+		if (errstr != NULL)
+			flag_error(flag, "port in '%s' is %s", arg, errstr);
+	}
+	if (inet_pton(AF_INET, buf, r->addr) == 1)
+		r->af = AF_INET;
+	else if (inet_pton(AF_INET6, buf, r->addr) == 1)
+		r->af = AF_INET6;
+	else
+		flag_error(flag, "'%s' is not an IP address", arg);
+	if ((size_t)snprintf(r->name, sizeof(r->name), "%.*s@%d",
+	    INET6_ADDRSTRLEN, buf, r->port) >= sizeof(r->name))
+		flag_error(flag, "'%s' is not ADDR[:PORT]", arg);
+	c->nresolvers++;
 }
 
 static void

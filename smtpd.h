@@ -54,6 +54,7 @@
 #define MAX_LISTENERS		16
 #define MAX_RECIPIENT_RULES	64
 #define MAX_PROXY_FROM		64
+#define MAX_RESOLVERS		8
 #define API_ADDRS_MAX		32	/* addresses of the API host */
 
 #define LISTEN_BACKLOG		1024	/* well above any sane concurrency */
@@ -118,6 +119,13 @@ struct proxy_net {
 	int			 prefixlen;
 };
 
+/* --require-auth, and the verdicts of SPEC section 6, worst first. */
+enum auth_level {
+	AUTH_NONE = 0,
+	AUTH_WEAK,
+	AUTH_STRONG,
+};
+
 struct banlist_map;
 struct curl_slist;
 struct json_t;
@@ -179,6 +187,15 @@ struct smtpd_conf {
 	int			 fetch_only;
 	long long		 max_use;
 	char			 relay_path[4096];	/* smtpd-relay */
+	struct resolver {
+		int		 af;
+		uint8_t		 addr[16];
+		int		 port;
+		char		 name[INET6_ADDRSTRLEN + 16];	/* a@port */
+	}			 resolvers[MAX_RESOLVERS];
+	size_t			 nresolvers;	/* 0: /etc/resolv.conf */
+	int			 require_auth;	/* enum auth_level */
+	char			 auth_id[256];	/* authserv-id */
 
 	struct banlist_map	*banlist;	/* read-only for workers */
 	int			 banlist_rwfd;	/* master and fetcher only */
