@@ -17,8 +17,8 @@
 PROG=		smtpd
 RELAY=		smtpd-relay
 COMMON_SRCS=	conf.c addr.c banlist.c channel.c dns.c log.c sandbox.c util.c
-SMTPD_SRCS=	smtpd.c worker.c session.c payload.c mime.c tls.c spf.c \
-		dmarc.c
+SMTPD_SRCS=	smtpd.c worker.c session.c payload.c mime.c tls.c auth.c \
+		spf.c dmarc.c
 RELAY_SRCS=	relay.c fetcher.c firm.c
 SRCS=		$(SMTPD_SRCS) $(RELAY_SRCS) $(COMMON_SRCS)
 OBJS=		$(SMTPD_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
@@ -30,11 +30,11 @@ PKG_CONFIG?=	pkg-config
 PYTHON?=	/usr/bin/python3
 
 UNAME_S:=	$(shell uname -s)
-PKGS=		libtls libcrypto libsodium jansson
+PKGS=		libtls libcrypto libsodium jansson opendkim
 ifeq ($(UNAME_S),Linux)
 PKGS+=		libseccomp libbsd-overlay
 endif
-RELAY_PKGS=	$(PKGS) libcurl
+RELAY_PKGS=	$(PKGS) libcurl libunbound
 
 WARNINGS=	-Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes \
 		-Wshadow -Wpointer-arith -Wcast-qual -Wformat=2 -Werror

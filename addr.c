@@ -5,6 +5,7 @@
  */
 
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "smtpd.h"
@@ -130,8 +131,23 @@ addr_parse_path(const char *p, char *out, size_t outsz,
 int
 addr_parse_from(const char *v, size_t len, char *out, size_t outsz)
 {
-	(void)v; (void)len;
-	if (outsz > 0)
-		out[0] = '\0';
-	return 0;
+	const char	*a, *b;
+
+	/* interim: "<mailbox>" or a bare mailbox */
+	if (memchr(v, '\0', len) != NULL)
+		return 0;
+	if ((a = strchr(v, '<')) != NULL) {
+		if ((b = strchr(a, '>')) == NULL)
+			return 0;
+		a++;
+	} else {
+		for (a = v; *a == ' ' || *a == '\t'; a++)
+			;
+		for (b = a; *b != '\0' && *b != ' ' && *b != '\t'; b++)
+			;
+	}
+	if (b == a || (size_t)snprintf(out, outsz, "%.*s", (int)(b - a), a) >=
+	    outsz || strchr(out, '@') == NULL)
+		return 0;
+	return 1;
 }

@@ -21,9 +21,10 @@
 
 #include "smtpd.h"
 
-static json_t	*payload_json(const struct envelope *,
-		    const struct message *, const struct mime_msg *,
-		    const char *, const char *, const char *);
+static json_t	*payload_json(const struct smtpd_conf *,
+		    const struct envelope *, const struct auth *,
+		    const struct mime_msg *, const char *, const char *,
+		    const char *);
 static enum reply payload_spool(const struct smtpd_conf *, const char *,
 		    const char *, size_t);
 static enum reply payload_post(const struct smtpd_conf *,
@@ -74,17 +75,23 @@ payload_token_find(const char *p, size_t len, char *out)
 	return 0;
 }
 
+/*
+ * The checks of a message's content: the token (a message without one
+ * is not for FIRM, whatever else is wrong with it), the From rule,
+ * sender authentication; then the payload, spooled or handed to the
+ * relay.
+ */
 enum reply
 payload_deliver(const struct smtpd_conf *conf, const struct envelope *env,
-    const struct message *msg, int chan, char *token, char *text,
-    size_t textlen)
+    const struct message *msg, int chan, struct auth *au, char *token,
+    char *text, size_t textlen)
 {
 	struct mime_msg	 mm;
 	const char	*subject;
 	char		*json;
 	json_t		*payload;
 	enum reply	 r;
-	int		 e;
+	int		 e, in_subject;
 
 	if ((e = mime_parse(msg->buf, msg->len, &mm)) != MIME_OK) {
 		if (e == MIME_ENOMEM)
@@ -94,13 +101,24 @@ payload_deliver(const struct smtpd_conf *conf, const struct envelope *env,
 		return REPLY_MIME;
 	}
 	subject = mm.subject;
-	if ((subject == NULL ||
-	    !payload_token_find(subject, strlen(subject), token)) &&
-	    !payload_token_find(mm.body, mm.bodylen, token)) {
+	in_subject = subject != NULL &&
+	    payload_token_find(subject, strlen(subject), token);
+	if (!in_subject && !payload_token_find(mm.body, mm.bodylen, token)) {
 		mime_free(&mm);
 		return REPLY_NOTOKEN;
 	}
-	payload = payload_json(env, msg, &mm, subject, mm.body, token);
+	if ((e = auth_from(au, msg)) != -1) {
+		mime_free(&mm);
+		return e;
+	}
+	if (!au->spf_done)	/* MAIL FROM could not wait for it */
+		auth_spf(au, conf, chan, env->peer, env->from, env->helo);
+	if ((e = auth_message(au, conf, msg, env->from, token,
+	    in_subject)) != -1) {
+		mime_free(&mm);
+		return e;
+	}
+	payload = payload_json(conf, env, au, &mm, subject, mm.body, token);
 	mime_free(&mm);
 	if (payload == NULL)
 		return REPLY_LOCALERR;
@@ -118,22 +136,23 @@ payload_deliver(const struct smtpd_conf *conf, const struct envelope *env,
 }
 
 static json_t *
-payload_json(const struct envelope *env, const struct message *msg,
-    const struct mime_msg *mm, const char *subject, const char *body,
-    const char *token)
+payload_json(const struct smtpd_conf *conf, const struct envelope *env,
+    const struct auth *au, const struct mime_msg *mm, const char *subject,
+    const char *body, const char *token)
 {
-	json_t		*o, *rcpts, *hdrs;
+	json_t		*o, *rcpts, *hdrs, *auth;
 	char		*raw, when[32];
 	const char	*msgid;
 	struct tm	 tm;
 	size_t		 i, rawlen;
 
-	rawlen = sodium_base64_ENCODED_LEN(msg->len,
+	rawlen = sodium_base64_ENCODED_LEN(au->rawlen,
 	    sodium_base64_VARIANT_ORIGINAL);
 	if ((raw = malloc(rawlen)) == NULL)
 		return NULL;
-	sodium_bin2base64(raw, rawlen, (const unsigned char *)msg->buf,
-	    msg->len, sodium_base64_VARIANT_ORIGINAL);
+	sodium_bin2base64(raw, rawlen, (const unsigned char *)au->raw,
+	    au->rawlen, sodium_base64_VARIANT_ORIGINAL);
+	auth = auth_json(au, conf);
 
 	gmtime_r(&env->received, &tm);
 	if (strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
@@ -153,22 +172,24 @@ payload_json(const struct envelope *env, const struct message *msg,
 			    json_string(mm->hdrs[i].value));
 	msgid = mime_header_get(mm, "message-id");
 
-	o = json_pack("{s:s, s:o, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s,"
-	    " s:s?, s:s?, s:s, s:I, s:s}",
+	o = json_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:o, s:s, s:s, s:o,"
+	    " s:s, s:s, s:s?, s:s?, s:s, s:I, s:s}",
 	    "email", env->from,
+	    "from", au->from,
 	    "recipients", rcpts,
 	    "token", token,
 	    "subject", subject != NULL ? subject : "",
 	    "body", body,
 	    "headers", hdrs,
-	    "spf_result", "none",
-	    "dkim_result", "none",
+	    "spf_result", spf_result_name(au->spf),
+	    "dkim_result", auth_dkim_result(au),
+	    "auth", auth,
 	    "client_ip", env->client_ip,
 	    "helo", env->helo,
 	    "tls", env->tls,
 	    "message_id", msgid,
 	    "received_at", when,
-	    "size", (json_int_t)msg->len,
+	    "size", (json_int_t)au->rawlen,
 	    "raw", raw);
 	free(raw);
 	return o;

@@ -3,10 +3,12 @@
  * every worker forks from (no worker maps libcurl).  The master starts
  * it with its own flags and a role:
  *
- *	relay	the one process that talks to FIRM for the workers: holds
- *		the API key, keeps connections to the API alive (HTTP/2
- *		where offered), signs and POSTs each payload a worker hands
- *		it over its channel, and returns FIRM's verdict;
+ *	relay	the one process that talks to FIRM and to DNS for the
+ *		workers: holds the API key, keeps connections to the API
+ *		alive (HTTP/2 where offered), signs and POSTs each payload
+ *		a worker hands it over its channel, and returns FIRM's
+ *		verdict; answers the workers' DNS questions with
+ *		libunbound, one cache for all of them (dns.c);
  *	fetcher	polls the ban lists (fetcher.c);
  *	check	checks the API flags and exits 0, or 1 naming the flag.
  *
@@ -37,6 +39,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <sodium.h>
+#include <unbound.h>
 
 #include "smtpd.h"
 
@@ -45,16 +48,27 @@
 #define RELAY_FETCHER_TABLE_FD	4
 #define RELAY_CHAN_MAX		(2 * (MAX_MAX_SESSIONS + MAX_SPARE))
 #define RELAY_BUFFERED_MAX	(1024UL * 1024 * 1024)	/* all channels */
+#define RELAY_DNS_PER_CHAN	16	/* questions in flight, one worker */
+
+struct chan;
+struct dnsq {				/* a question libunbound works on */
+	struct chan		*c;
+	uint32_t		 reqid;
+	int			 type;
+	int			 async_id;
+	int			 slot;		/* in c->dns[] */
+};
 
 struct chan {
 	int			 fd;
 	uint8_t			*in;		/* what the worker sent */
 	size_t			 inlen;
 	size_t			 incap;
-	uint8_t			 out[sizeof(struct chan_hdr) +
-				    sizeof(struct chan_verdict)];
+	uint8_t			*out;		/* answers not yet written */
 	size_t			 outlen;
 	size_t			 outoff;
+	size_t			 outcap;
+	struct dnsq		*dns[RELAY_DNS_PER_CHAN];
 	int			 busy;		/* a transfer in flight */
 	uint32_t		 reqid;
 	CURL			*h;
@@ -67,6 +81,7 @@ struct chan {
 
 static struct smtpd_conf	 conf;
 static CURLM			*relay_multi;
+static struct ub_ctx		*relay_ub;
 static struct chan		**chans;
 static size_t			 nchans;
 static size_t			 maxbody;
@@ -85,6 +100,16 @@ static void	relay_inbound(struct chan *, const struct chan_hdr *,
 		    const uint8_t *, size_t);
 static void	relay_done(CURL *, CURLcode);
 static void	relay_answer(struct chan *, const struct chan_verdict *);
+static void	relay_queue(struct chan *, uint16_t, uint32_t, const void *,
+		    size_t);
+static void	relay_dns_setup(void);
+static void	relay_dns_query(struct chan *, const struct chan_hdr *,
+		    const uint8_t *, size_t);
+static void	relay_dns_done(void *, int, struct ub_result *);
+static void	relay_dns_answer(struct chan *, uint32_t, int,
+		    const struct ub_result *);
+static size_t	relay_dns_rdata(int, const uint8_t *, size_t, uint8_t *,
+		    size_t);
 static long	relay_ms_since(const struct timespec *);
 
 int
@@ -168,7 +193,7 @@ relay_main(void)
 	if (maxbody > UINT32_MAX - sizeof(struct chan_hdr))
 		maxbody = UINT32_MAX - sizeof(struct chan_hdr);
 	if ((chans = calloc(RELAY_CHAN_MAX, sizeof(*chans))) == NULL ||
-	    (wfd = calloc(RELAY_CHAN_MAX + 1, sizeof(*wfd))) == NULL)
+	    (wfd = calloc(RELAY_CHAN_MAX + 2, sizeof(*wfd))) == NULL)
 		fatal("relay: channel table");
 	/* without --api it polls only its channels, the same way */
 	if (conf.api == NULL && curl_global_init(CURL_GLOBAL_DEFAULT) !=
@@ -184,6 +209,7 @@ relay_main(void)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	(void)fcntl(RELAY_CTL_FD, F_SETFL, O_NONBLOCK);
+	relay_dns_setup();	/* reads /etc/resolv.conf */
 	sandbox_relay(&conf);
 
 	for (;;) {
@@ -205,13 +231,19 @@ relay_main(void)
 			else if (!chans[i]->busy)
 				wfd[n].events |= CURL_WAIT_POLLIN;
 		}
-		if (curl_multi_poll(relay_multi, wfd, (unsigned)n, 1000, NULL) !=
-		    CURLM_OK)
+		/* libunbound's thread says: answers are ready */
+		wfd[n].fd = ub_fd(relay_ub);
+		wfd[n].events = CURL_WAIT_POLLIN;
+		wfd[n].revents = 0;
+		if (curl_multi_poll(relay_multi, wfd, (unsigned)n + 1, 1000,
+		    NULL) != CURLM_OK)
 			fatalx("relay: curl_multi_poll");
 		curl_multi_perform(relay_multi, &running);
 		while ((m = curl_multi_info_read(relay_multi, &left)) != NULL)
 			if (m->msg == CURLMSG_DONE)
 				relay_done(m->easy_handle, m->data.result);
+		if (wfd[n].revents != 0 && ub_process(relay_ub) != 0)
+			log_warnx("relay: ub_process failed");
 		/* channels first: the indexes of wfd follow chans[] */
 		for (i = n - 1; i >= 1; i--) {
 			struct chan *c = chans[i - 1];
@@ -269,7 +301,16 @@ static void
 relay_chan_close(size_t i)
 {
 	struct chan	*c = chans[i];
+	size_t		 j;
 
+	for (j = 0; j < RELAY_DNS_PER_CHAN; j++) {
+		if (c->dns[j] == NULL)
+			continue;
+		/* libunbound will not call back for it */
+		(void)ub_cancel(relay_ub, c->dns[j]->async_id);
+		free(c->dns[j]);
+	}
+	free(c->out);
 	if (c->h != NULL) {
 		if (c->busy)
 			curl_multi_remove_handle(relay_multi, c->h);
@@ -308,19 +349,25 @@ relay_chan_read(struct chan *c)
 			return;
 		}
 		if (len > 0) {
-			if (h.type != CHAN_INBOUND || c->busy) {
-				/* DNS comes with sender authentication */
+			if (h.type == CHAN_DNS_QUERY && !c->busy)
+				relay_dns_query(c, &h, c->in + sizeof(h),
+				    (size_t)len - sizeof(h));
+			else if (h.type == CHAN_INBOUND && !c->busy)
+				relay_inbound(c, &h, c->in + sizeof(h),
+				    (size_t)len - sizeof(h));
+			else {
 				log_warnx("relay: unexpected message type %u",
 				    (unsigned)h.type);
 				close(c->fd);
 				c->fd = -1;
-				return;
 			}
-			relay_inbound(c, &h, c->in + sizeof(h),
-			    (size_t)len - sizeof(h));
+			if (c->fd == -1)
+				return;
 			memmove(c->in, c->in + len, c->inlen - (size_t)len);
 			c->inlen -= (size_t)len;
-			return;
+			if (c->busy)
+				return;	/* the worker waits for FIRM */
+			continue;
 		}
 		want = c->inlen < sizeof(h) ? sizeof(h) :
 		    sizeof(h) + h.len;
@@ -385,18 +432,214 @@ relay_chan_write(struct chan *c)
 static void
 relay_answer(struct chan *c, const struct chan_verdict *v)
 {
-	struct chan_hdr	 h;
+	relay_queue(c, CHAN_VERDICT, c->reqid, v, sizeof(*v));
+}
 
+/* An answer goes out after those before it; the worker drops stale ones. */
+static void
+relay_queue(struct chan *c, uint16_t type, uint32_t id, const void *body,
+    size_t len)
+{
+	struct chan_hdr	 h;
+	uint8_t		*nb;
+	size_t		 want = c->outlen + sizeof(h) + len, ncap;
+
+	if (c->fd == -1)
+		return;
+	if (want > c->outcap) {
+		ncap = c->outcap ? c->outcap : 4096;
+		while (ncap < want)
+			ncap *= 2;
+		if ((nb = realloc(c->out, ncap)) == NULL) {
+			log_warn("relay: channel buffer");
+			close(c->fd);
+			c->fd = -1;
+			return;
+		}
+		c->out = nb;
+		c->outcap = ncap;
+	}
 	memset(&h, 0, sizeof(h));
 	h.version = CHAN_VERSION;
-	h.type = CHAN_VERDICT;
-	h.id = c->reqid;
-	h.len = sizeof(*v);
-	memcpy(c->out, &h, sizeof(h));
-	memcpy(c->out + sizeof(h), v, sizeof(*v));
-	c->outlen = sizeof(h) + sizeof(*v);
-	c->outoff = 0;
+	h.type = type;
+	h.id = id;
+	h.len = (uint32_t)len;
+	memcpy(c->out + c->outlen, &h, sizeof(h));
+	memcpy(c->out + c->outlen + sizeof(h), body, len);
+	c->outlen += sizeof(h) + len;
 	relay_chan_write(c);
+}
+
+/*
+ * libunbound, set up before the sandbox: forward to --resolver, else
+ * to the name servers of /etc/resolv.conf.  Its own thread resolves
+ * (ub_ctx_async); ub_fd() wakes our loop when answers are ready.
+ */
+static void
+relay_dns_setup(void)
+{
+	size_t	 i;
+	int	 rc;
+
+	if ((relay_ub = ub_ctx_create()) == NULL)
+		fatalx("relay: ub_ctx_create");
+	if ((rc = ub_ctx_async(relay_ub, 1)) != 0 ||
+	    (rc = ub_ctx_set_option(relay_ub, "do-not-query-localhost:",
+	    "no")) != 0 ||
+	    /* a name that never answers must not mark the forwarder down */
+	    (rc = ub_ctx_set_option(relay_ub, "infra-keep-probing:",
+	    "yes")) != 0)
+		fatalx("relay: libunbound: %s", ub_strerror(rc));
+	for (i = 0; i < conf.nresolvers; i++)
+		if ((rc = ub_ctx_set_fwd(relay_ub,
+		    conf.resolvers[i].name)) != 0)
+			fatalx("relay: --resolver %s: %s",
+			    conf.resolvers[i].name, ub_strerror(rc));
+	if (conf.nresolvers == 0 &&
+	    (rc = ub_ctx_resolvconf(relay_ub, "/etc/resolv.conf")) != 0)
+		log_warnx("relay: /etc/resolv.conf: %s; resolving from the "
+		    "root servers", ub_strerror(rc));
+}
+
+/* A worker's question: checked, handed to libunbound. */
+static void
+relay_dns_query(struct chan *c, const struct chan_hdr *h, const uint8_t *body,
+    size_t len)
+{
+	struct dnsq	*q;
+	char		 name[DNS_NAME_MAX + 1];
+	int		 type, slot;
+
+	if (dns_query_check(body, len, &type, name, sizeof(name)) == -1) {
+		log_warnx("relay: a worker sent a malformed DNS question; "
+		    "closing its channel");
+		close(c->fd);
+		c->fd = -1;
+		return;
+	}
+	for (slot = 0; slot < RELAY_DNS_PER_CHAN; slot++)
+		if (c->dns[slot] == NULL)
+			break;
+	if (slot == RELAY_DNS_PER_CHAN || (q = calloc(1, sizeof(*q))) ==
+	    NULL) {
+		relay_dns_answer(c, h->id, DNS_TEMPFAIL, NULL);
+		return;
+	}
+	q->c = c;
+	q->reqid = h->id;
+	q->type = type;
+	q->slot = slot;
+	if (ub_resolve_async(relay_ub, name, type, 1 /* IN */, q,
+	    relay_dns_done, &q->async_id) != 0) {
+		free(q);
+		relay_dns_answer(c, h->id, DNS_TEMPFAIL, NULL);
+		return;
+	}
+	c->dns[slot] = q;
+}
+
+static void
+relay_dns_done(void *arg, int err, struct ub_result *res)
+{
+	struct dnsq	*q = arg;
+	int		 status = DNS_TEMPFAIL;
+
+	if (err == 0 && res != NULL) {
+		if (res->rcode == 0)
+			status = DNS_NOERROR;
+		else if (res->rcode == 3)
+			status = DNS_NXDOMAIN;
+	}
+	q->c->dns[q->slot] = NULL;
+	relay_dns_answer(q->c, q->reqid, status, status == DNS_NOERROR ?
+	    res : NULL);
+	free(q);
+	if (res != NULL)
+		ub_resolve_free(res);
+}
+
+/* Records as dns.c hands them to a worker: plain data, no wire names. */
+static void
+relay_dns_answer(struct chan *c, uint32_t id, int status,
+    const struct ub_result *res)
+{
+	static uint8_t	 out[CHAN_DNS_MAX], rec[DNS_RR_MAX][1024 + 256];
+	const uint8_t	*data[DNS_RR_MAX];
+	size_t		 len[DNS_RR_MAX], n = 0, i, olen;
+
+	for (i = 0; res != NULL && res->havedata && res->data[i] != NULL;
+	    i++) {
+		if (n == DNS_RR_MAX) {
+			status = DNS_TEMPFAIL;	/* too many to be whole */
+			break;
+		}
+		len[n] = relay_dns_rdata(res->qtype, (const uint8_t *)
+		    res->data[i], (size_t)res->len[i], rec[n],
+		    sizeof(rec[n]));
+		if (len[n] == (size_t)-1) {
+			status = DNS_TEMPFAIL;
+			break;
+		}
+		if (len[n] == (size_t)-2)
+			continue;	/* a name no mail check can use */
+		data[n] = rec[n];
+		n++;
+	}
+	olen = dns_answer_encode(status, data, len, n, out, sizeof(out));
+	relay_queue(c, CHAN_DNS_ANSWER, id, out, olen);
+}
+
+/*
+ * One record's data, decoded into out: its length, (size_t)-2 for a
+ * record to skip (a name with octets no host name has), (size_t)-1 for
+ * one that does not fit or is malformed.
+ */
+static size_t
+relay_dns_rdata(int type, const uint8_t *d, size_t len, uint8_t *out,
+    size_t outsz)
+{
+	size_t	 i = 0, o = 0, l, k;
+
+	switch (type) {
+	case DNS_T_A:
+	case DNS_T_AAAA:
+		if (len != (type == DNS_T_A ? 4U : 16U))
+			return (size_t)-1;
+		memcpy(out, d, len);
+		return len;
+	case DNS_T_TXT:
+		/* character-strings, concatenated (RFC 7208 3.3) */
+		while (i < len) {
+			l = d[i++];
+			if (l > len - i || o + l > outsz)
+				return (size_t)-1;
+			memcpy(out + o, d + i, l);
+			o += l;
+			i += l;
+		}
+		return o;
+	case DNS_T_MX:
+		if (len < 3)
+			return (size_t)-1;
+		i = 2;
+		/* FALLTHROUGH */
+	case DNS_T_PTR:
+		/* an uncompressed wire name, dotted */
+		while (i < len && (l = d[i++]) != 0) {
+			if (l > 63 || l > len - i || o + l + 1 > outsz)
+				return (size_t)-1;
+			if (o > 0)
+				out[o++] = '.';
+			for (k = 0; k < l; k++, i++) {
+				if (d[i] <= 0x20 || d[i] >= 0x7f ||
+				    d[i] == '.' || d[i] == '\\')
+					return (size_t)-2;
+				out[o++] = d[i];
+			}
+		}
+		return o;
+	}
+	return (size_t)-1;
 }
 
 /* A payload to POST: checked, signed, handed to libcurl. */

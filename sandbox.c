@@ -99,7 +99,12 @@ sandbox_limits(const struct smtpd_conf *conf, enum role role)
 {
 	struct rlimit	 rl = { 0, 0 };
 
-	if (setrlimit(RLIMIT_NPROC, &rl) == -1)
+	/*
+	 * No new process.  The relay needs one thread (libunbound's),
+	 * which counts as a process here: its filter refuses every clone
+	 * but a thread's instead.
+	 */
+	if (role != ROLE_RELAY && setrlimit(RLIMIT_NPROC, &rl) == -1)
 		fatal("sandbox: RLIMIT_NPROC");
 	if (setrlimit(RLIMIT_CORE, &rl) == -1)
 		fatal("sandbox: RLIMIT_CORE");
@@ -254,6 +259,7 @@ struct ll_net_port_attr {
 #define SANDBOX_EMPTY_DIR		"/var/empty"
 
 static int	sandbox_landlock(const struct smtpd_conf *, enum role, int);
+static void	sandbox_landlock_port(int, int);
 static void	sandbox_seccomp(const struct smtpd_conf *, enum role,
 		    struct sock_fprog *);
 static void	sandbox_export(scmp_filter_ctx, struct sock_fprog *);
@@ -288,7 +294,6 @@ sandbox_landlock(const struct smtpd_conf *conf, enum role role, int dirfd)
 {
 	struct ll_ruleset_attr		 ra;
 	struct landlock_path_beneath_attr pb;
-	struct ll_net_port_attr		 np;
 	static const char		*gconv[] = {
 		"/usr/lib/" GCONV_MULTIARCH "/gconv", "/usr/lib64/gconv",
 		"/usr/lib/gconv" };
@@ -360,15 +365,27 @@ sandbox_landlock(const struct smtpd_conf *conf, enum role role, int dirfd)
 		close(fd);
 	}
 	/* a worker has no inet socket: every TCP connect is refused */
-	if (abi >= 4 && conf->api_port != 0 && role != ROLE_WORKER) {
-		np.allowed_access = LL_ACCESS_NET_CONNECT_TCP;
-		np.port = (uint64_t)conf->api_port;
-		if (syscall(SYS_landlock_add_rule, rfd,
-		    LL_RULE_NET_PORT, &np, 0) == -1)
-			fatal("sandbox: landlock_add_rule (port %d)",
-			    conf->api_port);
-	}
+	if (abi >= 4 && conf->api_port != 0 && role != ROLE_WORKER)
+		sandbox_landlock_port(rfd, conf->api_port);
+	/* the relay's DNS over TCP, for answers too long for UDP */
+	for (i = 0; abi >= 4 && role == ROLE_RELAY && i < conf->nresolvers;
+	    i++)
+		sandbox_landlock_port(rfd, conf->resolvers[i].port);
+	if (abi >= 4 && role == ROLE_RELAY && conf->nresolvers == 0)
+		sandbox_landlock_port(rfd, 53);
 	return rfd;
+}
+
+static void
+sandbox_landlock_port(int rfd, int port)
+{
+	struct ll_net_port_attr	 np;
+
+	np.allowed_access = LL_ACCESS_NET_CONNECT_TCP;
+	np.port = (uint64_t)port;
+	if (syscall(SYS_landlock_add_rule, rfd, LL_RULE_NET_PORT, &np, 0) ==
+	    -1)
+		fatal("sandbox: landlock_add_rule (port %d)", port);
 }
 
 static void
@@ -489,6 +506,14 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum role role,
 		    ARG(1, SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM));
 		ALLOW_IF(socket, ARG(0, SCMP_CMP_EQ, AF_INET6, 0),
 		    ARG(1, SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM));
+		if (role == ROLE_RELAY) {
+			/* and DNS: UDP from a random port (libunbound) */
+			ALLOW_IF(socket, ARG(0, SCMP_CMP_EQ, AF_INET, 0),
+			    ARG(1, SCMP_CMP_MASKED_EQ, 0xf, SOCK_DGRAM));
+			ALLOW_IF(socket, ARG(0, SCMP_CMP_EQ, AF_INET6, 0),
+			    ARG(1, SCMP_CMP_MASKED_EQ, 0xf, SOCK_DGRAM));
+			ALLOW(bind);
+		}
 		ALLOW_IF(socketpair, ARG(0, SCMP_CMP_EQ, AF_UNIX, 0));
 		ALLOW(connect);
 		ALLOW(sendto);
@@ -537,10 +562,30 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum role role,
 
 	/* probed by glibc, which lives without them */
 	ERRNO(clone3, ENOSYS);
-	ERRNO(rseq, ENOSYS);
+	if (role == ROLE_RELAY)
+		ALLOW(rseq);	/* a new thread registers, as main did */
+	else
+		ERRNO(rseq, ENOSYS);
 	ERRNO(statx, ENOSYS);
-	/* no new process; RLIMIT_NPROC says the same */
-	ERRNO(clone, EPERM);
+	/*
+	 * No new process; RLIMIT_NPROC says the same.  The relay may
+	 * start threads (libunbound's resolver): a thread shares this
+	 * filter and Landlock domain.
+	 */
+	if (role == ROLE_RELAY) {
+		ALLOW_IF(clone, ARG(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD,
+		    CLONE_THREAD));
+		sandbox_rule(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+		    (struct scmp_arg_cmp[]){ ARG(0, SCMP_CMP_MASKED_EQ,
+		    CLONE_THREAD, 0) });
+		ALLOW(set_robust_list);
+		ALLOW(sigaltstack);
+		ALLOW(epoll_create1);
+		ALLOW(epoll_ctl);
+		ALLOW(epoll_wait);
+		ALLOW(epoll_pwait);
+	} else
+		ERRNO(clone, EPERM);
 	ERRNO(fork, EPERM);
 	ERRNO(vfork, EPERM);
 

@@ -108,6 +108,14 @@ static const struct reply_entry replies[REPLY_COUNT] = {
 	[REPLY_MIME] =	  { 554, "5.6.0", "", 0 },
 	[REPLY_ACCEPTED] =	  { 250, "2.0.0", "OK", 0 },
 	[REPLY_LOCALERR] =	  { 451, "4.3.0", "Local error, try again later", 0 },
+	[REPLY_FROM] =	  { 550, "5.7.1",
+			    "Message must have one From field with one mailbox",
+			    0 },
+	[REPLY_AUTHFAIL] =	  { 550, "5.7.26",
+			    "Sender authentication below the required level", 0 },
+	[REPLY_AUTHTEMP] =	  { 451, "4.4.3",
+			    "Sender authentication failed temporarily (DNS), "
+			    "try again later", 0 },
 };
 
 enum phase {
@@ -183,6 +191,8 @@ struct session {
 	int			 ofail;
 
 	struct message		 msg;
+	struct sockaddr_storage	 peer;
+	struct auth		 auth;
 };
 
 static void	session_init(struct session *, struct session_ctx *);
@@ -312,6 +322,7 @@ session_init(struct session *s, struct session_ctx *ctx)
 	s->chan = ctx->chan;
 	random_hex(s->id, sizeof(s->id));
 	session_addr_str(&ctx->peer, s->client_ip, sizeof(s->client_ip));
+	memcpy(&s->peer, &ctx->peer, sizeof(s->peer));
 	s->phase = P_GREETED;
 	s->rcpts = calloc((size_t)s->conf->max_rcpt, sizeof(char *));
 	if (s->rcpts == NULL)
@@ -1123,6 +1134,10 @@ session_mail(struct session *s, const char *args)
 	log_event(LOG_DEBUG, "mail", s->id, "{s:s, s:s}", "client_ip",
 	    s->client_ip, "from", clean);
 	session_reply(s, REPLY_MAILOK, NULL);
+	/* SPF while the client sends its recipients */
+	if (session_flush(s) == 0)
+		auth_spf(&s->auth, s->conf, s->chan, &s->peer, s->from,
+		    s->helo);
 }
 
 static void
@@ -1205,6 +1220,7 @@ session_reset(struct session *s)
 	s->msg.bare_lf = 0;
 	s->msg.long_line = 0;
 	s->msg.too_big = 0;
+	auth_reset(&s->auth);
 }
 
 static void
@@ -1497,13 +1513,14 @@ session_deliver(struct session *s)
 		env.session = s->id;
 		env.client_ip = s->client_ip;
 		env.helo = s->helo;
+		env.peer = &s->peer;
 		env.tls = s->tls != NULL ? tls_conn_version(s->tls) : NULL;
 		env.from = s->from;
 		env.rcpts = s->rcpts;
 		env.nrcpts = s->nrcpts;
 		env.received = time(NULL);
-		r = payload_deliver(s->conf, &env, &s->msg, s->chan, token,
-		    text, sizeof(text));
+		r = payload_deliver(s->conf, &env, &s->msg, s->chan, &s->auth,
+		    token, text, sizeof(text));
 	}
 	if (r == REPLY_ACCEPTED)
 		arg = s->msg.id;
@@ -1531,7 +1548,8 @@ session_deliver(struct session *s)
 		    "id", s->msg.id, "client_ip", s->client_ip,
 		    "helo", s->helo, "from", from,
 		    "rcpt", rcpts,
-		    "size", (json_int_t)(s->msg.hdrlen + s->msg.datalen),
+		    "size", (json_int_t)(s->auth.raw != NULL ? s->auth.rawlen :
+		    s->msg.hdrlen + s->msg.datalen),
 		    "token", token[0] ? token : NULL, "status", status,
 		    "reply", s->last_reply, "latency_ms",
 		    (json_int_t)((t1.tv_sec - t0.tv_sec) * 1000 +

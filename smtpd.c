@@ -128,6 +128,7 @@ main(int argc, char *argv[])
 	if (sodium_init() == -1)
 		errx(1, "libsodium initialisation failed");
 	json_object_seed(0);	/* reads /dev/urandom now, not sandboxed */
+	auth_init();		/* libopendkim, once for every worker */
 
 	conf_unsupported(&conf);
 	if (conf.check_cert)

@@ -296,6 +296,7 @@ struct envelope {
 	const char		*session;
 	const char		*client_ip;
 	const char		*helo;
+	const struct sockaddr_storage *peer;	/* the client */
 	const char		*tls;		/* NULL for plain sessions */
 	const char		*from;
 	char * const		*rcpts;
@@ -355,6 +356,9 @@ enum reply {
 	REPLY_MIME,
 	REPLY_ACCEPTED,
 	REPLY_LOCALERR,
+	REPLY_FROM,
+	REPLY_AUTHFAIL,
+	REPLY_AUTHTEMP,
 	REPLY_COUNT
 };
 
@@ -423,9 +427,10 @@ void		 firm_error_text(const char *, size_t, char *, size_t);
 
 /* payload.c */
 int		 payload_token_find(const char *, size_t, char *);
+struct auth;
 enum reply	 payload_deliver(const struct smtpd_conf *,
 		    const struct envelope *, const struct message *, int,
-		    char *, char *, size_t);
+		    struct auth *, char *, char *, size_t);
 
 /* channel.c */
 #define CHAN_DNS_QUERY_MAX	(4 + DNS_NAME_MAX + 1)
@@ -559,6 +564,66 @@ int		 dmarc_check(struct dns_ctx *, const struct dmarc_input *,
 		    struct dmarc_output *);
 const char	*dmarc_result_name(int);
 const char	*dmarc_policy_name(int);
+
+/* auth.c: one message's sender authentication, in the worker */
+enum auth_verdict {		/* worst first */
+	AUTHV_TEMPERROR = 0,
+	AUTHV_FAIL,
+	AUTHV_NONE,
+	AUTHV_WEAK,
+	AUTHV_STRONG,
+};
+enum auth_dkim_result {
+	DKIM_R_NONE = 0,
+	DKIM_R_PASS,
+	DKIM_R_FAIL,
+	DKIM_R_POLICY,
+	DKIM_R_NEUTRAL,
+	DKIM_R_TEMPERROR,
+	DKIM_R_PERMERROR,
+};
+#define AUTH_RESULTS_MAX	4096
+struct auth_dkim {
+	int			 result;	/* enum auth_dkim_result */
+	char			 d[DNS_NAME_MAX + 1];
+	char			 s[64];
+	const char		*a;		/* algorithm, a static name */
+	int			 bits;
+	int			 aligned;	/* with the From domain */
+	int			 covers_token;
+};
+struct auth {
+	struct dns_ctx		 dns;
+	struct dns_chan		 dc;
+	struct dns_answer	*ans;		/* for DKIM keys */
+	int			 spf_done;
+	int			 spf;		/* enum spf_result */
+	char			 spf_domain[SMTP_DOMAIN_MAX + 1];
+	const char		*spf_scope;	/* "mfrom" or "helo" */
+	char			 from[SMTP_PATH_MAX + 1];	/* From: */
+	char			 from_domain[SMTP_DOMAIN_MAX + 1];
+	size_t			 ndkim;
+	struct auth_dkim	 dkim[DMARC_DKIM_MAX];
+	struct dmarc_output	 dmarc;
+	int			 from_equals_envelope;
+	int			 auto_submitted;
+	int			 verdict;	/* enum auth_verdict */
+	char			 results[AUTH_RESULTS_MAX];
+	char			*raw;		/* the message as forwarded */
+	size_t			 rawlen;
+};
+struct json_t;
+void		 auth_init(void);
+void		 auth_reset(struct auth *);
+void		 auth_spf(struct auth *, const struct smtpd_conf *, int,
+		    const struct sockaddr_storage *, const char *,
+		    const char *);
+int		 auth_from(struct auth *, const struct message *);
+int		 auth_message(struct auth *, const struct smtpd_conf *,
+		    const struct message *, const char *, const char *, int);
+struct json_t	*auth_json(const struct auth *, const struct smtpd_conf *);
+const char	*auth_dkim_result(const struct auth *);
+const char	*auth_verdict_name(int);
 
 /* conf.c */
 void		 conf_init(struct smtpd_conf *, int, char **);

@@ -16,7 +16,8 @@ fi
 # (libtls-dev does not depend on it)
 build="build-essential pkg-config clang libtls-dev libssl-dev \
 libsodium-dev libjansson-dev libcurl4-openssl-dev libseccomp-dev \
-libbsd-dev mandoc libclang-rt-14-dev libunbound-dev libopendkim-dev"
+libbsd-dev mandoc libclang-rt-14-dev libunbound-dev libevent-dev \
+libopendkim-dev"
 test="python3 python3-pytest swaks libnet-ssleay-perl perl openssl \
 python3-dnslib python3-dkim python3-nacl python3-yaml"
 

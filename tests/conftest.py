@@ -501,8 +501,62 @@ class SmtpdServer:
         return self.proc.returncode
 
 
+# ---------------------------------------------------------------- DNS
+
+# Every server the tests start asks a fake DNS server on loopback
+# (tests/fake_dns.py), never the machine's resolver: CI has no network,
+# and sender authentication (SPEC section 6) looks up every message.
+# The session-wide default answers NXDOMAIN for every name; a test that
+# needs records uses the `dns` fixture and smtpd(..., resolver=dns).
+_default_dns = None
+DEFAULT_RESOLVER = "default"    # build_args/smtpd: the session default
+
+
+def default_dns():
+    """The session-wide fake DNS server (empty zone: NXDOMAIN for all),
+    started on first use and stopped at the end of the session."""
+    global _default_dns
+    if _default_dns is None:
+        from fake_dns import FakeDNS
+        _default_dns = FakeDNS().start()
+    return _default_dns
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_default_dns():
+    yield
+    global _default_dns
+    if _default_dns is not None:
+        _default_dns.stop()
+        _default_dns = None
+
+
+@pytest.fixture
+def dns():
+    """A fake DNS server of the test's own (tests/fake_dns.py), fresh
+    zones; start smtpd on it with smtpd(..., resolver=dns)."""
+    from fake_dns import FakeDNS
+    fake = FakeDNS().start()
+    yield fake
+    fake.stop()
+
+
+def resolver_args(extra, resolver=DEFAULT_RESOLVER):
+    """The --resolver flag build_args adds: none when extra has its own
+    --resolver or resolver is None; the session default fake DNS when
+    resolver is DEFAULT_RESOLVER; else resolver (a FakeDNS, or an
+    ADDR[:PORT] string)."""
+    if resolver is None or any(str(a) == "--resolver" or
+                               str(a).startswith("--resolver=")
+                               for a in extra):
+        return []
+    if isinstance(resolver, str) and resolver == DEFAULT_RESOLVER:
+        resolver = default_dns()
+    return ["--resolver", getattr(resolver, "address", resolver)]
+
+
 def build_args(port, spool, extra=(), hostname=HOSTNAME, recipients=(RCPT,),
-               listen=None):
+               listen=None, resolver=DEFAULT_RESOLVER):
     args = ["-d", "-l", listen or "%s:%d" % (LOOPBACK, port)]
     if hostname is not None:
         args += ["-H", hostname]
@@ -510,6 +564,7 @@ def build_args(port, spool, extra=(), hostname=HOSTNAME, recipients=(RCPT,),
         args += ["-r", r]
     if spool is not None:
         args += ["--spool", str(spool)]
+    args += resolver_args(extra, resolver)
     return args + [str(a) for a in extra]
 
 
@@ -537,11 +592,13 @@ def smtpd(tmp_path, spool_root, request):
     ./smtpd -d -l 127.0.0.1:PORT -H test.example -r ... --spool DIR ...
     and returns a started SmtpdServer; all are stopped at teardown.
     smtpd(api=URL) starts it with -a URL instead of --spool;
-    smtpd(binary=SMTPD_TEST) starts another build (the XTEST one)."""
+    smtpd(binary=SMTPD_TEST) starts another build (the XTEST one);
+    smtpd(resolver=dns) asks the test's fake DNS server (the `dns`
+    fixture) instead of the session default, which answers NXDOMAIN."""
     servers = []
 
     def start(*extra, recipients=(RCPT,), hostname=HOSTNAME, api=None,
-              binary=None):
+              binary=None, resolver=DEFAULT_RESOLVER):
         n = len(servers)
         workdir = tmp_path / ("server%d" % n)
         workdir.mkdir()
@@ -561,7 +618,8 @@ def smtpd(tmp_path, spool_root, request):
                 extra += ("--banlist-cache",
                           os.path.join(cache, "banlist.json"))
         port = free_port()
-        args = build_args(port, spool, extra, hostname, recipients)
+        args = build_args(port, spool, extra, hostname, recipients,
+                          resolver=resolver)
         srv = SmtpdServer(workdir, args, port, spool, binary)
         servers.append(srv)
         return srv.start()
@@ -643,3 +701,14 @@ def children(pid):
         if int(fields[1]) == pid:
             kids.add(int(entry))
     return kids
+
+
+def after_auth_results(raw):
+    """The message after our Authentication-Results header (SPEC 3: it
+    goes first, above our Received header); fails when it is not first."""
+    assert raw.startswith(b"Authentication-Results: "), raw[:200]
+    lines = raw.split(b"\r\n")
+    n = 1
+    while n < len(lines) and lines[n][:1] in (b" ", b"\t"):
+        n += 1
+    return b"\r\n".join(lines[n:])

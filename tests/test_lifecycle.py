@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import (HOSTNAME, LOOPBACK, RCPT, REPO, SMTPD, SMTPClient,
+from conftest import (after_auth_results, HOSTNAME, LOOPBACK, RCPT, REPO, SMTPD, SMTPClient,
                       assert_reply, free_port, make_message, raw_message,
                       read_spool, run_smtpd, wait_for)
 
@@ -142,7 +142,7 @@ def test_inetd_mode_on_a_tcp_socket_records_the_client_ip(tmp_path,
     assert status == 0, errtext
     [e] = read_spool(spool)
     assert e["client_ip"] == "127.0.0.1"
-    assert raw_message(e).startswith(b"Received:")
+    assert after_auth_results(raw_message(e)).startswith(b"Received:")
 
 
 # ------------------------------------------------------------ SIGTERM

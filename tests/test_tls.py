@@ -22,7 +22,7 @@ import warnings
 
 import pytest
 
-from conftest import (HELO, HOSTNAME, IO_TIMEOUT, LOOPBACK, RCPT, SENDER,
+from conftest import (after_auth_results, HELO, HOSTNAME, IO_TIMEOUT, LOOPBACK, RCPT, SENDER,
                       TOKEN, SMTPClient, assert_reply, children, free_port,
                       make_message, port_accepts, raw_message, reply_id,
                       run_smtpd, wait_for)
@@ -191,6 +191,7 @@ def ehlo_keywords(reply):
 
 def received_header(raw):
     """Our Received header (the first one, with its folded lines)."""
+    raw = after_auth_results(raw)
     assert raw.startswith(b"Received: "), raw[:200]
     lines = raw.split(b"\r\n")
     out = [lines[0]]

@@ -1,0 +1,646 @@
+/*
+ * Sender authentication for one message (SPEC section 6): the worker's
+ * side.  SPF runs as soon as MAIL FROM is known (spf.c), DKIM and DMARC
+ * at the end of data; every DNS question goes to the relay (dns.c)
+ * within the message's budget.  The result travels in the payload
+ * (auth_json), in our Authentication-Results header (RFC 8601), and
+ * may refuse the message under --require-auth.
+ *
+ * Choices the RFCs leave to us:
+ * - the From field is parsed from its raw bytes, never from a decoded
+ *   form; no From, two, or one naming several mailboxes is refused;
+ * - DKIM: libopendkim verifies every signature (up to DMARC_DKIM_MAX);
+ *   rsa-sha1 and RSA keys under 1024 bits (RFC 8301) are "policy",
+ *   whatever the signature's own outcome would have been if it passed;
+ * - a signature covers the token when the token is in the Subject and
+ *   "subject" is in h=, or when the token's own octets lie in the
+ *   first l= octets of the raw body (or there is no l=).  An encoded
+ *   token (base64, quoted-printable) counts as covered only without
+ *   l= or with l= spanning the whole body: the raw body is never
+ *   longer than its canonical form would need, so this errs towards
+ *   "not covered";
+ * - from_equals_envelope compares both addresses case-insensitively;
+ * - an incoming Authentication-Results whose authserv-id is ours is
+ *   dropped from what we forward (RFC 8601 5), any other kept.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+#include <opendkim/dkim.h>
+
+#include "smtpd.h"
+
+static DKIM_LIB		*auth_dkim_lib;
+
+struct auth_field {
+	const char	*p;		/* name: value, without the CRLF */
+	size_t		 len;		/* ... and with it */
+	size_t		 full;
+};
+
+static size_t	auth_field_next(const char *, size_t, size_t,
+		    struct auth_field *);
+static int	auth_field_is(const struct auth_field *, const char *);
+static const char *auth_field_value(const struct auth_field *, size_t *);
+static void	auth_dkim(struct auth *, const char *, size_t, size_t,
+		    const char *, int);
+static DKIM_CBSTAT auth_dkim_key(DKIM *, DKIM_SIGINFO *, u_char *, size_t);
+static void	auth_dkim_sig(struct auth *, DKIM *, DKIM_SIGINFO *,
+		    const char *, size_t, const char *, int);
+static int	auth_name_ok(const char *);
+static int	auth_verdict(const struct auth *, int);
+static void	auth_results(struct auth *, const struct smtpd_conf *);
+static int	auth_raw(struct auth *, const struct smtpd_conf *,
+		    const struct message *);
+static int	auth_our_ar(const struct smtpd_conf *, const char *, size_t);
+
+static const char *const verdict_names[] = { "temperror", "fail", "none",
+    "weak", "strong" };
+static const char *const dkim_names[] = { "none", "pass", "fail", "policy",
+    "neutral", "temperror", "permerror" };
+
+/*
+ * Once, before any worker is forked: libopendkim's handle, checked for
+ * Ed25519 (RFC 8463).  Keys come from our own lookup, through the
+ * relay, never from libopendkim's resolver.
+ */
+void
+auth_init(void)
+{
+	unsigned int	 flags = DKIM_LIBFLAGS_NONE, bits = 0;
+
+	if ((auth_dkim_lib = dkim_init(NULL, NULL)) == NULL)
+		fatalx("libopendkim: dkim_init failed");
+	if (!dkim_libfeature(auth_dkim_lib, DKIM_FEATURE_ED25519) ||
+	    !dkim_libfeature(auth_dkim_lib, DKIM_FEATURE_SHA256))
+		fatalx("libopendkim was built without Ed25519 or SHA-256 "
+		    "(RFC 8463); smtpd needs both");
+	/* small keys are verified, then graded "policy" (RFC 8301) */
+	if (dkim_options(auth_dkim_lib, DKIM_OP_SETOPT, DKIM_OPTS_MINKEYBITS,
+	    &bits, sizeof(bits)) != DKIM_STAT_OK ||
+	    dkim_options(auth_dkim_lib, DKIM_OP_SETOPT, DKIM_OPTS_FLAGS, &flags,
+	    sizeof(flags)) != DKIM_STAT_OK ||
+	    dkim_set_key_lookup(auth_dkim_lib, auth_dkim_key) != DKIM_STAT_OK)
+		fatalx("libopendkim: dkim_options failed");
+}
+
+void
+auth_reset(struct auth *au)
+{
+	free(au->raw);
+	free(au->ans);
+	memset(au, 0, sizeof(*au));
+}
+
+/*
+ * At MAIL FROM: the message's DNS budget starts, and SPF is decided
+ * for the envelope sender's domain, or for the HELO name when the
+ * sender is <> (RFC 7208 2.3, 2.4).
+ */
+void
+auth_spf(struct auth *au, const struct smtpd_conf *conf, int chan,
+    const struct sockaddr_storage *peer, const char *from, const char *helo)
+{
+	char		 sender[SMTP_PATH_MAX + 16];
+	const char	*at;
+
+	auth_reset(au);
+	dns_chan_init(&au->dns, &au->dc, chan);
+	if (from[0] != '\0' && (at = strrchr(from, '@')) != NULL) {
+		strlcpy(au->spf_domain, at + 1, sizeof(au->spf_domain));
+		strlcpy(sender, from, sizeof(sender));
+		au->spf_scope = "mfrom";
+	} else {
+		strlcpy(au->spf_domain, helo, sizeof(au->spf_domain));
+		snprintf(sender, sizeof(sender), "postmaster@%s", helo);
+		au->spf_scope = "helo";
+	}
+	au->spf = spf_check_host(&au->dns, peer, au->spf_domain, sender, helo,
+	    conf->hostname);
+	au->spf_done = 1;
+}
+
+/*
+ * The From rule (SPEC section 3): exactly one From field naming exactly
+ * one mailbox.  Returns -1 when it holds, else the reply.
+ */
+int
+auth_from(struct auth *au, const struct message *msg)
+{
+	struct auth_field	 f;
+	const char		*data = msg->buf + msg->hdrlen, *v, *at;
+	char			 unfolded[SMTP_TEXT_LINE_MAX * 8];
+	size_t			 len = msg->len - msg->hdrlen, off = 0, vlen, i;
+	size_t			 n, nfrom = 0;
+
+	while ((off = auth_field_next(data, len, off, &f)) != 0) {
+		if (!auth_field_is(&f, "from"))
+			continue;
+		if (++nfrom > 1)
+			return REPLY_FROM;
+		v = auth_field_value(&f, &vlen);
+		for (i = 0, n = 0; i < vlen && n < sizeof(unfolded) - 1; i++)
+			if (v[i] != '\r' && v[i] != '\n')
+				unfolded[n++] = v[i];
+		if (i < vlen ||
+		    addr_parse_from(unfolded, n, au->from, sizeof(au->from)) !=
+		    1)
+			return REPLY_FROM;
+	}
+	if (nfrom == 0 || (at = strrchr(au->from, '@')) == NULL)
+		return REPLY_FROM;
+	strlcpy(au->from_domain, at + 1, sizeof(au->from_domain));
+	for (i = 0; au->from_domain[i] != '\0'; i++)
+		au->from_domain[i] = (char)tolower((unsigned char)
+		    au->from_domain[i]);
+	return -1;
+}
+
+/*
+ * The next header field at off of the data's header section: its
+ * extent in *f, and the offset after it; 0 at the end of the header.
+ */
+static size_t
+auth_field_next(const char *p, size_t len, size_t off, struct auth_field *f)
+{
+	const char	*e;
+	size_t		 end = off;
+
+	if (off >= len || p[off] == '\r' || p[off] == '\n')
+		return 0;
+	for (;;) {
+		e = memchr(p + end, '\n', len - end);
+		end = e == NULL ? len : (size_t)(e - p) + 1;
+		if (end >= len || (p[end] != ' ' && p[end] != '\t'))
+			break;
+	}
+	f->p = p + off;
+	f->full = end - off;
+	f->len = f->full;
+	while (f->len > 0 && (f->p[f->len - 1] == '\n' ||
+	    f->p[f->len - 1] == '\r'))
+		f->len--;
+	return end;
+}
+
+static int
+auth_field_is(const struct auth_field *f, const char *name)
+{
+	size_t	 n = strlen(name), i = n;
+
+	if (f->len <= n || strncasecmp(f->p, name, n) != 0)
+		return 0;
+	while (i < f->len && (f->p[i] == ' ' || f->p[i] == '\t'))
+		i++;
+	return i < f->len && f->p[i] == ':';
+}
+
+static const char *
+auth_field_value(const struct auth_field *f, size_t *vlen)
+{
+	const char	*c = memchr(f->p, ':', f->len);
+
+	*vlen = f->len - (size_t)(c + 1 - f->p);
+	return c + 1;
+}
+
+/*
+ * At the end of data, with the From rule passed and the token found:
+ * DKIM, DMARC, the verdict, our header, the message as forwarded.
+ * Returns -1 to forward it, else the reply that refuses it.
+ */
+int
+auth_message(struct auth *au, const struct smtpd_conf *conf,
+    const struct message *msg, const char *envelope, const char *token,
+    int token_in_subject)
+{
+	struct dmarc_input	 in;
+	struct auth_field	 f;
+	const char		*data = msg->buf + msg->hdrlen, *v;
+	size_t			 len = msg->len - msg->hdrlen, off = 0, body;
+	size_t			 i, vlen;
+	int			 null_sender = envelope[0] == '\0';
+
+	for (body = 0; (off = auth_field_next(data, len, off, &f)) != 0;
+	    body = off) {
+		if (!auth_field_is(&f, "auto-submitted"))
+			continue;
+		v = auth_field_value(&f, &vlen);
+		while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+			v++;
+			vlen--;
+		}
+		if (vlen < 2 || strncasecmp(v, "no", 2) != 0 ||
+		    (vlen > 2 && v[2] != ' ' && v[2] != '\t' && v[2] != ';' &&
+		    v[2] != '(' && v[2] != '\r'))
+			au->auto_submitted = 1;
+	}
+	/* past the empty line that ends the header */
+	if (body < len && data[body] == '\r')
+		body++;
+	if (body < len && data[body] == '\n')
+		body++;
+	auth_dkim(au, data, len, body, token, token_in_subject);
+
+	memset(&in, 0, sizeof(in));
+	in.from_domain = au->from_domain;
+	in.spf = au->spf;
+	in.spf_domain = au->spf_domain;
+	for (i = 0; i < au->ndkim; i++) {
+		in.dkim_domain[i] = au->dkim[i].d;
+		in.dkim_pass[i] = au->dkim[i].result == DKIM_R_PASS;
+	}
+	in.ndkim = au->ndkim;
+	if (dmarc_check(&au->dns, &in, &au->dmarc) == -1)
+		au->dmarc.result = DMARC_TEMPERROR;
+	for (i = 0; i < au->ndkim; i++)
+		au->dkim[i].aligned = au->dmarc.dkim_aligned_each[i];
+	au->from_equals_envelope = strcasecmp(au->from, envelope) == 0;
+	au->verdict = auth_verdict(au, null_sender);
+	auth_results(au, conf);
+	if (auth_raw(au, conf, msg) == -1)
+		return REPLY_LOCALERR;
+	if (conf->require_auth == AUTH_NONE)
+		return -1;
+	if (au->verdict == AUTHV_TEMPERROR)
+		return REPLY_AUTHTEMP;
+	if ((conf->require_auth == AUTH_WEAK && au->verdict < AUTHV_WEAK) ||
+	    (conf->require_auth == AUTH_STRONG && au->verdict < AUTHV_STRONG))
+		return REPLY_AUTHFAIL;
+	return -1;
+}
+
+/* SPEC section 6, best first. */
+static int
+auth_verdict(const struct auth *au, int null_sender)
+{
+	size_t	 i;
+	int	 dkim_aligned_pass = 0, strong = 0, temp = 0;
+
+	for (i = 0; i < au->ndkim; i++) {
+		if (au->dkim[i].result == DKIM_R_TEMPERROR)
+			temp = 1;
+		if (au->dkim[i].result != DKIM_R_PASS || !au->dkim[i].aligned)
+			continue;
+		dkim_aligned_pass = 1;
+		if (au->dkim[i].covers_token)
+			strong = 1;
+	}
+	if (au->dmarc.result == DMARC_PASS) {
+		if (strong && au->dmarc.dkim_aligned &&
+		    au->from_equals_envelope && !au->auto_submitted &&
+		    !null_sender)
+			return AUTHV_STRONG;
+		return AUTHV_WEAK;
+	}
+	if (au->dmarc.result == DMARC_TEMPERROR)
+		return AUTHV_TEMPERROR;
+	if (au->dmarc.result == DMARC_FAIL ||
+	    (au->spf == SPF_FAIL && !dkim_aligned_pass))
+		return AUTHV_FAIL;
+	if (temp || au->spf == SPF_TEMPERROR)
+		return AUTHV_TEMPERROR;
+	return AUTHV_NONE;
+}
+
+/*
+ * libopendkim over the raw header fields and body; one entry per
+ * signature in au->dkim.
+ */
+static void
+auth_dkim(struct auth *au, const char *data, size_t len, size_t body,
+    const char *token, int token_in_subject)
+{
+	struct auth_field	 f;
+	DKIM_SIGINFO		**sigs;
+	DKIM_STAT		 st;
+	DKIM			*d;
+	size_t			 off = 0;
+	int			 i, nsigs;
+
+	if (auth_dkim_lib == NULL)
+		return;
+	d = dkim_verify(auth_dkim_lib, (const u_char *)"smtpd", NULL, &st);
+	if (d == NULL)
+		return;
+	dkim_set_user_context(d, au);
+	while ((off = auth_field_next(data, len, off, &f)) != 0)
+		(void)dkim_header(d, (u_char *)(uintptr_t)f.p, f.len);
+	if (dkim_eoh(d) == DKIM_STAT_OK) {
+		(void)dkim_body(d, (u_char *)(uintptr_t)data + body,
+		    len - body);
+		(void)dkim_eom(d, NULL);
+	}
+	if (dkim_getsiglist(d, &sigs, &nsigs) == DKIM_STAT_OK)
+		for (i = 0; i < nsigs && au->ndkim < DMARC_DKIM_MAX; i++)
+			auth_dkim_sig(au, d, sigs[i], data + body, len - body,
+			    token, token_in_subject);
+	dkim_free(d);
+}
+
+static void
+auth_dkim_sig(struct auth *au, DKIM *d, DKIM_SIGINFO *sig, const char *body,
+    size_t bodylen, const char *token, int token_in_subject)
+{
+	struct auth_dkim	*k = &au->dkim[au->ndkim];
+	const char		*dom, *sel, *h, *l, *t, *errstr;
+	unsigned int		 flags = dkim_sig_getflags(sig), bits = 0;
+	dkim_alg_t		 alg = DKIM_SIGN_UNKNOWN;
+	long long		 lim = -1;
+	int			 err = dkim_sig_geterror(sig);
+
+	(void)d;
+	memset(k, 0, sizeof(*k));
+	dom = (const char *)dkim_sig_getdomain(sig);
+	sel = (const char *)dkim_sig_getselector(sig);
+	if (dom == NULL || !auth_name_ok(dom) ||
+	    strlcpy(k->d, dom, sizeof(k->d)) >= sizeof(k->d))
+		k->d[0] = '\0';
+	if (sel == NULL || !auth_name_ok(sel) ||
+	    strlcpy(k->s, sel, sizeof(k->s)) >= sizeof(k->s))
+		k->s[0] = '\0';
+	(void)dkim_sig_getsignalg(sig, &alg);
+	k->a = alg == DKIM_SIGN_RSASHA1 ? "rsa-sha1" :
+	    alg == DKIM_SIGN_RSASHA256 ? "rsa-sha256" :
+	    alg == DKIM_SIGN_ED25519SHA256 ? "ed25519-sha256" : "unknown";
+	if (dkim_sig_getkeysize(sig, &bits) == DKIM_STAT_OK)
+		k->bits = (int)bits;
+	if (alg == DKIM_SIGN_ED25519SHA256 && k->bits == 0)
+		k->bits = 256;	/* libopendkim counts RSA keys only */
+
+	if ((flags & DKIM_SIGFLAG_PASSED) != 0 &&
+	    dkim_sig_getbh(sig) == DKIM_SIGBH_MATCH)
+		k->result = DKIM_R_PASS;
+	else if (err == DKIM_SIGERROR_KEYFAIL)
+		k->result = DKIM_R_TEMPERROR;	/* DNS failed */
+	else if (err == DKIM_SIGERROR_OK || err == DKIM_SIGERROR_BADSIG ||
+	    err == DKIM_SIGERROR_CORRUPT_B || err == DKIM_SIGERROR_CORRUPT_BH ||
+	    err == DKIM_SIGERROR_TOOLARGE_L || err == DKIM_SIGERROR_EXPIRED ||
+	    err == DKIM_SIGERROR_FUTURE || err == DKIM_SIGERROR_TIMESTAMPS ||
+	    err == DKIM_SIGERROR_KEYHASHMISMATCH)
+		k->result = DKIM_R_FAIL;	/* verified, and wrong */
+	else
+		k->result = DKIM_R_PERMERROR;	/* no key, bad syntax */
+	/* RFC 8301: acceptable cryptography only */
+	if (k->result == DKIM_R_PASS && (alg == DKIM_SIGN_RSASHA1 ||
+	    (alg == DKIM_SIGN_RSASHA256 && k->bits < 1024)))
+		k->result = DKIM_R_POLICY;
+
+	h = (const char *)dkim_sig_gettagvalue(sig, false, (u_char *)"h");
+	l = (const char *)dkim_sig_gettagvalue(sig, false, (u_char *)"l");
+	if (l != NULL) {
+		lim = strtonum(l, 0, LLONG_MAX, &errstr);
+		if (errstr != NULL)
+			lim = 0;
+	}
+	if (token_in_subject && h != NULL) {
+		for (t = h; (t = strcasestr(t, "subject")) != NULL; t += 7)
+			if ((t == h || t[-1] == ':' || t[-1] == ' ' ||
+			    t[-1] == '\t') && (t[7] == '\0' || t[7] == ':' ||
+			    t[7] == ' ' || t[7] == '\t' || t[7] == '\r' ||
+			    t[7] == '\n')) {
+				k->covers_token = 1;
+				break;
+			}
+	}
+	if (!k->covers_token && !token_in_subject) {
+		t = memmem(body, bodylen, token, TOKEN_LEN);
+		if (lim == -1 || (long long)bodylen <= lim ||
+		    (t != NULL && (long long)(t - body + TOKEN_LEN) <= lim))
+			k->covers_token = 1;
+	}
+	au->ndkim++;
+}
+
+/*
+ * libopendkim asks for the key of a signature: TXT at
+ * selector._domainkey.domain, through the relay.
+ */
+static DKIM_CBSTAT
+auth_dkim_key(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
+{
+	struct auth	*au = dkim_get_user_context(d);
+	const char	*dom, *sel;
+	char		 name[DNS_NAME_MAX + 2];
+	size_t		 i;
+
+	dom = (const char *)dkim_sig_getdomain(sig);
+	sel = (const char *)dkim_sig_getselector(sig);
+	if (au == NULL || dom == NULL || sel == NULL ||
+	    (size_t)snprintf(name, sizeof(name), "%s._domainkey.%s", sel,
+	    dom) >= sizeof(name))
+		return DKIM_CBSTAT_NOTFOUND;
+	if (au->ans == NULL && (au->ans = malloc(sizeof(*au->ans))) == NULL)
+		return DKIM_CBSTAT_TRYAGAIN;
+	dns_lookup(&au->dns, name, DNS_T_TXT, au->ans);
+	if (au->ans->status == DNS_TEMPFAIL)
+		return DKIM_CBSTAT_TRYAGAIN;
+	if (au->ans->status == DNS_NXDOMAIN || au->ans->nrr == 0)
+		return DKIM_CBSTAT_NOTFOUND;
+	/* RFC 6376 3.6.2.2: several records: use the first that parses */
+	for (i = 0; i < au->ans->nrr; i++) {
+		if (au->ans->rr[i].len >= buflen ||
+		    memchr(au->ans->rr[i].data, '\0', au->ans->rr[i].len) !=
+		    NULL)
+			continue;
+		memcpy(buf, au->ans->rr[i].data, au->ans->rr[i].len);
+		buf[au->ans->rr[i].len] = '\0';
+		return DKIM_CBSTAT_CONTINUE;
+	}
+	return DKIM_CBSTAT_NOTFOUND;
+}
+
+/* A name we put in a header or a payload: letters, digits, . - _ */
+static int
+auth_name_ok(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && *s != '.' && *s != '-' &&
+		    *s != '_')
+			return 0;
+	return 1;
+}
+
+/* RFC 8601: "authserv-id; spf=...; dkim=...; dmarc=..." */
+static void
+auth_results(struct auth *au, const struct smtpd_conf *conf)
+{
+	char	*p = au->results;
+	size_t	 left = sizeof(au->results), i, n;
+
+#define AR_PUT(...) do {						\
+	n = (size_t)snprintf(p, left, __VA_ARGS__);			\
+	if (n >= left)							\
+		return;							\
+	p += n;								\
+	left -= n;							\
+} while (0)
+	AR_PUT("%s; spf=%s", conf->auth_id, spf_result_name(au->spf));
+	if (auth_name_ok(au->spf_domain))
+		AR_PUT(" smtp.%s=%s", strcmp(au->spf_scope, "helo") == 0 ?
+		    "helo" : "mailfrom", au->spf_domain);
+	if (au->ndkim == 0)
+		AR_PUT("; dkim=none");
+	for (i = 0; i < au->ndkim; i++) {
+		AR_PUT("; dkim=%s", dkim_names[au->dkim[i].result]);
+		if (au->dkim[i].d[0] != '\0')
+			AR_PUT(" header.d=%s", au->dkim[i].d);
+		if (au->dkim[i].s[0] != '\0')
+			AR_PUT(" header.s=%s", au->dkim[i].s);
+		AR_PUT(" header.a=%s", au->dkim[i].a);
+	}
+	AR_PUT("; dmarc=%s", dmarc_result_name(au->dmarc.result));
+	if (auth_name_ok(au->from_domain))
+		AR_PUT(" header.from=%s", au->from_domain);
+#undef AR_PUT
+}
+
+/*
+ * Is this Authentication-Results value ours?  Its authserv-id is the
+ * first token, after any comment or space (RFC 8601 2.2).
+ */
+static int
+auth_our_ar(const struct smtpd_conf *conf, const char *v, size_t len)
+{
+	size_t	 i = 0, n = strlen(conf->auth_id), depth = 0;
+
+	while (i < len) {
+		if (v[i] == '(')
+			depth++;
+		else if (v[i] == ')' && depth > 0)
+			depth--;
+		else if (depth == 0 && v[i] != ' ' && v[i] != '\t' &&
+		    v[i] != '\r' && v[i] != '\n')
+			break;
+		i++;
+	}
+	if (len - i < n || strncasecmp(v + i, conf->auth_id, n) != 0)
+		return 0;
+	i += n;
+	return i == len || v[i] == ';' || v[i] == ' ' || v[i] == '\t' ||
+	    v[i] == '\r' || v[i] == '(';
+}
+
+/*
+ * The message as forwarded: our Authentication-Results header, our
+ * Received header, then the data without any Authentication-Results
+ * that claims to be ours.  The header is folded at its "; " so that no
+ * line passes 78 octets for long.
+ */
+static int
+auth_raw(struct auth *au, const struct smtpd_conf *conf,
+    const struct message *msg)
+{
+	struct auth_field	 f;
+	const char		*data = msg->buf + msg->hdrlen, *v, *r;
+	size_t			 len = msg->len - msg->hdrlen, off = 0, prev = 0;
+	size_t			 vlen, o, col;
+	char			*out;
+
+	(void)conf;
+	if ((out = malloc(sizeof(au->results) * 2 + 64 + msg->len)) == NULL)
+		return -1;
+	o = (size_t)snprintf(out, 64, "Authentication-Results: ");
+	col = o;
+	for (r = au->results; *r != '\0'; r++) {
+		out[o++] = *r;
+		col++;
+		if (*r == ';' && r[1] == ' ' && col > 40) {
+			memcpy(out + o, "\r\n\t", 3);
+			o += 3;
+			r++;
+			col = 8;
+		}
+	}
+	memcpy(out + o, "\r\n", 2);
+	o += 2;
+	memcpy(out + o, msg->buf, msg->hdrlen);
+	o += msg->hdrlen;
+	while ((off = auth_field_next(data, len, off, &f)) != 0) {
+		if (auth_field_is(&f, "authentication-results")) {
+			v = auth_field_value(&f, &vlen);
+			if (auth_our_ar(conf, v, vlen)) {
+				memcpy(out + o, data + prev,
+				    (size_t)(f.p - data) - prev);
+				o += (size_t)(f.p - data) - prev;
+				prev = (size_t)(f.p - data) + f.full;
+			}
+		}
+	}
+	memcpy(out + o, data + prev, len - prev);
+	o += len - prev;
+	au->raw = out;
+	au->rawlen = o;
+	return 0;
+}
+
+/* The payload's "auth" object (SPEC section 6). */
+json_t *
+auth_json(const struct auth *au, const struct smtpd_conf *conf)
+{
+	json_t	*o, *dkim, *k;
+	size_t	 i;
+
+	if ((dkim = json_array()) == NULL)
+		return NULL;
+	for (i = 0; i < au->ndkim; i++) {
+		k = json_pack("{s:s, s:s, s:s, s:s, s:i, s:b, s:b}",
+		    "result", dkim_names[au->dkim[i].result],
+		    "d", au->dkim[i].d, "s", au->dkim[i].s,
+		    "a", au->dkim[i].a, "key_bits", au->dkim[i].bits,
+		    "aligned", au->dkim[i].aligned,
+		    "covers_token", au->dkim[i].covers_token);
+		if (k == NULL || json_array_append_new(dkim, k) == -1) {
+			json_decref(dkim);
+			return NULL;
+		}
+	}
+	o = json_pack("{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:s, s:s, s:s, s:s?,"
+	    " s:b, s:b}, s:b, s:b, s:s, s:s}",
+	    "authserv_id", conf->auth_id,
+	    "spf", "result", spf_result_name(au->spf), "domain",
+	    au->spf_domain, "scope", au->spf_scope ? au->spf_scope : "mfrom",
+	    "dkim", dkim,
+	    "dmarc", "result", dmarc_result_name(au->dmarc.result), "domain",
+	    au->dmarc.domain, "org_domain", au->dmarc.org_domain, "p",
+	    au->dmarc.policy == DMARC_P_UNSET ? NULL :
+	    dmarc_policy_name(au->dmarc.policy), "spf_aligned",
+	    au->dmarc.spf_aligned, "dkim_aligned", au->dmarc.dkim_aligned,
+	    "from_equals_envelope", au->from_equals_envelope,
+	    "auto_submitted", au->auto_submitted,
+	    "verdict", verdict_names[au->verdict],
+	    "authentication_results", au->results);
+	return o;
+}
+
+/* The payload's "dkim_result": the best of the signatures. */
+const char *
+auth_dkim_result(const struct auth *au)
+{
+	static const int	 order[] = { DKIM_R_PASS, DKIM_R_POLICY,
+	    DKIM_R_FAIL, DKIM_R_TEMPERROR, DKIM_R_PERMERROR, DKIM_R_NEUTRAL };
+	size_t			 i, j;
+
+	for (j = 0; j < sizeof(order) / sizeof(order[0]); j++)
+		for (i = 0; i < au->ndkim; i++)
+			if (au->dkim[i].result == order[j])
+				return dkim_names[order[j]];
+	return "none";
+}
+
+const char *
+auth_verdict_name(int v)
+{
+	return verdict_names[v];
+}
