@@ -132,8 +132,9 @@ tests/fuzz_mime: tests/fuzz_mime.c mime.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_mime.c mime.c $(PKG_LIBS)
 
 # What a worker taken over could send the relay.
-tests/fuzz_chan: tests/fuzz_chan.c channel.c $(HDRS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_chan.c channel.c $(PKG_LIBS)
+tests/fuzz_chan: tests/fuzz_chan.c channel.c dns.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_chan.c channel.c dns.c \
+	    $(PKG_LIBS)
 
 # Sender authentication: the RFC 7208 suite and the DMARC and From
 # checks, each against a table of DNS answers (no network).

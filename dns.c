@@ -3,8 +3,8 @@
  * relay, which resolves with libunbound and caches for every worker,
  * over the channel.  A question is (type, name); an answer is a status
  * and the records' data, decoded by the relay into plain octets (see
- * smtpd.h).  Each message has one budget, DNS_BUDGET_MS in all; once
- * it is spent every answer is DNS_TEMPFAIL, never a pass.
+ * smtpd.h).  Each message has one budget, DNS_BUDGET_MS of waiting in
+ * all; once it is spent every answer is DNS_TEMPFAIL, never a pass.
  *
  * Wire forms, in host order (both ends are one machine):
  *	question	u16 type, u16 name length, the name (no NUL)
@@ -85,19 +85,16 @@ dns_name_ok(const char *name, size_t len)
 	return 1;
 }
 
-/* A worker: questions go to the relay on fd, within the budget. */
+/*
+ * A worker: questions go to the relay on fd.  The budget is time spent
+ * waiting for answers, so a slow DATA phase does not spend it.
+ */
 void
 dns_chan_init(struct dns_ctx *ctx, struct dns_chan *dc, int fd)
 {
 	memset(ctx, 0, sizeof(*ctx));
 	dc->fd = fd;
-	clock_gettime(CLOCK_MONOTONIC, &dc->deadline);
-	dc->deadline.tv_sec += DNS_BUDGET_MS / 1000;
-	dc->deadline.tv_nsec += (DNS_BUDGET_MS % 1000) * 1000000L;
-	if (dc->deadline.tv_nsec >= 1000000000L) {
-		dc->deadline.tv_sec++;
-		dc->deadline.tv_nsec -= 1000000000L;
-	}
+	dc->left_ms = DNS_BUDGET_MS;
 	ctx->lookup = dns_chan_lookup;
 	ctx->arg = dc;
 }
@@ -107,26 +104,26 @@ dns_chan_lookup(void *arg, const char *name, int type,
     struct dns_answer *ans)
 {
 	struct dns_chan	*dc = arg;
-	struct timespec	 now;
+	struct timespec	 t0, t1;
 	uint8_t		 q[CHAN_DNS_QUERY_MAX];
 	uint16_t	 t = (uint16_t)type, n;
 	size_t		 len = strlen(name);
-	long long	 ms;
 	ssize_t		 got;
 
 	if (len > 0 && name[len - 1] == '.')
 		len--;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	ms = (dc->deadline.tv_sec - now.tv_sec) * 1000LL +
-	    (dc->deadline.tv_nsec - now.tv_nsec) / 1000000;
-	if (dc->fd == -1 || ms <= 0 || len > DNS_NAME_MAX)
+	if (dc->fd == -1 || dc->left_ms <= 0 || len > DNS_NAME_MAX)
 		return -1;
 	n = (uint16_t)len;
 	memcpy(q, &t, 2);
 	memcpy(q + 2, &n, 2);
 	memcpy(q + 4, name, len);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	got = chan_request(dc->fd, CHAN_DNS_QUERY, q, 4 + len, NULL, 0,
-	    CHAN_DNS_ANSWER, ans->buf, sizeof(ans->buf), ms);
+	    CHAN_DNS_ANSWER, ans->buf, sizeof(ans->buf), dc->left_ms);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	dc->left_ms -= (t1.tv_sec - t0.tv_sec) * 1000LL +
+	    (t1.tv_nsec - t0.tv_nsec) / 1000000;
 	if (got == -1) {
 		if (errno == EPIPE || errno == EPROTO)
 			dc->fd = -1;	/* no more questions this message */

@@ -733,6 +733,9 @@ sandbox_report(const struct smtpd_conf *conf, enum role role, int ruleset,
 	    "no_new_privs", 1,
 	    "network", role == ROLE_WORKER ?
 	    "its client and its channels only: no socket, no connect" :
+	    role == ROLE_RELAY ? (conf->api != NULL ?
+	    "TCP to the FIRM API's port; DNS to the resolvers" :
+	    "DNS to the resolvers") :
 	    conf->api != NULL ? "TCP to the FIRM API's port" : "none");
 }
 

@@ -494,7 +494,7 @@ int		 dns_lookup(struct dns_ctx *, const char *, int,
 		    struct dns_answer *);
 struct dns_chan {
 	int			 fd;		/* the channel */
-	struct timespec		 deadline;	/* the message's budget */
+	long long		 left_ms;	/* the message's budget */
 };
 void		 dns_chan_init(struct dns_ctx *, struct dns_chan *, int);
 int		 dns_answer_decode(const uint8_t *, size_t,

@@ -3,10 +3,14 @@
  * a worker taken over could send the relay.  The input is cut into
  * messages the way the relay reads them: chan_decode() on what has
  * arrived, then the body of a CHAN_INBOUND checked by
- * chan_inbound_check().  Whatever the input, a decoded length stays
- * within what arrived and the limit, a decoded header has a known type
- * and version, and a checked payload lies inside its message.  Any
- * breach aborts, so that libFuzzer keeps the input.
+ * chan_inbound_check(), and of a CHAN_DNS_QUERY by dns_query_check().
+ * Each body is also read as the relay's DNS answer would be, by the
+ * worker's dns_answer_decode().  Whatever the input, a decoded length
+ * stays within what arrived and the limit, a decoded header has a
+ * known type and version, a checked payload lies inside its message, a
+ * checked DNS name is a NUL-terminated name of the allowed length, and
+ * decoded records lie inside the answer.  Any breach aborts, so that
+ * libFuzzer keeps the input.
  */
 
 #include <stdint.h>
@@ -28,6 +32,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t			 off = 0, jsonlen, avail;
 	ssize_t			 n;
 	uint8_t			*copy;
+	static struct dns_answer ans;
+	char			 name[DNS_NAME_MAX + 1];
+	size_t			 i;
+	int			 type;
 
 	/* the relay's buffer is its own heap copy: so is ours, to the byte */
 	if ((copy = malloc(size ? size : 1)) == NULL)
@@ -57,6 +65,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    in.msgid[MSG_ID_LEN] != '\0' ||
 			    in.idem[IDEM_KEY_LEN] != '\0')
 				abort();
+		}
+		if (h.type == CHAN_DNS_QUERY && dns_query_check(copy + off +
+		    sizeof(h), h.len, &type, name, sizeof(name)) == 0) {
+			if (strlen(name) == 0 || strlen(name) > DNS_NAME_MAX ||
+			    strlen(name) != h.len - 4)
+				abort();
+		}
+		if (h.len <= sizeof(ans.buf) && dns_answer_decode(copy + off +
+		    sizeof(h), h.len, &ans) == 0) {
+			if (ans.nrr > DNS_RR_MAX || ans.status > DNS_TEMPFAIL)
+				abort();
+			for (i = 0; i < ans.nrr; i++)
+				if (ans.rr[i].data < ans.buf || ans.rr[i].data +
+				    ans.rr[i].len > ans.buf + h.len)
+					abort();
 		}
 		off += (size_t)n;
 	}
