@@ -37,8 +37,6 @@ static int	firm_header(struct curl_slist **, const char *,
 static const char *firm_resolve(struct smtpd_conf *);
 static void	firm_addr_add(struct smtpd_conf *, int, const void *);
 static void	firm_addr_literal(struct smtpd_conf *, const char *);
-static int	firm_opensocket_ok(const struct smtpd_conf *,
-		    const struct sockaddr *);
 static curl_socket_t firm_opensocket_cb(void *, curlsocktype,
 		    struct curl_sockaddr *);
 static CURL		*firm_curl;	/* one per process: reused */
@@ -337,7 +335,7 @@ firm_addr_literal(struct smtpd_conf *c, const char *s)
  * port?  With CURLOPT_RESOLVE every connection goes there anyway; this
  * is the last check before any socket is made.
  */
-static int
+int
 firm_opensocket_ok(const struct smtpd_conf *conf, const struct sockaddr *sa)
 {
 	const struct sockaddr_in	*sin = (const struct sockaddr_in *)sa;

@@ -22,7 +22,11 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <err.h>
 #include <errno.h>
@@ -82,6 +86,7 @@ struct chan {
 static struct smtpd_conf	 conf;
 static CURLM			*relay_multi;
 static struct ub_ctx		*relay_ub;
+static int			 relay_dns_any;	/* no resolver: the roots */
 static struct chan		**chans;
 static size_t			 nchans;
 static size_t			 maxbody;
@@ -103,6 +108,8 @@ static void	relay_answer(struct chan *, const struct chan_verdict *);
 static void	relay_queue(struct chan *, uint16_t, uint32_t, const void *,
 		    size_t);
 static void	relay_dns_setup(void);
+static void	relay_resolvconf(void);
+static int	relay_dest_ok(const struct sockaddr *, socklen_t);
 static void	relay_dns_query(struct chan *, const struct chan_hdr *,
 		    const uint8_t *, size_t);
 static void	relay_dns_done(void *, int, struct ub_result *);
@@ -490,15 +497,134 @@ relay_dns_setup(void)
 	    (rc = ub_ctx_set_option(relay_ub, "infra-keep-probing:",
 	    "yes")) != 0)
 		fatalx("relay: libunbound: %s", ub_strerror(rc));
+	if (conf.nresolvers == 0)
+		relay_resolvconf();
 	for (i = 0; i < conf.nresolvers; i++)
 		if ((rc = ub_ctx_set_fwd(relay_ub,
 		    conf.resolvers[i].name)) != 0)
 			fatalx("relay: --resolver %s: %s",
 			    conf.resolvers[i].name, ub_strerror(rc));
-	if (conf.nresolvers == 0 &&
-	    (rc = ub_ctx_resolvconf(relay_ub, "/etc/resolv.conf")) != 0)
-		log_warnx("relay: /etc/resolv.conf: %s; resolving from the "
-		    "root servers", ub_strerror(rc));
+	if (conf.nresolvers == 0) {
+		log_warnx("relay: no --resolver and no name server in "
+		    "/etc/resolv.conf: resolving from the root servers");
+		relay_dns_any = 1;
+	}
+}
+
+/*
+ * Without --resolver: the name servers of /etc/resolv.conf, read once
+ * here, become the resolvers, as if given with --resolver.
+ */
+static void
+relay_resolvconf(void)
+{
+	struct resolver	*r;
+	FILE		*fp;
+	char		 line[512], addr[INET6_ADDRSTRLEN + 1], *p;
+
+	if ((fp = fopen("/etc/resolv.conf", "re")) == NULL)
+		return;
+	while (fgets(line, sizeof(line), fp) != NULL &&
+	    conf.nresolvers < MAX_RESOLVERS) {
+		if (strncmp(line, "nameserver", 10) != 0 ||
+		    (line[10] != ' ' && line[10] != '\t'))
+			continue;
+		for (p = line + 10; *p == ' ' || *p == '\t'; p++)
+			;
+		p[strcspn(p, " \t\r\n%")] = '\0';
+		r = &conf.resolvers[conf.nresolvers];
+		if (strlcpy(addr, p, sizeof(addr)) >= sizeof(addr))
+			continue;
+		if (inet_pton(AF_INET, addr, r->addr) == 1)
+			r->af = AF_INET;
+		else if (inet_pton(AF_INET6, addr, r->addr) == 1)
+			r->af = AF_INET6;
+		else
+			continue;
+		r->port = 53;
+		(void)snprintf(r->name, sizeof(r->name), "%s@53", addr);
+		conf.nresolvers++;
+	}
+	fclose(fp);
+}
+
+/*
+ * Where the relay may send: the API (its addresses and port, checked
+ * by firm.c), the resolvers (their addresses and ports), or, with no
+ * resolver at all, any address on port 53; and local sockets.
+ */
+static int
+relay_dest_ok(const struct sockaddr *sa, socklen_t len)
+{
+	const struct sockaddr_in	*sin = (const struct sockaddr_in *)sa;
+	const struct sockaddr_in6	*sin6 = (const struct sockaddr_in6 *)sa;
+	const void			*a;
+	size_t				 i, alen;
+	int				 port;
+
+	if (sa == NULL || len < sizeof(sa_family_t))
+		return 0;
+	if (sa->sa_family == AF_UNIX || sa->sa_family == AF_UNSPEC)
+		return 1;
+	if (sa->sa_family == AF_INET && len >= sizeof(*sin)) {
+		port = ntohs(sin->sin_port);
+		a = &sin->sin_addr;
+		alen = 4;
+	} else if (sa->sa_family == AF_INET6 && len >= sizeof(*sin6)) {
+		port = ntohs(sin6->sin6_port);
+		a = &sin6->sin6_addr;
+		alen = 16;
+	} else
+		return 0;
+	if (conf.api != NULL && firm_opensocket_ok(&conf, sa))
+		return 1;
+	if (relay_dns_any)
+		return port == 53;
+	for (i = 0; i < conf.nresolvers; i++)
+		if (conf.resolvers[i].af == sa->sa_family &&
+		    conf.resolvers[i].port == port &&
+		    memcmp(conf.resolvers[i].addr, a, alen) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Every connect(), and every sendto() and sendmsg() with an address,
+ * that this program makes, libcurl's and libunbound's included, comes
+ * here first: a program's own definition precedes libc's.  No kernel
+ * mechanism on Linux limits where UDP datagrams go; this does, inside
+ * the relay.
+ */
+int
+connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	if (!relay_dest_ok(sa, len)) {
+		errno = EACCES;
+		return -1;
+	}
+	return (int)syscall(SYS_connect, fd, sa, len);
+}
+
+ssize_t
+sendto(int fd, const void *buf, size_t n, int flags,
+    const struct sockaddr *sa, socklen_t len)
+{
+	if (sa != NULL && !relay_dest_ok(sa, len)) {
+		errno = EACCES;
+		return -1;
+	}
+	return syscall(SYS_sendto, fd, buf, n, flags, sa, len);
+}
+
+ssize_t
+sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	if (m->msg_name != NULL && !relay_dest_ok(m->msg_name,
+	    m->msg_namelen)) {
+		errno = EACCES;
+		return -1;
+	}
+	return syscall(SYS_sendmsg, fd, m, flags);
 }
 
 /* A worker's question: checked, handed to libunbound. */

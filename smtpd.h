@@ -416,6 +416,8 @@ int		 firm_prepare(const struct smtpd_conf *, CURL *, const char *,
 int		 firm_finish(CURL *, CURLcode, struct firm_response *);
 #endif
 void		 firm_setup_priv(struct smtpd_conf *);
+int		 firm_opensocket_ok(const struct smtpd_conf *,
+		    const struct sockaddr *);
 const char	*firm_key_load_priv(const char *);
 void		 firm_key_wipe(void);
 void		 firm_sign(const char *, const char *, size_t, char *);
