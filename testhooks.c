@@ -40,6 +40,7 @@ static size_t		 nshared_maps;
 
 static void	testhook_socket(const char *, char *, size_t);
 static void	testhook_scribble(char *, size_t);
+static void	testhook_dns(int, const char *, char *, size_t);
 
 /*
  * Before the sandbox (it can no longer read /proc then): note every
@@ -134,6 +135,50 @@ testhook_socket(const char *args, char *what, size_t len)
 		snprintf(what, len, "connect: connected");
 }
 
+/*
+ * "DNS TYPE NAME": ask the relay as SPF or DKIM would, and say what
+ * came back: status, then each record (A and AAAA as addresses, the
+ * others as text), separated by '|'.
+ */
+static void
+testhook_dns(int chan, const char *args, char *what, size_t len)
+{
+	static struct dns_answer	 ans;
+	struct dns_ctx			 ctx;
+	struct dns_chan			 dc;
+	char				 a[INET6_ADDRSTRLEN];
+	size_t				 i, o;
+	int				 type;
+
+	if (strncasecmp(args, "TXT ", 4) == 0)
+		type = DNS_T_TXT;
+	else if (strncasecmp(args, "A ", 2) == 0)
+		type = DNS_T_A;
+	else if (strncasecmp(args, "AAAA ", 5) == 0)
+		type = DNS_T_AAAA;
+	else if (strncasecmp(args, "MX ", 3) == 0)
+		type = DNS_T_MX;
+	else if (strncasecmp(args, "PTR ", 4) == 0)
+		type = DNS_T_PTR;
+	else {
+		snprintf(what, len, "dns: unknown type");
+		return;
+	}
+	args = strchr(args, ' ') + 1;
+	dns_chan_init(&ctx, &dc, chan);
+	dns_lookup(&ctx, args, type, &ans);
+	o = (size_t)snprintf(what, len, "dns: status %d", ans.status);
+	for (i = 0; i < ans.nrr && o < len; i++) {
+		if (type == DNS_T_A || type == DNS_T_AAAA)
+			o += (size_t)snprintf(what + o, len - o, "|%s",
+			    inet_ntop(type == DNS_T_A ? AF_INET : AF_INET6,
+			    ans.rr[i].data, a, sizeof(a)) ? a : "?");
+		else
+			o += (size_t)snprintf(what + o, len - o, "|%.*s",
+			    (int)ans.rr[i].len, (const char *)ans.rr[i].data);
+	}
+}
+
 void
 testhook_run(const struct smtpd_conf *conf, int client, int chan,
     const char *args, char *what, size_t len)
@@ -150,7 +195,17 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan,
 		strlcpy(what, banlist_test_write(conf->banlist), len);
 	else if (strcasecmp(args, "SHM-SCRIBBLE") == 0)
 		testhook_scribble(what, len);
-	else if (strcasecmp(args, "CHAN-GARBAGE") == 0) {
+	else if (strncasecmp(args, "DNS ", 4) == 0)
+		testhook_dns(chan, args + 4, what, len);
+	else if (strcasecmp(args, "DNS-BAD") == 0) {
+		/* a question whose name no resolver takes */
+		static const uint8_t bad[] = { 1, 0, CHAN_DNS_QUERY, 0,
+		    9, 0, 0, 0, 9, 0, 0, 0, DNS_T_TXT, 0, 5, 0, 'a', ' ', 'b',
+		    '.', 'c' };
+		ssize_t n = write(chan, bad, sizeof(bad));
+
+		snprintf(what, len, "channel: %zd bytes of a bad question", n);
+	} else if (strcasecmp(args, "CHAN-GARBAGE") == 0) {
 		/* a header of a version the relay does not speak */
 		static const uint8_t junk[] = { 0x07, 0x00, 0x01, 0x00,
 		    1, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 'x', 'y', 'z', '!' };

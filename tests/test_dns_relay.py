@@ -1,0 +1,141 @@
+"""DNS through the relay (SPEC section 6): a worker has no network, so it
+asks the relay over its channel, and the relay resolves with libunbound,
+forwarding to --resolver, one cache for every worker.  These tests ask
+through the test build's XTEST DNS hook, as SPF and DKIM do, and look at
+what the fake DNS server on loopback saw."""
+import os
+import time
+
+from conftest import SMTPD_TEST, assert_reply, make_message, wait_for
+from test_privsep import relay_of
+from test_sandbox import LOCALERR
+
+# the status numbers of smtpd.h's enum dns_status
+NOERROR, NXDOMAIN, TEMPFAIL = 0, 1, 2
+
+
+def ask(c, qtype, name, timeout=10.0):
+    """One question through the worker's channel: (status, records)."""
+    r = c.cmd("XTEST DNS %s %s" % (qtype, name), timeout=timeout)
+    assert len(r.lines) == 1 and r.lines[0].startswith(LOCALERR + "dns: "), \
+        r.lines
+    fields = r.lines[0][len(LOCALERR + "dns: "):].split("|")
+    assert fields[0].startswith("status "), fields
+    return int(fields[0].split()[1]), fields[1:]
+
+
+def test_txt_a_aaaa_mx_ptr_come_back_as_plain_data(smtpd, dns):
+    dns.txt("example.org", ["v=spf1 ", "ip4:192.0.2.1 -all"])
+    dns.a("example.org", "192.0.2.7")
+    dns.aaaa("example.org", "2001:db8::7")
+    dns.mx("example.org", "mx.example.org")
+    # (not a documentation range: libunbound answers those itself)
+    dns.ptr("4.3.2.1.in-addr.arpa", "host.example.org")
+    srv = smtpd(binary=SMTPD_TEST, resolver=dns)
+    with srv.session() as c:
+        c.ehlo()
+        # character-strings are joined without a space (RFC 7208 3.3)
+        assert ask(c, "TXT", "example.org") == \
+            (NOERROR, ["v=spf1 ip4:192.0.2.1 -all"])
+        assert ask(c, "A", "example.org") == (NOERROR, ["192.0.2.7"])
+        assert ask(c, "AAAA", "example.org") == (NOERROR, ["2001:db8::7"])
+        assert ask(c, "MX", "example.org") == (NOERROR, ["mx.example.org"])
+        assert ask(c, "PTR", "4.3.2.1.in-addr.arpa") == \
+            (NOERROR, ["host.example.org"])
+        c.quit()
+
+
+def test_nxdomain_nodata_and_servfail_are_told_apart(smtpd, dns):
+    dns.a("example.org", "192.0.2.7")
+    dns.set_mode("broken.example.org", "servfail")
+    srv = smtpd(binary=SMTPD_TEST, resolver=dns)
+    with srv.session() as c:
+        c.ehlo()
+        assert ask(c, "TXT", "nothing.example.org") == (NXDOMAIN, [])
+        assert ask(c, "TXT", "example.org") == (NOERROR, [])
+        assert ask(c, "TXT", "broken.example.org") == (TEMPFAIL, [])
+        c.quit()
+
+
+def test_a_name_that_never_answers_is_tempfail_within_the_budget(smtpd, dns):
+    dns.set_mode("slow.example.org", "timeout")
+    srv = smtpd(binary=SMTPD_TEST, resolver=dns)
+    with srv.session() as c:
+        c.ehlo()
+        t0 = time.monotonic()
+        assert ask(c, "TXT", "slow.example.org", timeout=15) == (TEMPFAIL, [])
+        took = time.monotonic() - t0
+        # the message's whole DNS budget is 5 s; never a pass
+        assert 4.0 <= took < 8.0, took
+        c.quit()
+
+
+def test_answers_are_cached_across_sessions_and_workers(smtpd, dns):
+    dns.txt("example.org", "v=spf1 -all")
+    srv = smtpd(binary=SMTPD_TEST, resolver=dns)
+    pids = set()
+    for _ in range(3):
+        with srv.session() as c:
+            c.ehlo()
+            assert ask(c, "TXT", "example.org") == (NOERROR, ["v=spf1 -all"])
+            c.quit()
+    assert dns.count("example.org", "TXT") == 1, dns.queries()
+
+
+def test_negative_answers_are_cached_too(smtpd, dns):
+    srv = smtpd(binary=SMTPD_TEST, resolver=dns)
+    for _ in range(2):
+        with srv.session() as c:
+            c.ehlo()
+            assert ask(c, "TXT", "missing.example.org") == (NXDOMAIN, [])
+            c.quit()
+    assert dns.count("missing.example.org", "TXT") == 1, dns.queries()
+
+
+def test_a_malformed_question_closes_only_that_workers_channel(smtpd, dns):
+    dns.txt("example.org", "v=spf1 -all")
+    srv = smtpd("--spare", "2", binary=SMTPD_TEST, resolver=dns)
+    assert wait_for(lambda: relay_of(srv) is not None, 5)
+    relay = relay_of(srv)
+    with srv.session() as c:
+        c.ehlo()
+        r = c.cmd("XTEST DNS-BAD")
+        assert r.lines == [LOCALERR + "channel: 21 bytes of a bad question"], \
+            r.lines
+        # that worker's channel is gone: its questions fail, never pass
+        assert ask(c, "TXT", "example.org")[0] == TEMPFAIL
+        c.quit()
+    assert wait_for(lambda: [e for e in srv.logs() if "malformed DNS"
+                             in e.get("msg", "")], 5)
+    assert relay_of(srv) == relay
+    assert dns.count("a b.c") == 0
+    with srv.session() as c:
+        c.ehlo()
+        assert ask(c, "TXT", "example.org") == (NOERROR, ["v=spf1 -all"])
+        c.quit()
+
+
+def test_the_relay_resolves_in_one_thread_of_its_own(smtpd, dns):
+    dns.txt("example.org", "v=spf1 -all")
+    srv = smtpd(binary=SMTPD_TEST, resolver=dns)
+    assert wait_for(lambda: relay_of(srv) is not None, 5)
+    with srv.session() as c:
+        c.ehlo()
+        assert ask(c, "TXT", "example.org")[0] == NOERROR
+        c.quit()
+    relay = relay_of(srv)
+    # libunbound's resolver thread, and nothing more
+    assert len(os.listdir("/proc/%d/task" % relay)) == 2
+    with open("/proc/%d/status" % relay) as f:
+        status = f.read()
+    assert "Seccomp:\t2" in status, status
+
+
+def test_a_message_is_delivered_while_dns_fails(smtpd, dns):
+    dns.set_mode("example.net", "servfail", subtree=True)
+    srv = smtpd(resolver=dns)
+    with srv.session() as c:
+        assert_reply(c.deliver(make_message()), "250 2.0.0")
+        c.quit()
+    [e] = srv.read_spool()
+    assert e["auth"]["verdict"] == "temperror", e["auth"]
