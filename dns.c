@@ -232,3 +232,57 @@ dns_answer_encode(int status, const uint8_t *const *data, const size_t *len,
 	memcpy(out + 2, &v, 2);
 	return off;
 }
+
+/*
+ * The relay decodes one record's data (wire form, as libunbound hands
+ * it over) into out: its length, (size_t)-2 for a record to skip (a
+ * name with octets no host name has), (size_t)-1 for one that does not
+ * fit or is malformed.
+ */
+size_t
+dns_rdata_decode(int type, const uint8_t *d, size_t len, uint8_t *out,
+    size_t outsz)
+{
+	size_t	 i = 0, o = 0, l, k;
+
+	switch (type) {
+	case DNS_T_A:
+	case DNS_T_AAAA:
+		if (len != (type == DNS_T_A ? 4U : 16U) || len > outsz)
+			return (size_t)-1;
+		memcpy(out, d, len);
+		return len;
+	case DNS_T_TXT:
+		/* character-strings, concatenated (RFC 7208 3.3) */
+		while (i < len) {
+			l = d[i++];
+			if (l > len - i || o + l > outsz)
+				return (size_t)-1;
+			memcpy(out + o, d + i, l);
+			o += l;
+			i += l;
+		}
+		return o;
+	case DNS_T_MX:
+		if (len < 3)
+			return (size_t)-1;
+		i = 2;
+		/* FALLTHROUGH */
+	case DNS_T_PTR:
+		/* an uncompressed wire name, dotted */
+		while (i < len && (l = d[i++]) != 0) {
+			if (l > 63 || l > len - i || o + l + 1 > outsz)
+				return (size_t)-1;
+			if (o > 0)
+				out[o++] = '.';
+			for (k = 0; k < l; k++, i++) {
+				if (d[i] <= 0x20 || d[i] >= 0x7f ||
+				    d[i] == '.' || d[i] == '\\')
+					return (size_t)-2;
+				out[o++] = d[i];
+			}
+		}
+		return o;
+	}
+	return (size_t)-1;
+}

@@ -115,8 +115,6 @@ static void	relay_dns_query(struct chan *, const struct chan_hdr *,
 static void	relay_dns_done(void *, int, struct ub_result *);
 static void	relay_dns_answer(struct chan *, uint32_t, int,
 		    const struct ub_result *);
-static size_t	relay_dns_rdata(int, const uint8_t *, size_t, uint8_t *,
-		    size_t);
 static long	relay_ms_since(const struct timespec *);
 
 int
@@ -699,7 +697,7 @@ relay_dns_answer(struct chan *c, uint32_t id, int status,
 			status = DNS_TEMPFAIL;	/* too many to be whole */
 			break;
 		}
-		len[n] = relay_dns_rdata(res->qtype, (const uint8_t *)
+		len[n] = dns_rdata_decode(res->qtype, (const uint8_t *)
 		    res->data[i], (size_t)res->len[i], rec[n],
 		    sizeof(rec[n]));
 		if (len[n] == (size_t)-1) {
@@ -715,58 +713,6 @@ relay_dns_answer(struct chan *c, uint32_t id, int status,
 	relay_queue(c, CHAN_DNS_ANSWER, id, out, olen);
 }
 
-/*
- * One record's data, decoded into out: its length, (size_t)-2 for a
- * record to skip (a name with octets no host name has), (size_t)-1 for
- * one that does not fit or is malformed.
- */
-static size_t
-relay_dns_rdata(int type, const uint8_t *d, size_t len, uint8_t *out,
-    size_t outsz)
-{
-	size_t	 i = 0, o = 0, l, k;
-
-	switch (type) {
-	case DNS_T_A:
-	case DNS_T_AAAA:
-		if (len != (type == DNS_T_A ? 4U : 16U))
-			return (size_t)-1;
-		memcpy(out, d, len);
-		return len;
-	case DNS_T_TXT:
-		/* character-strings, concatenated (RFC 7208 3.3) */
-		while (i < len) {
-			l = d[i++];
-			if (l > len - i || o + l > outsz)
-				return (size_t)-1;
-			memcpy(out + o, d + i, l);
-			o += l;
-			i += l;
-		}
-		return o;
-	case DNS_T_MX:
-		if (len < 3)
-			return (size_t)-1;
-		i = 2;
-		/* FALLTHROUGH */
-	case DNS_T_PTR:
-		/* an uncompressed wire name, dotted */
-		while (i < len && (l = d[i++]) != 0) {
-			if (l > 63 || l > len - i || o + l + 1 > outsz)
-				return (size_t)-1;
-			if (o > 0)
-				out[o++] = '.';
-			for (k = 0; k < l; k++, i++) {
-				if (d[i] <= 0x20 || d[i] >= 0x7f ||
-				    d[i] == '.' || d[i] == '\\')
-					return (size_t)-2;
-				out[o++] = d[i];
-			}
-		}
-		return o;
-	}
-	return (size_t)-1;
-}
 
 /* A payload to POST: checked, signed, handed to libcurl. */
 static void

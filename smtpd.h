@@ -505,6 +505,8 @@ int		 dns_query_check(const uint8_t *, size_t, int *, char *,
 		    size_t);
 size_t		 dns_answer_encode(int, const uint8_t *const *,
 		    const size_t *, size_t, uint8_t *, size_t);
+size_t		 dns_rdata_decode(int, const uint8_t *, size_t, uint8_t *,
+		    size_t);
 
 /* spf.c: RFC 7208 check_host() */
 enum spf_result {

@@ -9,7 +9,8 @@
  * stays within what arrived and the limit, a decoded header has a
  * known type and version, a checked payload lies inside its message, a
  * checked DNS name is a NUL-terminated name of the allowed length, and
- * decoded records lie inside the answer.  Any breach aborts, so that
+ * decoded records lie inside the answer; and the body read as one
+ * record's wire data (dns_rdata_decode(), the relay's) fits its buffer.  Any breach aborts, so that
  * libFuzzer keeps the input.
  */
 
@@ -80,6 +81,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				if (ans.rr[i].data < ans.buf || ans.rr[i].data +
 				    ans.rr[i].len > ans.buf + h.len)
 					abort();
+		}
+		if (h.len >= 1) {
+			/* the body as a record's data of type (first octet) */
+			static uint8_t	 rec[1024 + 256];
+			static const int types[] = { DNS_T_A, DNS_T_AAAA,
+			    DNS_T_TXT, DNS_T_MX, DNS_T_PTR };
+			const uint8_t	*d = copy + off + sizeof(h);
+			size_t		 r;
+
+			r = dns_rdata_decode(types[d[0] % 5], d + 1, h.len - 1,
+			    rec, sizeof(rec));
+			if (r != (size_t)-1 && r != (size_t)-2 &&
+			    r > sizeof(rec))
+				abort();
 		}
 		off += (size_t)n;
 	}
