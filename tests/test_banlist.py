@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import (HOSTNAME, IO_TIMEOUT, LOOPBACK, RCPT, REPO, SMTPD,
+from conftest import (resolver_args, HOSTNAME, IO_TIMEOUT, LOOPBACK, RCPT, REPO, SMTPD,
                       ConnectionClosed, SMTPClient, SmtpdServer,
                       assert_reply, build_args, free_port, make_message,
                       wait_for)
@@ -165,7 +165,8 @@ def spawn_inetd(conn, banapi, cache, binary=SMTPD, errfile=None):
     try:
         proc = subprocess.Popen(
             [str(binary), "-i", "-d", "-H", HOSTNAME, "-r", RCPT,
-             "-a", banapi.url, "--banlist-cache", str(cache)],
+             "-a", banapi.url, "--banlist-cache", str(cache)] +
+            resolver_args(()),
             cwd=str(REPO), stdin=conn.fileno(), stdout=conn.fileno(),
             stderr=err, start_new_session=True)
     finally:

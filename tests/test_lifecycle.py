@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import (after_auth_results, HOSTNAME, LOOPBACK, RCPT, REPO, SMTPD, SMTPClient,
+from conftest import (resolver_args, after_auth_results, HOSTNAME, LOOPBACK, RCPT, REPO, SMTPD, SMTPClient,
                       assert_reply, free_port, make_message, raw_message,
                       read_spool, run_smtpd, wait_for)
 
@@ -85,7 +85,8 @@ def test_help_exits_0_and_prints_usage():
 def run_inetd(tmp_path, spool, server_sock):
     err = open(tmp_path / "inetd.err", "wb")
     proc = subprocess.Popen(
-        [str(SMTPD), "-i", "-H", HOSTNAME, "-r", RCPT, "--spool", str(spool)],
+        [str(SMTPD), "-i", "-H", HOSTNAME, "-r", RCPT, "--spool", str(spool)]
+        + resolver_args(()),
         cwd=str(REPO), stdin=server_sock.fileno(), stdout=server_sock.fileno(),
         stderr=err, start_new_session=True)
     err.close()
