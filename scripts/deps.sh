@@ -19,7 +19,7 @@ libsodium-dev libjansson-dev libcurl4-openssl-dev libseccomp-dev \
 libbsd-dev mandoc libclang-rt-14-dev libunbound-dev libevent-dev \
 libopendkim-dev"
 test="python3 python3-pytest swaks libnet-ssleay-perl perl openssl \
-python3-dnslib python3-dkim python3-nacl python3-yaml"
+python3-dnslib python3-dkim python3-nacl python3-yaml python3-cryptography"
 
 pkgs=$build
 [ "$what" = "test" ] && pkgs="$build $test"
