@@ -8,8 +8,9 @@
 #   make bench-mime   MIME decoding speed, MB/s (a benchmark)
 #   make bench-banlist  ban-list table: publish time, lookups/s,
 #                 latency and memory for 1M prefixes (a benchmark)
-#   make fuzz     libFuzzer on mime_parse and on the worker-relay
-#                 channel's decoder, FUZZ_SECONDS (60) each
+#   make fuzz     libFuzzer on mime_parse, the worker-relay channel's
+#                 decoder (DNS questions and answers included), SPF,
+#                 DMARC and the From field, FUZZ_SECONDS (60) each
 
 # Two programs, as Postfix has several: smtpd (the master and the
 # workers it forks: no HTTP client in their image) and smtpd-relay (the
@@ -173,11 +174,24 @@ fuzz: deps
 	./tests/fuzz_chan -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    -timeout=10 -rss_limit_mb=2048 \
 	    -artifact_prefix=tests/fuzz-crash-chan- tests/fuzz-chan-corpus
+	@for t in spf dmarc from; do \
+		$(MAKE) --no-print-directory tests/fuzz_$$t || exit 1; \
+		mkdir -p tests/fuzz-$$t-corpus; \
+		cp tests/$$t-corpus/* tests/fuzz-$$t-corpus/; \
+		dict=; [ -f tests/fuzz_$$t.dict ] && \
+		    dict=-dict=tests/fuzz_$$t.dict; \
+		echo "fuzz: $$t"; \
+		./tests/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+		    -max_len=4096 -timeout=10 -rss_limit_mb=2048 $$dict \
+		    -artifact_prefix=tests/fuzz-crash-$$t- \
+		    tests/fuzz-$$t-corpus || exit 1; \
+	done
 
 test:
 	@sh scripts/deps.sh test
 	@$(MAKE) --no-print-directory build $(PROG)-test tests/unit \
-	    tests/mime_test tests/banlist_test tests/tls_keyless_test lint
+	    tests/mime_test tests/banlist_test tests/tls_keyless_test \
+	    tests/spf_test tests/dmarc_test lint
 	$(PYTHON) -m pytest -q tests
 
 lint:

@@ -60,8 +60,9 @@ dns_lookup(struct dns_ctx *ctx, const char *name, int type,
 
 /*
  * A name a resolver takes: 1 to DNS_NAME_MAX octets of printable
- * ASCII without backslash (libunbound reads escapes), labels of 1 to
- * 63 octets.  A trailing dot is not counted (len excludes it).
+ * ASCII or space (an SPF macro may expand to one) without backslash
+ * (libunbound reads escapes), labels of 1 to 63 octets.  A trailing
+ * dot is not counted (len excludes it).
  */
 static int
 dns_name_ok(const char *name, size_t len)
@@ -73,7 +74,7 @@ dns_name_ok(const char *name, size_t len)
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)name[i];
 
-		if (c <= 0x20 || c >= 0x7f || c == '\\')
+		if (c < 0x20 || c >= 0x7f || c == '\\')
 			return 0;
 		if (c == '.') {
 			if (label == 0)

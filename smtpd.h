@@ -463,7 +463,7 @@ ssize_t		 chan_request(int, uint16_t, const void *, size_t,
 #define DNS_NAME_MAX		253	/* dotted, without the root dot */
 #define DNS_RR_MAX		64	/* records kept of one answer */
 #define DNS_BUDGET_MS		5000	/* one message, all questions */
-#define DNS_QUERIES_MAX		64	/* one message, all questions */
+#define DNS_QUERIES_MAX		160	/* one message: SPF may need 111 */
 enum dns_status {
 	DNS_NOERROR = 0,	/* records, or none (NODATA) */
 	DNS_NXDOMAIN,		/* the name does not exist */

@@ -200,7 +200,7 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan,
 	else if (strcasecmp(args, "DNS-BAD") == 0) {
 		/* a question whose name no resolver takes */
 		static const uint8_t bad[] = { 1, 0, CHAN_DNS_QUERY, 0,
-		    9, 0, 0, 0, 9, 0, 0, 0, DNS_T_TXT, 0, 5, 0, 'a', ' ', 'b',
+		    9, 0, 0, 0, 9, 0, 0, 0, DNS_T_TXT, 0, 5, 0, 'a', '\\', 'b',
 		    '.', 'c' };
 		ssize_t n = write(chan, bad, sizeof(bad));
 
