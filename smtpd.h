@@ -509,6 +509,13 @@ size_t		 dns_rdata_decode(int, const uint8_t *, size_t, uint8_t *,
 		    size_t);
 
 /* spf.c: RFC 7208 check_host() */
+#define SPF_TERMS_MAX		10	/* DNS-querying terms (4.6.4) */
+#define SPF_VOID_MAX		2	/* void lookups (4.6.4) */
+#define SPF_MX_MAX		10	/* hosts of one "mx" */
+#define SPF_PTR_MAX		10	/* names of the client looked at */
+#define SPF_DEPTH_MAX		(SPF_TERMS_MAX + 1)	/* a guard */
+#define SPF_WINDOW		1024	/* macro expansion buffer */
+#define SPF_KEEP		512	/* its tail kept when it fills up */
 enum spf_result {
 	SPF_NONE = 0,
 	SPF_NEUTRAL,

@@ -77,13 +77,6 @@
 #define nitems(a)		(sizeof(a) / sizeof((a)[0]))
 #endif
 
-#define SPF_TERMS_MAX		10	/* DNS-querying terms (4.6.4) */
-#define SPF_VOID_MAX		2	/* void lookups (4.6.4) */
-#define SPF_MX_MAX		10	/* hosts of one "mx" */
-#define SPF_PTR_MAX		10	/* names of the client looked at */
-#define SPF_DEPTH_MAX		(SPF_TERMS_MAX + 1)	/* a guard */
-#define SPF_WINDOW		1024	/* macro expansion buffer */
-#define SPF_KEEP		512	/* its tail kept when it fills up */
 
 /* What a term's evaluation gives besides a result. */
 #define SPF_GO			(-1)	/* no match: go on */
