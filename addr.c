@@ -5,7 +5,6 @@
  */
 
 #include <ctype.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "smtpd.h"
@@ -124,30 +123,409 @@ addr_parse_path(const char *p, char *out, size_t outsz,
 }
 
 /*
- * The From field's value (unfolded, not RFC 2047-decoded): 1 and its
- * one mailbox in out, 0 when it holds none or cannot be parsed, -1 when
- * it holds more than one.  Stub: filled in by the From work.
+ * The From field (RFC 5322 3.4, with RFC 6854 groups and RFC 6532
+ * UTF-8), parsed strictly for DMARC and the FIRM identity.  Choices:
+ * - The value is taken unfolded: CR and LF anywhere make it unparsed,
+ *   as does NUL or any byte the grammar does not allow.  Bytes >= 0x80
+ *   must form valid UTF-8 (RFC 6532 extends atext, qtext, ctext, dtext
+ *   and quoted pairs with it).
+ * - Comments nest at most FROM_COMMENT_DEPTH deep.
+ * - Obsolete syntax is refused (obs-local-part, obs-domain, routes in
+ *   angle brackets, empty list elements, obs-qp), except "." in a
+ *   display name (obs-phrase: "John Q. Public <jqp@example.org>").
+ * - An encoded word in a display name is an atom; nothing is decoded.
+ * - The field is an address-list: mailboxes and groups.  Mailboxes
+ *   are counted across the whole list, groups included: none is 0
+ *   ("undisclosed-recipients:;"), one is 1 even inside a group (so that
+ *   a group cannot hide a forged author from DMARC), two or more is -1.
+ * - The result is the addr-spec only: the local part as written (a
+ *   quoted string keeps its quotes and quoted pairs), "@", the domain
+ *   with ASCII letters in lower case; CFWS around them is dropped.  A
+ *   local part over SMTP_LOCAL_MAX octets, a domain over
+ *   SMTP_DOMAIN_MAX, or a result that does not fit out is 0.
+ * - A domain literal parses, but the field then gives 0: DMARC has
+ *   no domain to work on.
+ */
+#define FROM_COMMENT_DEPTH	8	/* nested comments */
+
+struct from_cur {
+	const unsigned char	*p;
+	const unsigned char	*end;
+};
+
+static size_t	from_utf8(const unsigned char *, const unsigned char *);
+static size_t	from_atext(const unsigned char *, const unsigned char *);
+static int	from_pair(struct from_cur *);
+static int	from_cfws(struct from_cur *);
+static int	from_quoted(struct from_cur *);
+static int	from_dot_atom(struct from_cur *);
+static int	from_phrase(struct from_cur *);
+static int	from_addr_spec(struct from_cur *, char *, size_t, int *);
+static int	from_mailbox(struct from_cur *, char *, size_t, int *);
+static int	from_address(struct from_cur *, int *, char *, size_t,
+		    int *);
+
+/* The length of the valid UTF-8 sequence (2 to 4 octets) at p, or 0. */
+static size_t
+from_utf8(const unsigned char *p, const unsigned char *end)
+{
+	unsigned char	 lo = 0x80, hi = 0xbf;
+	size_t		 n, i;
+
+	if (*p >= 0xc2 && *p <= 0xdf)
+		n = 2;
+	else if (*p >= 0xe0 && *p <= 0xef) {
+		n = 3;
+		if (*p == 0xe0)
+			lo = 0xa0;		/* overlong */
+		else if (*p == 0xed)
+			hi = 0x9f;		/* surrogates */
+	} else if (*p >= 0xf0 && *p <= 0xf4) {
+		n = 4;
+		if (*p == 0xf0)
+			lo = 0x90;		/* overlong */
+		else if (*p == 0xf4)
+			hi = 0x8f;		/* over U+10FFFF */
+	} else
+		return 0;
+	if ((size_t)(end - p) < n)
+		return 0;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/* The length of the atext character at p (p < end), or 0. */
+static size_t
+from_atext(const unsigned char *p, const unsigned char *end)
+{
+	static const char	 atext[] = "!#$%&'*+-/=?^_`{|}~";
+
+	if (*p >= 0x80)
+		return from_utf8(p, end);
+	if (isalnum(*p) || (*p != '\0' && strchr(atext, *p) != NULL))
+		return 1;
+	return 0;
+}
+
+/* A quoted pair at cur->p, which is a backslash: 0, or -1. */
+static int
+from_pair(struct from_cur *cur)
+{
+	size_t	 n;
+
+	cur->p++;
+	if (cur->p >= cur->end)
+		return -1;
+	if ((*cur->p >= 0x21 && *cur->p <= 0x7e) || *cur->p == ' ' ||
+	    *cur->p == '\t') {
+		cur->p++;
+		return 0;
+	}
+	if (*cur->p >= 0x80 && (n = from_utf8(cur->p, cur->end)) > 0) {
+		cur->p += n;
+		return 0;
+	}
+	return -1;
+}
+
+/* Skip CFWS (spaces, tabs, nested comments): 0, or -1 on an error. */
+static int
+from_cfws(struct from_cur *cur)
+{
+	const unsigned char	*p;
+	size_t			 n;
+	int			 depth;
+
+	for (;;) {
+		while (cur->p < cur->end && (*cur->p == ' ' ||
+		    *cur->p == '\t'))
+			cur->p++;
+		if (cur->p >= cur->end || *cur->p != '(')
+			return 0;
+		depth = 0;
+		do {
+			if (cur->p >= cur->end)
+				return -1;	/* unclosed */
+			p = cur->p;
+			if (*p == '(') {
+				if (++depth > FROM_COMMENT_DEPTH)
+					return -1;
+				cur->p++;
+			} else if (*p == ')') {
+				depth--;
+				cur->p++;
+			} else if (*p == '\\') {
+				if (from_pair(cur) == -1)
+					return -1;
+			} else if (*p == ' ' || *p == '\t' ||
+			    (*p >= 33 && *p <= 126))
+				cur->p++;	/* ctext (no '(', ')', '\') */
+			else if (*p >= 0x80 &&
+			    (n = from_utf8(p, cur->end)) > 0)
+				cur->p += n;
+			else
+				return -1;
+		} while (depth > 0);
+	}
+}
+
+/* A quoted string at cur->p, which is '"': 0, or -1. */
+static int
+from_quoted(struct from_cur *cur)
+{
+	const unsigned char	*p;
+	size_t			 n;
+
+	for (cur->p++; cur->p < cur->end; ) {
+		p = cur->p;
+		if (*p == '"') {
+			cur->p++;
+			return 0;
+		}
+		if (*p == '\\') {
+			if (from_pair(cur) == -1)
+				return -1;
+		} else if (*p == ' ' || *p == '\t' || *p == 33 ||
+		    (*p >= 35 && *p <= 126))
+			cur->p++;		/* FWS, qtext */
+		else if (*p >= 0x80 && (n = from_utf8(p, cur->end)) > 0)
+			cur->p += n;
+		else
+			return -1;
+	}
+	return -1;				/* unclosed */
+}
+
+/* dot-atom-text: 1*atext *("." 1*atext); 0, or -1. */
+static int
+from_dot_atom(struct from_cur *cur)
+{
+	size_t	 n, atom;
+
+	for (;;) {
+		for (atom = 0; cur->p < cur->end &&
+		    (n = from_atext(cur->p, cur->end)) > 0; atom++)
+			cur->p += n;
+		if (atom == 0)
+			return -1;
+		if (cur->p >= cur->end || *cur->p != '.')
+			return 0;
+		cur->p++;
+	}
+}
+
+/*
+ * A display name: 1*word, "." allowed after the first (obs-phrase),
+ * with the CFWS around it; 0, or -1.
+ */
+static int
+from_phrase(struct from_cur *cur)
+{
+	size_t	 n, words = 0;
+
+	for (;;) {
+		if (from_cfws(cur) == -1)
+			return -1;
+		if (cur->p >= cur->end)
+			break;
+		if (*cur->p == '"') {
+			if (from_quoted(cur) == -1)
+				return -1;
+			words++;
+		} else if ((n = from_atext(cur->p, cur->end)) > 0) {
+			do
+				cur->p += n;
+			while (cur->p < cur->end &&
+			    (n = from_atext(cur->p, cur->end)) > 0);
+			words++;
+		} else if (*cur->p == '.' && words > 0)
+			cur->p++;
+		else
+			break;
+	}
+	return words > 0 ? 0 : -1;
+}
+
+/*
+ * addr-spec with the CFWS around it: "local@domain" into out (the
+ * domain in lower case), *literal set for a domain literal; 0, or -1.
+ */
+static int
+from_addr_spec(struct from_cur *cur, char *out, size_t outsz, int *literal)
+{
+	const unsigned char	*ls, *le, *ds, *de;
+	size_t			 i, llen, dlen, n;
+
+	*literal = 0;
+	if (from_cfws(cur) == -1 || cur->p >= cur->end)
+		return -1;
+	ls = cur->p;
+	if (*cur->p == '"') {
+		if (from_quoted(cur) == -1)
+			return -1;
+	} else if (from_dot_atom(cur) == -1)
+		return -1;
+	le = cur->p;
+	if (from_cfws(cur) == -1 || cur->p >= cur->end || *cur->p != '@')
+		return -1;
+	cur->p++;
+	if (from_cfws(cur) == -1 || cur->p >= cur->end)
+		return -1;
+	ds = cur->p;
+	if (*cur->p == '[') {
+		/* domain-literal = "[" *([FWS] dtext) [FWS] "]" */
+		for (cur->p++; ; ) {
+			if (cur->p >= cur->end)
+				return -1;
+			if (*cur->p == ']')
+				break;
+			if (*cur->p == ' ' || *cur->p == '\t' ||
+			    (*cur->p >= 33 && *cur->p <= 90) ||
+			    (*cur->p >= 94 && *cur->p <= 126))
+				cur->p++;
+			else if (*cur->p >= 0x80 &&
+			    (n = from_utf8(cur->p, cur->end)) > 0)
+				cur->p += n;
+			else
+				return -1;
+		}
+		cur->p++;
+		*literal = 1;
+	} else if (from_dot_atom(cur) == -1)
+		return -1;
+	de = cur->p;
+	if (from_cfws(cur) == -1)
+		return -1;
+
+	llen = (size_t)(le - ls);
+	dlen = (size_t)(de - ds);
+	if (llen > SMTP_LOCAL_MAX || dlen > SMTP_DOMAIN_MAX ||
+	    llen + 1 + dlen >= outsz)
+		return -1;
+	memcpy(out, ls, llen);
+	out[llen] = '@';
+	for (i = 0; i < dlen; i++)
+		out[llen + 1 + i] = ds[i] >= 'A' && ds[i] <= 'Z' ?
+		    (char)(ds[i] - 'A' + 'a') : (char)ds[i];
+	out[llen + 1 + dlen] = '\0';
+	return 0;
+}
+
+/* mailbox = name-addr / addr-spec, with CFWS around; 0, or -1. */
+static int
+from_mailbox(struct from_cur *cur, char *out, size_t outsz, int *literal)
+{
+	const unsigned char	*save = cur->p;
+
+	if (from_addr_spec(cur, out, outsz, literal) == 0 &&
+	    (cur->p == cur->end || *cur->p == ',' || *cur->p == ';'))
+		return 0;
+
+	/* name-addr = [display-name] [CFWS] "<" addr-spec ">" [CFWS] */
+	cur->p = save;
+	if (from_cfws(cur) == -1 || cur->p >= cur->end)
+		return -1;
+	if (*cur->p != '<' && from_phrase(cur) == -1)
+		return -1;
+	if (cur->p >= cur->end || *cur->p != '<')
+		return -1;
+	cur->p++;
+	if (from_addr_spec(cur, out, outsz, literal) == -1)
+		return -1;			/* a route fails here too */
+	if (cur->p >= cur->end || *cur->p != '>')
+		return -1;
+	cur->p++;
+	return from_cfws(cur);
+}
+
+/*
+ * address = mailbox / group; group = display-name ":" [mailbox-list /
+ * CFWS] ";" [CFWS].  Each mailbox counts in *count; the first goes
+ * into one.  0, or -1 on a syntax error.
+ */
+static int
+from_address(struct from_cur *cur, int *count, char *one, size_t onesz,
+    int *literal)
+{
+	const unsigned char	*save = cur->p;
+	char			 box[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 2];
+	int			 lit;
+
+	if (from_phrase(cur) == 0 && cur->p < cur->end && *cur->p == ':') {
+		cur->p++;
+		if (from_cfws(cur) == -1 || cur->p >= cur->end)
+			return -1;
+		while (*cur->p != ';') {
+			if (from_mailbox(cur, box, sizeof(box), &lit) == -1)
+				return -1;
+			if ((*count)++ == 0) {
+				if (strlcpy(one, box, onesz) >= onesz)
+					return -1;
+				*literal = lit;
+			}
+			if (cur->p >= cur->end)
+				return -1;	/* no ';' */
+			if (*cur->p == ';')
+				break;
+			if (*cur->p != ',' || ++cur->p >= cur->end)
+				return -1;
+		}
+		cur->p++;
+		return from_cfws(cur);
+	}
+
+	cur->p = save;
+	if (from_mailbox(cur, box, sizeof(box), &lit) == -1)
+		return -1;
+	if ((*count)++ == 0) {
+		if (strlcpy(one, box, onesz) >= onesz)
+			return -1;
+		*literal = lit;
+	}
+	return 0;
+}
+
+/*
+ * The From field's value v of len octets (unfolded, not RFC
+ * 2047-decoded, any bytes): 1 and its one mailbox's addr-spec in out,
+ * 0 when it holds none or cannot be parsed, -1 when it holds more than
+ * one.  See the choices above.
  */
 int
 addr_parse_from(const char *v, size_t len, char *out, size_t outsz)
 {
-	const char	*a, *b;
+	struct from_cur	 cur;
+	char		 one[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 2];
+	int		 count = 0, literal = 0;
 
-	/* interim: "<mailbox>" or a bare mailbox */
-	if (memchr(v, '\0', len) != NULL)
+	if (outsz > 0)
+		out[0] = '\0';
+	cur.p = (const unsigned char *)v;
+	cur.end = cur.p + len;
+	if (from_cfws(&cur) == -1 || cur.p >= cur.end)
 		return 0;
-	if ((a = strchr(v, '<')) != NULL) {
-		if ((b = strchr(a, '>')) == NULL)
+	for (;;) {
+		if (from_address(&cur, &count, one, sizeof(one),
+		    &literal) == -1)
 			return 0;
-		a++;
-	} else {
-		for (a = v; *a == ' ' || *a == '\t'; a++)
-			;
-		for (b = a; *b != '\0' && *b != ' ' && *b != '\t'; b++)
-			;
+		if (cur.p >= cur.end)
+			break;
+		if (*cur.p != ',')
+			return 0;
+		cur.p++;
 	}
-	if (b == a || (size_t)snprintf(out, outsz, "%.*s", (int)(b - a), a) >=
-	    outsz || strchr(out, '@') == NULL)
+	if (count == 0)
 		return 0;
+	if (count > 1)
+		return -1;
+	if (literal || strlcpy(out, one, outsz) >= outsz) {
+		if (outsz > 0)
+			out[0] = '\0';
+		return 0;
+	}
 	return 1;
 }

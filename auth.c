@@ -76,7 +76,7 @@ static const char *const dkim_names[] = { "none", "pass", "fail", "policy",
 void
 auth_init(void)
 {
-	unsigned int	 flags = DKIM_LIBFLAGS_NONE, bits = 0;
+	unsigned int	 flags = DKIM_LIBFLAGS_DELAYSIGPROC, bits = 0;
 
 	if ((auth_dkim_lib = dkim_init(NULL, NULL)) == NULL)
 		fatalx("libopendkim: dkim_init failed");
@@ -84,7 +84,12 @@ auth_init(void)
 	    !dkim_libfeature(auth_dkim_lib, DKIM_FEATURE_SHA256))
 		fatalx("libopendkim was built without Ed25519 or SHA-256 "
 		    "(RFC 8463); smtpd needs both");
-	/* small keys are verified, then graded "policy" (RFC 8301) */
+	/*
+	 * Small keys are verified, then graded "policy" (RFC 8301).
+	 * Signatures are processed at the end of the message, not of the
+	 * header: a key lookup that fails there still leaves every
+	 * signature listed, so each is reported.
+	 */
 	if (dkim_options(auth_dkim_lib, DKIM_OP_SETOPT, DKIM_OPTS_MINKEYBITS,
 	    &bits, sizeof(bits)) != DKIM_STAT_OK ||
 	    dkim_options(auth_dkim_lib, DKIM_OP_SETOPT, DKIM_OPTS_FLAGS, &flags,
@@ -335,6 +340,11 @@ auth_dkim(struct auth *au, const char *data, size_t len, size_t body,
 	dkim_set_user_context(d, au);
 	while ((off = auth_field_next(data, len, off, &f)) != 0)
 		(void)dkim_header(d, (u_char *)(uintptr_t)f.p, f.len);
+	/*
+	 * A key lookup that must be tried again makes dkim_eom() give up
+	 * on that signature (and maybe the later ones): the callback
+	 * notes it, and they are temperrors.
+	 */
 	if (dkim_eoh(d) == DKIM_STAT_OK) {
 		(void)dkim_body(d, (u_char *)(uintptr_t)data + body,
 		    len - body);
@@ -380,7 +390,9 @@ auth_dkim_sig(struct auth *au, DKIM *d, DKIM_SIGINFO *sig, const char *body,
 	if ((flags & DKIM_SIGFLAG_PASSED) != 0 &&
 	    dkim_sig_getbh(sig) == DKIM_SIGBH_MATCH)
 		k->result = DKIM_R_PASS;
-	else if (err == DKIM_SIGERROR_KEYFAIL)
+	else if (err == DKIM_SIGERROR_KEYFAIL || (au->dkim_tempfail &&
+	    (flags & DKIM_SIGFLAG_PROCESSED) == 0 &&
+	    (flags & DKIM_SIGFLAG_KEYLOADED) == 0))
 		k->result = DKIM_R_TEMPERROR;	/* DNS failed */
 	else if (err == DKIM_SIGERROR_OK || err == DKIM_SIGERROR_BADSIG ||
 	    err == DKIM_SIGERROR_CORRUPT_B || err == DKIM_SIGERROR_CORRUPT_BH ||
@@ -442,8 +454,10 @@ auth_dkim_key(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
 	if (au->ans == NULL && (au->ans = malloc(sizeof(*au->ans))) == NULL)
 		return DKIM_CBSTAT_TRYAGAIN;
 	dns_lookup(&au->dns, name, DNS_T_TXT, au->ans);
-	if (au->ans->status == DNS_TEMPFAIL)
+	if (au->ans->status == DNS_TEMPFAIL) {
+		au->dkim_tempfail = 1;
 		return DKIM_CBSTAT_TRYAGAIN;
+	}
 	if (au->ans->status == DNS_NXDOMAIN || au->ans->nrr == 0)
 		return DKIM_CBSTAT_NOTFOUND;
 	/* RFC 6376 3.6.2.2: several records: use the first that parses */

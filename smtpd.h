@@ -615,6 +615,7 @@ struct auth {
 	char			 from_domain[SMTP_DOMAIN_MAX + 1];
 	size_t			 ndkim;
 	struct auth_dkim	 dkim[DMARC_DKIM_MAX];
+	int			 dkim_tempfail;	/* a key lookup failed */
 	struct dmarc_output	 dmarc;
 	int			 from_equals_envelope;
 	int			 auto_submitted;
