@@ -146,7 +146,6 @@ addr_parse_path(const char *p, char *out, size_t outsz,
  * - A domain literal parses, but the field then gives 0: DMARC has
  *   no domain to work on.
  */
-#define FROM_COMMENT_DEPTH	8	/* nested comments */
 
 struct from_cur {
 	const unsigned char	*p;

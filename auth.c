@@ -258,7 +258,8 @@ auth_message(struct auth *au, const struct smtpd_conf *conf,
 
 	memset(&in, 0, sizeof(in));
 	in.from_domain = au->from_domain;
-	in.spf = au->spf;
+	/* RFC 9989: DMARC counts SPF of MAIL FROM only, never of HELO */
+	in.spf = strcmp(au->spf_scope, "mfrom") == 0 ? au->spf : SPF_NONE;
 	in.spf_domain = au->spf_domain;
 	for (i = 0; i < au->ndkim; i++) {
 		in.dkim_domain[i] = au->dkim[i].d;

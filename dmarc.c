@@ -74,8 +74,6 @@
 
 #include "smtpd.h"
 
-#define DMARC_WALK_MAX		8	/* questions of one tree walk */
-#define DMARC_CACHE_MAX		24	/* _dmarc answers kept per check */
 #define DMARC_PREFIX		"_dmarc."
 #define DMARC_QNAME_MAX		(sizeof(DMARC_PREFIX) - 1 + DNS_NAME_MAX + 1)
 

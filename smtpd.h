@@ -369,6 +369,7 @@ extern volatile sig_atomic_t	 smtpd_reload;
 /* addr.c */
 int		 addr_parse_path(const char *, char *, size_t, const char **,
 		    int);
+#define FROM_COMMENT_DEPTH	8	/* nested comments in From: */
 int		 addr_parse_from(const char *, size_t, char *, size_t);
 
 /* session.c */
@@ -531,6 +532,8 @@ int		 spf_check_host(struct dns_ctx *, const struct sockaddr_storage *,
 
 /* dmarc.c: RFC 9989 (RFC 7489 records read the same way) */
 #define DMARC_DKIM_MAX		16	/* signatures looked at */
+#define DMARC_WALK_MAX		8	/* questions of one tree walk */
+#define DMARC_CACHE_MAX		24	/* _dmarc answers kept per check */
 enum dmarc_result {
 	DMARC_NONE = 0,
 	DMARC_PASS,
