@@ -3,7 +3,10 @@ tests/unit.c (parsers, the data reader, token, UTF-8), tests/mime_test.c
 (the MIME decoder against its corpus in tests/mime/) and
 tests/banlist_test.c (the ban table against brute force, and under
 concurrent publishing) and tests/tls_keyless_test.c (TLS handshakes of a
-worker that holds no private key, whose memory is searched for it)."""
+worker that holds no private key, whose memory is searched for it) and
+tests/dmarc_test.c (DMARC records, the tree walk, alignment and the From
+field parser, against a table of DNS answers).  tests/spf_test.c runs
+the RFC 7208 suite through tests/test_spf_suite.py."""
 import os
 import subprocess
 
@@ -16,6 +19,7 @@ PROGRAMS = {
     "mime": ["tests/mime_test", "tests/mime"],
     "banlist": ["tests/banlist_test"],
     "tls-keyless": ["tests/tls_keyless_test"],
+    "dmarc": ["tests/dmarc_test"],
 }
 
 
