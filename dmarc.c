@@ -74,6 +74,10 @@
 
 #include "smtpd.h"
 
+#ifndef nitems
+#define nitems(a)	(sizeof(a) / sizeof((a)[0]))
+#endif
+
 #define DMARC_PREFIX		"_dmarc."
 #define DMARC_QNAME_MAX		(sizeof(DMARC_PREFIX) - 1 + DNS_NAME_MAX + 1)
 
@@ -268,7 +272,13 @@ dmarc_record_parse(const char *txt, size_t len, struct dmarc_record *r)
 {
 	enum { T_P = 1, T_SP = 2, T_NP = 4, T_ADKIM = 8, T_ASPF = 16,
 	    T_PSD = 32, T_RUA = 64 };
-	size_t		 i = 0, s, e, ns, ne, vs;
+	static const struct {
+		const char	*name;
+		unsigned int	 bit;
+	} tags[] = { { "p", T_P }, { "sp", T_SP }, { "np", T_NP },
+	    { "adkim", T_ADKIM }, { "aspf", T_ASPF }, { "psd", T_PSD },
+	    { "rua", T_RUA } };
+	size_t		 i = 0, s, e, ns, ne, vs, t;
 	unsigned int	 seen = 0, bit;
 	int		 bad = 0, rua = 0, pol;
 
@@ -323,21 +333,10 @@ dmarc_record_parse(const char *txt, size_t len, struct dmarc_record *r)
 			continue;		/* not dmarc-value */
 		s = vs;
 
-		if (dmarc_is(txt + ns, ne - ns, "p"))
-			bit = T_P;
-		else if (dmarc_is(txt + ns, ne - ns, "sp"))
-			bit = T_SP;
-		else if (dmarc_is(txt + ns, ne - ns, "np"))
-			bit = T_NP;
-		else if (dmarc_is(txt + ns, ne - ns, "adkim"))
-			bit = T_ADKIM;
-		else if (dmarc_is(txt + ns, ne - ns, "aspf"))
-			bit = T_ASPF;
-		else if (dmarc_is(txt + ns, ne - ns, "psd"))
-			bit = T_PSD;
-		else if (dmarc_is(txt + ns, ne - ns, "rua"))
-			bit = T_RUA;
-		else
+		for (bit = 0, t = 0; t < nitems(tags); t++)
+			if (dmarc_is(txt + ns, ne - ns, tags[t].name))
+				bit = tags[t].bit;
+		if (bit == 0)
 			continue;		/* unknown: ignored */
 		if (seen & bit)
 			continue;		/* repeated: the first counts */

@@ -107,6 +107,8 @@ static void	relay_done(CURL *, CURLcode);
 static void	relay_answer(struct chan *, const struct chan_verdict *);
 static void	relay_queue(struct chan *, uint16_t, uint32_t, const void *,
 		    size_t);
+static size_t	relay_grow_to(size_t, size_t, size_t);
+static int	relay_grow(struct chan *, uint8_t **, size_t *, size_t);
 static void	relay_dns_setup(void);
 static void	relay_resolvconf(void);
 static int	relay_dest_ok(const struct sockaddr *, socklen_t);
@@ -342,7 +344,6 @@ relay_chan_read(struct chan *c)
 	struct chan_hdr	 h;
 	ssize_t		 n, len;
 	size_t		 want;
-	uint8_t		*nb;
 
 	for (;;) {
 		len = chan_decode(c->in, c->inlen, maxbody, &h);
@@ -379,29 +380,20 @@ relay_chan_read(struct chan *c)
 		if (want <= c->inlen)
 			want = c->inlen + 1;
 		if (want > c->incap) {
-			size_t ncap = c->incap ? c->incap : 4096;
+			size_t ocap = c->incap, ncap;
 
-			while (ncap < want)
-				ncap *= 2;
-			if (ncap > maxbody + sizeof(h))
-				ncap = maxbody + sizeof(h);
+			ncap = relay_grow_to(ocap, want, maxbody + sizeof(h));
 			/* workers together cannot make us hold more */
-			if (buffered - c->incap + ncap > RELAY_BUFFERED_MAX) {
+			if (buffered - ocap + ncap > RELAY_BUFFERED_MAX) {
 				log_warnx("relay: %zu bytes buffered for the "
 				    "workers; closing a channel", buffered);
 				close(c->fd);
 				c->fd = -1;
 				return;
 			}
-			if ((nb = realloc(c->in, ncap)) == NULL) {
-				log_warn("relay: channel buffer");
-				close(c->fd);
-				c->fd = -1;
+			if (relay_grow(c, &c->in, &c->incap, ncap) == -1)
 				return;
-			}
-			c->in = nb;
-			buffered += ncap - c->incap;
-			c->incap = ncap;
+			buffered += ncap - ocap;
 		}
 		n = read(c->fd, c->in + c->inlen, c->incap - c->inlen);
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
@@ -413,6 +405,36 @@ relay_chan_read(struct chan *c)
 		}
 		c->inlen += (size_t)n;
 	}
+}
+
+/* A channel buffer's next size: doubled until it holds want, at most max. */
+static size_t
+relay_grow_to(size_t cap, size_t want, size_t max)
+{
+	size_t	 ncap = cap ? cap : 4096;
+
+	while (ncap < want && ncap <= max / 2)
+		ncap *= 2;
+	if (ncap < want)
+		ncap = want;
+	return ncap > max ? max : ncap;
+}
+
+/* Resize one of a channel's buffers; a failure closes the channel. */
+static int
+relay_grow(struct chan *c, uint8_t **buf, size_t *cap, size_t ncap)
+{
+	uint8_t	*nb;
+
+	if ((nb = realloc(*buf, ncap)) == NULL) {
+		log_warn("relay: channel buffer");
+		close(c->fd);
+		c->fd = -1;
+		return -1;
+	}
+	*buf = nb;
+	*cap = ncap;
+	return 0;
 }
 
 static void
@@ -446,24 +468,13 @@ relay_queue(struct chan *c, uint16_t type, uint32_t id, const void *body,
     size_t len)
 {
 	struct chan_hdr	 h;
-	uint8_t		*nb;
-	size_t		 want = c->outlen + sizeof(h) + len, ncap;
+	size_t		 want = c->outlen + sizeof(h) + len;
 
 	if (c->fd == -1)
 		return;
-	if (want > c->outcap) {
-		ncap = c->outcap ? c->outcap : 4096;
-		while (ncap < want)
-			ncap *= 2;
-		if ((nb = realloc(c->out, ncap)) == NULL) {
-			log_warn("relay: channel buffer");
-			close(c->fd);
-			c->fd = -1;
-			return;
-		}
-		c->out = nb;
-		c->outcap = ncap;
-	}
+	if (want > c->outcap && relay_grow(c, &c->out, &c->outcap,
+	    relay_grow_to(c->outcap, want, SIZE_MAX)) == -1)
+		return;
 	memset(&h, 0, sizeof(h));
 	h.version = CHAN_VERSION;
 	h.type = type;
