@@ -1541,19 +1541,27 @@ session_deliver(struct session *s)
 		}
 	{
 		char from[LOG_FIELD_MAX];
+		const struct auth *au = &s->auth;
+		int authed = au->raw != NULL;	/* authentication ran */
 
 		log_sanitize(from, sizeof(from), s->from, strlen(s->from));
 		log_event(LOG_INFO, "message", s->id,
-		    "{s:s, s:s, s:s, s:s, s:o*, s:I, s:s?, s:s, s:s, s:I}",
+		    "{s:s, s:s, s:s, s:s, s:o*, s:I, s:s?, s:s, s:s, s:I,"
+		    " s:s*, s:s*, s:s*, s:s*}",
 		    "id", s->msg.id, "client_ip", s->client_ip,
 		    "helo", s->helo, "from", from,
 		    "rcpt", rcpts,
-		    "size", (json_int_t)(s->auth.raw != NULL ? s->auth.rawlen :
+		    "size", (json_int_t)(authed ? au->rawlen :
 		    s->msg.hdrlen + s->msg.datalen),
 		    "token", token[0] ? token : NULL, "status", status,
 		    "reply", s->last_reply, "latency_ms",
 		    (json_int_t)((t1.tv_sec - t0.tv_sec) * 1000 +
-		    (t1.tv_nsec - t0.tv_nsec) / 1000000));
+		    (t1.tv_nsec - t0.tv_nsec) / 1000000),
+		    "spf", authed ? spf_result_name(au->spf) : NULL,
+		    "dkim", authed ? auth_dkim_result(au) : NULL,
+		    "dmarc", authed ? dmarc_result_name(au->dmarc.result) :
+		    NULL,
+		    "verdict", authed ? auth_verdict_name(au->verdict) : NULL);
 	}
 }
 

@@ -847,3 +847,21 @@ def test_dmarc_record_without_v_first_is_ignored(auth_smtpd, dns):
     e = accepted(srv, message())
     has(e["auth"]["dmarc"], result="none")
     has(e["auth"], verdict="none")
+
+
+def test_message_log_line_carries_the_results_and_verdict(auth_smtpd, dns):
+    msg = strong_message(dns)
+    srv = auth_smtpd()
+    e = accepted(srv, msg)
+    [m] = [l for l in srv.logs() if l.get("event") == "message"]
+    assert (m["spf"], m["dkim"], m["dmarc"], m["verdict"]) == \
+        ("pass", "pass", "pass", "strong"), m
+    assert m["size"] == e["size"]
+
+
+def test_refused_before_authentication_logs_no_verdict(auth_smtpd, dns):
+    publish(dns)
+    srv = auth_smtpd()
+    refused(srv, message(from_field=False), "550 5.7.1")
+    [m] = [l for l in srv.logs() if l.get("event") == "message"]
+    assert m["status"] == "rejected" and "verdict" not in m, m
