@@ -89,6 +89,7 @@ static void	conf_parse(struct smtpd_conf *, int, char **);
 static void	conf_check(struct smtpd_conf *);
 static long long conf_number(const char *, const char *, long long,
 		    long long);
+static size_t	conf_addr(const char *, const char *, struct listener *, size_t);
 static void	conf_listen(struct smtpd_conf *, const char *, const char *,
 		    int);
 static void	conf_recipient(struct smtpd_conf *, const char *);
@@ -189,7 +190,8 @@ conf_number(const char *flag, const char *arg, long long min, long long max)
 static void
 conf_parse(struct smtpd_conf *c, int argc, char **argv)
 {
-	int	 ch, have_listen = 0;
+	struct listener	 health[MAX_LISTENERS];
+	int		 ch, have_listen = 0;
 
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, ":CdhinVvl:H:r:a:s:c:p:t:u:",
@@ -304,7 +306,11 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 			conf_proxy(c, optarg);
 			break;
 		case OPT_HEALTH:
+			/* one socket: the first address it names */
+			if (conf_addr(f, optarg, health, MAX_LISTENERS) == 0)
+				flag_error(f, "'%s' names no address", optarg);
 			c->health = optarg;
+			c->health_l = health[0];
 			break;
 		case OPT_GRACE:
 			c->grace = conf_number(f, optarg, 0, MAX_GRACE);
@@ -463,15 +469,17 @@ conf_check(struct smtpd_conf *c)
 
 /*
  * Parse ADDR:PORT ("127.0.0.1:2525", "[::1]:25", "*:25") and resolve
- * it now, so that a bad listener fails before anything is bound.
+ * it now, so that a bad address fails before anything is bound.  Up to
+ * max addresses go to out; returns how many.
  */
-static void
-conf_listen(struct smtpd_conf *c, const char *flag, const char *arg,
-    int smtps)
+static size_t
+conf_addr(const char *flag, const char *arg, struct listener *out,
+    size_t max)
 {
 	struct addrinfo	 hints, *res, *ai;
 	char		 host[256], *port;
 	const char	*errstr;
+	size_t		 n = 0;
 	int		 e;
 
 	if (strlcpy(host, arg, sizeof(host)) >= sizeof(host))
@@ -502,21 +510,32 @@ conf_listen(struct smtpd_conf *c, const char *flag, const char *arg,
 	if (e != 0)
 		flag_error(flag, "'%s': %s", arg, gai_strerror(e));
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		struct listener *l;
-
 		if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
 			continue;
-		if (c->nlisteners == MAX_LISTENERS)
+		if (n == max)
 			flag_error(flag, "more than %d listening sockets",
 			    MAX_LISTENERS);
-		l = &c->listeners[c->nlisteners++];
-		l->fd = -1;
-		l->smtps = smtps;
-		strlcpy(l->name, arg, sizeof(l->name));
-		memcpy(&l->ss, ai->ai_addr, ai->ai_addrlen);
-		l->sslen = ai->ai_addrlen;
+		memset(&out[n], 0, sizeof(out[n]));
+		out[n].fd = -1;
+		strlcpy(out[n].name, arg, sizeof(out[n].name));
+		memcpy(&out[n].ss, ai->ai_addr, ai->ai_addrlen);
+		out[n].sslen = ai->ai_addrlen;
+		n++;
 	}
 	freeaddrinfo(res);
+	return n;
+}
+
+static void
+conf_listen(struct smtpd_conf *c, const char *flag, const char *arg,
+    int smtps)
+{
+	size_t	 i, n;
+
+	n = conf_addr(flag, arg, c->listeners + c->nlisteners,
+	    MAX_LISTENERS - c->nlisteners);
+	for (i = 0; i < n; i++)
+		c->listeners[c->nlisteners++].smtps = smtps;
 }
 
 /* "local@domain" or "@domain"; the domain compares case-insensitively. */

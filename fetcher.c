@@ -183,9 +183,12 @@ fetcher_poll(struct fetcher *f)
 		f->failures = 0;
 		f->alarmed = 0;
 		f->last_success = time(NULL);
+		metrics_set(M_BANLIST_LAST_OK, (uint64_t)f->last_success);
+		metrics_set(M_BANLIST_FAILURES, 0);
 		return;
 	}
 	f->failures++;
+	metrics_set(M_BANLIST_FAILURES, (uint64_t)f->failures);
 	log_event(LOG_WARNING, "banlist_poll_failed", NULL, "{s:s, s:i}",
 	    "error", f->last_error, "failures", f->failures);
 	if (f->failures >= BANLIST_ALARM_AFTER && !f->alarmed) {

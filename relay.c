@@ -22,6 +22,7 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 
@@ -94,6 +95,7 @@ static size_t			 buffered;	/* incap of every channel */
 static volatile sig_atomic_t	 relay_drain;
 
 static __dead void relay_main(void);
+static void	relay_metrics(size_t);
 static void	relay_sig(int);
 static void	fetcher_sig(int);
 static void	fetcher_signals(void);
@@ -132,6 +134,9 @@ main(int argc, char *argv[])
 	if (sodium_init() == -1)
 		errx(1, "libsodium initialisation failed");
 	conf_user(&conf);
+	if (conf.health != NULL && strcmp(role, "check") != 0)
+		relay_metrics(strcmp(role, "relay") == 0 ? METRICS_SLOT_RELAY :
+		    METRICS_SLOT_FETCHER);
 	if (strcmp(role, "check") == 0) {
 		/* the master asks: do the API flags hold? */
 		if (conf.api != NULL)
@@ -153,6 +158,26 @@ main(int argc, char *argv[])
 		fetcher_main(&conf, RELAY_FETCHER_ALIVE_FD);
 	}
 	errx(1, "%s: unknown role", role);
+}
+
+/* The master's metrics region, at METRICS_FD: this process's slot. */
+static void
+relay_metrics(size_t slot)
+{
+	struct metrics_map	*m;
+	struct stat		 st;
+	size_t			 n;
+
+	if (fstat(METRICS_FD, &st) == -1 || (size_t)st.st_size <
+	    metrics_size(METRICS_SLOT_WORKERS))
+		return;
+	n = ((size_t)st.st_size - sizeof(struct metrics_map)) /
+	    sizeof(struct metrics_slot);
+	if ((m = metrics_attach(METRICS_FD, n)) == NULL ||
+	    m->magic != METRICS_MAGIC)
+		return;
+	metrics_use(m, slot);
+	close(METRICS_FD);
 }
 
 static void
@@ -816,6 +841,13 @@ relay_done(CURL *h, CURLcode rc)
 		    "POST /inbound", "status", (int)status, "error",
 		    v.text[0] != '\0' ? v.text : "(no error text)");
 	}
+	metrics_firm(relay_ms_since(&c->t0) * 1000,
+	    v.kind == VERDICT_ACCEPTED ? M_FIRM_2XX :
+	    v.kind == VERDICT_TIMEOUT ? M_FIRM_TIMEOUT :
+	    v.kind == VERDICT_HTTP && v.status >= 500 ? M_FIRM_5XX :
+	    v.kind == VERDICT_HTTP && v.status >= 400 ? M_FIRM_4XX :
+	    v.kind == VERDICT_HTTP && v.status >= 200 && v.status < 300 ?
+	    M_FIRM_2XX : M_FIRM_UNREACHABLE);
 	firm_response_free(&c->resp);
 	curl_slist_free_all(c->hdrs);
 	c->hdrs = NULL;

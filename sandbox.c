@@ -54,9 +54,11 @@ enum role {
 	ROLE_WORKER,
 	ROLE_RELAY,
 	ROLE_FETCHER,
+	ROLE_HEALTH,
 };
 
-static const char *role_names[] = { "worker", "relay", "fetcher" };
+static const char *role_names[] = { "worker", "relay", "fetcher",
+    "health" };
 
 static void	sandbox_limits(const struct smtpd_conf *, enum role);
 
@@ -193,6 +195,17 @@ sandbox_relay(const struct smtpd_conf *conf)
 	sandbox_drop_user(conf);
 	sandbox_limits(conf, ROLE_RELAY);
 	if (pledge("stdio inet recvfd", NULL) == -1)
+		fatal("sandbox: pledge");
+}
+
+void
+sandbox_health(const struct smtpd_conf *conf)
+{
+	if (unveil(NULL, NULL) == -1)
+		fatal("sandbox: unveil");
+	sandbox_drop_user(conf);
+	sandbox_limits(conf, ROLE_HEALTH);
+	if (pledge("stdio inet", NULL) == -1)
 		fatal("sandbox: pledge");
 }
 
@@ -365,7 +378,8 @@ sandbox_landlock(const struct smtpd_conf *conf, enum role role, int dirfd)
 		close(fd);
 	}
 	/* a worker has no inet socket: every TCP connect is refused */
-	if (abi >= 4 && conf->api_port != 0 && role != ROLE_WORKER)
+	if (abi >= 4 && conf->api_port != 0 && (role == ROLE_RELAY ||
+	    role == ROLE_FETCHER))
 		sandbox_landlock_port(rfd, conf->api_port);
 	/* the relay's DNS over TCP, for answers too long for UDP */
 	for (i = 0; abi >= 4 && role == ROLE_RELAY && i < conf->nresolvers;
@@ -450,7 +464,7 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum role role,
 	ALLOW(poll);
 	ALLOW(pselect6);
 	ERRNO(ioctl, ENOTTY);
-	if (role == ROLE_WORKER) {
+	if (role == ROLE_WORKER || role == ROLE_HEALTH) {
 		/* no F_SETOWN, F_SETSIG, leases: signals stay ours */
 		ALLOW_IF(fcntl, ARG(1, SCMP_CMP_EQ, F_GETFL, 0));
 		ALLOW_IF(fcntl, ARG(1, SCMP_CMP_EQ, F_SETFL, 0));
@@ -496,6 +510,13 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum role role,
 			ALLOW_IF(accept4, ARG(0, SCMP_CMP_EQ,
 			    conf->listeners[i].fd, 0));
 		}
+		ERRNO(socket, EPERM);
+		ERRNO(socketpair, EPERM);
+		ALLOW_IF(sendto, ARG(4, SCMP_CMP_EQ, 0, 0));
+		ALLOW(recvfrom);
+	} else if (role == ROLE_HEALTH) {
+		/* accept on its one listening socket, nothing else */
+		ALLOW_IF(accept4, ARG(0, SCMP_CMP_EQ, conf->health_l.fd, 0));
 		ERRNO(socket, EPERM);
 		ERRNO(socketpair, EPERM);
 		ALLOW_IF(sendto, ARG(4, SCMP_CMP_EQ, 0, 0));
@@ -733,6 +754,8 @@ sandbox_report(const struct smtpd_conf *conf, enum role role, int ruleset,
 	    "no_new_privs", 1,
 	    "network", role == ROLE_WORKER ?
 	    "its client and its channels only: no socket, no connect" :
+	    role == ROLE_HEALTH ?
+	    "its HTTP clients only: no socket, no connect" :
 	    role == ROLE_RELAY ? (conf->api != NULL ?
 	    "TCP to the FIRM API's port; DNS to the resolvers" :
 	    "DNS to the resolvers") :
@@ -855,6 +878,12 @@ void
 sandbox_fetcher(const struct smtpd_conf *conf)
 {
 	sandbox_helper(conf, ROLE_FETCHER, conf->banlist_dirfd);
+}
+
+void
+sandbox_health(const struct smtpd_conf *conf)
+{
+	sandbox_helper(conf, ROLE_HEALTH, -1);
 }
 
 /*

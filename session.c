@@ -241,6 +241,10 @@ session_run(struct session_ctx *ctx)
 	session_init(s, ctx);
 	log_event(LOG_INFO, "connect", s->id, "{s:s, s:i}", "client_ip",
 	    s->client_ip, "pid", (int)getpid());
+	/* an early talker is counted as such, not as served */
+	metrics_add(ctx->reject == REPLY_MAXSESSIONS ? M_SESS_MAXSESSIONS :
+	    ctx->reject == REPLY_MAXPERIP ? M_SESS_MAXPERIP :
+	    ctx->banned ? M_SESS_BANNED : M_SESS_SERVED, 1);
 
 	if (ctx->smtps && ctx->reject >= 0) {
 		/*
@@ -409,6 +413,7 @@ session_reply(struct session *s, enum reply r, const char *arg)
 	char		 line[SMTP_REPLY_MAX];
 	int		 n;
 
+	metrics_add(M_REPLY + r, 1);
 	n = snprintf(line, sizeof(line), "%d%s%s%s%s%s%s\r\n", e->code,
 	    e->enh ? " " : "", e->enh ? e->enh : "",
 	    e->text[0] ? " " : "", e->text,
@@ -605,6 +610,8 @@ session_greet(struct session *s)
 			if (r == 0)
 				break;
 			session_reply(s, REPLY_EARLYTALK, NULL);
+			metrics_add(M_SESS_SERVED, (uint64_t)-1);
+			metrics_add(M_SESS_EARLYTALK, 1);
 			s->closing = 1;
 			s->reason = "early-talker";
 			log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
@@ -985,6 +992,7 @@ session_helo(struct session *s, const char *args, int esmtp)
 		session_reply(s, REPLY_LOCALERR, NULL);
 		return;
 	}
+	metrics_add(M_REPLY + REPLY_HELO, 1);
 	session_trace(s, "smtp_out", line, (size_t)n - 2);
 	session_output(s, line, (size_t)n);
 }
@@ -1531,6 +1539,12 @@ session_deliver(struct session *s)
 
 	status = replies[r].code < 300 ? "accepted" :
 	    replies[r].code < 500 ? "tempfail" : "rejected";
+	metrics_add(replies[r].code < 300 ? M_MSG_ACCEPTED :
+	    replies[r].code < 500 ? M_MSG_TEMPFAIL : M_MSG_REJECTED, 1);
+	if (s->auth.raw != NULL) {
+		metrics_add(M_VERDICT + s->auth.verdict, 1);
+		metrics_add(M_DNS_QUERIES, s->auth.dns.queries);
+	}
 	if ((rcpts = json_array()) != NULL)
 		for (i = 0; i < s->nrcpts; i++) {
 			char clean[LOG_FIELD_MAX];
@@ -1563,6 +1577,15 @@ session_deliver(struct session *s)
 		    NULL,
 		    "verdict", authed ? auth_verdict_name(au->verdict) : NULL);
 	}
+}
+
+/* The SMTP code of a reply, for the metrics' labels; -1 if unknown. */
+int
+session_reply_code(int r)
+{
+	if (r < 0 || r >= REPLY_COUNT)
+		return -1;
+	return replies[r].code;
 }
 
 void

@@ -80,6 +80,10 @@ static int			 relay_fd = -1;	/* control socket */
 static time_t			 relay_started;
 static pid_t			 relay_draining[RELAY_DRAINING_MAX];
 static uint32_t			 tls_key_gen;	/* of the key in use */
+static struct metrics_map	*metrics;	/* with --health */
+static int			 metrics_fd = -1;
+static pid_t			 health_pid = -1;
+static time_t			 health_started;
 
 static void	conf_spool(struct smtpd_conf *, int);
 static void	conf_unsupported(const struct smtpd_conf *);
@@ -111,6 +115,9 @@ static void	pool_claim(struct pool *, struct worker *,
 static void	master_signals(void);
 static void	master_loop(void);
 static void	master_reap(void);
+static void	master_gauges(void);
+static void	health_bind_priv(struct smtpd_conf *);
+static void	health_start(void);
 static __dead void master_shutdown(void);
 static __dead void inetd_main(void);
 static void	sig_handler(int);
@@ -166,6 +173,13 @@ main(int argc, char *argv[])
 		listeners_bind_priv(&conf);
 	pool_create(&pool, (size_t)(conf.max_sessions + conf.spare +
 	    SLOT_SLACK));
+	if (conf.health != NULL) {
+		health_bind_priv(&conf);
+		metrics = metrics_create_priv(METRICS_SLOT_WORKERS + pool.cap,
+		    &metrics_fd);
+		metrics_use(metrics, METRICS_SLOT_MASTER);
+		metrics_set(M_START_TIME, (uint64_t)time(NULL));
+	}
 	sandbox_prepare_priv(&conf);	/* knows the listening sockets */
 	if (!conf.debug && daemon(0, 0) == -1)
 		err(1, "daemon");
@@ -189,6 +203,8 @@ main(int argc, char *argv[])
 	    "max_use", (json_int_t)conf.max_use);
 	if (!conf.fetch_only)
 		(void)relay_start();
+	if (conf.health != NULL)
+		health_start();
 	master_loop();
 	/* NOTREACHED */
 	return 1;
@@ -264,7 +280,14 @@ helper_exec_priv(const char *role, int fd, int fd2)
 			(void)fcntl(3, F_SETFD, 0);
 		if (fd2 != -1)
 			(void)fcntl(4, F_SETFD, 0);
-		for (i = fd2 != -1 ? 5 : fd != -1 ? 4 : 3; i < 1024; i++)
+		/* the metrics region, at 5 when there is one */
+		if (metrics_fd != -1) {
+			if (dup2(metrics_fd, METRICS_FD) == -1)
+				_exit(1);
+			(void)fcntl(METRICS_FD, F_SETFD, 0);
+		}
+		for (i = metrics_fd != -1 ? METRICS_FD + 1 : fd2 != -1 ? 5 :
+		    fd != -1 ? 4 : 3; i < 1024; i++)
 			(void)close(i);
 		execv(conf.relay_path, av);
 		fprintf(stderr, "smtpd: %s: %s\n", conf.relay_path,
@@ -539,8 +562,6 @@ conf_unsupported(const struct smtpd_conf *c)
 	const char	*flag = NULL;
 	if (c->proxy_from[0].af != 0)
 		flag = "proxy-from";
-	else if (c->health != NULL)
-		flag = "health";
 	if (flag != NULL)
 		flag_error(flag, "not supported by this build yet "
 		    "(see CAVEATS in smtpd(8))");
@@ -750,6 +771,8 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
 		if (conf.banlist_dirfd != -1)
 			close(conf.banlist_dirfd);
 		conf.banlist_rwfd = conf.banlist_dirfd = -1;
+		metrics_use(metrics, METRICS_SLOT_WORKERS +
+		    (size_t)(w - p->w));
 		free(p->w);
 		worker_main(&conf, ctl[1], ch[0], inetd);
 	}
@@ -1005,6 +1028,10 @@ master_loop(void)
 		if (!conf.fetch_only &&
 		    (relay_pid != -1 || conf.api == NULL))
 			pool_spawn(&pool);
+		if (conf.health != NULL && health_pid == -1 &&
+		    monotime() > health_started)
+			health_start();
+		master_gauges();
 		for (i = n = 0; i < pool.cap; i++) {
 			if (pool.w[i].pid == 0 || pool.w[i].fd == -1)
 				continue;
@@ -1040,6 +1067,15 @@ master_reap(void)
 	int		 status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pid == health_pid) {
+			health_pid = -1;	/* restarted by the loop */
+			if (!smtpd_stop)
+				log_event(LOG_WARNING, "health_exited", NULL,
+				    "{s:i, s:i}", "status", WIFEXITED(status) ?
+				    WEXITSTATUS(status) : -1, "signal",
+				    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+			continue;
+		}
 		if (pid == fetcher_pid) {
 			fetcher_pid = -1;	/* restarted by the loop */
 			if (!smtpd_stop)
@@ -1076,6 +1112,9 @@ master_reap(void)
 		if ((w = pool_find_pid(&pool, pid)) == NULL)
 			continue;
 		pool_drop(&pool, w);
+		if (WIFSIGNALED(status) || (WIFEXITED(status) &&
+		    WEXITSTATUS(status) != 0))
+			metrics_add(M_WORKER_DEATHS, 1);
 		if (WIFSIGNALED(status))
 			log_event(LOG_WARNING, "worker_died", NULL,
 			    "{s:i, s:i}", "pid", (int)pid, "signal",
@@ -1085,6 +1124,73 @@ master_reap(void)
 			    "{s:i, s:i}", "pid", (int)pid, "status",
 			    WEXITSTATUS(status));
 	}
+}
+
+/* The master's gauges, for the health process: written, never read. */
+static void
+master_gauges(void)
+{
+	if (metrics == NULL)
+		return;
+	metrics_set(M_SESSIONS_ACTIVE, pool.busy);
+	metrics_set(M_WORKERS_IDLE, pool_idle(&pool));
+	metrics_set(M_WORKERS_BUSY, pool.busy);
+	metrics_set(M_RELAY_UP, relay_pid != -1);
+	metrics_set(M_FETCHER_UP, fetcher_pid != -1);
+}
+
+/*
+ * --health ADDR:PORT: bound here, as root, like the SMTP listeners;
+ * only the health process accepts on it.
+ */
+static void
+health_bind_priv(struct smtpd_conf *c)
+{
+	struct listener	*l = &c->health_l;
+	int		 on = 1;
+
+	if ((l->fd = socket(l->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1 ||
+	    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &on,
+	    sizeof(on)) == -1 ||
+	    (l->ss.ss_family == AF_INET6 && setsockopt(l->fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &on, sizeof(on)) == -1) ||
+	    bind(l->fd, (struct sockaddr *)&l->ss, l->sslen) == -1 ||
+	    listen(l->fd, 64) == -1)
+		err(1, "--health %s", l->name);
+}
+
+/* The health process: forked with the metrics and its socket only. */
+static void
+health_start(void)
+{
+	pid_t	 pid;
+	size_t	 i;
+
+	health_started = monotime();
+	switch (pid = fork()) {
+	case -1:
+		log_warn("fork health");
+		return;
+	case 0:
+		for (i = 0; i < pool.cap; i++)
+			if (pool.w[i].fd != -1)
+				close(pool.w[i].fd);
+		for (i = 0; i < conf.nlisteners; i++)
+			if (conf.listeners[i].fd != -1)
+				close(conf.listeners[i].fd);
+		if (relay_fd != -1)
+			close(relay_fd);
+		if (conf.banlist_rwfd != -1)
+			close(conf.banlist_rwfd);
+		if (conf.banlist_dirfd != -1)
+			close(conf.banlist_dirfd);
+		conf.banlist_rwfd = conf.banlist_dirfd = -1;
+		close(metrics_fd);
+		metrics_use(NULL, 0);
+		health_main(&conf, metrics);
+	}
+	health_pid = pid;
 }
 
 /*
@@ -1108,6 +1214,8 @@ master_shutdown(void)
 	pool_kill_all(&pool, SIGTERM);
 	if (fetcher_pid != -1)
 		kill(fetcher_pid, SIGTERM);
+	if (health_pid != -1)
+		kill(health_pid, SIGTERM);
 	relay_drain_old();
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	/* even with --grace 0, idle sessions get a moment to say 421 */
@@ -1132,6 +1240,8 @@ master_shutdown(void)
 			pool_kill_all(&pool, SIGKILL);
 			if (fetcher_pid != -1)
 				kill(fetcher_pid, SIGKILL);
+			if (health_pid != -1)
+				kill(health_pid, SIGKILL);
 			for (i = 0; i < RELAY_DRAINING_MAX; i++)
 				if (relay_draining[i] != 0)
 					kill(relay_draining[i], SIGKILL);

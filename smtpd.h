@@ -181,6 +181,7 @@ struct smtpd_conf {
 	struct proxy_net	 proxy_from[MAX_PROXY_FROM];
 	size_t			 nproxy_from;
 	const char		*health;
+	struct listener		 health_l;	/* --health, bound by master */
 	long long		 grace;
 	int			 reject_bare_lf;
 	long long		 greet_delay;	/* milliseconds */
@@ -362,6 +363,90 @@ enum reply {
 	REPLY_COUNT
 };
 
+/*
+ * Metrics (SPEC section 7), in shared memory made by the master:
+ * one slot a process (the master, the relay, the fetcher, each worker
+ * by its place in the pool), each written by its one owner only, with
+ * relaxed atomic adds.  The health process sums them.  The master
+ * never reads them, so a worker that scribbles over the region spoils
+ * numbers, never another process's state.  Nothing in them is a client
+ * byte: every label is an index into a fixed table.
+ */
+#define METRICS_MAGIC		0x736d7470u	/* "smtp" */
+#define METRICS_SLOT_MASTER	0
+#define METRICS_SLOT_RELAY	1
+#define METRICS_SLOT_FETCHER	2
+#define METRICS_SLOT_WORKERS	3	/* first worker slot */
+#define METRICS_FIRM_BUCKETS	12	/* le= of the histogram, +Inf last */
+#define METRICS_FD		5	/* smtpd-relay finds the region here */
+enum metric {
+	/* counters: smtpd_sessions_total{result} */
+	M_SESS_SERVED = 0,
+	M_SESS_MAXSESSIONS,
+	M_SESS_MAXPERIP,
+	M_SESS_BANNED,
+	M_SESS_EARLYTALK,
+	/* smtpd_messages_total{status} */
+	M_MSG_ACCEPTED,
+	M_MSG_REJECTED,
+	M_MSG_TEMPFAIL,
+	/* smtpd_firm_responses_total{class} */
+	M_FIRM_2XX,
+	M_FIRM_4XX,
+	M_FIRM_5XX,
+	M_FIRM_TIMEOUT,
+	M_FIRM_UNREACHABLE,
+	/* smtpd_firm_request_seconds: buckets, sum (microseconds), count */
+	M_FIRM_BUCKET,
+	M_FIRM_SUM_US = M_FIRM_BUCKET + METRICS_FIRM_BUCKETS,
+	M_FIRM_COUNT,
+	/* smtpd_auth_verdicts_total{verdict}, enum auth_verdict order */
+	M_VERDICT,
+	M_WORKER_DEATHS = M_VERDICT + 5,
+	M_DNS_QUERIES,		/* smtpd_dns_queries_total */
+	/* gauges, each written by its one owner */
+	M_SESSIONS_ACTIVE,	/* master */
+	M_WORKERS_IDLE,		/* master */
+	M_WORKERS_BUSY,		/* master */
+	M_RELAY_UP,		/* master: 1 while a relay runs */
+	M_FETCHER_UP,		/* master: 1 while a fetcher runs */
+	M_BANLIST_LAST_OK,	/* fetcher: wall clock of the last good poll */
+	M_BANLIST_FAILURES,	/* fetcher: polls failed in a row */
+	M_START_TIME,		/* master: wall clock at start */
+	/* smtpd_replies_total{code}: one per enum reply */
+	M_REPLY,
+	M_COUNT = M_REPLY + REPLY_COUNT,
+};
+struct metrics_slot {
+	uint64_t		 v[M_COUNT];
+} __attribute__((__aligned__(64)));
+struct metrics_map {
+	uint32_t		 magic;
+	uint32_t		 nslots;
+	uint64_t		 pad[7];
+	struct metrics_slot	 slot[];
+};
+extern struct metrics_slot	*metrics_self;	/* this process's slot */
+size_t		 metrics_size(size_t);
+struct metrics_map *metrics_create_priv(size_t, int *);
+struct metrics_map *metrics_attach(int, size_t);
+void		 metrics_use(struct metrics_map *, size_t);
+void		 metrics_add(enum metric, uint64_t);
+void		 metrics_set(enum metric, uint64_t);
+void		 metrics_firm(long long, int);
+extern const long long metrics_firm_le_us[METRICS_FIRM_BUCKETS - 1];
+
+/* health.c: the health process */
+#define HEALTH_CONN_MAX		16	/* requests served at once */
+#define HEALTH_REQUEST_MAX	2048	/* octets of one request */
+#define HEALTH_TIMEOUT_MS	5000	/* to send a request */
+#define HEALTH_OUT_MAX		65536	/* one answer */
+int		 health_render(const struct metrics_map *,
+		    const struct smtpd_conf *, char *, size_t);
+int		 health_check(const struct metrics_map *,
+		    const struct smtpd_conf *, char *, size_t);
+__dead void	 health_main(struct smtpd_conf *, struct metrics_map *);
+
 /* smtpd.c */
 extern volatile sig_atomic_t	 smtpd_stop;
 extern volatile sig_atomic_t	 smtpd_reload;
@@ -393,6 +478,7 @@ size_t		 session_data_feed(struct message *, const char *, size_t,
 void		 session_addr_key(const struct sockaddr_storage *, uint8_t *);
 void		 session_addr_str(const struct sockaddr_storage *, char *,
 		    size_t);
+int		 session_reply_code(int);
 
 /* firm.c (smtpd-relay) */
 #define FIRM_KEY_MAX		1024
@@ -761,6 +847,7 @@ void		 sandbox_worker_report(const struct smtpd_conf *);
 void		 sandbox_relay(const struct smtpd_conf *);
 void		 cpu_pin(void);
 void		 sandbox_fetcher(const struct smtpd_conf *);
+void		 sandbox_health(const struct smtpd_conf *);
 int		 sandbox_shm_create(size_t, int *, int *);
 
 /* tls.c */

@@ -1,0 +1,459 @@
+/*
+ * The health process (SPEC section 7): with --health ADDR:PORT the
+ * master forks it with the listening socket it bound and the metrics
+ * region, and it answers HTTP:
+ *
+ *	GET /healthz	200 "ok", or 503 and the reason in one line
+ *	GET /metrics	the Prometheus text format, version 0.0.4
+ *
+ * HEAD as GET without the body; any other method 405, any other path
+ * 404, a request that is not HTTP 400.  It reads at most
+ * HEALTH_REQUEST_MAX octets of a request and waits HEALTH_TIMEOUT_MS
+ * for them; HEALTH_CONN_MAX are served at once and one more is turned
+ * away, so a slow or huge request holds nothing.  Every answer closes
+ * its connection.  It is sandboxed as a worker is, with its one
+ * listening socket instead of the SMTP ones, and reads nothing but the
+ * metrics region and the ban table.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "smtpd.h"
+
+struct hconn {
+	int		 fd;		/* -1: free */
+	char		 in[HEALTH_REQUEST_MAX];
+	size_t		 inlen;
+	char		*out;
+	size_t		 outlen;
+	size_t		 outoff;
+	struct timespec	 deadline;
+};
+
+static struct hconn	 conns[HEALTH_CONN_MAX];
+
+static void	health_accept(int);
+static void	health_read(struct hconn *, const struct smtpd_conf *,
+		    const struct metrics_map *);
+static void	health_answer(struct hconn *, const struct smtpd_conf *,
+		    const struct metrics_map *);
+static void	health_reply(struct hconn *, int, const char *, const char *,
+		    const char *, size_t, int);
+static void	health_write(struct hconn *);
+static void	health_close(struct hconn *);
+static long long health_ms_left(const struct timespec *);
+
+static const char *const session_results[] = { "served",
+    "refused_max_sessions", "refused_max_per_ip", "banned", "early_talker" };
+static const char *const message_statuses[] = { "accepted", "rejected",
+    "tempfail" };
+static const char *const firm_classes[] = { "2xx", "4xx", "5xx", "timeout",
+    "unreachable" };
+static const char *const verdicts[] = { "temperror", "fail", "none", "weak",
+    "strong" };
+
+__dead void
+health_main(struct smtpd_conf *conf, struct metrics_map *m)
+{
+	struct pollfd	 pfd[HEALTH_CONN_MAX + 1];
+	sigset_t	 none;
+	size_t		 i;
+	long long	 ms, wait;
+	int		 lfd = conf->health_l.fd;
+
+	log_setproc("health");
+	sandbox_health(conf);
+	for (i = 0; i < HEALTH_CONN_MAX; i++)
+		conns[i].fd = -1;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (;;) {
+		if (smtpd_stop)
+			_exit(0);
+		wait = 1000;
+		pfd[0].fd = lfd;
+		pfd[0].events = POLLIN;
+		for (i = 0; i < HEALTH_CONN_MAX; i++) {
+			pfd[i + 1].fd = conns[i].fd;
+			pfd[i + 1].events = conns[i].out != NULL ? POLLOUT :
+			    POLLIN;
+			if (conns[i].fd == -1)
+				continue;
+			if ((ms = health_ms_left(&conns[i].deadline)) <= 0) {
+				health_close(&conns[i]);
+				pfd[i + 1].fd = -1;
+			} else if (ms < wait)
+				wait = ms;
+		}
+		if (poll(pfd, HEALTH_CONN_MAX + 1, (int)wait) == -1) {
+			if (errno == EINTR)
+				continue;
+			fatal("health: poll");
+		}
+		for (i = 0; i < HEALTH_CONN_MAX; i++) {
+			if (pfd[i + 1].fd == -1 || pfd[i + 1].revents == 0)
+				continue;
+			if (conns[i].out != NULL)
+				health_write(&conns[i]);
+			else
+				health_read(&conns[i], conf, m);
+		}
+		if (pfd[0].revents & POLLIN)
+			health_accept(lfd);
+		if (getppid() == 1)
+			_exit(0);	/* the master is gone */
+	}
+}
+
+static long long
+health_ms_left(const struct timespec *deadline)
+{
+	struct timespec	 now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (deadline->tv_sec - now.tv_sec) * 1000LL +
+	    (deadline->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+static void
+health_accept(int lfd)
+{
+	struct hconn	*c = NULL;
+	size_t		 i;
+	int		 fd;
+
+	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) ==
+	    -1)
+		return;
+	for (i = 0; i < HEALTH_CONN_MAX && c == NULL; i++)
+		if (conns[i].fd == -1)
+			c = &conns[i];
+	if (c == NULL) {
+		close(fd);	/* all busy: the next scrape is soon */
+		return;
+	}
+	c->fd = fd;
+	c->inlen = 0;
+	clock_gettime(CLOCK_MONOTONIC, &c->deadline);
+	c->deadline.tv_sec += HEALTH_TIMEOUT_MS / 1000;
+}
+
+static void
+health_read(struct hconn *c, const struct smtpd_conf *conf,
+    const struct metrics_map *m)
+{
+	ssize_t	 n;
+
+	n = read(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		health_close(c);
+		return;
+	}
+	c->inlen += (size_t)n;
+	if (memmem(c->in, c->inlen, "\r\n\r\n", 4) != NULL ||
+	    memmem(c->in, c->inlen, "\n\n", 2) != NULL)
+		health_answer(c, conf, m);
+	else if (c->inlen == sizeof(c->in))
+		health_reply(c, 431, "Request Header Fields Too Large", NULL,
+		    "request too large\n", 18, 0);
+}
+
+/* The request line, checked; the answer made. */
+static void
+health_answer(struct hconn *c, const struct smtpd_conf *conf,
+    const struct metrics_map *m)
+{
+	static char	 body[HEALTH_OUT_MAX];
+	char		 why[256];
+	const char	*sp, *path, *end, *line = c->in;
+	size_t		 mlen, plen;
+	int		 head, n;
+
+	end = memchr(line, '\n', c->inlen);
+	if ((sp = memchr(line, ' ', (size_t)(end - line))) == NULL) {
+		health_reply(c, 400, "Bad Request", NULL, "bad request\n", 12,
+		    0);
+		return;
+	}
+	mlen = (size_t)(sp - line);
+	path = sp + 1;
+	plen = strcspn(path, " ?\r\n");
+	if (path + plen > end || (path[plen] != ' ' && path[plen] != '?') ||
+	    memmem(path, (size_t)(end - path), " HTTP/1.", 8) == NULL) {
+		health_reply(c, 400, "Bad Request", NULL, "bad request\n", 12,
+		    0);
+		return;
+	}
+	head = mlen == 4 && memcmp(line, "HEAD", 4) == 0;
+	if (!head && !(mlen == 3 && memcmp(line, "GET", 3) == 0)) {
+		health_reply(c, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n",
+		    "method not allowed\n", 19, 0);
+		return;
+	}
+	if (plen == 8 && memcmp(path, "/healthz", 8) == 0) {
+		if (health_check(m, conf, why, sizeof(why)))
+			health_reply(c, 200, "OK", NULL, "ok\n", 3, head);
+		else {
+			n = snprintf(body, sizeof(body), "%s\n", why);
+			health_reply(c, 503, "Service Unavailable", NULL, body,
+			    (size_t)n, head);
+		}
+	} else if (plen == 8 && memcmp(path, "/metrics", 8) == 0) {
+		if ((n = health_render(m, conf, body, sizeof(body))) < 0)
+			health_reply(c, 500, "Internal Server Error", NULL,
+			    "metrics too long\n", 17, head);
+		else
+			health_reply(c, 200, "OK", NULL, body, (size_t)n, head);
+	} else
+		health_reply(c, 404, "Not Found", NULL, "not found\n", 10, head);
+}
+
+static void
+health_reply(struct hconn *c, int status, const char *reason,
+    const char *extra, const char *body, size_t len, int head)
+{
+	char	 hdr[512];
+	int	 n;
+
+	n = snprintf(hdr, sizeof(hdr), "HTTP/1.1 %d %s\r\n"
+	    "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+	    "Content-Length: %zu\r\n%sConnection: close\r\n\r\n", status,
+	    reason, len, extra != NULL ? extra : "");
+	if (n < 0 || (size_t)n >= sizeof(hdr) ||
+	    (c->out = malloc((size_t)n + len)) == NULL) {
+		health_close(c);
+		return;
+	}
+	memcpy(c->out, hdr, (size_t)n);
+	c->outlen = (size_t)n;
+	if (!head) {
+		memcpy(c->out + n, body, len);
+		c->outlen += len;
+	}
+	c->outoff = 0;
+	health_write(c);
+}
+
+static void
+health_write(struct hconn *c)
+{
+	ssize_t	 n;
+
+	while (c->outoff < c->outlen) {
+		n = write(c->fd, c->out + c->outoff, c->outlen - c->outoff);
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0)
+			break;
+		c->outoff += (size_t)n;
+	}
+	health_close(c);
+}
+
+static void
+health_close(struct hconn *c)
+{
+	if (c->fd != -1)
+		close(c->fd);
+	c->fd = -1;
+	free(c->out);
+	c->out = NULL;
+	c->outlen = c->outoff = c->inlen = 0;
+}
+
+static uint64_t
+metrics_sum(const struct metrics_map *m, enum metric k)
+{
+	uint64_t	 t = 0;
+	size_t		 i;
+
+	for (i = 0; i < m->nslots; i++)
+		t += __atomic_load_n(&m->slot[i].v[k], __ATOMIC_RELAXED);
+	return t;
+}
+
+static uint64_t
+metrics_get(const struct metrics_map *m, size_t slot, enum metric k)
+{
+	return __atomic_load_n(&m->slot[slot].v[k], __ATOMIC_RELAXED);
+}
+
+/*
+ * Is the MX fit to serve (SPEC section 7)?  1, or 0 with the reason in
+ * why: no idle worker; with --api, no relay, no fetcher, or no good
+ * ban-list poll for 3 --poll intervals.
+ */
+int
+health_check(const struct metrics_map *m, const struct smtpd_conf *conf,
+    char *why, size_t len)
+{
+	uint64_t	 last, now = (uint64_t)time(NULL);
+
+	if (metrics_get(m, METRICS_SLOT_MASTER, M_WORKERS_IDLE) == 0) {
+		snprintf(why, len, "no idle worker");
+		return 0;
+	}
+	if (conf->api == NULL)
+		return 1;
+	if (metrics_get(m, METRICS_SLOT_MASTER, M_RELAY_UP) == 0) {
+		snprintf(why, len, "the relay is down");
+		return 0;
+	}
+	if (metrics_get(m, METRICS_SLOT_MASTER, M_FETCHER_UP) == 0) {
+		snprintf(why, len, "the ban-list fetcher is down");
+		return 0;
+	}
+	last = metrics_get(m, METRICS_SLOT_FETCHER, M_BANLIST_LAST_OK);
+	if (last == 0)
+		last = metrics_get(m, METRICS_SLOT_MASTER, M_START_TIME);
+	if (now > last && now - last > (uint64_t)(3 * conf->poll)) {
+		snprintf(why, len, "no good ban-list poll for %llu s (%llu "
+		    "failed in a row)", (unsigned long long)(now - last),
+		    (unsigned long long)metrics_get(m, METRICS_SLOT_FETCHER,
+		    M_BANLIST_FAILURES));
+		return 0;
+	}
+	return 1;
+}
+
+#define PUT(...) do {							\
+	int n_ = snprintf(buf + o, len - o, __VA_ARGS__);		\
+	if (n_ < 0 || (size_t)n_ >= len - o)				\
+		return -1;						\
+	o += (size_t)n_;						\
+} while (0)
+
+/*
+ * The Prometheus text format (0.0.4) of everything, into buf: its
+ * length, or -1 when it does not fit.
+ */
+int
+health_render(const struct metrics_map *m, const struct smtpd_conf *conf,
+    char *buf, size_t len)
+{
+	size_t		 o = 0, i, r, nsub, nban, n6, ns;
+	uint64_t	 cum, per[1000];
+	int		 code;
+
+	PUT("# HELP smtpd_sessions_total SMTP connections, by outcome.\n"
+	    "# TYPE smtpd_sessions_total counter\n");
+	for (i = 0; i < 5; i++)
+		PUT("smtpd_sessions_total{result=\"%s\"} %llu\n",
+		    session_results[i], (unsigned long long)metrics_sum(m,
+		    M_SESS_SERVED + i));
+	PUT("# HELP smtpd_sessions_active Sessions being served now.\n"
+	    "# TYPE smtpd_sessions_active gauge\n"
+	    "smtpd_sessions_active %llu\n", (unsigned long long)metrics_get(m,
+	    METRICS_SLOT_MASTER, M_SESSIONS_ACTIVE));
+	PUT("# HELP smtpd_messages_total Messages at the end of data, by "
+	    "reply.\n# TYPE smtpd_messages_total counter\n");
+	for (i = 0; i < 3; i++)
+		PUT("smtpd_messages_total{status=\"%s\"} %llu\n",
+		    message_statuses[i], (unsigned long long)metrics_sum(m,
+		    M_MSG_ACCEPTED + i));
+
+	/* replies: by code, the enum's entries of one code together */
+	memset(per, 0, sizeof(per));
+	for (r = 0; r < REPLY_COUNT; r++)
+		if ((code = session_reply_code((int)r)) >= 0 && code < 1000)
+			per[code] += metrics_sum(m, M_REPLY + r);
+	PUT("# HELP smtpd_replies_total SMTP replies sent, by code.\n"
+	    "# TYPE smtpd_replies_total counter\n");
+	for (r = 0; r < REPLY_COUNT; r++) {
+		code = session_reply_code((int)r);
+		if (code < 0 || code >= 1000 || per[code] == UINT64_MAX)
+			continue;
+		PUT("smtpd_replies_total{code=\"%d\"} %llu\n", code,
+		    (unsigned long long)per[code]);
+		per[code] = UINT64_MAX;		/* once a code */
+	}
+
+	PUT("# HELP smtpd_firm_request_seconds Time of POST /inbound calls "
+	    "to FIRM.\n# TYPE smtpd_firm_request_seconds histogram\n");
+	for (i = 0, cum = 0; i < METRICS_FIRM_BUCKETS; i++) {
+		cum += metrics_sum(m, M_FIRM_BUCKET + i);
+		if (i < METRICS_FIRM_BUCKETS - 1)
+			PUT("smtpd_firm_request_seconds_bucket{le=\"%g\"} "
+			    "%llu\n", (double)metrics_firm_le_us[i] / 1e6,
+			    (unsigned long long)cum);
+		else
+			PUT("smtpd_firm_request_seconds_bucket{le=\"+Inf\"} "
+			    "%llu\n", (unsigned long long)cum);
+	}
+	PUT("smtpd_firm_request_seconds_sum %.6f\n"
+	    "smtpd_firm_request_seconds_count %llu\n",
+	    (double)metrics_sum(m, M_FIRM_SUM_US) / 1e6,
+	    (unsigned long long)metrics_sum(m, M_FIRM_COUNT));
+	PUT("# HELP smtpd_firm_responses_total Outcomes of POST /inbound.\n"
+	    "# TYPE smtpd_firm_responses_total counter\n");
+	for (i = 0; i < 5; i++)
+		PUT("smtpd_firm_responses_total{class=\"%s\"} %llu\n",
+		    firm_classes[i], (unsigned long long)metrics_sum(m,
+		    M_FIRM_2XX + i));
+
+	PUT("# HELP smtpd_auth_verdicts_total Sender authentication "
+	    "verdicts.\n# TYPE smtpd_auth_verdicts_total counter\n");
+	for (i = 0; i < 5; i++)
+		PUT("smtpd_auth_verdicts_total{verdict=\"%s\"} %llu\n",
+		    verdicts[i], (unsigned long long)metrics_sum(m,
+		    M_VERDICT + i));
+	PUT("# HELP smtpd_dns_queries_total DNS questions workers asked.\n"
+	    "# TYPE smtpd_dns_queries_total counter\n"
+	    "smtpd_dns_queries_total %llu\n",
+	    (unsigned long long)metrics_sum(m, M_DNS_QUERIES));
+
+	nsub = nban = n6 = ns = 0;
+	if (conf->banlist != NULL)
+		banlist_counts(conf->banlist, &nsub, &n6, &ns, &nban);
+	PUT("# HELP smtpd_banlist_entries Entries of the ban lists in use.\n"
+	    "# TYPE smtpd_banlist_entries gauge\n"
+	    "smtpd_banlist_entries{list=\"subnets\"} %zu\n"
+	    "smtpd_banlist_entries{list=\"senders\"} %zu\n", nsub + n6, ns);
+	PUT("# HELP smtpd_banlist_last_success_timestamp_seconds Time of the "
+	    "last good ban-list poll (0: none yet).\n"
+	    "# TYPE smtpd_banlist_last_success_timestamp_seconds gauge\n"
+	    "smtpd_banlist_last_success_timestamp_seconds %llu\n",
+	    (unsigned long long)metrics_get(m, METRICS_SLOT_FETCHER,
+	    M_BANLIST_LAST_OK));
+	PUT("# HELP smtpd_banlist_poll_failures Ban-list polls failed in a "
+	    "row.\n# TYPE smtpd_banlist_poll_failures gauge\n"
+	    "smtpd_banlist_poll_failures %llu\n",
+	    (unsigned long long)metrics_get(m, METRICS_SLOT_FETCHER,
+	    M_BANLIST_FAILURES));
+	PUT("# HELP smtpd_workers Preforked workers, by state.\n"
+	    "# TYPE smtpd_workers gauge\n"
+	    "smtpd_workers{state=\"idle\"} %llu\n"
+	    "smtpd_workers{state=\"busy\"} %llu\n",
+	    (unsigned long long)metrics_get(m, METRICS_SLOT_MASTER,
+	    M_WORKERS_IDLE), (unsigned long long)metrics_get(m,
+	    METRICS_SLOT_MASTER, M_WORKERS_BUSY));
+	PUT("# HELP smtpd_worker_deaths_total Workers that died of a signal "
+	    "or failed.\n# TYPE smtpd_worker_deaths_total counter\n"
+	    "smtpd_worker_deaths_total %llu\n",
+	    (unsigned long long)metrics_sum(m, M_WORKER_DEATHS));
+	PUT("# HELP smtpd_up Whether the relay and the fetcher run.\n"
+	    "# TYPE smtpd_up gauge\n"
+	    "smtpd_up{process=\"relay\"} %llu\n"
+	    "smtpd_up{process=\"fetcher\"} %llu\n",
+	    (unsigned long long)metrics_get(m, METRICS_SLOT_MASTER,
+	    M_RELAY_UP), (unsigned long long)metrics_get(m,
+	    METRICS_SLOT_MASTER, M_FETCHER_UP));
+	PUT("# HELP smtpd_start_time_seconds When the master started.\n"
+	    "# TYPE smtpd_start_time_seconds gauge\n"
+	    "smtpd_start_time_seconds %llu\n",
+	    (unsigned long long)metrics_get(m, METRICS_SLOT_MASTER,
+	    M_START_TIME));
+	return (int)o;
+}
