@@ -8,6 +8,12 @@
 #   make bench-mime   MIME decoding speed, MB/s (a benchmark)
 #   make bench-banlist  ban-list table: publish time, lookups/s,
 #                 latency and memory for 1M prefixes (a benchmark)
+#   make install  install smtpd, smtpd-relay, smtpd.8 and the rc.d script
+#                 (OpenBSD) or the systemd units (Linux) under PREFIX
+#                 (/usr/local) and DESTDIR; as root and without DESTDIR,
+#                 also the _smtpd user and /var/db/smtpd
+#   make uninstall  remove what make install put there (not the user,
+#                 not /var/db/smtpd)
 #   make fuzz     libFuzzer on mime_parse, the worker-relay channel's
 #                 decoder (DNS questions and answers included), SPF,
 #                 DMARC and the From field, FUZZ_SECONDS (60) each
@@ -60,7 +66,23 @@ LDLIBS+=	$(PKG_LIBS)
 TEST_OBJS=	$(OBJS:.o=.test.o) testhooks.test.o
 
 .PHONY: all deps build run test unit lint clean mime-test bench-mime fuzz \
-	bench-banlist
+	bench-banlist install install-user uninstall
+
+# make install: smtpd-relay must sit beside smtpd (smtpd looks for it in
+# the directory of its own executable), so both go to SBINDIR.
+PREFIX?=	/usr/local
+SBINDIR?=	$(PREFIX)/sbin
+ifeq ($(UNAME_S),OpenBSD)
+MANDIR?=	$(PREFIX)/man
+else
+MANDIR?=	$(PREFIX)/share/man
+endif
+SYSTEMDUNITDIR?= $(PREFIX)/lib/systemd/system
+RCDIR?=		/etc/rc.d
+UNITS=		smtpd.service smtpd.socket smtpd@.service
+INSTALL?=	install
+SMTPD_USER=	_smtpd
+BANLIST_DIR=	/var/db/smtpd
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -194,6 +216,67 @@ test:
 	    tests/mime_test tests/banlist_test tests/tls_keyless_test \
 	    tests/spf_test tests/dmarc_test lint
 	$(PYTHON) -m pytest -q tests
+
+# The units and the rc.d script name /usr/local/sbin/smtpd: rewritten
+# to SBINDIR as they are installed.
+install: $(PROG) $(RELAY)
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8
+	$(INSTALL) -m 0755 $(PROG) $(RELAY) $(DESTDIR)$(SBINDIR)/
+	$(INSTALL) -m 0644 smtpd.8 $(DESTDIR)$(MANDIR)/man8/smtpd.8
+ifeq ($(UNAME_S),OpenBSD)
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(RCDIR)
+	sed 's|/usr/local/sbin|$(SBINDIR)|g' rc.d/smtpd > $(DESTDIR)$(RCDIR)/smtpd
+	chmod 0555 $(DESTDIR)$(RCDIR)/smtpd
+else
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(SYSTEMDUNITDIR)
+	@for u in $(UNITS); do \
+		echo "sed contrib/systemd/$$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u"; \
+		sed 's|/usr/local/sbin|$(SBINDIR)|g' contrib/systemd/$$u \
+		    > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u || exit 1; \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
+	done
+endif
+	@if [ -n "$(DESTDIR)" ]; then \
+		echo "install: DESTDIR is set: not creating user" \
+		    "$(SMTPD_USER) or $(BANLIST_DIR)"; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+		echo "install: not root: not creating user" \
+		    "$(SMTPD_USER) or $(BANLIST_DIR)"; \
+	else \
+		$(MAKE) --no-print-directory install-user; \
+	fi
+
+# The unprivileged user of every child (no shell, no home), and the
+# ban-list cache directory, which only it may read.
+install-user:
+	@if ! id $(SMTPD_USER) >/dev/null 2>&1; then \
+		echo "install: creating user $(SMTPD_USER)"; \
+		if [ "$(UNAME_S)" = OpenBSD ]; then \
+			useradd -L daemon -g =uid -d /var/empty \
+			    -s /sbin/nologin -c "FIRM smtpd" $(SMTPD_USER); \
+		else \
+			useradd --system --user-group --no-create-home \
+			    --home-dir /nonexistent --shell /usr/sbin/nologin \
+			    --comment "FIRM smtpd" $(SMTPD_USER); \
+		fi || exit 1; \
+	fi
+	@if [ ! -d $(BANLIST_DIR) ]; then \
+		echo "install: creating $(BANLIST_DIR)"; \
+		$(INSTALL) -d -m 0755 $$(dirname $(BANLIST_DIR)) && \
+		$(INSTALL) -d -m 0700 -o $(SMTPD_USER) \
+		    -g "$$(id -gn $(SMTPD_USER))" $(BANLIST_DIR); \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/$(PROG) $(DESTDIR)$(SBINDIR)/$(RELAY)
+	rm -f $(DESTDIR)$(MANDIR)/man8/smtpd.8
+ifeq ($(UNAME_S),OpenBSD)
+	rm -f $(DESTDIR)$(RCDIR)/smtpd
+else
+	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(UNITS))
+endif
+	@echo "uninstall: user $(SMTPD_USER) and $(BANLIST_DIR) are left" \
+	    "in place"
 
 lint:
 	mandoc -Tlint -Wstyle smtpd.8
