@@ -465,6 +465,9 @@ conf_check(struct smtpd_conf *c)
 		c->max_per_ip = c->max_sessions;
 	if (c->inetd && c->nlisteners > 0 && c->listeners[0].smtps)
 		flag_error("smtps", "not available with --inetd");
+	if (c->inetd && c->health != NULL)
+		flag_error("health", "not available with --inetd (one "
+		    "session a process: nothing to watch)");
 }
 
 /*

@@ -6,11 +6,12 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
 
-from conftest import (LOOPBACK, RCPT, SENDER, TOKEN, assert_reply, free_port,
+from conftest import (LOOPBACK, RCPT, SMTPD, assert_reply, free_port,
                       make_message, wait_for)
 from fake_banlist import Answer, FakeBanlistAPI
 from test_banlist import cache, wait_first_poll  # noqa: F401 (fixture)
@@ -309,3 +310,10 @@ def test_the_health_process_is_sandboxed_and_reads_no_client_byte(smtpd):
         c.quit()
     _, _, body = get(srv, "/metrics")
     assert "evil" not in body
+
+
+def test_health_with_inetd_is_refused_naming_the_flag():
+    r = subprocess.run([str(SMTPD), "-i", "-r", RCPT, "--spool", "/tmp",
+                        "--health", "127.0.0.1:1"], capture_output=True,
+                       text=True, timeout=10, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1 and "--health" in r.stderr, r.stderr
