@@ -16,7 +16,8 @@
 #                 not /var/db/smtpd)
 #   make fuzz     libFuzzer on mime_parse, the worker-relay channel's
 #                 decoder (DNS questions and answers included), SPF,
-#                 DMARC and the From field, FUZZ_SECONDS (60) each
+#                 DMARC, the From field and the PROXY protocol header,
+#                 FUZZ_SECONDS (60) each
 
 # Two programs, as Postfix has several: smtpd (the master and the
 # workers it forks: no HTTP client in their image) and smtpd-relay (the
@@ -26,7 +27,7 @@ RELAY=		smtpd-relay
 COMMON_SRCS=	conf.c addr.c banlist.c channel.c dns.c log.c metrics.c sandbox.c \
 		util.c
 SMTPD_SRCS=	smtpd.c worker.c session.c payload.c mime.c tls.c auth.c \
-		spf.c dmarc.c health.c
+		spf.c dmarc.c health.c proxy.c
 RELAY_SRCS=	relay.c fetcher.c firm.c
 SRCS=		$(SMTPD_SRCS) $(RELAY_SRCS) $(COMMON_SRCS)
 OBJS=		$(SMTPD_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
@@ -182,6 +183,10 @@ tests/fuzz_dmarc: tests/fuzz_dmarc.c dmarc.c dns.c channel.c $(HDRS)
 tests/fuzz_from: tests/fuzz_from.c addr.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_from.c addr.c $(PKG_LIBS)
 
+# What a trusted proxy could send before the SMTP dialogue.
+tests/fuzz_proxy: tests/fuzz_proxy.c proxy.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_proxy.c proxy.c $(PKG_LIBS)
+
 # Seeded with the corpus; new inputs gather in tests/fuzz-corpus, a
 # crash is kept as tests/fuzz-crash-*.
 fuzz: deps
@@ -197,7 +202,7 @@ fuzz: deps
 	./tests/fuzz_chan -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    -timeout=10 -rss_limit_mb=2048 \
 	    -artifact_prefix=tests/fuzz-crash-chan- tests/fuzz-chan-corpus
-	@for t in spf dmarc from; do \
+	@for t in spf dmarc from proxy; do \
 		$(MAKE) --no-print-directory tests/fuzz_$$t || exit 1; \
 		mkdir -p tests/fuzz-$$t-corpus; \
 		cp tests/$$t-corpus/* tests/fuzz-$$t-corpus/; \
@@ -291,7 +296,7 @@ clean:
 	rm -f tests/mime_test tests/fuzz_mime tests/fuzz_chan bench/mime-bench
 	rm -f tests/banlist_test bench/banlist-bench tests/tls_keyless_test
 	rm -f tests/spf_test tests/dmarc_test tests/fuzz_spf tests/fuzz_dmarc \
-	    tests/fuzz_from
+	    tests/fuzz_from tests/fuzz_proxy
 
 # tls keyless test
 tests/tls_keyless_test: tests/tls_keyless_test.c tests/check.h $(LIB_OBJS) \

@@ -233,14 +233,21 @@ session_run(struct session_ctx *ctx)
 {
 	struct session	*s;
 	char		 line[SMTP_LINE_MAX + 1];
+	char		 via[INET6_ADDRSTRLEN];
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		log_warn("session allocation");
 		return;
 	}
 	session_init(s, ctx);
-	log_event(LOG_INFO, "connect", s->id, "{s:s, s:i}", "client_ip",
-	    s->client_ip, "pid", (int)getpid());
+	if (ctx->via.ss_family != AF_UNSPEC) {
+		session_addr_str(&ctx->via, via, sizeof(via));
+		log_event(LOG_INFO, "connect", s->id, "{s:s, s:s, s:i}",
+		    "client_ip", s->client_ip, "proxy_ip", via,
+		    "pid", (int)getpid());
+	} else
+		log_event(LOG_INFO, "connect", s->id, "{s:s, s:i}",
+		    "client_ip", s->client_ip, "pid", (int)getpid());
 	/* an early talker is counted as such, not as served */
 	metrics_add(ctx->reject == REPLY_MAXSESSIONS ? M_SESS_MAXSESSIONS :
 	    ctx->reject == REPLY_MAXPERIP ? M_SESS_MAXPERIP :

@@ -86,7 +86,6 @@ static pid_t			 health_pid = -1;
 static time_t			 health_started;
 
 static void	conf_spool(struct smtpd_conf *, int);
-static void	conf_unsupported(const struct smtpd_conf *);
 static void	conf_relay_path(struct smtpd_conf *, const char *);
 static int	relay_check_priv(void);
 static void	banlist_setup_priv(struct smtpd_conf *);
@@ -137,7 +136,6 @@ main(int argc, char *argv[])
 	json_object_seed(0);	/* reads /dev/urandom now, not sandboxed */
 	auth_init();		/* libopendkim, once for every worker */
 
-	conf_unsupported(&conf);
 	if (conf.check_cert)
 		return tls_check_cert(&conf, 1);
 	if (conf.tls_cert != NULL && conf.config_test &&
@@ -550,21 +548,6 @@ master_tls_reload(void)
 	tls_key_gen = generation;
 	log_event(LOG_INFO, "tls_reloaded", NULL, "{s:s}", "cert",
 	    conf.tls_cert);
-}
-
-/*
- * Flags whose features come with later releases are parsed and
- * checked, but refused here rather than silently ignored.
- */
-static void
-conf_unsupported(const struct smtpd_conf *c)
-{
-	const char	*flag = NULL;
-	if (c->proxy_from[0].af != 0)
-		flag = "proxy-from";
-	if (flag != NULL)
-		flag_error(flag, "not supported by this build yet "
-		    "(see CAVEATS in smtpd(8))");
 }
 
 /*

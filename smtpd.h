@@ -468,6 +468,8 @@ struct session_ctx {
 	int			 banned;	/* client in the ban list */
 	int			 smtps;		/* implicit TLS listener */
 	int			 chan;		/* to the relay */
+	struct sockaddr_storage	 via;		/* the PROXY peer, or
+						   AF_UNSPEC */
 };
 void		 session_run(struct session_ctx *);
 void		 session_scrub(void);
@@ -725,6 +727,31 @@ int		 auth_message(struct auth *, const struct smtpd_conf *,
 struct json_t	*auth_json(const struct auth *, const struct smtpd_conf *);
 const char	*auth_dkim_result(const struct auth *);
 const char	*auth_verdict_name(int);
+
+/*
+ * proxy.c: the PROXY protocol (SPEC section 8).  proxy_parse() on the
+ * octets so far: PROXY_MORE (a header's beginning), PROXY_SOURCE (*src
+ * is the client), PROXY_LOCAL (keep the peer's address) or
+ * PROXY_ERROR; *used is then the header's length.  proxy_read(), in
+ * a worker: 1 (*peer is the client named), 0 (the peer it is) or -1.
+ */
+#define PROXY_V1_MAX		107	/* a v1 line, CRLF included */
+#define PROXY_V2_SIGLEN		12
+#define PROXY_V2_FIXED		16	/* signature, version, family, len */
+#define PROXY_V2_BLOCK_MAX	4080	/* addresses and TLVs we accept */
+#define PROXY_HDR_MAX		(PROXY_V2_FIXED + PROXY_V2_BLOCK_MAX)
+enum proxy_result {
+	PROXY_ERROR = -1,
+	PROXY_MORE = 0,
+	PROXY_SOURCE = 1,
+	PROXY_LOCAL = 2,
+};
+int		 proxy_parse(const uint8_t *, size_t,
+		    struct sockaddr_storage *, size_t *);
+int		 proxy_trusted(const struct smtpd_conf *,
+		    const struct sockaddr_storage *);
+int		 proxy_read(int, long long, struct sockaddr_storage *,
+		    const char **);
 
 /* conf.c */
 void		 conf_init(struct smtpd_conf *, int, char **);

@@ -10,6 +10,8 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 
+#include <netinet/in.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -28,6 +30,7 @@ static volatile sig_atomic_t worker_retire;
 static int	worker_accept(const struct smtpd_conf *, int, int,
 		    struct session_ctx *);
 static int	worker_listener_smtps(const struct smtpd_conf *, int);
+static int	worker_proxy(const struct smtpd_conf *, struct session_ctx *);
 static int	worker_claim(int, const struct sockaddr_storage *);
 static int	worker_tls_sign(void *, const struct tls_sign_req *,
 		    struct tls_sign_res *);
@@ -100,6 +103,12 @@ worker_main(struct smtpd_conf *conf, int ctl, int chan, int inetd)
 				}
 		}
 		sandbox_worker_narrow(conf);
+		if (worker_proxy(conf, &ctx) == -1) {
+			/* no session: nothing claimed, nothing to release */
+			if (last || smtpd_stop || worker_retire)
+				break;
+			continue;
+		}
 		if ((ctx.reject = worker_claim(ctl, &ctx.peer)) == -2)
 			break;		/* the master is gone */
 		ctx.banned = banlist_lookup_addr(conf->banlist, &ctx.peer);
@@ -182,6 +191,41 @@ worker_accept(const struct smtpd_conf *conf, int ctl, int chan,
 			return 0;
 		}
 	}
+}
+
+/*
+ * A peer inside --proxy-from opens with a PROXY header (SPEC section
+ * 8), read before the claim and the ban-list lookup so that the client
+ * it names is the one counted and looked up.  Until then the master
+ * counts this worker idle: the wait is bounded by --timeout.  A peer
+ * that sends no valid header is closed without a word; -1.
+ */
+static int
+worker_proxy(const struct smtpd_conf *conf, struct session_ctx *ctx)
+{
+	struct sockaddr_storage	 peer;
+	char			 addr[INET6_ADDRSTRLEN];
+	const char		*why;
+
+	ctx->via.ss_family = AF_UNSPEC;
+	if (!proxy_trusted(conf, &ctx->peer))
+		return 0;
+	memcpy(&peer, &ctx->peer, sizeof(peer));
+	switch (proxy_read(ctx->fd_in, conf->timeout * 1000, &ctx->peer,
+	    &why)) {
+	case 1:		/* the client the header names */
+		memcpy(&ctx->via, &peer, sizeof(ctx->via));
+		return 0;
+	case 0:		/* LOCAL or UNKNOWN: the peer itself */
+		return 0;
+	}
+	session_addr_str(&peer, addr, sizeof(addr));
+	log_event(LOG_WARNING, "proxy_error", NULL, "{s:s, s:s}",
+	    "proxy_ip", addr, "reason", why);
+	close(ctx->fd_in);
+	if (ctx->fd_out != ctx->fd_in)
+		close(ctx->fd_out);
+	return -1;
 }
 
 /*

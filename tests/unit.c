@@ -1,8 +1,14 @@
 /*
  * Unit tests for the parsers: SMTP paths, recipient rules, the data
- * reader (dot-stuffing, bare CR/LF, smuggling), the token finder and
- * UTF-8 cleaning.  Prints "N passed, N failed".
+ * reader (dot-stuffing, bare CR/LF, smuggling), the token finder,
+ * UTF-8 cleaning and the PROXY protocol header.  Prints "N passed, N failed".
  */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -328,6 +334,346 @@ test_headers(void)
 	mime_free(&mm);
 }
 
+#define V2SIG	"\r\n\r\n\0\r\nQUIT\n"
+
+/* A v2 header: command, family, then the block. */
+static size_t
+proxy_v2_make(uint8_t *out, int cmd, int fam, const uint8_t *blk,
+    size_t blen)
+{
+	memcpy(out, V2SIG, PROXY_V2_SIGLEN);
+	out[12] = (uint8_t)(0x20 | cmd);
+	out[13] = (uint8_t)fam;
+	out[14] = (uint8_t)(blen >> 8);
+	out[15] = (uint8_t)blen;
+	memcpy(out + PROXY_V2_FIXED, blk, blen);
+	return PROXY_V2_FIXED + blen;
+}
+
+/* proxy_parse() on a string; the address as text in addr. */
+static int
+proxy_try(const void *buf, size_t len, size_t *used, char *addr,
+    size_t addrsz, int *port)
+{
+	struct sockaddr_storage	 ss;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&ss;
+	int			 r;
+
+	r = proxy_parse(buf, len, &ss, used);
+	addr[0] = '\0';
+	*port = -1;
+	if (ss.ss_family == AF_INET) {
+		inet_ntop(AF_INET, &sin->sin_addr, addr, addrsz);
+		*port = ntohs(sin->sin_port);
+	} else if (ss.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &sin6->sin6_addr, addr, addrsz);
+		*port = ntohs(sin6->sin6_port);
+	}
+	return r;
+}
+
+/* Every proper prefix of a valid header asks for more. */
+static int
+proxy_prefixes_more(const void *buf, size_t len)
+{
+	struct sockaddr_storage	 ss;
+	size_t			 k, used;
+
+	for (k = 0; k < len; k++)
+		if (proxy_parse(buf, k, &ss, &used) != PROXY_MORE ||
+		    used != 0)
+			return 0;
+	return 1;
+}
+
+static void
+test_proxy_v1(void)
+{
+	static const struct {
+		const char	*in;
+		int		 r;
+		const char	*addr;
+		int		 port;
+	} t[] = {
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 40000 25\r\n",
+		    PROXY_SOURCE, "192.0.2.7", 40000 },
+		{ "PROXY TCP6 2001:db8::1 2001:db8::2 1 25\r\n",
+		    PROXY_SOURCE, "2001:db8::1", 1 },
+		{ "PROXY TCP6 ::ffff:192.0.2.9 ::1 0 25\r\n",
+		    PROXY_SOURCE, "192.0.2.9", 0 },
+		{ "PROXY TCP4 0.0.0.0 0.0.0.0 65535 65535\r\n",
+		    PROXY_SOURCE, "0.0.0.0", 65535 },
+		{ "PROXY UNKNOWN\r\n", PROXY_LOCAL, "", -1 },
+		{ "PROXY UNKNOWN whatever 1 2 3\r\n", PROXY_LOCAL, "", -1 },
+		/* ports */
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 65536 25\r\n",
+		    PROXY_ERROR, "", -1 },
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 +1 25\r\n",
+		    PROXY_ERROR, "", -1 },
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 -1 25\r\n",
+		    PROXY_ERROR, "", -1 },
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 01 25\r\n",
+		    PROXY_ERROR, "", -1 },
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 100000 25\r\n",
+		    PROXY_ERROR, "", -1 },
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 1a 25\r\n",
+		    PROXY_ERROR, "", -1 },
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1  25\r\n",
+		    PROXY_ERROR, "", -1 },
+		/* addresses */
+		{ "PROXY TCP4 192.0.2.256 198.51.100.1 1 25\r\n",
+		    PROXY_ERROR, "", -1 },
+		{ "PROXY TCP4 2001:db8::1 198.51.100.1 1 25\r\n",
+		    PROXY_ERROR, "", -1 },
+		{ "PROXY TCP6 192.0.2.7 2001:db8::2 1 25\r\n",
+		    PROXY_ERROR, "", -1 },
+		{ "PROXY TCP4 192.0.2 198.51.100.1 1 25\r\n",
+		    PROXY_ERROR, "", -1 },
+		{ "PROXY TCP4 192.0.2.7 198.51.100.x 1 25\r\n",
+		    PROXY_ERROR, "", -1 },
+		/* shape */
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 1\r\n",
+		    PROXY_ERROR, "", -1 },
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 1 25 6\r\n",
+		    PROXY_ERROR, "", -1 },
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 1 25 \r\n",
+		    PROXY_ERROR, "", -1 },
+		{ "PROXY  TCP4 192.0.2.7 198.51.100.1 1 25\r\n",
+		    PROXY_ERROR, "", -1 },
+		{ "PROXY UDP4 192.0.2.7 198.51.100.1 1 25\r\n",
+		    PROXY_ERROR, "", -1 },
+		{ "PROXY tcp4 192.0.2.7 198.51.100.1 1 25\r\n",
+		    PROXY_ERROR, "", -1 },
+		{ "PROXY UNKNOWNX\r\n", PROXY_ERROR, "", -1 },
+		{ "PROXY \r\n", PROXY_ERROR, "", -1 },
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 1 25\n", PROXY_ERROR, "",
+		    -1 },
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 1 25\rX", PROXY_ERROR, "",
+		    -1 },
+		{ "PROXY UNKNOWN \xc3\xa9\r\n", PROXY_ERROR, "", -1 },
+		{ "proxy TCP4 192.0.2.7 198.51.100.1 1 25\r\n", PROXY_ERROR,
+		    "", -1 },
+		{ "EHLO client.test\r\n", PROXY_ERROR, "", -1 },
+		{ "GET / HTTP/1.0\r\n", PROXY_ERROR, "", -1 },
+		/* a beginning */
+		{ "PROX", PROXY_MORE, "", -1 },
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 1 25\r", PROXY_MORE, "",
+		    -1 },
+	};
+	char		 addr[INET6_ADDRSTRLEN], line[256];
+	size_t		 i, used, len;
+	int		 r, port;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		len = strlen(t[i].in);
+		r = proxy_try(t[i].in, len, &used, addr, sizeof(addr), &port);
+		CHECK(r == t[i].r, "proxy v1 case %zu: %d, want %d", i, r,
+		    t[i].r);
+		CHECK(strcmp(addr, t[i].addr) == 0 && port == t[i].port,
+		    "proxy v1 case %zu: %s port %d", i, addr, port);
+		if (t[i].r == PROXY_SOURCE || t[i].r == PROXY_LOCAL) {
+			CHECK(used == len, "proxy v1 case %zu: used %zu", i,
+			    used);
+			CHECK(proxy_prefixes_more(t[i].in, len),
+			    "proxy v1 case %zu: a prefix is not MORE", i);
+		} else
+			CHECK(used == 0, "proxy v1 case %zu: used %zu", i,
+			    used);
+	}
+
+	/* a NUL is refused as soon as it arrives */
+	r = proxy_try("PROXY TCP4 192.0.2.7\0 198.51.100.1 1 25\r\n", 41,
+	    &used, addr, sizeof(addr), &port);
+	CHECK(r == PROXY_ERROR, "NUL in the line: %d", r);
+	r = proxy_try("PROXY TCP4 192.0.2.7\0", 21, &used, addr, sizeof(addr),
+	    &port);
+	CHECK(r == PROXY_ERROR, "NUL, judged at once: %d", r);
+
+	/* what follows the header is not the header's */
+	len = strlen("PROXY TCP4 192.0.2.7 198.51.100.1 1 25\r\n");
+	r = proxy_try("PROXY TCP4 192.0.2.7 198.51.100.1 1 25\r\nEHLO x\r\n",
+	    len + 8, &used, addr, sizeof(addr), &port);
+	CHECK(r == PROXY_SOURCE && used == len, "pipelined: %d %zu", r, used);
+
+	/* 107 octets is the most; 108 is refused before the CRLF */
+	memset(line, 0, sizeof(line));
+	strlcpy(line, "PROXY UNKNOWN ", sizeof(line));
+	memset(line + 14, 'x', PROXY_V1_MAX - 2 - 14);
+	strlcat(line, "\r\n", sizeof(line));
+	CHECK(strlen(line) == PROXY_V1_MAX, "line length %zu", strlen(line));
+	r = proxy_try(line, PROXY_V1_MAX, &used, addr, sizeof(addr), &port);
+	CHECK(r == PROXY_LOCAL && used == PROXY_V1_MAX, "107 octets: %d", r);
+	memset(line + 14, 'x', PROXY_V1_MAX - 1 - 14);
+	strlcpy(line + PROXY_V1_MAX - 1, "\r\n", 3);
+	r = proxy_try(line, PROXY_V1_MAX + 1, &used, addr, sizeof(addr),
+	    &port);
+	CHECK(r == PROXY_ERROR, "108 octets: %d", r);
+	r = proxy_try(line, PROXY_V1_MAX - 1, &used, addr, sizeof(addr),
+	    &port);
+	CHECK(r == PROXY_ERROR, "106 octets and no CR yet: %d", r);
+	memset(line, 'x', sizeof(line));
+	memcpy(line, "PROXY ", 6);
+	r = proxy_try(line, sizeof(line), &used, addr, sizeof(addr), &port);
+	CHECK(r == PROXY_ERROR, "endless line: %d", r);
+}
+
+static void
+test_proxy_v2(void)
+{
+	uint8_t		 blk4[12] = { 192, 0, 2, 7, 198, 51, 100, 1,
+			    0x9c, 0x40, 0, 25 };
+	uint8_t		 blk6[36 + 30], buf[PROXY_HDR_MAX + 64];
+	char		 addr[INET6_ADDRSTRLEN];
+	size_t		 n, used;
+	int		 r, port;
+
+	memset(blk6, 0, sizeof(blk6));
+	blk6[0] = 0x20;
+	blk6[1] = 0x01;
+	blk6[2] = 0x0d;
+	blk6[3] = 0xb8;
+	blk6[15] = 1;
+	blk6[32] = 0x12;
+	blk6[33] = 0x34;
+	blk6[36] = 0x04;	/* a TLV after the addresses */
+	blk6[38] = 27;
+
+	n = proxy_v2_make(buf, 1, 0x11, blk4, sizeof(blk4));
+	r = proxy_try(buf, n, &used, addr, sizeof(addr), &port);
+	CHECK(r == PROXY_SOURCE && used == 28 &&
+	    strcmp(addr, "192.0.2.7") == 0 && port == 40000,
+	    "v2 tcp4: %d %zu %s %d", r, used, addr, port);
+	CHECK(proxy_prefixes_more(buf, n), "v2 tcp4 prefixes");
+
+	n = proxy_v2_make(buf, 1, 0x21, blk6, sizeof(blk6));
+	memcpy(buf + n, "EHLO x\r\n", 8);
+	r = proxy_try(buf, n + 8, &used, addr, sizeof(addr), &port);
+	CHECK(r == PROXY_SOURCE && used == n &&
+	    strcmp(addr, "2001:db8::1") == 0 && port == 0x1234,
+	    "v2 tcp6 with a TLV: %d %zu %s %d", r, used, addr, port);
+	CHECK(proxy_prefixes_more(buf, n), "v2 tcp6 prefixes");
+
+	/* LOCAL: the peer's own, whatever the family says */
+	n = proxy_v2_make(buf, 0, 0x00, NULL, 0);
+	r = proxy_try(buf, n, &used, addr, sizeof(addr), &port);
+	CHECK(r == PROXY_LOCAL && used == 16 && addr[0] == '\0',
+	    "v2 local: %d %zu", r, used);
+	n = proxy_v2_make(buf, 0, 0x11, blk4, sizeof(blk4));
+	r = proxy_try(buf, n, &used, addr, sizeof(addr), &port);
+	CHECK(r == PROXY_LOCAL && used == 28 && addr[0] == '\0',
+	    "v2 local with addresses: %d %zu", r, used);
+	n = proxy_v2_make(buf, 1, 0x00, NULL, 0);
+	r = proxy_try(buf, n, &used, addr, sizeof(addr), &port);
+	CHECK(r == PROXY_LOCAL && used == 16, "v2 unspec: %d", r);
+
+	/* IPv4-mapped IPv6 is the IPv4 address */
+	memset(blk6, 0, 36);
+	blk6[10] = blk6[11] = 0xff;
+	blk6[12] = 192;
+	blk6[13] = 0;
+	blk6[14] = 2;
+	blk6[15] = 9;
+	n = proxy_v2_make(buf, 1, 0x21, blk6, 36);
+	r = proxy_try(buf, n, &used, addr, sizeof(addr), &port);
+	CHECK(r == PROXY_SOURCE && strcmp(addr, "192.0.2.9") == 0,
+	    "v2 mapped: %d %s", r, addr);
+
+	/* bad version, command, family, length */
+	n = proxy_v2_make(buf, 1, 0x11, blk4, sizeof(blk4));
+	buf[12] = 0x11;
+	CHECK(proxy_try(buf, n, &used, addr, sizeof(addr), &port) ==
+	    PROXY_ERROR, "v2 version 1");
+	CHECK(proxy_try(buf, 13, &used, addr, sizeof(addr), &port) ==
+	    PROXY_ERROR, "v2 version 1, judged at once");
+	buf[12] = 0x22;
+	CHECK(proxy_try(buf, n, &used, addr, sizeof(addr), &port) ==
+	    PROXY_ERROR, "v2 command 2");
+	buf[12] = 0x21;
+	buf[13] = 0x12;
+	CHECK(proxy_try(buf, n, &used, addr, sizeof(addr), &port) ==
+	    PROXY_ERROR, "v2 udp4");
+	buf[13] = 0x41;
+	CHECK(proxy_try(buf, 14, &used, addr, sizeof(addr), &port) ==
+	    PROXY_ERROR, "v2 family 4, judged at once");
+	buf[13] = 0x13;
+	CHECK(proxy_try(buf, n, &used, addr, sizeof(addr), &port) ==
+	    PROXY_ERROR, "v2 transport 3");
+	n = proxy_v2_make(buf, 1, 0x11, blk4, 11);
+	CHECK(proxy_try(buf, n, &used, addr, sizeof(addr), &port) ==
+	    PROXY_ERROR, "v2 tcp4 block too short");
+	n = proxy_v2_make(buf, 1, 0x21, blk4, 12);
+	CHECK(proxy_try(buf, 16, &used, addr, sizeof(addr), &port) ==
+	    PROXY_ERROR, "v2 tcp6 with 12 octets, judged at once");
+	n = proxy_v2_make(buf, 1, 0x31, blk4, 12);
+	CHECK(proxy_try(buf, n, &used, addr, sizeof(addr), &port) ==
+	    PROXY_ERROR, "v2 unix with 12 octets");
+
+	/* the bound on the length field */
+	memset(buf, 0, sizeof(buf));
+	n = proxy_v2_make(buf, 1, 0x11, blk4, sizeof(blk4));
+	buf[14] = PROXY_V2_BLOCK_MAX >> 8;
+	buf[15] = PROXY_V2_BLOCK_MAX & 0xff;
+	r = proxy_try(buf, PROXY_HDR_MAX, &used, addr, sizeof(addr), &port);
+	CHECK(r == PROXY_SOURCE && used == PROXY_HDR_MAX,
+	    "v2 longest: %d %zu", r, used);
+	CHECK(proxy_try(buf, PROXY_HDR_MAX - 1, &used, addr, sizeof(addr),
+	    &port) == PROXY_MORE, "v2 longest, one short");
+	buf[14] = (PROXY_V2_BLOCK_MAX + 1) >> 8;
+	buf[15] = (PROXY_V2_BLOCK_MAX + 1) & 0xff;
+	CHECK(proxy_try(buf, 16, &used, addr, sizeof(addr), &port) ==
+	    PROXY_ERROR, "v2 over the bound, judged at once");
+	buf[14] = buf[15] = 0xff;
+	CHECK(proxy_try(buf, 16, &used, addr, sizeof(addr), &port) ==
+	    PROXY_ERROR, "v2 length 65535");
+
+	/* a signature that goes wrong */
+	memcpy(buf, V2SIG, PROXY_V2_SIGLEN);
+	buf[11] = 'X';
+	CHECK(proxy_try(buf, 12, &used, addr, sizeof(addr), &port) ==
+	    PROXY_ERROR, "v2 bad signature");
+	CHECK(proxy_try(buf, 11, &used, addr, sizeof(addr), &port) ==
+	    PROXY_MORE, "v2 signature's beginning");
+	CHECK(proxy_try(buf, 0, &used, addr, sizeof(addr), &port) ==
+	    PROXY_MORE, "nothing yet");
+}
+
+static void
+test_proxy_trusted(void)
+{
+	struct smtpd_conf	 c;
+	struct sockaddr_storage	 ss;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&ss;
+
+	memset(&c, 0, sizeof(c));
+	c.proxy_from[0].af = AF_INET;
+	inet_pton(AF_INET, "10.1.0.0", c.proxy_from[0].addr);
+	c.proxy_from[0].prefixlen = 17;
+	c.proxy_from[1].af = AF_INET6;
+	inet_pton(AF_INET6, "2001:db8::", c.proxy_from[1].addr);
+	c.proxy_from[1].prefixlen = 32;
+	c.nproxy_from = 2;
+
+	memset(&ss, 0, sizeof(ss));
+	sin->sin_family = AF_INET;
+	inet_pton(AF_INET, "10.1.127.255", &sin->sin_addr);
+	CHECK(proxy_trusted(&c, &ss), "10.1.127.255 in 10.1.0.0/17");
+	inet_pton(AF_INET, "10.1.128.0", &sin->sin_addr);
+	CHECK(!proxy_trusted(&c, &ss), "10.1.128.0 not in 10.1.0.0/17");
+	memset(&ss, 0, sizeof(ss));
+	sin6->sin6_family = AF_INET6;
+	inet_pton(AF_INET6, "::ffff:10.1.0.1", &sin6->sin6_addr);
+	CHECK(proxy_trusted(&c, &ss), "mapped 10.1.0.1 compares as IPv4");
+	inet_pton(AF_INET6, "2001:db8:ffff::1", &sin6->sin6_addr);
+	CHECK(proxy_trusted(&c, &ss), "2001:db8:ffff::1 in 2001:db8::/32");
+	inet_pton(AF_INET6, "2001:db9::1", &sin6->sin6_addr);
+	CHECK(!proxy_trusted(&c, &ss), "2001:db9::1 not in 2001:db8::/32");
+	c.nproxy_from = 0;
+	inet_pton(AF_INET6, "2001:db8::1", &sin6->sin6_addr);
+	CHECK(!proxy_trusted(&c, &ss), "no --proxy-from: nobody");
+}
+
 int
 main(void)
 {
@@ -338,6 +684,9 @@ main(void)
 	test_token();
 	test_utf8();
 	test_headers();
+	test_proxy_v1();
+	test_proxy_v2();
+	test_proxy_trusted();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed != 0;
 }
