@@ -197,14 +197,21 @@ def test_stopping_one_instance_loses_nothing(balanced, firm):
     ok = {n for n, code in results if code == 250}
     temp = {n for n, code in results if code is None or 400 <= code < 500}
     perm = {n for n, code in results if code is not None and code >= 500}
+    noreply = {n for n, code in results if code is None}
     counts = collections.Counter(nums)
     # every 250 reached FIRM exactly once; nothing refused for good
     assert not perm, [r for r in results if r[0] in perm]
     assert all(counts[n] == 1 for n in ok), counts
     assert ok | temp == set(range(total))
     lost = [n for n in ok if counts[n] != 1]
-    print("haproxy run: %d messages, %d got 250, %d got 4xx or no reply, "
-          "lost %d" % (total, len(ok), len(temp), len(lost)))
+    print("haproxy run: %d messages, %d got 250, %d got 4xx (%s), %d no "
+          "reply, lost %d" % (total, len(ok), len(temp) - len(noreply),
+                              dict(collections.Counter(
+                                  c for _, c in results
+                                  if c is not None and c != 250)),
+                              len(noreply), len(lost)))
     assert lost == []
+    # and each of the others heard a 4xx it can retry, not silence
+    assert not noreply, sorted(noreply)
     # and new sessions go to the other instance
     assert send(b.front, 1000)[1] == 250
