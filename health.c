@@ -61,6 +61,28 @@ static const char *const firm_classes[] = { "2xx", "4xx", "5xx", "timeout",
     "unreachable" };
 static const char *const verdicts[] = { "temperror", "fail", "none", "weak",
     "strong" };
+/* Metrics of one sample: a sum over the slots (slot -1) or one gauge. */
+static const struct {
+	const char	*name;
+	const char	*type;
+	int		 slot;
+	enum metric	 k;
+	const char	*help;
+} singles[] = {
+	{ "smtpd_sessions_active", "gauge", METRICS_SLOT_MASTER,
+	    M_SESSIONS_ACTIVE, "Sessions being served now." },
+	{ "smtpd_dns_queries_total", "counter", -1, M_DNS_QUERIES,
+	    "DNS questions the workers asked." },
+	{ "smtpd_banlist_last_success_timestamp_seconds", "gauge",
+	    METRICS_SLOT_FETCHER, M_BANLIST_LAST_OK,
+	    "Time of the last good ban-list poll (0: none yet)." },
+	{ "smtpd_banlist_poll_failures", "gauge", METRICS_SLOT_FETCHER,
+	    M_BANLIST_FAILURES, "Ban-list polls failed in a row." },
+	{ "smtpd_worker_deaths_total", "counter", -1, M_WORKER_DEATHS,
+	    "Workers that died of a signal or failed." },
+	{ "smtpd_start_time_seconds", "gauge", METRICS_SLOT_MASTER,
+	    M_START_TIME, "When the master started." },
+};
 
 __dead void
 health_main(struct smtpd_conf *conf, struct metrics_map *m)
@@ -353,10 +375,6 @@ health_render(const struct metrics_map *m, const struct smtpd_conf *conf,
 		PUT("smtpd_sessions_total{result=\"%s\"} %llu\n",
 		    session_results[i], (unsigned long long)metrics_sum(m,
 		    M_SESS_SERVED + i));
-	PUT("# HELP smtpd_sessions_active Sessions being served now.\n"
-	    "# TYPE smtpd_sessions_active gauge\n"
-	    "smtpd_sessions_active %llu\n", (unsigned long long)metrics_get(m,
-	    METRICS_SLOT_MASTER, M_SESSIONS_ACTIVE));
 	PUT("# HELP smtpd_messages_total Messages at the end of data, by "
 	    "reply.\n# TYPE smtpd_messages_total counter\n");
 	for (i = 0; i < 3; i++)
@@ -409,10 +427,6 @@ health_render(const struct metrics_map *m, const struct smtpd_conf *conf,
 		PUT("smtpd_auth_verdicts_total{verdict=\"%s\"} %llu\n",
 		    verdicts[i], (unsigned long long)metrics_sum(m,
 		    M_VERDICT + i));
-	PUT("# HELP smtpd_dns_queries_total DNS questions workers asked.\n"
-	    "# TYPE smtpd_dns_queries_total counter\n"
-	    "smtpd_dns_queries_total %llu\n",
-	    (unsigned long long)metrics_sum(m, M_DNS_QUERIES));
 
 	nsub = nban = n6 = ns = 0;
 	if (conf->banlist != NULL)
@@ -421,17 +435,6 @@ health_render(const struct metrics_map *m, const struct smtpd_conf *conf,
 	    "# TYPE smtpd_banlist_entries gauge\n"
 	    "smtpd_banlist_entries{list=\"subnets\"} %zu\n"
 	    "smtpd_banlist_entries{list=\"senders\"} %zu\n", nsub + n6, ns);
-	PUT("# HELP smtpd_banlist_last_success_timestamp_seconds Time of the "
-	    "last good ban-list poll (0: none yet).\n"
-	    "# TYPE smtpd_banlist_last_success_timestamp_seconds gauge\n"
-	    "smtpd_banlist_last_success_timestamp_seconds %llu\n",
-	    (unsigned long long)metrics_get(m, METRICS_SLOT_FETCHER,
-	    M_BANLIST_LAST_OK));
-	PUT("# HELP smtpd_banlist_poll_failures Ban-list polls failed in a "
-	    "row.\n# TYPE smtpd_banlist_poll_failures gauge\n"
-	    "smtpd_banlist_poll_failures %llu\n",
-	    (unsigned long long)metrics_get(m, METRICS_SLOT_FETCHER,
-	    M_BANLIST_FAILURES));
 	PUT("# HELP smtpd_workers Preforked workers, by state.\n"
 	    "# TYPE smtpd_workers gauge\n"
 	    "smtpd_workers{state=\"idle\"} %llu\n"
@@ -439,10 +442,6 @@ health_render(const struct metrics_map *m, const struct smtpd_conf *conf,
 	    (unsigned long long)metrics_get(m, METRICS_SLOT_MASTER,
 	    M_WORKERS_IDLE), (unsigned long long)metrics_get(m,
 	    METRICS_SLOT_MASTER, M_WORKERS_BUSY));
-	PUT("# HELP smtpd_worker_deaths_total Workers that died of a signal "
-	    "or failed.\n# TYPE smtpd_worker_deaths_total counter\n"
-	    "smtpd_worker_deaths_total %llu\n",
-	    (unsigned long long)metrics_sum(m, M_WORKER_DEATHS));
 	PUT("# HELP smtpd_up Whether the relay and the fetcher run.\n"
 	    "# TYPE smtpd_up gauge\n"
 	    "smtpd_up{process=\"relay\"} %llu\n"
@@ -450,10 +449,11 @@ health_render(const struct metrics_map *m, const struct smtpd_conf *conf,
 	    (unsigned long long)metrics_get(m, METRICS_SLOT_MASTER,
 	    M_RELAY_UP), (unsigned long long)metrics_get(m,
 	    METRICS_SLOT_MASTER, M_FETCHER_UP));
-	PUT("# HELP smtpd_start_time_seconds When the master started.\n"
-	    "# TYPE smtpd_start_time_seconds gauge\n"
-	    "smtpd_start_time_seconds %llu\n",
-	    (unsigned long long)metrics_get(m, METRICS_SLOT_MASTER,
-	    M_START_TIME));
+	for (i = 0; i < sizeof(singles) / sizeof(singles[0]); i++)
+		PUT("# HELP %s %s\n# TYPE %s %s\n%s %llu\n", singles[i].name,
+		    singles[i].help, singles[i].name, singles[i].type,
+		    singles[i].name, (unsigned long long)(singles[i].slot < 0 ?
+		    metrics_sum(m, singles[i].k) : metrics_get(m,
+		    (size_t)singles[i].slot, singles[i].k)));
 	return (int)o;
 }
