@@ -69,7 +69,7 @@ static const struct reply_entry replies[REPLY_COUNT] = {
 	[REPLY_PARAM] =	  { 555, "5.5.4", "Unsupported parameter", 1 },
 	[REPLY_UTF8ADDR] =	  { 553, "5.6.7",
 			    "Non-ASCII address requires SMTPUTF8", 1 },
-	[REPLY_RCPTUNKNOWN] = { 550, "5.1.1", "Recipient unknown", 0 },
+	[REPLY_RCPTUNKNOWN] = { 550, "5.1.1", "Recipient unknown", 1 },
 	[REPLY_TOOMANYRCPT] = { 452, "4.5.3", "Too many recipients", 0 },
 	[REPLY_NORCPT] =	  { 554, "5.5.1", "No valid recipients", 0 },
 	[REPLY_LINETOOLONG] = { 500, "5.5.2", "Line too long", 1 },
@@ -769,22 +769,23 @@ session_getline(struct session *s, char *line, size_t linesz)
 	for (;;) {
 		p = s->ibuf + s->ioff;
 		avail = s->ilen - s->ioff;
-		lf = memchr(p, '\n', avail);
+		/* a command ends at CRLF and only there (SPEC section 3) */
+		lf = memmem(p, avail, "\r\n", 2);
 		if (lf != NULL) {
-			len = (size_t)(lf - p) + 1;
+			len = (size_t)(lf - p) + 2;
 			s->ioff += len;
 			if (!toolong)
-				session_line_head(line, linesz, p, len - 1);
+				session_line_head(line, linesz, p, len - 2);
 			if (toolong || len > SMTP_LINE_MAX) {
-				session_trace(s, "smtp_in", p, len - 1);
+				session_trace(s, "smtp_in", p, len - 2);
 				return LINE_TOOLONG;
 			}
-			session_trace(s, "smtp_in", p, len - 1);
-			if (len < 2 || p[len - 2] != '\r')
-				return LINE_BAD;
+			session_trace(s, "smtp_in", p, len - 2);
 			len -= 2;
+			/* a bare CR or LF inside: the whole line, one error */
 			if (memchr(p, '\0', len) != NULL ||
-			    memchr(p, '\r', len) != NULL)
+			    memchr(p, '\r', len) != NULL ||
+			    memchr(p, '\n', len) != NULL)
 				return LINE_BAD;
 			if (len >= linesz)
 				return LINE_TOOLONG;
@@ -792,13 +793,27 @@ session_getline(struct session *s, char *line, size_t linesz)
 			line[len] = '\0';
 			return LINE_OK;
 		}
+		/*
+		 * An HTTP client with bare LF line ends would wait for an
+		 * answer that a CRLF never ends: its request line is known
+		 * at its first LF.
+		 */
+		if (!toolong && (lf = memchr(p, '\n', avail)) != NULL) {
+			session_line_head(line, linesz, p, (size_t)(lf - p));
+			if (session_is_http(line)) {
+				session_trace(s, "smtp_in", p, (size_t)(lf - p));
+				s->ioff = s->ilen;
+				return LINE_BAD;
+			}
+		}
 		if (avail >= SMTP_LINE_MAX && !toolong) {
 			/* too long already: keep its start, drop the rest */
 			session_line_head(line, linesz, p, avail);
 			toolong = 1;
 		}
+		/* dropping: keep a last CR, the CRLF may straddle reads */
 		if (toolong)
-			s->ioff = s->ilen;
+			s->ioff = s->ilen - (avail > 0 && p[avail - 1] == '\r');
 		if (smtpd_stop && !toolong && avail == 0)
 			return LINE_STOP;
 		r = session_read(s);
@@ -1205,7 +1220,8 @@ session_rcpt(struct session *s, const char *args)
 	    "client_ip", s->client_ip, "rcpt", clean, "status",
 	    ok ? "accepted" : "rejected");
 	if (!ok) {
-		session_reply(s, REPLY_RCPTUNKNOWN, NULL);
+		/* a client guessing addresses runs into --max-errors */
+		session_error(s, REPLY_RCPTUNKNOWN);
 		return;
 	}
 	if ((s->rcpts[s->nrcpts] = strdup(path)) == NULL) {

@@ -329,9 +329,31 @@ def test_bare_cr_in_command_gets_501_5_5_4(server):
         assert_reply(c.cmd("EHLO client.test"), "250")
 
 
-def test_command_ended_by_bare_lf_gets_501_5_5_4(server):
+def test_bare_lf_inside_a_command_makes_the_whole_line_one_501(server):
+    # SPEC section 3: a bare LF never starts a new command
+    with server.session() as c:
+        c.ehlo()
+        c.send(b"NOOP\nMAIL FROM:<x@example.net>\r\n")
+        assert_reply(c.reply(), "501 5.5.4")
+        # the MAIL after the bare LF did not run: no second reply, and
+        # MAIL is still allowed
+        assert_reply(c.cmd("MAIL FROM:<x@example.net>"), "250 2.1.0")
+
+
+def test_bare_cr_inside_a_command_makes_the_whole_line_one_501(server):
+    with server.session() as c:
+        c.ehlo()
+        c.send(b"NOOP\rRSET\r\n")
+        assert_reply(c.reply(), "501 5.5.4")
+        assert_reply(c.cmd("NOOP"), "250 2.0.0")
+
+
+def test_a_command_ends_only_at_crlf(server):
     with server.session() as c:
         c.send(b"EHLO client.test\n")
+        with pytest.raises(TimeoutError):
+            c.reply(timeout=1)      # nothing yet: no CRLF
+        c.send(b"\r\n")
         assert_reply(c.reply(), "501 5.5.4")
         assert_reply(c.cmd("NOOP"), "250 2.0.0")
 
@@ -376,6 +398,17 @@ def test_555_and_553_count_toward_max_errors(server):
         assert_reply(c.cmd("MAIL FROM:<%s> FOO=bar" % SENDER), "555 5.5.4")
         assert_reply(c.cmd("MAIL FROM:<j\u00f6rg@example.org>"), "553 5.6.7")
         assert_reply(c.cmd("MAIL FROM:<%s> FOO=bar" % SENDER), "421 4.7.0")
+        c.expect_closed()
+
+
+def test_unknown_recipients_count_toward_max_errors(server):
+    # a client may not try address after address in one session
+    with server.session() as c:
+        c.ehlo()
+        assert_reply(c.cmd("MAIL FROM:<%s>" % SENDER), "250 2.1.0")
+        assert_reply(c.cmd("RCPT TO:<guess1@localhost>"), "550 5.1.1")
+        assert_reply(c.cmd("RCPT TO:<guess2@localhost>"), "550 5.1.1")
+        assert_reply(c.cmd("RCPT TO:<guess3@localhost>"), "421 4.7.0")
         c.expect_closed()
 
 
