@@ -34,7 +34,7 @@ enum {
 	OPT_BANLIST_CACHE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_REQUIRE_TLS,
 	OPT_PROXY_FROM, OPT_HEALTH, OPT_GRACE, OPT_REJECT_BARE_LF,
 	OPT_GREET_DELAY, OPT_FETCH_ONLY, OPT_MAX_USE, OPT_RESOLVER,
-	OPT_REQUIRE_AUTH, OPT_AUTH_ID
+	OPT_REQUIRE_AUTH, OPT_AUTH_ID, OPT_SESSION_TIMEOUT
 };
 
 static const struct option longopts[] = {
@@ -77,6 +77,8 @@ static const struct option longopts[] = {
 	{ "fetch-only",		no_argument,		NULL, OPT_FETCH_ONLY },
 	{ "max-use",		required_argument,	NULL, OPT_MAX_USE },
 	{ "resolver",		required_argument,	NULL, OPT_RESOLVER },
+	{ "session-timeout",	required_argument,	NULL,
+	    OPT_SESSION_TIMEOUT },
 	{ "require-auth",	required_argument,	NULL, OPT_REQUIRE_AUTH },
 	{ "auth-id",		required_argument,	NULL, OPT_AUTH_ID },
 	{ NULL,			0,			NULL, 0 }
@@ -131,7 +133,8 @@ usage(int status)
 	    "[--proxy-from cidr]\n"
 	    "\t[--reject-bare-lf] [--require-auth none|weak|strong] "
 	    "[--require-tls]\n"
-	    "\t[--resolver addr[:port]] [--smtps addr:port] [--spare n]\n"
+	    "\t[--resolver addr[:port]] [--session-timeout sec] "
+	    "[--smtps addr:port] [--spare n]\n"
 	    "\t[--auth-id name] [--tls-cert file --tls-key file]\n");
 	exit(status);
 }
@@ -164,6 +167,7 @@ conf_defaults(struct smtpd_conf *c)
 	c->max_per_ip = DEF_MAX_PER_IP;
 	c->spare = DEF_SPARE;
 	c->timeout = DEF_TIMEOUT;
+	c->session_timeout = DEF_SESSION_TIMEOUT;
 	c->max_errors = DEF_MAX_ERRORS;
 	c->poll = DEF_POLL;
 	c->grace = DEF_GRACE;
@@ -327,6 +331,10 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 			break;
 		case OPT_MAX_USE:
 			c->max_use = conf_number(f, optarg, 1, MAX_MAX_USE);
+			break;
+		case OPT_SESSION_TIMEOUT:
+			c->session_timeout = conf_number(f, optarg, 1,
+			    MAX_SESSION_TIMEOUT);
 			break;
 		case OPT_RESOLVER:
 			conf_resolver(c, f, optarg);

@@ -191,6 +191,11 @@ struct session {
 	int			 ofail;
 
 	struct message		 msg;
+	struct timespec		 deadline;	/* --session-timeout */
+	int			 expired;	/* it passed */
+	struct timespec		 data_start;	/* of DATA, for its rate */
+	size_t			 data_bytes;
+	int			 data_slow;	/* under DATA_MIN_RATE */
 	struct sockaddr_storage	 peer;
 	struct auth		 auth;
 };
@@ -203,6 +208,7 @@ static int	session_error(struct session *, enum reply);
 static int	session_flush(struct session *);
 static int	session_read(struct session *);
 static int	session_greet(struct session *);
+static int	session_wait(struct session *, struct timespec *);
 static int	session_tls_start(struct session *, struct tls *);
 static void	session_starttls(struct session *, const char *);
 static void	session_banned(struct session *);
@@ -295,7 +301,8 @@ session_run(struct session_ctx *ctx)
 			case LINE_TIMEOUT:
 				session_reply(s, REPLY_TIMEOUT, NULL);
 				s->closing = 1;
-				s->reason = "timeout";
+				s->reason = s->expired ? "session-timeout" :
+				    "timeout";
 				break;
 			case LINE_STOP:
 				session_reply(s, REPLY_SHUTDOWN, NULL);
@@ -335,6 +342,8 @@ session_init(struct session *s, struct session_ctx *ctx)
 	session_addr_str(&ctx->peer, s->client_ip, sizeof(s->client_ip));
 	memcpy(&s->peer, &ctx->peer, sizeof(s->peer));
 	s->phase = P_GREETED;
+	clock_gettime(CLOCK_MONOTONIC, &s->deadline);
+	s->deadline.tv_sec += s->conf->session_timeout;
 	s->rcpts = calloc((size_t)s->conf->max_rcpt, sizeof(char *));
 	if (s->rcpts == NULL)
 		fatal("recipient array");
@@ -544,6 +553,9 @@ session_read(struct session *s)
 	}
 	if (s->ilen == SMTP_IBUF_SIZE)
 		return RD_OK;	/* caller consumes first */
+	/* however fast it trickles: the session's and DATA's limits */
+	if (session_wait(s, &ts) == -1)
+		return RD_TIMEOUT;
 	pfd.fd = s->fd_in;
 	for (;;) {
 		/* read first: TLS may hold decrypted bytes already */
@@ -567,18 +579,63 @@ session_read(struct session *s)
 			if (errno != EAGAIN && errno != EINTR)
 				return RD_ERROR;
 		}
-		ts.tv_sec = s->conf->timeout;
-		ts.tv_nsec = 0;
+		if (session_wait(s, &ts) == -1)
+			return RD_TIMEOUT;
 		r = ppoll(&pfd, 1, &ts, &s->waitmask);
 		if (r == -1)
 			return errno == EINTR ? RD_INTR : RD_ERROR;
-		if (r == 0)
+		if (r == 0) {
+			(void)session_wait(s, &ts);	/* which limit it was */
 			return RD_TIMEOUT;
+		}
 	}
 	if (n == 0)
 		return RD_EOF;
 	s->ilen += (size_t)n;
 	return RD_OK;
+}
+
+/*
+ * How long the next read may wait: --timeout, but never past the
+ * session's deadline (--session-timeout), nor, in DATA, past the moment
+ * the data would fall under DATA_MIN_RATE.  -1 when that time is up.
+ */
+static int
+session_wait(struct session *s, struct timespec *ts)
+{
+	struct timespec	 now;
+	long long	 ms, left, grace, need;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = s->conf->timeout * 1000;
+	left = (s->deadline.tv_sec - now.tv_sec) * 1000LL +
+	    (s->deadline.tv_nsec - now.tv_nsec) / 1000000;
+	if (left <= 0) {
+		s->expired = 1;
+		return -1;
+	}
+	if (left < ms)
+		ms = left;
+	if (s->data_start.tv_sec != 0) {
+		grace = DATA_RATE_GRACE;
+		if (s->conf->session_timeout / 2 < grace)
+			grace = s->conf->session_timeout / 2;
+		/* when the bytes so far fall under the rate */
+		need = (long long)(s->data_bytes / DATA_MIN_RATE);
+		if (need < grace)
+			need = grace;
+		left = (s->data_start.tv_sec + need - now.tv_sec) * 1000LL +
+		    (s->data_start.tv_nsec - now.tv_nsec) / 1000000;
+		if (left <= 0) {
+			s->data_slow = 1;
+			return -1;
+		}
+		if (left < ms)
+			ms = left;
+	}
+	ts->tv_sec = ms / 1000;
+	ts->tv_nsec = (ms % 1000) * 1000000;
+	return 0;
 }
 
 /* Greeting, after --greet-delay; -1 for an early talker. */
@@ -1484,13 +1541,18 @@ session_read_data(struct session *s)
 	int	 done, r;
 
 	session_data_start(&s->msg, (size_t)s->conf->max_size);
+	clock_gettime(CLOCK_MONOTONIC, &s->data_start);
+	s->data_bytes = 0;
 	for (;;) {
 		if (s->ioff < s->ilen) {
 			n = session_data_feed(&s->msg, s->ibuf + s->ioff,
 			    s->ilen - s->ioff, &done);
 			s->ioff += n;
-			if (done)
+			s->data_bytes += n;
+			if (done) {
+				s->data_start.tv_sec = 0;
 				return 0;
+			}
 		}
 		r = session_read(s);
 		switch (r) {
@@ -1500,7 +1562,9 @@ session_read_data(struct session *s)
 		case RD_TIMEOUT:
 			session_reply(s, REPLY_TIMEOUT, NULL);
 			s->closing = 1;
-			s->reason = "timeout";
+			s->reason = s->expired ? "session-timeout" :
+			    s->data_slow ? "data-too-slow" : "timeout";
+			s->data_start.tv_sec = 0;
 			return -1;
 		case RD_EOF:
 			s->quit = 1;

@@ -38,6 +38,7 @@
 #define DEF_API_TIMEOUT		10
 #define DEF_GRACE		30
 #define DEF_MAX_USE		1
+#define DEF_SESSION_TIMEOUT	600
 
 /* Upper bounds accepted for flag values. */
 #define MAX_MAX_SIZE		(256 * 1024 * 1024)
@@ -50,6 +51,7 @@
 #define MAX_GRACE		3600
 #define MAX_GREET_DELAY		60000
 #define MAX_MAX_USE		100000
+#define MAX_SESSION_TIMEOUT	86400
 
 #define MAX_LISTENERS		16
 #define MAX_RECIPIENT_RULES	64
@@ -71,6 +73,14 @@
 #define SMTP_OBUF_SIZE		4096
 #define SMTP_REPLY_MAX		512
 #define RECEIVED_MAX		1024	/* room for our Received: header */
+/*
+ * DATA must average this many octets a second once DATA_RATE_GRACE
+ * seconds (or half of --session-timeout, if less) have passed, as
+ * Postfix's smtpd_min_data_rate: a slow sender of a 1 MB message at
+ * 10 kB/s is far above it, a trickle of a byte every few seconds not.
+ */
+#define DATA_MIN_RATE		500
+#define DATA_RATE_GRACE		60
 
 #define SESSION_ID_LEN		16	/* hex characters */
 #define MSG_ID_LEN		16
@@ -167,6 +177,7 @@ struct smtpd_conf {
 	long long		 max_per_ip;
 	long long		 spare;
 	long long		 timeout;
+	long long		 session_timeout;	/* the whole session */
 	long long		 max_errors;
 	long long		 poll;
 	const char		*banlist_cache;

@@ -3,6 +3,7 @@
 import concurrent.futures
 import os
 import signal
+import socket
 import time
 
 import pytest
@@ -256,3 +257,74 @@ def test_killed_worker_ends_only_its_own_session(smtpd):
         a.close()
         b.close()
     assert len(srv.spool_files()) == 1
+
+
+# ------------------------------------------------------------ session deadline
+
+def trickle(c, data, every, until):
+    """Send data every `every` s until the server closes or `until` s
+    pass; returns all the server said."""
+    got = b""
+    deadline = time.monotonic() + until
+    for _ in range(int(until / every) + 2):
+        if time.monotonic() >= deadline:
+            break
+        try:
+            c.send(data)
+        except OSError:
+            break
+        time.sleep(every)
+        c.sock.settimeout(0.05)
+        try:
+            chunk = c.sock.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        except socket.timeout:
+            pass
+        except OSError:
+            break
+    return got
+
+
+def test_session_timeout_ends_a_session_that_trickles_commands(smtpd):
+    # -t alone would never end it: a NOOP comes every second
+    srv = smtpd("-t", "10", "--session-timeout", "4")
+    t0 = time.monotonic()
+    with srv.session() as c:
+        got = trickle(c, b"NOOP\r\n", 1.0, 15)
+    took = time.monotonic() - t0
+    assert got.rstrip().endswith(b"421 4.4.2 Timeout, closing"), got[-200:]
+    assert 3.5 <= took < 8, took
+    assert any(e.get("reason") == "session-timeout" for e in srv.logs()
+               if e.get("event") == "disconnect")
+
+
+def test_data_that_trickles_under_the_minimum_rate_is_cut(smtpd):
+    # --session-timeout 8: the rate counts after 4 s (half of it)
+    srv = smtpd("-t", "10", "--session-timeout", "8")
+    t0 = time.monotonic()
+    with srv.session() as c:
+        c.envelope()            # up to the 354 of DATA
+        got = trickle(c, b"x", 1.0, 15)
+    took = time.monotonic() - t0
+    assert got.rstrip().endswith(b"421 4.4.2 Timeout, closing"), got[-200:]
+    assert 3.5 <= took < 7.5, took
+    assert any(e.get("reason") == "data-too-slow" for e in srv.logs()
+               if e.get("event") == "disconnect")
+    assert srv.spool_files() == []
+
+
+def test_data_at_a_fair_rate_outlasts_the_grace(smtpd):
+    # 4 s of grace, then 500 B/s average: 1 kB every 0.5 s keeps going
+    srv = smtpd("-t", "10", "--session-timeout", "8")
+    msg = make_message()
+    with srv.session() as c:
+        c.envelope()            # up to the 354 of DATA
+        t0 = time.monotonic()
+        for _ in range(12):
+            c.send(b"X-Pad: " + b"p" * 900 + b"\r\n")
+            time.sleep(0.5)
+        c.send(msg + b"\r\n.\r\n")
+        assert_reply(c.reply(timeout=5), "250 2.0.0")
+        assert time.monotonic() - t0 > 5
