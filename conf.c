@@ -34,7 +34,7 @@ enum {
 	OPT_BANLIST_CACHE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_REQUIRE_TLS,
 	OPT_PROXY_FROM, OPT_HEALTH, OPT_GRACE, OPT_REJECT_BARE_LF,
 	OPT_GREET_DELAY, OPT_FETCH_ONLY, OPT_MAX_USE, OPT_RESOLVER,
-	OPT_REQUIRE_AUTH, OPT_AUTH_ID, OPT_SESSION_TIMEOUT
+	OPT_REQUIRE_AUTH, OPT_AUTH_ID, OPT_SESSION_TIMEOUT, OPT_SPOOL_RESERVE
 };
 
 static const struct option longopts[] = {
@@ -79,6 +79,8 @@ static const struct option longopts[] = {
 	{ "resolver",		required_argument,	NULL, OPT_RESOLVER },
 	{ "session-timeout",	required_argument,	NULL,
 	    OPT_SESSION_TIMEOUT },
+	{ "spool-reserve",	required_argument,	NULL,
+	    OPT_SPOOL_RESERVE },
 	{ "require-auth",	required_argument,	NULL, OPT_REQUIRE_AUTH },
 	{ "auth-id",		required_argument,	NULL, OPT_AUTH_ID },
 	{ NULL,			0,			NULL, 0 }
@@ -135,6 +137,7 @@ usage(int status)
 	    "[--require-tls]\n"
 	    "\t[--resolver addr[:port]] [--session-timeout sec] "
 	    "[--smtps addr:port] [--spare n]\n"
+	    "\t[--spool-reserve bytes]\n"
 	    "\t[--auth-id name] [--tls-cert file --tls-key file]\n");
 	exit(status);
 }
@@ -168,6 +171,7 @@ conf_defaults(struct smtpd_conf *c)
 	c->spare = DEF_SPARE;
 	c->timeout = DEF_TIMEOUT;
 	c->session_timeout = DEF_SESSION_TIMEOUT;
+	c->spool_reserve = -1;		/* 8 x --max-size */
 	c->max_errors = DEF_MAX_ERRORS;
 	c->poll = DEF_POLL;
 	c->grace = DEF_GRACE;
@@ -332,6 +336,10 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 		case OPT_MAX_USE:
 			c->max_use = conf_number(f, optarg, 1, MAX_MAX_USE);
 			break;
+		case OPT_SPOOL_RESERVE:
+			c->spool_reserve = conf_number(f, optarg, 0,
+			    LLONG_MAX / 2);
+			break;
 		case OPT_SESSION_TIMEOUT:
 			c->session_timeout = conf_number(f, optarg, 1,
 			    MAX_SESSION_TIMEOUT);
@@ -386,6 +394,9 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 		conf_listen(c, "listen", "*:25", 0);
 	if (c->auth_id[0] == '\0')
 		strlcpy(c->auth_id, c->hostname, sizeof(c->auth_id));
+	/* room for a message and its payload, base64 and all, and more */
+	if (c->spool_reserve == -1)
+		c->spool_reserve = c->max_size * SPOOL_RESERVE_PER_BYTE;
 }
 
 /*

@@ -459,6 +459,7 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum role role,
 	ALLOW(lseek);
 	ALLOW(pread64);
 	ALLOW(fstat);
+	ALLOW(fstatfs);		/* the spool's free space */
 	ALLOW(newfstatat);
 	ALLOW(ppoll);
 	ALLOW(poll);

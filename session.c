@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -108,6 +109,8 @@ static const struct reply_entry replies[REPLY_COUNT] = {
 	[REPLY_MIME] =	  { 554, "5.6.0", "", 0 },
 	[REPLY_ACCEPTED] =	  { 250, "2.0.0", "OK", 0 },
 	[REPLY_LOCALERR] =	  { 451, "4.3.0", "Local error, try again later", 0 },
+	[REPLY_NOSPACE] =	  { 452, "4.3.1",
+			    "Insufficient system storage, try again later", 0 },
 	[REPLY_FROM] =	  { 550, "5.7.1",
 			    "Message must have one From field with one mailbox",
 			    0 },
@@ -209,6 +212,7 @@ static int	session_flush(struct session *);
 static int	session_read(struct session *);
 static int	session_greet(struct session *);
 static int	session_wait(struct session *, struct timespec *);
+static int	session_spool_full(struct session *);
 static int	session_tls_start(struct session *, struct tls *);
 static void	session_starttls(struct session *, const char *);
 static void	session_banned(struct session *);
@@ -636,6 +640,24 @@ session_wait(struct session *s, struct timespec *ts)
 	ts->tv_sec = ms / 1000;
 	ts->tv_nsec = (ms % 1000) * 1000000;
 	return 0;
+}
+
+/*
+ * With --spool: is its file system under --spool-reserve?  Asked at
+ * MAIL, before any data is taken, so a full disk is a 452 the sender
+ * retries, not a message lost at write time.
+ */
+static int
+session_spool_full(struct session *s)
+{
+	struct statvfs	 sv;
+	unsigned long long free;
+
+	if (s->conf->spool == NULL || s->conf->spool_fd == -1 ||
+	    fstatvfs(s->conf->spool_fd, &sv) == -1)
+		return 0;
+	free = (unsigned long long)sv.f_bavail * sv.f_frsize;
+	return free < (unsigned long long)s->conf->spool_reserve;
 }
 
 /* Greeting, after --greet-delay; -1 for an early talker. */
@@ -1201,6 +1223,12 @@ session_mail(struct session *s, const char *args)
 	}
 	if (size > s->conf->max_size) {
 		session_reply(s, REPLY_SIZE, NULL);
+		return;
+	}
+	if (session_spool_full(s)) {
+		log_event(LOG_WARNING, "reject", s->id, "{s:s, s:s}",
+		    "client_ip", s->client_ip, "reason", "spool-full");
+		session_reply(s, REPLY_NOSPACE, NULL);
 		return;
 	}
 	if (banlist_lookup_sender(s->conf->banlist, path)) {

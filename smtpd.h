@@ -52,6 +52,7 @@
 #define MAX_GREET_DELAY		60000
 #define MAX_MAX_USE		100000
 #define MAX_SESSION_TIMEOUT	86400
+#define SPOOL_RESERVE_PER_BYTE	8	/* x --max-size: --spool-reserve */
 
 #define MAX_LISTENERS		16
 #define MAX_RECIPIENT_RULES	64
@@ -178,6 +179,7 @@ struct smtpd_conf {
 	long long		 spare;
 	long long		 timeout;
 	long long		 session_timeout;	/* the whole session */
+	long long		 spool_reserve;	/* free octets --spool keeps */
 	long long		 max_errors;
 	long long		 poll;
 	const char		*banlist_cache;
@@ -369,6 +371,7 @@ enum reply {
 	REPLY_ACCEPTED,
 	REPLY_LOCALERR,
 	REPLY_FROM,
+	REPLY_NOSPACE,
 	REPLY_AUTHFAIL,
 	REPLY_AUTHTEMP,
 	REPLY_COUNT

@@ -2,8 +2,10 @@
 
 import concurrent.futures
 import os
+import pathlib
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -328,3 +330,73 @@ def test_data_at_a_fair_rate_outlasts_the_grace(smtpd):
         c.send(msg + b"\r\n.\r\n")
         assert_reply(c.reply(timeout=5), "250 2.0.0")
         assert time.monotonic() - t0 > 5
+
+
+# ------------------------------------------------------------ spool space
+
+@pytest.fixture
+def small_spool(tmp_path):
+    """A 4 MiB tmpfs for the spool's parent (the tests run as root)."""
+    d = tmp_path / "small"
+    d.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755",
+                    "tmpfs", str(d)], check=True, timeout=10)
+    yield d
+    subprocess.run(["umount", "-l", str(d)], timeout=10)
+
+
+def test_spool_below_its_reserve_gets_452_4_3_1_at_mail(smtpd, small_spool):
+    spool = small_spool / "spool"
+    srv = smtpd("--spool-reserve", "2000000")
+    srv.stop()
+    # the same server on the small file system
+    args = [a if a != str(srv.spool) else str(spool) for a in srv.args]
+    srv2 = smtpd_on(srv, args)
+    try:
+        with srv2.session() as c:
+            assert_reply(c.deliver(make_message()), "250 2.0.0")
+            c.quit()
+        # fill it past the reserve: 4 MiB less 2.5 MB leaves under 2 MB
+        with open(small_spool / "filler", "wb") as f:
+            f.write(b"\0" * 2500000)
+        with srv2.session() as c:
+            c.ehlo()
+            assert_reply(c.cmd("MAIL FROM:<sender@example.net>"),
+                         "452 4.3.1")
+            c.quit()
+        assert len(srv2.spool_files()) == 1
+        assert any(e.get("reason") == "spool-full" for e in srv2.logs()
+                   if e.get("event") == "reject")
+        # room again: served again
+        os.unlink(small_spool / "filler")
+        with srv2.session() as c:
+            assert_reply(c.deliver(make_message()), "250 2.0.0")
+            c.quit()
+    finally:
+        srv2.stop()
+
+
+def smtpd_on(srv, args):
+    from conftest import SmtpdServer
+    port = free_port()
+    args = [a.replace(":%d" % srv.port, ":%d" % port) for a in args]
+    spool = pathlib.Path(args[args.index("--spool") + 1])
+    s = SmtpdServer(srv.workdir, args, port, spool, None)
+    return s.start()
+
+
+def test_default_reserve_is_eight_times_max_size(smtpd, small_spool):
+    # -s 1000000: a reserve of 8 MB, more than the 4 MiB file system has
+    srv = smtpd()
+    srv.stop()
+    args = [a if a != str(srv.spool) else str(small_spool / "spool")
+            for a in srv.args] + ["-s", "1000000"]
+    srv2 = smtpd_on(srv, args)
+    try:
+        with srv2.session() as c:
+            c.ehlo()
+            assert_reply(c.cmd("MAIL FROM:<sender@example.net>"),
+                         "452 4.3.1")
+            c.quit()
+    finally:
+        srv2.stop()
