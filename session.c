@@ -197,6 +197,7 @@ struct session {
 	struct timespec		 deadline;	/* --session-timeout */
 	int			 expired;	/* it passed */
 	struct timespec		 data_start;	/* of DATA, for its rate */
+	int			 bdat;		/* BDAT chunks taken: no DATA */
 	size_t			 data_bytes;
 	int			 data_slow;	/* under DATA_MIN_RATE */
 	struct sockaddr_storage	 peer;
@@ -226,6 +227,9 @@ static void	session_helo(struct session *, const char *, int);
 static void	session_mail(struct session *, const char *);
 static void	session_rcpt(struct session *, const char *);
 static void	session_data(struct session *, const char *);
+static void	session_bdat(struct session *, const char *);
+static int	session_bdat_read(struct session *, unsigned long long, int);
+static void	session_msg_put(struct message *, const char *, size_t);
 static void	session_reset(struct session *);
 static int	session_read_data(struct session *);
 static void	session_deliver(struct session *);
@@ -1005,6 +1009,8 @@ session_command(struct session *s, char *line)
 		session_rcpt(s, args);
 	else if (session_verb(line, "DATA", &args))
 		session_data(s, args);
+	else if (session_verb(line, "BDAT", &args))
+		session_bdat(s, args);
 	else if (session_verb(line, "RSET", &args)) {
 		if (*args != '\0') {
 			session_error(s, REPLY_SYNTAX);
@@ -1085,6 +1091,7 @@ session_helo(struct session *s, const char *args, int esmtp)
 	    "250-SIZE %lld\r\n"
 	    "250-8BITMIME\r\n"
 	    "250-SMTPUTF8\r\n"
+	    "250-CHUNKING\r\n"
 	    "%s"
 	    "250 ENHANCEDSTATUSCODES\r\n",
 	    s->conf->hostname, s->client_ip, s->conf->max_size,
@@ -1336,7 +1343,126 @@ session_reset(struct session *s)
 	s->msg.bare_lf = 0;
 	s->msg.long_line = 0;
 	s->msg.too_big = 0;
+	s->bdat = 0;
 	auth_reset(&s->auth);
+}
+
+/*
+ * BDAT n [LAST] (RFC 3030): exactly n octets follow the command, data
+ * whatever they hold (no dots, no end of data).  Chunks add up to the
+ * message, which the last one delivers as DATA would.  A chunk that
+ * cannot be taken is still read and dropped, so its octets never run
+ * as commands; one whose size cannot be read leaves nothing to trust
+ * in what follows: 501, then the connection closes.
+ */
+static void
+session_bdat(struct session *s, const char *args)
+{
+	unsigned long long	 size;
+	const char		*p = args;
+	char			*end;
+	int			 last = 0, refuse = -1;
+
+	if (*p < '0' || *p > '9' || strspn(p, "0123456789") > 18) {
+		session_reply(s, REPLY_SYNTAX, NULL);
+		s->closing = s->quit = 1;
+		s->reason = "bdat-syntax";
+		return;
+	}
+	size = strtoull(p, &end, 10);
+	if (strcasecmp(end, " LAST") == 0)
+		last = 1;
+	else if (*end != '\0') {
+		session_reply(s, REPLY_SYNTAX, NULL);
+		s->closing = s->quit = 1;
+		s->reason = "bdat-syntax";
+		return;
+	}
+	if (s->phase == P_GREETED)
+		refuse = REPLY_NOHELO;
+	else if (s->phase != P_MAIL || s->nrcpts == 0)
+		refuse = REPLY_BADSEQ;
+	else if (!s->bdat) {
+		if (session_received(s) == -1)
+			refuse = REPLY_LOCALERR;
+		else {
+			session_data_start(&s->msg,
+			    (size_t)s->conf->max_size);
+			s->msg.raw = 1;
+			s->bdat = 1;
+		}
+	}
+	if (session_bdat_read(s, size, refuse == -1) == -1)
+		return;
+	if (refuse != -1) {
+		session_reply(s, refuse, NULL);
+		return;
+	}
+	if (!last) {
+		char	 text[64];
+
+		if (s->msg.too_big) {
+			session_reply(s, REPLY_MSGSIZE, NULL);
+			return;
+		}
+		snprintf(text, sizeof(text), "%llu octets received", size);
+		session_reply(s, REPLY_OK, text);
+		return;
+	}
+	if (s->msg.dstate == D_CR) {	/* a bare CR ended the last chunk */
+		s->msg.bare_cr++;
+		session_msg_put(&s->msg, "\r", 1);
+	}
+	session_deliver(s);
+	session_reset(s);
+	s->phase = P_READY;
+}
+
+/* Read exactly size octets of a chunk: into the message, or dropped. */
+static int
+session_bdat_read(struct session *s, unsigned long long size, int keep)
+{
+	size_t	 n;
+	int	 done;
+
+	clock_gettime(CLOCK_MONOTONIC, &s->data_start);
+	s->data_bytes = 0;
+	while (size > 0) {
+		if (s->ioff < s->ilen) {
+			n = s->ilen - s->ioff;
+			if (n > size)
+				n = (size_t)size;
+			if (keep)
+				(void)session_data_feed(&s->msg,
+				    s->ibuf + s->ioff, n, &done);
+			s->ioff += n;
+			s->data_bytes += n;
+			size -= n;
+			continue;
+		}
+		switch (session_read(s)) {
+		case RD_OK:
+		case RD_INTR:	/* SIGTERM: a chunk in progress may finish */
+			break;
+		case RD_TIMEOUT:
+			session_reply(s, REPLY_TIMEOUT, NULL);
+			s->closing = 1;
+			s->reason = s->expired ? "session-timeout" :
+			    s->data_slow ? "data-too-slow" : "timeout";
+			s->data_start.tv_sec = 0;
+			return -1;
+		case RD_EOF:
+			s->quit = 1;
+			s->reason = "eof-in-data";
+			return -1;
+		default:
+			s->quit = 1;
+			s->reason = "io-error";
+			return -1;
+		}
+	}
+	s->data_start.tv_sec = 0;
+	return 0;
 }
 
 static void
@@ -1356,6 +1482,10 @@ session_data(struct session *s, const char *args)
 	}
 	if (s->nrcpts == 0) {
 		session_reply(s, REPLY_NORCPT, NULL);
+		return;
+	}
+	if (s->bdat) {		/* BDAT and DATA never mix (RFC 3030) */
+		session_reply(s, REPLY_BADSEQ, NULL);
 		return;
 	}
 	if (session_received(s) == -1) {
@@ -1437,6 +1567,7 @@ session_data_start(struct message *m, size_t limit)
 	m->bare_cr = m->bare_lf = 0;
 	m->long_line = m->too_big = m->error = 0;
 	m->dstate = D_BOL;
+	m->raw = 0;
 	m->crlf_start = 1;	/* data starts after DATA's CRLF */
 	m->linelen = 0;
 }
@@ -1494,7 +1625,7 @@ session_data_feed(struct message *m, const char *buf, size_t len,
 	while (i < len) {
 		switch (m->dstate) {
 		case D_BOL:
-			if (buf[i] == '.') {
+			if (buf[i] == '.' && !m->raw) {
 				m->dstate = D_DOT;
 				session_line_add(m, 1);
 				i++;

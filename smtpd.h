@@ -299,6 +299,7 @@ struct message {
 	int			 long_line;
 	int			 too_big;
 	int			 error;		/* out of memory */
+	int			 raw;		/* BDAT: no dots, no end */
 	/* the data reader, see session_data_feed() */
 	int			 dstate;
 	int			 crlf_start;
