@@ -582,6 +582,19 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum role role,
 	if (landlock_abi >= 6)
 		ALLOW(tgkill);
 
+#ifdef SANDBOX_SANITIZER
+	/*
+	 * The ASan+UBSan build of the tests only: what the sanitizer
+	 * runtime does on its own (its signal stack, its CPU count, its
+	 * reports); never in a build that is installed.
+	 */
+	if (role != ROLE_RELAY)
+		ALLOW(sigaltstack);
+	ALLOW(sched_getaffinity);
+	ALLOW(readlink);
+	ALLOW(getrlimit);
+	ALLOW(prlimit64);
+#endif
 	/* probed by glibc, which lives without them */
 	ERRNO(clone3, ENOSYS);
 	if (role == ROLE_RELAY)
