@@ -8,9 +8,37 @@
  * text.
  *
  * Everything is bounded: multipart nesting (MIME_MAX_DEPTH), body
- * parts (MIME_MAX_PARTS), header fields per entity (MIME_MAX_HEADERS)
- * and the bytes produced by decoding (MIME_MAX_DECODED).  The walk
- * recurses once per multipart level, so never deeper than the cap.
+ * parts (MIME_MAX_PARTS), header fields per entity (MIME_MAX_HEADERS),
+ * the bytes produced by decoding (MIME_MAX_DECODED), RFC 2047 encoded
+ * words decoded per field (MIME_MAX_FIELD_WORDS) and per message
+ * (MIME_MAX_WORDS), and the charsets converted per message
+ * (MIME_MAX_CHARSETS).  The walk recurses once per multipart level, so
+ * never deeper than the cap.
+ *
+ * A limit never refuses the message: a message FIRM could read should
+ * reach it.  The walk stops where the limit is, what was read so far
+ * is kept, and mime_msg.truncated names the first limit hit:
+ * - a multipart nested deeper than MIME_MAX_DEPTH is not walked, nor
+ *   is any part after the MIME_MAX_PARTS-th; the first text part found
+ *   before is the body;
+ * - header fields of an entity after the MIME_MAX_HEADERS-th are
+ *   skipped (neither kept nor read), and its body is still walked;
+ * - the text part is decoded from a prefix of its raw bytes short
+ *   enough that the decoded bytes stay under MIME_MAX_DECODED (its
+ *   raw size / 4 of what is left: decoding to UTF-8 at most triples
+ *   a byte); a field whose decoding would pass the cap is skipped;
+ * - encoded words past MIME_MAX_FIELD_WORDS in a field, or past
+ *   MIME_MAX_WORDS in the message, are kept as their raw text, as are
+ *   words in a charset once MIME_MAX_CHARSETS converters are open.
+ * Only running out of memory makes mime_parse() fail.
+ *
+ * iconv converters are opened once per charset per message, kept in
+ * a table of MIME_MAX_CHARSETS (charsets iconv does not know too, so
+ * they are looked up once), reset before each use and closed at the
+ * end of mime_parse(): glibc may load a gconv module at each
+ * iconv_open(), which made a header of short words in rotating
+ * charsets cost seconds.  The body text may still open one converter
+ * past a full table, and closes it at once.
  *
  * Choices where the RFCs leave room:
  * - message/rfc822 parts are opaque: an attached message is not
@@ -88,11 +116,21 @@ struct mime_ew {
 	const char	*bare_to;	/* the end in [bare_from, bare_to) */
 };
 
+/* An iconv converter to UTF-8, kept for the message. */
+struct mime_cd {
+	char		 cs[MIME_TOKEN_MAX];	/* iconv name */
+	iconv_t		 cd;			/* (iconv_t)-1: unknown */
+};
+
 /* State of one mime_parse(). */
 struct mime_ctx {
 	struct mime_msg	*out;
 	size_t		 nparts;
 	size_t		 decoded;	/* bytes produced so far */
+	size_t		 nwords;	/* encoded words decoded so far */
+	struct mime_cd	 cds[MIME_MAX_CHARSETS];
+	size_t		 ncds;
+	int		 truncated;	/* first limit hit, or 0 */
 	struct mime_part text;		/* first text/plain, if any */
 	struct mime_part html;		/* first text/html, if any */
 	int		 have_text;
@@ -103,6 +141,7 @@ static int	mime_buf_reserve(struct mime_buf *, size_t);
 static int	mime_buf_add(struct mime_buf *, const void *, size_t);
 static int	mime_clean_append(struct mime_buf *, const char *, size_t);
 static int	mime_count(struct mime_ctx *, size_t);
+static void	mime_truncate(struct mime_ctx *, int);
 static int	mime_field_next(const char **, const char *, const char **,
 		    size_t *, const char **, size_t *);
 static int	mime_entity(struct mime_ctx *, const char *, const char *,
@@ -120,16 +159,21 @@ static void	mime_content_type(struct mime_part *, const char *,
 		    const char *);
 static int	mime_header_add(struct mime_ctx *, const char *, size_t,
 		    const char *, size_t);
-static int	mime_header_decode(const char *, size_t, struct mime_buf *);
+static int	mime_header_decode(struct mime_ctx *, const char *, size_t,
+		    struct mime_buf *);
 static const char *mime_ew_parse(const char *, const char *,
 		    struct mime_ew *);
-static int	mime_ew_flush(struct mime_buf *, struct mime_buf *,
-		    const char *, const char *, const char *);
+static int	mime_ew_flush(struct mime_ctx *, struct mime_buf *,
+		    struct mime_buf *, const char *, const char *,
+		    const char *);
 static int	mime_charset(const char *, size_t, char *, size_t);
-static int	mime_iconv(const char *, const char *, size_t,
-		    struct mime_buf *, int *);
-static int	mime_to_utf8(const char *, const char *, size_t,
-		    struct mime_buf *);
+static int	mime_cd_get(struct mime_ctx *, const char *, int, iconv_t *,
+		    int *);
+static void	mime_cd_close(struct mime_ctx *);
+static int	mime_iconv(struct mime_ctx *, const char *, const char *,
+		    size_t, struct mime_buf *, int *, int);
+static int	mime_to_utf8(struct mime_ctx *, const char *, const char *,
+		    size_t, struct mime_buf *);
 static size_t	mime_qp_decode(const char *, size_t, char *, int);
 static size_t	mime_b64_decode(const char *, size_t, char *);
 static int	mime_hexval(int);
@@ -225,7 +269,8 @@ static const struct {
 
 /*
  * Parse msg into out: the top-level header fields and the decoded
- * text body.  Returns MIME_OK, or an enum mime_error with out zeroed.
+ * text body; out->truncated names the first limit that cut the walk
+ * short.  Returns MIME_OK, or MIME_ENOMEM with out zeroed.
  */
 int
 mime_parse(const char *msg, size_t len, struct mime_msg *out)
@@ -250,14 +295,25 @@ mime_parse(const char *msg, size_t len, struct mime_msg *out)
 	else if (ctx.have_html)
 		r = mime_text(&ctx, &ctx.html, 1, &body);
 	else
-		r = mime_buf_reserve(&body, 0);
-	if (r != MIME_OK)
+		r = MIME_OK;
+	if (r == MIME_ESIZE) {
+		/* mime_text keeps under the cap; should it not, no body */
+		mime_truncate(&ctx, MIME_ESIZE);
+		free(body.p);
+		memset(&body, 0, sizeof(body));
+		body.max = MIME_MAX_DECODED;
+		r = MIME_OK;
+	}
+	if (r != MIME_OK || (r = mime_buf_reserve(&body, 0)) != MIME_OK)
 		goto fail;
+	mime_cd_close(&ctx);
 	out->body = body.p;
 	out->bodylen = body.len;
+	out->truncated = ctx.truncated;
 	return MIME_OK;
 
  fail:
+	mime_cd_close(&ctx);
 	free(body.p);
 	mime_free(out);
 	return r;
@@ -306,6 +362,10 @@ mime_strerror(int e)
 		return "too many header fields";
 	case MIME_ESIZE:
 		return "decoded message too large";
+	case MIME_EWORDS:
+		return "too many encoded words";
+	case MIME_ECHARSETS:
+		return "too many charsets";
 	}
 	return "MIME error";
 }
@@ -456,6 +516,14 @@ mime_count(struct mime_ctx *ctx, size_t n)
 	return MIME_OK;
 }
 
+/* Note that limit why cut the walk short; the first one is kept. */
+static void
+mime_truncate(struct mime_ctx *ctx, int why)
+{
+	if (ctx->truncated == 0)
+		ctx->truncated = why;
+}
+
 /*
  * The header field at *pp: its name and its raw, folded value.
  * Returns 1 for a field; 0 at the end of the header section, with *pp
@@ -514,11 +582,18 @@ mime_entity(struct mime_ctx *ctx, const char *p, const char *end, int depth,
 	memset(&mp, 0, sizeof(mp));
 	while (mime_field_next(&p, end, &name, &namelen, &value,
 	    &valuelen)) {
-		if (++nfields > MIME_MAX_HEADERS)
-			return MIME_EHEADERS;
+		/* past the cap, fields are only skipped to find the body */
+		if (++nfields > MIME_MAX_HEADERS) {
+			mime_truncate(ctx, MIME_EHEADERS);
+			continue;
+		}
 		mime_part_field(&mp, name, namelen, value, valuelen);
-		if (depth == 0 && (r = mime_header_add(ctx, name, namelen,
-		    value, valuelen)) != MIME_OK)
+		if (depth > 0)
+			continue;
+		r = mime_header_add(ctx, name, namelen, value, valuelen);
+		if (r == MIME_ESIZE)
+			mime_truncate(ctx, MIME_ESIZE);	/* field not kept */
+		else if (r != MIME_OK)
 			return r;
 	}
 	mp.body = p;
@@ -558,8 +633,10 @@ mime_multipart(struct mime_ctx *ctx, const struct mime_part *mp, int depth)
 	const char	*p, *q, *next, *partend;
 	int		 close, nclose, digest, r;
 
-	if (depth > MIME_MAX_DEPTH)
-		return MIME_EDEPTH;
+	if (depth > MIME_MAX_DEPTH) {
+		mime_truncate(ctx, MIME_EDEPTH);	/* not walked */
+		return MIME_OK;
+	}
 	digest = strcmp(mp->subtype, "digest") == 0;
 	/* the preamble, up to the first delimiter, is ignored */
 	if (mime_delim_find(mp->body, mp->body, mp->end, mp->delim,
@@ -576,8 +653,10 @@ mime_multipart(struct mime_ctx *ctx, const struct mime_part *mp, int depth)
 			if (partend > p && partend[-1] == '\r')
 				partend--;
 		}
-		if (++ctx->nparts > MIME_MAX_PARTS)
-			return MIME_EPARTS;
+		if (++ctx->nparts > MIME_MAX_PARTS) {
+			mime_truncate(ctx, MIME_EPARTS);	/* walk ends */
+			return MIME_OK;
+		}
 		if ((r = mime_entity(ctx, p, partend, depth, digest)) !=
 		    MIME_OK)
 			return r;
@@ -809,7 +888,7 @@ mime_header_add(struct mime_ctx *ctx, const char *name, size_t namelen,
 
 	memset(&b, 0, sizeof(b));
 	b.max = MIME_MAX_DECODED;
-	if ((r = mime_header_decode(value, valuelen, &b)) != MIME_OK) {
+	if ((r = mime_header_decode(ctx, value, valuelen, &b)) != MIME_OK) {
 		free(b.p);
 		return r;
 	}
@@ -847,17 +926,20 @@ mime_header_add(struct mime_ctx *ctx, const char *name, size_t namelen,
  * Decode one raw header value into out (see mime_header_add).
  * Adjacent encoded words, separated by white space only, are joined
  * without it; the bytes of adjacent words in one charset are converted
- * together, so a character split between two words survives.
+ * together, so a character split between two words survives.  Past
+ * MIME_MAX_FIELD_WORDS words in the field, or MIME_MAX_WORDS in the
+ * message, the rest of the value is kept as it is.
  */
 static int
-mime_header_decode(const char *value, size_t valuelen, struct mime_buf *out)
+mime_header_decode(struct mime_ctx *ctx, const char *value, size_t valuelen,
+    struct mime_buf *out)
 {
 	struct mime_buf	 raw, pend, tmp;
 	struct mime_ew	 ew;
 	const char	*v, *end, *w, *ws;
 	const char	*pstart = NULL, *pend_end = NULL;
 	char		 pcs[MIME_TOKEN_MAX], ncs[MIME_TOKEN_MAX];
-	size_t		 i, n;
+	size_t		 i, n, nwords = 0;
 	int		 r = MIME_OK, lastew = 0, pending = 0;
 
 	memset(&ew, 0, sizeof(ew));
@@ -881,11 +963,27 @@ mime_header_decode(const char *value, size_t valuelen, struct mime_buf *out)
 		v++;
 
 	while (v < end) {
+		if (nwords >= MIME_MAX_FIELD_WORDS ||
+		    ctx->nwords >= MIME_MAX_WORDS) {
+			/* the rest as it is, white space before it too */
+			if (pending && (r = mime_ew_flush(ctx, &tmp, &pend,
+			    pcs, pstart, pend_end)) != MIME_OK)
+				goto done;
+			pending = 0;
+			if (memmem(v, (size_t)(end - v), "=?", 2) != NULL)
+				mime_truncate(ctx, MIME_EWORDS);
+			if ((r = mime_buf_add(&tmp, v, (size_t)(end - v))) !=
+			    MIME_OK)
+				goto done;
+			break;
+		}
 		if (end - v >= 2 && v[0] == '=' && v[1] == '?' &&
 		    (w = mime_ew_parse(v, end, &ew)) != NULL) {
+			nwords++;
+			ctx->nwords++;
 			mime_charset(ew.cs, ew.cslen, ncs, sizeof(ncs));
 			if (pending && strcmp(ncs, pcs) != 0) {
-				if ((r = mime_ew_flush(&tmp, &pend, pcs,
+				if ((r = mime_ew_flush(ctx, &tmp, &pend, pcs,
 				    pstart, pend_end)) != MIME_OK)
 					goto done;
 				pending = 0;
@@ -923,7 +1021,7 @@ mime_header_decode(const char *value, size_t valuelen, struct mime_buf *out)
 			}
 		}
 		if (pending) {
-			if ((r = mime_ew_flush(&tmp, &pend, pcs, pstart,
+			if ((r = mime_ew_flush(ctx, &tmp, &pend, pcs, pstart,
 			    pend_end)) != MIME_OK)
 				goto done;
 			pending = 0;
@@ -937,7 +1035,7 @@ mime_header_decode(const char *value, size_t valuelen, struct mime_buf *out)
 			goto done;
 		v = w;
 	}
-	if (pending && (r = mime_ew_flush(&tmp, &pend, pcs, pstart,
+	if (pending && (r = mime_ew_flush(ctx, &tmp, &pend, pcs, pstart,
 	    pend_end)) != MIME_OK)
 		goto done;
 
@@ -1018,15 +1116,16 @@ mime_ew_parse(const char *p, const char *end, struct mime_ew *ew)
  * raw text of the words, [rawstart, rawend).
  */
 static int
-mime_ew_flush(struct mime_buf *out, struct mime_buf *pend, const char *cs,
-    const char *rawstart, const char *rawend)
+mime_ew_flush(struct mime_ctx *ctx, struct mime_buf *out,
+    struct mime_buf *pend, const char *cs, const char *rawstart,
+    const char *rawend)
 {
 	int	 r, known = 0;
 
 	if (cs[0] == '\0')
 		r = mime_buf_add(out, pend->p, pend->len);
-	else if ((r = mime_iconv(cs, pend->p, pend->len, out, &known)) ==
-	    MIME_OK && !known) {
+	else if ((r = mime_iconv(ctx, cs, pend->p, pend->len, out, &known,
+	    0)) == MIME_OK && !known) {
 		r = mime_buf_add(out, rawstart, (size_t)(rawend - rawstart));
 	}
 	pend->len = 0;
@@ -1074,23 +1173,79 @@ mime_charset(const char *name, size_t len, char *buf, size_t size)
 }
 
 /*
- * Append in[0..inlen) converted from cs to UTF-8 to out.  An invalid
- * or truncated sequence becomes U+FFFD.  *known is 0, and nothing is
- * appended, when iconv cannot convert from cs.
+ * The converter from cs (an iconv name) to UTF-8 into *cd, from the
+ * message's table, opened there at first use: (iconv_t)-1 when iconv
+ * does not know cs, or when the table is full.  With spare set, a full
+ * table opens one anyway and sets *owned: the caller closes it.
  */
 static int
-mime_iconv(const char *cs, const char *in, size_t inlen, struct mime_buf *out,
-    int *known)
+mime_cd_get(struct mime_ctx *ctx, const char *cs, int spare, iconv_t *cd,
+    int *owned)
+{
+	struct mime_cd	*c;
+	size_t		 i;
+
+	*owned = 0;
+	for (i = 0; i < ctx->ncds; i++)
+		if (strcmp(ctx->cds[i].cs, cs) == 0) {
+			*cd = ctx->cds[i].cd;
+			return MIME_OK;
+		}
+	if (ctx->ncds == MIME_MAX_CHARSETS && !spare) {
+		mime_truncate(ctx, MIME_ECHARSETS);
+		*cd = (iconv_t)-1;
+		return MIME_OK;
+	}
+	if ((*cd = iconv_open("UTF-8", cs)) == (iconv_t)-1 && errno == ENOMEM)
+		return MIME_ENOMEM;
+	if (ctx->ncds == MIME_MAX_CHARSETS) {
+		*owned = *cd != (iconv_t)-1;
+		return MIME_OK;
+	}
+	c = &ctx->cds[ctx->ncds];
+	if (strlcpy(c->cs, cs, sizeof(c->cs)) >= sizeof(c->cs)) {
+		*owned = *cd != (iconv_t)-1;	/* cannot be: not kept */
+		return MIME_OK;
+	}
+	c->cd = *cd;
+	ctx->ncds++;
+	return MIME_OK;
+}
+
+/* Close the converters of the message. */
+static void
+mime_cd_close(struct mime_ctx *ctx)
+{
+	size_t	 i;
+
+	for (i = 0; i < ctx->ncds; i++)
+		if (ctx->cds[i].cd != (iconv_t)-1)
+			iconv_close(ctx->cds[i].cd);
+	ctx->ncds = 0;
+}
+
+/*
+ * Append in[0..inlen) converted from cs to UTF-8 to out.  An invalid
+ * or truncated sequence becomes U+FFFD.  *known is 0, and nothing is
+ * appended, when iconv cannot convert from cs (or, without spare, the
+ * table of converters is full: see mime_cd_get).
+ */
+static int
+mime_iconv(struct mime_ctx *ctx, const char *cs, const char *in,
+    size_t inlen, struct mime_buf *out, int *known, int spare)
 {
 	iconv_t		 cd;
 	char		*ip, *op;
 	size_t		 il, ol, rc;
-	int		 r, e;
+	int		 r, e, owned;
 
 	*known = 0;
-	if ((cd = iconv_open("UTF-8", cs)) == (iconv_t)-1)
-		return errno == ENOMEM ? MIME_ENOMEM : MIME_OK;
+	if ((r = mime_cd_get(ctx, cs, spare, &cd, &owned)) != MIME_OK ||
+	    cd == (iconv_t)-1)
+		return r;
 	*known = 1;
+	/* from the initial state, whatever the last use left */
+	iconv(cd, NULL, NULL, NULL, NULL);
 	ip = (char *)(uintptr_t)in;
 	il = inlen;
 	if ((r = mime_buf_reserve(out, il + il / 2 + 16)) != MIME_OK)
@@ -1134,7 +1289,8 @@ mime_iconv(const char *cs, const char *in, size_t inlen, struct mime_buf *out,
 	}
 	out->p[out->len] = '\0';
  done:
-	iconv_close(cd);
+	if (owned)
+		iconv_close(cd);
 	return r;
 }
 
@@ -1143,8 +1299,8 @@ mime_iconv(const char *cs, const char *in, size_t inlen, struct mime_buf *out,
  * given), to out as valid UTF-8.
  */
 static int
-mime_to_utf8(const char *cs, const char *in, size_t inlen,
-    struct mime_buf *out)
+mime_to_utf8(struct mime_ctx *ctx, const char *cs, const char *in,
+    size_t inlen, struct mime_buf *out)
 {
 	struct mime_buf	 tmp;
 	char		 ics[MIME_TOKEN_MAX];
@@ -1154,7 +1310,8 @@ mime_to_utf8(const char *cs, const char *in, size_t inlen,
 		return mime_clean_append(out, in, inlen);
 	memset(&tmp, 0, sizeof(tmp));
 	tmp.max = out->max;
-	if ((r = mime_iconv(ics, in, inlen, &tmp, &known)) == MIME_OK) {
+	if ((r = mime_iconv(ctx, ics, in, inlen, &tmp, &known, 1)) ==
+	    MIME_OK) {
 		/* iconv may pass NUL, and is not trusted to be valid */
 		r = known ? mime_clean_append(out, tmp.p, tmp.len) :
 		    mime_clean_append(out, in, inlen);
@@ -1295,6 +1452,11 @@ mime_text(struct mime_ctx *ctx, const struct mime_part *mp, int html,
 	memset(&dec, 0, sizeof(dec));
 	memset(&utf, 0, sizeof(utf));
 	dec.max = utf.max = MIME_MAX_DECODED;
+	/* decoded once, to UTF-8 at most three times longer: under the cap */
+	if (len > (MIME_MAX_DECODED - ctx->decoded) / 4) {
+		len = (MIME_MAX_DECODED - ctx->decoded) / 4;
+		mime_truncate(ctx, MIME_ESIZE);
+	}
 	if (mp->cte != MIME_CTE_IDENTITY) {
 		if ((r = mime_buf_reserve(&dec, mp->cte == MIME_CTE_QP ? len :
 		    len / 4 * 3 + 3)) != MIME_OK)
@@ -1312,7 +1474,7 @@ mime_text(struct mime_ctx *ctx, const struct mime_part *mp, int html,
 	memcpy(cs, mp->charset, sizeof(cs));
 	if (html && cs[0] == '\0')
 		mime_html_sniff(src, len, cs, sizeof(cs));
-	if ((r = mime_to_utf8(cs, src, len, &utf)) != MIME_OK)
+	if ((r = mime_to_utf8(ctx, cs, src, len, &utf)) != MIME_OK)
 		goto done;
 	if ((r = mime_count(ctx, utf.len)) != MIME_OK)
 		goto done;

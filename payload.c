@@ -93,13 +93,13 @@ payload_deliver(const struct smtpd_conf *conf, const struct envelope *env,
 	enum reply	 r;
 	int		 e, in_subject;
 
-	if ((e = mime_parse(msg->buf, msg->len, &mm)) != MIME_OK) {
-		if (e == MIME_ENOMEM)
-			return REPLY_LOCALERR;
-		if (strlcpy(text, mime_strerror(e), textlen) >= textlen)
-			text[0] = '\0';
-		return REPLY_MIME;
-	}
+	/* a MIME limit only cuts the walk short: what was read is kept */
+	if (mime_parse(msg->buf, msg->len, &mm) != MIME_OK)
+		return REPLY_LOCALERR;
+	if (mm.truncated)
+		log_event(LOG_INFO, "mime_truncated", env->session,
+		    "{s:s, s:s}", "id", msg->id, "limit",
+		    mime_strerror(mm.truncated));
 	subject = mm.subject;
 	in_subject = subject != NULL &&
 	    payload_token_find(subject, strlen(subject), token);

@@ -106,7 +106,6 @@ static const struct reply_entry replies[REPLY_COUNT] = {
 	[REPLY_API_TEMP] = { 451, "4.4.0", "FIRM API busy, try again later",
 			    0 },
 	[REPLY_FIRMREJECT] = { 554, "5.7.0", "", 0 },
-	[REPLY_MIME] =	  { 554, "5.6.0", "", 0 },
 	[REPLY_ACCEPTED] =	  { 250, "2.0.0", "OK", 0 },
 	[REPLY_LOCALERR] =	  { 451, "4.3.0", "Local error, try again later", 0 },
 	[REPLY_NOSPACE] =	  { 452, "4.3.1",

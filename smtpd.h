@@ -105,6 +105,9 @@
 #define MIME_MAX_PARTS		100	/* body parts, all levels together */
 #define MIME_MAX_HEADERS	1000	/* header fields of one entity */
 #define MIME_MAX_DECODED	(16 * 1024 * 1024)	/* bytes decoded */
+#define MIME_MAX_FIELD_WORDS	256	/* RFC 2047 words decoded, a field */
+#define MIME_MAX_WORDS		4096	/* RFC 2047 words decoded, a message */
+#define MIME_MAX_CHARSETS	8	/* iconv converters open, a message */
 #define MIME_BOUNDARY_MAX	200	/* RFC 2046 says 70 */
 #define MIME_TOKEN_MAX		64	/* type, subtype, charset name */
 
@@ -368,7 +371,6 @@ enum reply {
 	REPLY_API_TIMEOUT,
 	REPLY_API_TEMP,
 	REPLY_FIRMREJECT,
-	REPLY_MIME,
 	REPLY_ACCEPTED,
 	REPLY_LOCALERR,
 	REPLY_FROM,
@@ -831,7 +833,10 @@ int		 banlist_set_add_json(struct banlist_set *, struct json_t *,
 int		 banlist_cache_write(const struct smtpd_conf *, struct json_t *,
 		    struct json_t *);
 
-/* mime.c */
+/*
+ * mime.c.  mime_parse() fails with MIME_ENOMEM only; a limit cuts the
+ * walk short and is named in mime_msg.truncated (the first one hit).
+ */
 enum mime_error {
 	MIME_OK = 0,
 	MIME_ENOMEM,		/* out of memory */
@@ -839,6 +844,8 @@ enum mime_error {
 	MIME_EPARTS,		/* body parts over MIME_MAX_PARTS */
 	MIME_EHEADERS,		/* fields of one entity over MIME_MAX_HEADERS */
 	MIME_ESIZE,		/* decoded bytes over MIME_MAX_DECODED */
+	MIME_EWORDS,		/* encoded words over MIME_MAX_[FIELD_]WORDS */
+	MIME_ECHARSETS,		/* charsets over MIME_MAX_CHARSETS */
 };
 struct mime_header {
 	char			*name;		/* lower case */
@@ -852,6 +859,8 @@ struct mime_msg {
 	char			*body;		/* decoded text, valid UTF-8,
 						   NUL-terminated */
 	size_t			 bodylen;
+	int			 truncated;	/* 0, or the enum mime_error
+						   of the first limit hit */
 };
 int		 mime_parse(const char *, size_t, struct mime_msg *);
 void		 mime_free(struct mime_msg *);

@@ -5,6 +5,9 @@
  *
  *	error: N		mime_parse() result (number or MIME_ name);
  *				0 when absent
+ *	truncated: N		mime_msg.truncated, the limit that cut the
+ *				walk short (number or MIME_ name); 0 when
+ *				absent
  *	subject: TEXT		the decoded subject, exactly
  *	no-subject:		no Subject field
  *	body: TEXT		the decoded body, exactly
@@ -31,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../smtpd.h"
 
@@ -56,8 +60,10 @@ static int	 test_names(const char *, char ***, size_t *);
 static int	 test_cmp(const void *, const void *);
 static void	 gen_add(struct gen *, const char *, ...)
 		    __attribute__((__format__ (printf, 2, 3)));
-static void	 gen_check(const char *, struct gen *, int, const char *);
+static void	 gen_check(const char *, struct gen *, int, const char *,
+		    const char *);
 static void	 test_generated(void);
+static void	 test_words(void);
 
 static void
 test_fail(const char *name, const char *fmt, ...)
@@ -213,7 +219,8 @@ static int
 test_error_value(const char *v)
 {
 	static const char	*names[] = { "MIME_OK", "MIME_ENOMEM",
-	    "MIME_EDEPTH", "MIME_EPARTS", "MIME_EHEADERS", "MIME_ESIZE" };
+	    "MIME_EDEPTH", "MIME_EPARTS", "MIME_EHEADERS", "MIME_ESIZE",
+	    "MIME_EWORDS", "MIME_ECHARSETS" };
 	size_t			 i;
 
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -231,7 +238,7 @@ test_case(const char *dir, const char *eml)
 	char		*msg, *exp, *line, *next, *val, *colon;
 	const char	*h;
 	size_t		 msglen, explen, vlen, n;
-	int		 want = 0, got, found;
+	int		 want = 0, want_trunc = 0, got, found;
 
 	case_bad = 0;
 	n = strlen(eml) - 4;			/* ".eml" */
@@ -256,18 +263,23 @@ test_case(const char *dir, const char *eml)
 		failed++;
 		return;
 	}
-	/* the error line first, wherever it is */
+	/* the error and truncated lines first, wherever they are */
 	for (line = exp; line != NULL && *line != '\0'; line = next) {
 		if ((next = strchr(line, '\n')) != NULL)
 			next++;
-		if (strncmp(line, "error:", 6) == 0) {
+		if (strncmp(line, "error:", 6) == 0 ||
+		    strncmp(line, "truncated:", 10) == 0) {
 			n = strcspn(line, "\r\n");
 			if (n >= sizeof(name2))
 				n = sizeof(name2) - 1;
 			memcpy(name2, line, n);
 			name2[n] = '\0';
-			want = test_error_value(name2 + 6 + strspn(name2 + 6,
-			    " "));
+			val = strchr(name2, ':') + 1;
+			if (line[0] == 'e')
+				want = test_error_value(val + strspn(val, " "));
+			else
+				want_trunc = test_error_value(val +
+				    strspn(val, " "));
 		}
 	}
 	got = mime_parse(msg, msglen, &mm);
@@ -285,6 +297,9 @@ test_case(const char *dir, const char *eml)
 		goto done;
 	}
 	test_invariants(name, &mm);
+	if (mm.truncated != want_trunc)
+		test_fail(name, "truncated %d (%s), want %d", mm.truncated,
+		    mime_strerror(mm.truncated), want_trunc);
 	for (line = exp; line != NULL && *line != '\0'; line = next) {
 		if ((next = strchr(line, '\n')) != NULL)
 			*next++ = '\0';
@@ -302,7 +317,8 @@ test_case(const char *dir, const char *eml)
 		if (*val == ' ')
 			val++;
 		vlen = test_unescape(val);
-		if (strcmp(line, "error") == 0)
+		if (strcmp(line, "error") == 0 ||
+		    strcmp(line, "truncated") == 0)
 			continue;
 		if (strcmp(line, "subject") == 0) {
 			if (mm.subject == NULL ||
@@ -441,24 +457,35 @@ gen_add(struct gen *g, const char *fmt, ...)
 	g->len += (size_t)n;
 }
 
-/* Parse a generated message, expect an error, free the message. */
+/*
+ * Parse a generated message, expect MIME_OK with mime_msg.truncated
+ * set to want (0: not truncated) and, unless NULL, the body to hold
+ * contains and the subject to be subject; free the message.
+ */
 static void
-gen_check(const char *name, struct gen *g, int want, const char *contains)
+gen_check(const char *name, struct gen *g, int want, const char *contains,
+    const char *subject)
 {
 	struct mime_msg	 mm;
 	int		 got;
 
 	case_bad = 0;
 	got = mime_parse(g->p, g->len, &mm);
-	if (got != want)
-		test_fail(name, "mime_parse returned %d (%s), want %d", got,
-		    mime_strerror(got), want);
-	else if (got == MIME_OK) {
+	if (got != MIME_OK)
+		test_fail(name, "mime_parse returned %d (%s)", got,
+		    mime_strerror(got));
+	else {
 		test_invariants(name, &mm);
+		if (mm.truncated != want)
+			test_fail(name, "truncated %d (%s), want %d",
+			    mm.truncated, mime_strerror(mm.truncated), want);
 		if (contains != NULL && strstr(mm.body, contains) == NULL) {
 			test_fail(name, "body lacks \"%s\"", contains);
 			test_show(mm.body, mm.bodylen);
 		}
+		if (subject != NULL && (mm.subject == NULL ||
+		    strcmp(mm.subject, subject) != 0))
+			test_fail(name, "subject is not \"%s\"", subject);
 	}
 	if (got == MIME_OK)
 		mime_free(&mm);
@@ -490,9 +517,22 @@ test_generated(void)
 			gen_add(&g, "--b%d--\r\n", d);
 		gen_check(depth > MIME_MAX_DEPTH ? "gen-depth-over" :
 		    "gen-depth-max", &g, depth > MIME_MAX_DEPTH ?
-		    MIME_EDEPTH : MIME_OK, depth > MIME_MAX_DEPTH ? NULL :
-		    "deep text");
+		    MIME_EDEPTH : 0, depth > MIME_MAX_DEPTH ? NULL :
+		    "deep text", depth > MIME_MAX_DEPTH ? "nested 11" : NULL);
 	}
+	/* past the depth cap, the walk goes on with the siblings */
+	gen_add(&g, "Content-Type: multipart/mixed; boundary=\"s\"\r\n\r\n"
+	    "--s\r\n");
+	for (d = 0; d <= MIME_MAX_DEPTH; d++)
+		gen_add(&g, "Content-Type: multipart/mixed; "
+		    "boundary=\"b%d\"\r\n\r\n--b%d\r\n", d, d);
+	gen_add(&g, "Content-Type: text/plain\r\n\r\ntoo deep\r\n");
+	for (d = MIME_MAX_DEPTH; d >= 0; d--)
+		gen_add(&g, "--b%d--\r\n", d);
+	gen_add(&g, "--s\r\nContent-Type: text/plain\r\n\r\nsibling\r\n"
+	    "--s--\r\n");
+	gen_check("gen-depth-over-sibling", &g, MIME_EDEPTH, "sibling",
+	    NULL);
 	for (k = MIME_MAX_PARTS; k <= MIME_MAX_PARTS + 1; k++) {
 		gen_add(&g, "Content-Type: multipart/mixed; boundary=x\r\n"
 		    "\r\n");
@@ -502,29 +542,30 @@ test_generated(void)
 		gen_add(&g, "--x--\r\n");
 		gen_check(k > MIME_MAX_PARTS ? "gen-parts-over" :
 		    "gen-parts-max", &g, k > MIME_MAX_PARTS ? MIME_EPARTS :
-		    MIME_OK, "part 0");
+		    0, "part 0", NULL);
 	}
 	for (k = MIME_MAX_HEADERS; k <= MIME_MAX_HEADERS + 1; k++) {
-		for (i = 0; i < (int)k; i++)
+		gen_add(&g, "Subject: fields\r\n");
+		for (i = 1; i < (int)k; i++)
 			gen_add(&g, "X-Field-%d: %d\r\n", i, i);
 		gen_add(&g, "\r\nfields\r\n");
 		gen_check(k > MIME_MAX_HEADERS ? "gen-headers-over" :
 		    "gen-headers-max", &g, k > MIME_MAX_HEADERS ?
-		    MIME_EHEADERS : MIME_OK, "fields");
+		    MIME_EHEADERS : 0, "fields", "fields");
 	}
 	/* the header fields of a body part count too */
 	gen_add(&g, "Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n");
 	for (i = 0; i <= MIME_MAX_HEADERS; i++)
 		gen_add(&g, "X-Part-Field: %d\r\n", i);
 	gen_add(&g, "\r\ntext\r\n--x--\r\n");
-	gen_check("gen-part-headers-over", &g, MIME_EHEADERS, NULL);
+	gen_check("gen-part-headers-over", &g, MIME_EHEADERS, "text", NULL);
 
 	/* decoded output over MIME_MAX_DECODED */
 	gen_add(&g, "Content-Type: text/plain\r\n\r\n");
 	for (k = 0; k <= MIME_MAX_DECODED / 64; k++)
 		gen_add(&g, "%s\r\n", "01234567890123456789012345678901"
 		    "23456789012345678901234567890123");
-	gen_check("gen-size-over", &g, MIME_ESIZE, NULL);
+	gen_check("gen-size-over", &g, MIME_ESIZE, "0123456789", NULL);
 	/* a large attachment is never decoded, so never too large */
 	gen_add(&g, "Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n"
 	    "\r\nsmall text\r\n--x\r\nContent-Type: application/octet-stream"
@@ -533,7 +574,7 @@ test_generated(void)
 		gen_add(&g, "%s\r\n", "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"
 		    "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB");
 	gen_add(&g, "--x--\r\n");
-	gen_check("gen-size-attachment", &g, MIME_OK, "small text");
+	gen_check("gen-size-attachment", &g, 0, "small text", NULL);
 
 	/* empty input, and no input */
 	case_bad = 0;
@@ -546,7 +587,7 @@ test_generated(void)
 		test_fail("gen-empty", "NULL message");
 	else
 		mime_free(&mm);
-	for (i = MIME_OK; i <= MIME_ESIZE; i++)
+	for (i = MIME_OK; i <= MIME_ECHARSETS; i++)
 		if (mime_strerror(i) == NULL || mime_strerror(i)[0] == '\0')
 			test_fail("gen-strerror", "no text for %d", i);
 	if (strcmp(mime_strerror(MIME_EDEPTH), "MIME nesting too deep") != 0)
@@ -555,6 +596,92 @@ test_generated(void)
 		failed++;
 	else
 		passed++;
+}
+
+/*
+ * RFC 2047 encoded words: the caps on words per field, per message
+ * and on charsets, and the time a huge subject of words in rotating
+ * charsets takes (once seconds: an iconv_open() a word).
+ */
+static void
+test_words(void)
+{
+	static const char	*cs[] = { "ISO-8859-1", "ISO-8859-15",
+	    "WINDOWS-1252", "KOI8-R" };
+	struct gen		 g;
+	struct mime_msg		 mm;
+	struct timespec		 t0, t1;
+	const char		*v;
+	double			 ms;
+	int			 i;
+
+	memset(&g, 0, sizeof(g));
+	/* past the field cap, words stay as they are */
+	gen_add(&g, "Subject:");
+	for (i = 0; i < MIME_MAX_FIELD_WORDS + 1; i++)
+		gen_add(&g, " =?%s?Q?w%d?=\r\n", cs[i % 4], i);
+	gen_add(&g, "X-Next: =?utf-8?Q?decoded?=\r\n\r\nbody\r\n");
+	case_bad = 0;
+	if (mime_parse(g.p, g.len, &mm) != MIME_OK)
+		test_fail("gen-words-field", "mime_parse failed");
+	else {
+		test_invariants("gen-words-field", &mm);
+		if (mm.truncated != MIME_EWORDS)
+			test_fail("gen-words-field", "truncated %d",
+			    mm.truncated);
+		if (strncmp(mm.subject, "w0w1w2", 6) != 0 ||
+		    (v = strstr(mm.subject, "w255 =?ISO-8859-1?Q?w256?="))
+		    == NULL || v[26] != '\0')
+			test_fail("gen-words-field", "subject %.40s...",
+			    mm.subject);
+		if ((v = mime_header_get(&mm, "x-next")) == NULL ||
+		    strcmp(v, "decoded") != 0)
+			test_fail("gen-words-field", "next field not decoded");
+		mime_free(&mm);
+	}
+	free(g.p);
+	memset(&g, 0, sizeof(g));
+	if (case_bad)
+		failed++;
+	else
+		passed++;
+
+	/* past the message cap, the words of later fields stay too */
+	for (i = 0; i < MIME_MAX_WORDS / MIME_MAX_FIELD_WORDS + 1; i++) {
+		int k;
+
+		gen_add(&g, "X-Words-%d:", i);
+		for (k = 0; k < MIME_MAX_FIELD_WORDS; k++)
+			gen_add(&g, " =?utf-8?Q?w?=");
+		gen_add(&g, "\r\n");
+	}
+	gen_add(&g, "Subject: =?utf-8?Q?late?=\r\n\r\nbody\r\n");
+	gen_check("gen-words-message", &g, MIME_EWORDS, "body",
+	    "=?utf-8?Q?late?=");
+
+	/* past the charset cap, words in new charsets stay */
+	gen_add(&g, "Subject:");
+	for (i = 0; i < MIME_MAX_CHARSETS + 1; i++)
+		gen_add(&g, " =?x-unknown-%d?Q?w?= =?ISO-8859-%d?Q?=E9?=\r\n",
+		    i, i + 2);
+	gen_add(&g, "\r\nbody\r\n");
+	gen_check("gen-charsets", &g, MIME_ECHARSETS, "body", NULL);
+
+	/* a subject of some 900 KB, words in four rotating charsets */
+	for (i = 0; g.len < 900 * 1024; i++)
+		gen_add(&g, "%s =?%s?Q?caf=E9_%d?=", i == 0 ? "Subject:" :
+		    i % 30 == 0 ? "\r\n" : "", cs[i % 4], i);
+	gen_add(&g, "\r\n\r\nbody\r\n");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	gen_check("gen-words-rotating", &g, MIME_EWORDS, "body", NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	if (ms > 500) {
+		failed++;
+		passed--;
+		printf("FAIL gen-words-rotating: %.0f ms\n", ms);
+	}
 }
 
 int
@@ -578,6 +705,7 @@ main(int argc, char *argv[])
 	}
 	free(names);
 	test_generated();
+	test_words();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed != 0;
 }

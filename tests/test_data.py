@@ -3,6 +3,7 @@ SMTP smuggling, pipelining, spool failure."""
 
 import os
 import re
+import time
 
 import pytest
 
@@ -253,3 +254,95 @@ def test_unwritable_spool_gets_451_4_3_0(server):
     finally:
         os.chmod(server.spool, 0o700)
     assert server.spool_files() == []
+
+
+# ------------------------------------------------------------ abuse
+
+ROTATING_CHARSETS = ("ISO-8859-1", "ISO-8859-15", "WINDOWS-1252", "KOI8-R")
+
+
+def rotating_subject(size):
+    """A Subject value of about size octets: Q-encoded words that rotate
+    through four charsets, folded so that no line reaches 1000 octets."""
+    lines, line, total, i = [], [], 0, 0
+    while total < size:
+        word = "=?%s?Q?caf=E9_%d?=" % (ROTATING_CHARSETS[i % 4], i)
+        line.append(word)
+        total += len(word) + 1
+        i += 1
+        if len(line) == 30:
+            lines.append(" ".join(line))
+            line = []
+            total += 2
+    if line:
+        lines.append(" ".join(line))
+    return "\r\n ".join(lines)
+
+
+def test_huge_subject_of_rotating_charsets_is_answered_within_a_second(
+        server):
+    subject = rotating_subject(900 * 1024)
+    msg = make_message(subject=subject, body="please verify " + TOKEN +
+                       "\r\n")
+    assert 900 * 1024 < len(msg) < 1024 * 1024
+    assert max(len(x) for x in msg.split(b"\r\n")) < 998
+    with server.session() as c:
+        c.envelope()
+        c.send(msg)
+        start = time.monotonic()
+        c.send(b".\r\n")
+        r = c.reply(timeout=30)
+        elapsed = time.monotonic() - start
+        assert_reply(r, "250 2.0.0")
+    assert elapsed < 1.0, "end of data answered after %.2f s" % elapsed
+    [e] = server.read_spool()
+    assert e["token"] == TOKEN
+    # the first words are decoded; the rest are kept as they came
+    assert e["subject"].startswith("caf\u00e9 0caf\u00e9 1")
+
+
+# A MIME limit cuts the decoder's walk short; it never refuses a message
+# that FIRM could read.
+
+def test_more_than_100_mime_parts_are_accepted_with_the_first_text(server):
+    parts = "".join("--p\r\nContent-Type: text/plain\r\n\r\npart %d\r\n" % i
+                    for i in range(101))
+    msg = make_message(subject="parts " + TOKEN, body=parts + "--p--\r\n",
+                       extra=("MIME-Version: 1.0",
+                              "Content-Type: multipart/mixed; boundary=p"))
+    with server.session() as c:
+        assert_reply(c.deliver(msg), "250 2.0.0")
+    [e] = server.read_spool()
+    assert e["token"] == TOKEN
+    assert e["subject"] == "parts " + TOKEN
+    assert e["body"].strip() == "part 0"
+    assert any(x.get("event") == "mime_truncated" and
+               x.get("limit") == "too many MIME parts"
+               for x in server.logs(strict=False))
+
+
+def test_eleven_nesting_levels_are_accepted_with_the_subject(server):
+    body = "".join("--b%d\r\nContent-Type: multipart/mixed; boundary=b%d"
+                   "\r\n\r\n" % (d, d + 1) for d in range(10))
+    body += "--b10\r\nContent-Type: text/plain\r\n\r\ntoo deep\r\n"
+    body += "".join("--b%d--\r\n" % d for d in range(10, -1, -1))
+    msg = make_message(subject="deep " + TOKEN, body=body,
+                       extra=("MIME-Version: 1.0",
+                              "Content-Type: multipart/mixed; boundary=b0"))
+    with server.session() as c:
+        assert_reply(c.deliver(msg), "250 2.0.0")
+    [e] = server.read_spool()
+    assert e["token"] == TOKEN
+    assert e["subject"] == "deep " + TOKEN
+    assert "too deep" not in e["body"]
+
+
+def test_over_1000_header_fields_are_accepted_with_the_body(server):
+    extra = tuple("X-Field-%d: %d" % (i, i) for i in range(1000))
+    msg = make_message(subject="many fields", extra=extra)
+    with server.session() as c:
+        assert_reply(c.deliver(msg), "250 2.0.0")
+    [e] = server.read_spool()
+    assert e["token"] == TOKEN
+    assert e["subject"] == "many fields"
+    assert TOKEN in e["body"]
