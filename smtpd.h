@@ -62,6 +62,7 @@
 
 #define LISTEN_BACKLOG		1024	/* well above any sane concurrency */
 #define SLOT_SLACK		16	/* worker slots beyond sessions+spare */
+#define WORKER_DRAIN_MAX	1024	/* queued connections told 421 at stop */
 
 /* SMTP limits (RFC 5321 4.5.3.1). */
 #define SMTP_LINE_MAX		512	/* command line, CRLF included */

@@ -32,6 +32,7 @@ static int	worker_accept(const struct smtpd_conf *, int, int,
 static int	worker_listener_smtps(const struct smtpd_conf *, int);
 static int	worker_proxy(const struct smtpd_conf *, struct session_ctx *);
 static int	worker_claim(int, const struct sockaddr_storage *);
+static void	worker_drain(const struct smtpd_conf *);
 static int	worker_tls_sign(void *, const struct tls_sign_req *,
 		    struct tls_sign_res *);
 static void	worker_signals(void);
@@ -165,6 +166,8 @@ worker_accept(const struct smtpd_conf *conf, int ctl, int chan,
 	pfd[n + 1].fd = conf->api != NULL ? chan : -1;
 	pfd[n + 1].events = 0;	/* POLLHUP only */
 	for (;;) {
+		if (smtpd_stop)
+			worker_drain(conf);
 		if (smtpd_stop || worker_retire)
 			return -1;
 		if (ppoll(pfd, n + 2, NULL, &waitmask) == -1) {
@@ -226,6 +229,33 @@ worker_proxy(const struct smtpd_conf *conf, struct session_ctx *ctx)
 	if (ctx->fd_out != ctx->fd_in)
 		close(ctx->fd_out);
 	return -1;
+}
+
+/*
+ * Stopping: connections the kernel has queued but no worker took
+ * would be closed without a word when the last listener closes.  An
+ * idle worker answers each 421 4.3.2 instead, so the sender knows to
+ * try again (behind a load balancer: the other instance).
+ */
+static void
+worker_drain(const struct smtpd_conf *conf)
+{
+	static const char	 bye[] = "421 4.3.2 Service shutting down\r\n";
+	size_t			 i, n;
+	int			 fd;
+
+	for (i = 0; i < conf->nlisteners; i++) {
+		if (conf->listeners[i].fd == -1 || conf->listeners[i].smtps)
+			continue;
+		for (n = 0; n < WORKER_DRAIN_MAX; n++) {
+			fd = accept4(conf->listeners[i].fd, NULL, NULL,
+			    SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (fd == -1)
+				break;
+			(void)write(fd, bye, sizeof(bye) - 1);
+			close(fd);
+		}
+	}
 }
 
 /*
