@@ -228,6 +228,7 @@ static void	session_rcpt(struct session *, const char *);
 static void	session_data(struct session *, const char *);
 static void	session_bdat(struct session *, const char *);
 static int	session_bdat_read(struct session *, unsigned long long, int);
+static int	session_read_more(struct session *);
 static void	session_msg_put(struct message *, const char *, size_t);
 static void	session_reset(struct session *);
 static int	session_read_data(struct session *);
@@ -1417,6 +1418,36 @@ session_bdat(struct session *s, const char *args)
 	s->phase = P_READY;
 }
 
+/*
+ * More of a message's data (DATA or a BDAT chunk): 0, or -1 when the
+ * session is over, told why.  SIGTERM lets a message in progress end.
+ */
+static int
+session_read_more(struct session *s)
+{
+	switch (session_read(s)) {
+	case RD_OK:
+	case RD_INTR:
+		return 0;
+	case RD_TIMEOUT:
+		session_reply(s, REPLY_TIMEOUT, NULL);
+		s->closing = 1;
+		s->reason = s->expired ? "session-timeout" :
+		    s->data_slow ? "data-too-slow" : "timeout";
+		break;
+	case RD_EOF:
+		s->quit = 1;
+		s->reason = "eof-in-data";
+		break;
+	default:
+		s->quit = 1;
+		s->reason = "io-error";
+		break;
+	}
+	s->data_start.tv_sec = 0;
+	return -1;
+}
+
 /* Read exactly size octets of a chunk: into the message, or dropped. */
 static int
 session_bdat_read(struct session *s, unsigned long long size, int keep)
@@ -1439,26 +1470,8 @@ session_bdat_read(struct session *s, unsigned long long size, int keep)
 			size -= n;
 			continue;
 		}
-		switch (session_read(s)) {
-		case RD_OK:
-		case RD_INTR:	/* SIGTERM: a chunk in progress may finish */
-			break;
-		case RD_TIMEOUT:
-			session_reply(s, REPLY_TIMEOUT, NULL);
-			s->closing = 1;
-			s->reason = s->expired ? "session-timeout" :
-			    s->data_slow ? "data-too-slow" : "timeout";
-			s->data_start.tv_sec = 0;
+		if (session_read_more(s) == -1)
 			return -1;
-		case RD_EOF:
-			s->quit = 1;
-			s->reason = "eof-in-data";
-			return -1;
-		default:
-			s->quit = 1;
-			s->reason = "io-error";
-			return -1;
-		}
 	}
 	s->data_start.tv_sec = 0;
 	return 0;
@@ -1696,7 +1709,7 @@ static int
 session_read_data(struct session *s)
 {
 	size_t	 n;
-	int	 done, r;
+	int	 done;
 
 	session_data_start(&s->msg, (size_t)s->conf->max_size);
 	clock_gettime(CLOCK_MONOTONIC, &s->data_start);
@@ -1712,27 +1725,8 @@ session_read_data(struct session *s)
 				return 0;
 			}
 		}
-		r = session_read(s);
-		switch (r) {
-		case RD_OK:
-		case RD_INTR:	/* SIGTERM: a message in DATA may finish */
-			break;
-		case RD_TIMEOUT:
-			session_reply(s, REPLY_TIMEOUT, NULL);
-			s->closing = 1;
-			s->reason = s->expired ? "session-timeout" :
-			    s->data_slow ? "data-too-slow" : "timeout";
-			s->data_start.tv_sec = 0;
+		if (session_read_more(s) == -1)
 			return -1;
-		case RD_EOF:
-			s->quit = 1;
-			s->reason = "eof-in-data";
-			return -1;
-		default:
-			s->quit = 1;
-			s->reason = "io-error";
-			return -1;
-		}
 	}
 }
 
