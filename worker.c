@@ -252,7 +252,9 @@ worker_drain(const struct smtpd_conf *conf)
 			    SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (fd == -1)
 				break;
-			(void)write(fd, bye, sizeof(bye) - 1);
+			/* one try: a client gone meanwhile needs nothing */
+			if (write(fd, bye, sizeof(bye) - 1) == -1)
+				log_debug("drain: %s", strerror(errno));
 			close(fd);
 		}
 	}
