@@ -54,8 +54,8 @@ static const char *auth_field_value(const struct auth_field *, size_t *);
 static void	auth_dkim(struct auth *, const char *, size_t, size_t,
 		    const char *, int);
 static DKIM_CBSTAT auth_dkim_key(DKIM *, DKIM_SIGINFO *, u_char *, size_t);
-static void	auth_dkim_sig(struct auth *, DKIM *, DKIM_SIGINFO *,
-		    const char *, size_t, const char *, int);
+static void	auth_dkim_sig(struct auth *, DKIM_SIGINFO *, const char *,
+		    size_t, const char *, int);
 static int	auth_name_ok(const char *);
 static int	auth_verdict(const struct auth *, int);
 static void	auth_results(struct auth *, const struct smtpd_conf *);
@@ -353,13 +353,13 @@ auth_dkim(struct auth *au, const char *data, size_t len, size_t body,
 	}
 	if (dkim_getsiglist(d, &sigs, &nsigs) == DKIM_STAT_OK)
 		for (i = 0; i < nsigs && au->ndkim < DMARC_DKIM_MAX; i++)
-			auth_dkim_sig(au, d, sigs[i], data + body, len - body,
+			auth_dkim_sig(au, sigs[i], data + body, len - body,
 			    token, token_in_subject);
 	dkim_free(d);
 }
 
 static void
-auth_dkim_sig(struct auth *au, DKIM *d, DKIM_SIGINFO *sig, const char *body,
+auth_dkim_sig(struct auth *au, DKIM_SIGINFO *sig, const char *body,
     size_t bodylen, const char *token, int token_in_subject)
 {
 	struct auth_dkim	*k = &au->dkim[au->ndkim];
@@ -369,7 +369,6 @@ auth_dkim_sig(struct auth *au, DKIM *d, DKIM_SIGINFO *sig, const char *body,
 	long long		 lim = -1;
 	int			 err = dkim_sig_geterror(sig);
 
-	(void)d;
 	memset(k, 0, sizeof(*k));
 	dom = (const char *)dkim_sig_getdomain(sig);
 	sel = (const char *)dkim_sig_getselector(sig);
@@ -563,7 +562,6 @@ auth_raw(struct auth *au, const struct smtpd_conf *conf,
 	size_t			 vlen, o, col;
 	char			*out;
 
-	(void)conf;
 	if ((out = malloc(sizeof(au->results) * 2 + 64 + msg->len)) == NULL)
 		return -1;
 	o = (size_t)snprintf(out, 64, "Authentication-Results: ");

@@ -61,6 +61,24 @@ static const char *const firm_classes[] = { "2xx", "4xx", "5xx", "timeout",
     "unreachable" };
 static const char *const verdicts[] = { "temperror", "fail", "none", "weak",
     "strong" };
+/* Counters by one label, each value an index into its table. */
+static const struct {
+	const char		*name;
+	const char		*label;
+	const char *const	*values;
+	size_t			 n;
+	enum metric		 first;
+	const char		*help;
+} labelled[] = {
+	{ "smtpd_sessions_total", "result", session_results, 5,
+	    M_SESS_SERVED, "SMTP connections, by outcome." },
+	{ "smtpd_messages_total", "status", message_statuses, 3,
+	    M_MSG_ACCEPTED, "Messages at the end of data, by reply." },
+	{ "smtpd_firm_responses_total", "class", firm_classes, 5,
+	    M_FIRM_2XX, "Outcomes of POST /inbound." },
+	{ "smtpd_auth_verdicts_total", "verdict", verdicts, 5, M_VERDICT,
+	    "Sender authentication verdicts." },
+};
 /* Metrics of one sample: a sum over the slots (slot -1) or one gauge. */
 static const struct {
 	const char	*name;
@@ -365,22 +383,19 @@ int
 health_render(const struct metrics_map *m, const struct smtpd_conf *conf,
     char *buf, size_t len)
 {
-	size_t		 o = 0, i, r, nsub, nban, n6, ns;
+	size_t		 o = 0, i, j, r, nsub, nban, n6, ns;
 	uint64_t	 cum, per[1000];
 	int		 code;
 
-	PUT("# HELP smtpd_sessions_total SMTP connections, by outcome.\n"
-	    "# TYPE smtpd_sessions_total counter\n");
-	for (i = 0; i < 5; i++)
-		PUT("smtpd_sessions_total{result=\"%s\"} %llu\n",
-		    session_results[i], (unsigned long long)metrics_sum(m,
-		    M_SESS_SERVED + i));
-	PUT("# HELP smtpd_messages_total Messages at the end of data, by "
-	    "reply.\n# TYPE smtpd_messages_total counter\n");
-	for (i = 0; i < 3; i++)
-		PUT("smtpd_messages_total{status=\"%s\"} %llu\n",
-		    message_statuses[i], (unsigned long long)metrics_sum(m,
-		    M_MSG_ACCEPTED + i));
+	for (i = 0; i < sizeof(labelled) / sizeof(labelled[0]); i++) {
+		PUT("# HELP %s %s\n# TYPE %s counter\n", labelled[i].name,
+		    labelled[i].help, labelled[i].name);
+		for (j = 0; j < labelled[i].n; j++)
+			PUT("%s{%s=\"%s\"} %llu\n", labelled[i].name,
+			    labelled[i].label, labelled[i].values[j],
+			    (unsigned long long)metrics_sum(m,
+			    labelled[i].first + j));
+	}
 
 	/* replies: by code, the enum's entries of one code together */
 	memset(per, 0, sizeof(per));
@@ -414,19 +429,6 @@ health_render(const struct metrics_map *m, const struct smtpd_conf *conf,
 	    "smtpd_firm_request_seconds_count %llu\n",
 	    (double)metrics_sum(m, M_FIRM_SUM_US) / 1e6,
 	    (unsigned long long)metrics_sum(m, M_FIRM_COUNT));
-	PUT("# HELP smtpd_firm_responses_total Outcomes of POST /inbound.\n"
-	    "# TYPE smtpd_firm_responses_total counter\n");
-	for (i = 0; i < 5; i++)
-		PUT("smtpd_firm_responses_total{class=\"%s\"} %llu\n",
-		    firm_classes[i], (unsigned long long)metrics_sum(m,
-		    M_FIRM_2XX + i));
-
-	PUT("# HELP smtpd_auth_verdicts_total Sender authentication "
-	    "verdicts.\n# TYPE smtpd_auth_verdicts_total counter\n");
-	for (i = 0; i < 5; i++)
-		PUT("smtpd_auth_verdicts_total{verdict=\"%s\"} %llu\n",
-		    verdicts[i], (unsigned long long)metrics_sum(m,
-		    M_VERDICT + i));
 
 	nsub = nban = n6 = ns = 0;
 	if (conf->banlist != NULL)
