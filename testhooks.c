@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,6 +269,19 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan,
 
 		snprintf(what, len, "kill: %s",
 		    r == -1 ? strerror(errno) : "sent");
+	} else if (strcasecmp(args, "HEAP-OVERFLOW") == 0) {
+		/* for the sanitizer pass: a report must get out of here */
+		volatile size_t n = 16;		/* a size UBSan cannot see */
+		volatile char *v = malloc(n);
+
+		if (v != NULL) {
+			snprintf(what, len, "read past the end: %d", v[16]);
+			free((void *)(uintptr_t)v);
+		}
+	} else if (strcasecmp(args, "INT-OVERFLOW") == 0) {
+		volatile int i = INT_MAX;
+
+		snprintf(what, len, "INT_MAX + 1: %d", i + 1);
 	} else if (strcasecmp(args, "SEGV") == 0) {
 		raise(SIGSEGV);
 		strlcpy(what, "still alive", len);

@@ -393,6 +393,30 @@ def read_log(path, strict=True):
     return out
 
 
+# ------------------------------------------------------------ sanitizers
+
+# make test-asan runs the suite against an ASan+UBSan build
+# (SMTPD_SANITIZER=1).  Any server's output is checked for a report in
+# either build: one found fails the test that started that server.
+SANITIZER = os.environ.get("SMTPD_SANITIZER") == "1"
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "SUMMARY: AddressSanitizer",
+                   "SUMMARY: UndefinedBehaviorSanitizer", ": runtime error: ",
+                   "AddressSanitizer:DEADLYSIGNAL")
+
+
+def assert_no_sanitizer_report(text, what="smtpd"):
+    """Fail with the report if text (a server's output) holds one."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    for mark in SANITIZER_MARKS:
+        i = text.find(mark)
+        if i != -1:
+            start = max(0, text.rfind("\n", 0, max(0, i - 200)) + 1)
+            raise AssertionError("sanitizer report in the output of %s:\n%s"
+                                 % (what, text[start:start + 4000]))
+
+
 # ---------------------------------------------------------------- server
 
 class SmtpdServer:
@@ -407,6 +431,7 @@ class SmtpdServer:
         self.log_path = self.workdir / "stdout.log"
         self.err_path = self.workdir / "stderr.log"
         self.proc = None
+        self.expect_sanitizer_report = False    # a test provokes one
 
     @property
     def cmdline(self):
@@ -498,6 +523,9 @@ class SmtpdServer:
                 self._kill_group()
                 self.wait(timeout)
         self._kill_group()
+        if not self.expect_sanitizer_report:
+            assert_no_sanitizer_report(self.stderr() + self.log_text(),
+                                       " ".join(self.cmdline[:1] + self.args))
         return self.proc.returncode
 
 
@@ -662,6 +690,7 @@ def run_smtpd(args, timeout=5.0, cwd=None):
         out, err = proc.communicate(timeout=timeout)
         pytest.fail("smtpd %s did not exit within %.0fs; stderr: %r"
                     % (" ".join(map(str, args)), timeout, err[:300]))
+    assert_no_sanitizer_report(out + err, "smtpd %s" % " ".join(map(str, args)))
     return (proc.returncode, out.decode("utf-8", "replace"),
             err.decode("utf-8", "replace"))
 

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import (resolver_args, HOSTNAME, IO_TIMEOUT, LOOPBACK, RCPT, REPO, SMTPD,
+from conftest import (assert_no_sanitizer_report, resolver_args, HOSTNAME, IO_TIMEOUT, LOOPBACK, RCPT, REPO, SMTPD,
                       ConnectionClosed, SMTPClient, SmtpdServer,
                       assert_reply, build_args, free_port, make_message,
                       wait_for)
@@ -248,6 +248,7 @@ class FetchOnly:
         except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait(timeout=5)
+        assert_no_sanitizer_report(self.log_text(), "smtpd --fetch-only")
         return self.proc.returncode
 
 

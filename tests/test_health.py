@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import (LOOPBACK, RCPT, SMTPD, assert_reply, free_port,
+from conftest import (assert_no_sanitizer_report, LOOPBACK, RCPT, SMTPD, assert_reply, free_port,
                       make_message, wait_for)
 from fake_banlist import Answer, FakeBanlistAPI
 from test_banlist import cache, wait_first_poll  # noqa: F401 (fixture)
@@ -316,4 +316,5 @@ def test_health_with_inetd_is_refused_naming_the_flag():
     r = subprocess.run([str(SMTPD), "-i", "-r", RCPT, "--spool", "/tmp",
                         "--health", "127.0.0.1:1"], capture_output=True,
                        text=True, timeout=10, stdin=subprocess.DEVNULL)
+    assert_no_sanitizer_report(r.stderr)
     assert r.returncode == 1 and "--health" in r.stderr, r.stderr

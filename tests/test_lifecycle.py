@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import (resolver_args, after_auth_results, HOSTNAME, LOOPBACK, RCPT, REPO, SMTPD, SMTPClient,
+from conftest import (assert_no_sanitizer_report, resolver_args, after_auth_results, HOSTNAME, LOOPBACK, RCPT, REPO, SMTPD, SMTPClient,
                       assert_reply, free_port, make_message, raw_message,
                       read_spool, run_smtpd, wait_for)
 
@@ -102,6 +102,7 @@ def finish_inetd(proc, tmp_path):
         proc.wait(timeout=5)
         pytest.fail("smtpd -i did not exit after QUIT")
     errtext = (tmp_path / "inetd.err").read_text(errors="replace")
+    assert_no_sanitizer_report(errtext, "smtpd -i")
     return status, errtext
 
 

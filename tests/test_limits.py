@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import (ConnectionClosed, SMTPClient, assert_reply, free_port,
-                      make_message, port_accepts, read_spool, wait_for)
+                      make_message, port_accepts, read_spool, wait_for, REPO)
 
 
 def connect_expect_421(srv, enhanced):
@@ -374,6 +374,30 @@ def test_spool_below_its_reserve_gets_452_4_3_1_at_mail(smtpd, small_spool):
             c.quit()
     finally:
         srv2.stop()
+
+
+@pytest.mark.parametrize("fail,reply", [
+    ("none", "250 2.0.0"), ("file", "451 4.3.0"), ("dir", "451 4.3.0")])
+def test_a_failed_fsync_of_the_file_or_its_directory_is_never_250(
+        smtpd, monkeypatch, fail, reply):
+    """The spool file is written, fsynced, renamed into place and its
+    directory fsynced; if either fsync fails, the message may not be on
+    disk: the sender hears 451 and tries again, and nothing is left in
+    the spool.  (tests/fsync_fail.so fails the workers' fsync.)"""
+    shim = REPO / "tests" / "fsync_fail.so"
+    assert shim.exists(), "make tests/fsync_fail.so"
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    monkeypatch.setenv("SMTPD_TEST_FSYNC_FAIL", fail)
+    # the sanitizer build wants its runtime first, the shim comes first
+    monkeypatch.setenv("ASAN_OPTIONS", os.environ.get("ASAN_OPTIONS", "") +
+                       ":verify_asan_link_order=0")
+    srv = smtpd()
+    with srv.session() as c:
+        assert_reply(c.deliver(make_message()), reply)
+        c.quit()
+    assert len(srv.spool_files()) == (1 if fail == "none" else 0)
+    if fail != "none":
+        assert "Input/output error" in srv.log_text(), srv.log_text()[-2000:]
 
 
 def smtpd_on(srv, args):

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import (HELO, HOSTNAME, IO_TIMEOUT, LOOPBACK, RCPT, REPO,
+from conftest import (HELO, assert_no_sanitizer_report, HOSTNAME, IO_TIMEOUT, LOOPBACK, RCPT, REPO,
                       SMTPD, ConnectionClosed, SMTPClient, assert_reply,
                       free_port, make_message, port_accepts, raw_message,
                       read_spool, resolver_args, wait_for)
@@ -449,6 +449,7 @@ def test_inetd_mode_reads_the_header_of_a_trusted_peer(spool_dir, tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
+    assert_no_sanitizer_report(err.read_text(errors="replace"), "smtpd -i")
     assert status == 0, err.read_text(errors="replace")[-2000:]
     [entry] = read_spool(spool_dir)
     assert entry["client_ip"] == "2001:db8::42"

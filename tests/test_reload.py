@@ -64,9 +64,10 @@ def test_workers_run_as_the_unprivileged_user(smtpd):
 
 def test_user_flag_names_an_unknown_user(tmp_path):
     import subprocess
-    from conftest import SMTPD
+    from conftest import SMTPD, assert_no_sanitizer_report
     r = subprocess.run([str(SMTPD), "-n", "-r", "a@b.c", "--spool",
                         str(tmp_path / "s"), "-u", "no-such-user-x"],
                        capture_output=True, text=True, timeout=10)
+    assert_no_sanitizer_report(r.stderr)
     assert r.returncode == 1
     assert "--user" in r.stderr and "no-such-user-x" in r.stderr

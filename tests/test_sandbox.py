@@ -26,7 +26,7 @@ import socket
 
 import pytest
 
-from conftest import (HOSTNAME, LOOPBACK, RCPT, SMTPD_TEST, TOKEN,
+from conftest import (SANITIZER, assert_no_sanitizer_report, HOSTNAME, LOOPBACK, RCPT, SMTPD_TEST, TOKEN,
                       assert_reply, free_port, make_message, run_smtpd,
                       wait_for)
 from test_reload import children
@@ -338,6 +338,35 @@ def test_writing_the_banlist_table_kills_the_worker(hooked):
 @pytest.mark.worker_deaths
 def test_segfault_kills_only_the_worker(hooked):
     hook_kills(hooked, "SEGV", SIGSEGV)
+
+
+@pytest.mark.parametrize("hook,report", [
+    ("HEAP-OVERFLOW", "heap-buffer-overflow"),
+    ("INT-OVERFLOW", "signed integer overflow")])
+@pytest.mark.worker_deaths
+def test_a_sanitizer_report_gets_out_of_a_sandboxed_worker(hooked, hook,
+                                                          report):
+    """In the sanitizer pass (make test-asan), a worker's read past a
+    heap block or signed overflow is reported on the server's output,
+    sandbox or not, and such a report fails the test; in the normal
+    build the same hook is a quiet bug the worker survives."""
+    srv = hooked
+    if not SANITIZER:
+        with srv.session() as c:
+            r = c.cmd("XTEST %s" % hook)
+            assert r.lines[0].startswith(LOCALERR), r.lines
+            c.quit()
+        return
+    srv.expect_sanitizer_report = True
+    with srv.session() as c:
+        c.send("XTEST %s\r\n" % hook)
+        c.expect_closed(timeout=10.0)
+    srv.stop()
+    text = srv.stderr()
+    assert report in text, text[-3000:]
+    with pytest.raises(AssertionError, match="sanitizer report"):
+        assert_no_sanitizer_report(text)
+    assert_no_sanitizer_report(srv.log_text())
 
 
 # ---------------------------------------------------------------- network
