@@ -18,7 +18,10 @@
 #                 integration suite against it (in make test)
 #   make fuzz     libFuzzer on mime_parse, the worker-relay channel's
 #                 decoder (DNS questions and answers included), SPF,
-#                 DMARC, the From field and the PROXY protocol header,
+#                 DMARC, the From field, the PROXY protocol header, the
+#                 MAIL and RCPT paths and parameters, the ban lists and
+#                 their table, and whole SMTP sessions (the dialogue,
+#                 DATA, BDAT, STARTTLS, against a fake relay),
 #                 FUZZ_SECONDS (60) each
 
 # Two programs, as Postfix has several: smtpd (the master and the
@@ -189,6 +192,22 @@ tests/fuzz_from: tests/fuzz_from.c addr.c $(HDRS)
 tests/fuzz_proxy: tests/fuzz_proxy.c proxy.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_proxy.c proxy.c $(PKG_LIBS)
 
+# A whole session from a client's bytes, in process: every source of
+# smtpd but smtpd.c, instrumented, and a fake relay on the channel.
+FUZZ_SESSION_SRCS= $(filter-out smtpd.c,$(SMTPD_SRCS)) $(COMMON_SRCS)
+tests/fuzz_session: tests/fuzz_session.c $(FUZZ_SESSION_SRCS) $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -pthread -o $@ tests/fuzz_session.c \
+	    $(FUZZ_SESSION_SRCS) $(PKG_LIBS)
+
+# The paths and parameters of MAIL FROM and RCPT TO.
+tests/fuzz_addr: tests/fuzz_addr.c addr.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_addr.c addr.c $(PKG_LIBS)
+
+# FIRM's ban lists: the JSON answers, their entries, the table.
+tests/fuzz_banlist: tests/fuzz_banlist.c banlist.c log.c util.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_banlist.c banlist.c \
+	    log.c util.c $(PKG_LIBS)
+
 # Seeded with the corpus; new inputs gather in tests/fuzz-corpus, a
 # crash is kept as tests/fuzz-crash-*.
 fuzz: deps
@@ -204,15 +223,16 @@ fuzz: deps
 	./tests/fuzz_chan -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    -timeout=10 -rss_limit_mb=2048 \
 	    -artifact_prefix=tests/fuzz-crash-chan- tests/fuzz-chan-corpus
-	@for t in spf dmarc from proxy; do \
+	@for t in spf dmarc from proxy addr banlist session; do \
 		$(MAKE) --no-print-directory tests/fuzz_$$t || exit 1; \
 		mkdir -p tests/fuzz-$$t-corpus; \
 		cp tests/$$t-corpus/* tests/fuzz-$$t-corpus/; \
 		dict=; [ -f tests/fuzz_$$t.dict ] && \
 		    dict=-dict=tests/fuzz_$$t.dict; \
+		len=4096; [ $$t = session ] && len=32768; \
 		echo "fuzz: $$t"; \
 		./tests/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
-		    -max_len=4096 -timeout=10 -rss_limit_mb=2048 $$dict \
+		    -max_len=$$len -timeout=10 -rss_limit_mb=2048 $$dict \
 		    -artifact_prefix=tests/fuzz-crash-$$t- \
 		    tests/fuzz-$$t-corpus || exit 1; \
 	done
@@ -345,8 +365,8 @@ clean:
 	rm -f tests/mime_test tests/fuzz_mime tests/fuzz_chan bench/mime-bench
 	rm -f tests/banlist_test bench/banlist-bench tests/tls_keyless_test
 	rm -f tests/spf_test tests/dmarc_test tests/fuzz_spf tests/fuzz_dmarc \
-	    tests/fsync_fail.so \
-	    tests/fuzz_from tests/fuzz_proxy
+	    tests/fsync_fail.so tests/fuzz_from tests/fuzz_proxy \
+	    tests/fuzz_session tests/fuzz_addr tests/fuzz_banlist
 	rm -rf $(ASAN_DIR)
 
 # A file system whose fsync fails, for the workers (LD_PRELOAD).

@@ -5,7 +5,10 @@
  */
 
 #include <ctype.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "smtpd.h"
 
@@ -120,6 +123,56 @@ addr_parse_path(const char *p, char *out, size_t outsz,
 		return -1;
 	*rest = end + 1;
 	return 0;
+}
+
+/*
+ * The ESMTP parameters after the path of MAIL FROM (RFC 5321 4.1.2):
+ * SIZE=n (RFC 1870), BODY=7BIT or BODY=8BITMIME (RFC 6152), SMTPUTF8
+ * (RFC 6531), each after one or more spaces; none without esmtp (the
+ * client said HELO).  A SIZE of digits too large for a long long is
+ * LLONG_MAX, over any limit.  Returns -1 with *size (-1 when not
+ * given) and *smtputf8 set, else the reply that refuses them.
+ */
+int
+addr_parse_mail_params(const char *p, int esmtp, long long *size,
+    int *smtputf8)
+{
+	char		 param[SMTP_LINE_MAX];
+	const char	*errstr;
+	size_t		 n;
+
+	*size = -1;
+	*smtputf8 = 0;
+	while (*p != '\0') {
+		if (*p != ' ' || !esmtp)
+			return REPLY_SYNTAX;
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		n = strcspn(p, " ");
+		if (n >= sizeof(param))		/* longer than a command */
+			return REPLY_PARAM;
+		memcpy(param, p, n);
+		param[n] = '\0';
+		p += n;
+		if (strncasecmp(param, "SIZE=", 5) == 0) {
+			/* digits only (RFC 1870): strtonum takes a sign */
+			if (param[5] == '\0' ||
+			    strspn(param + 5, "0123456789") != n - 5)
+				return REPLY_SYNTAX;
+			*size = strtonum(param + 5, 0, LLONG_MAX, &errstr);
+			if (errstr != NULL)
+				*size = LLONG_MAX;	/* over the limit */
+		} else if (strcasecmp(param, "BODY=7BIT") == 0 ||
+		    strcasecmp(param, "BODY=8BITMIME") == 0)
+			;
+		else if (strcasecmp(param, "SMTPUTF8") == 0)
+			*smtputf8 = 1;
+		else
+			return REPLY_PARAM;
+	}
+	return -1;
 }
 
 /*

@@ -1162,11 +1162,9 @@ static void
 session_mail(struct session *s, const char *args)
 {
 	char		 path[SMTP_PATH_MAX + 1], clean[LOG_FIELD_MAX];
-	char		 param[SMTP_LINE_MAX];
-	const char	*p, *errstr;
-	long long	 size = -1;
-	int		 smtputf8 = 0, r;
-	size_t		 n;
+	const char	*p;
+	long long	 size;
+	int		 smtputf8, r;
 
 	if (s->phase == P_GREETED) {
 		session_reply(s, REPLY_NOHELO, NULL);
@@ -1192,37 +1190,10 @@ session_mail(struct session *s, const char *args)
 		return;
 	}
 	/* ESMTP parameters: SIZE=n, BODY=7BIT|8BITMIME, SMTPUTF8 */
-	while (*p != '\0') {
-		if (*p != ' ' || !s->esmtp) {
-			session_error(s, REPLY_SYNTAX);
-			return;
-		}
-		while (*p == ' ')
-			p++;
-		if (*p == '\0')
-			break;
-		n = strcspn(p, " ");
-		memcpy(param, p, n);
-		param[n] = '\0';
-		p += n;
-		if (strncasecmp(param, "SIZE=", 5) == 0) {
-			size = strtonum(param + 5, 0, LLONG_MAX, &errstr);
-			if (errstr != NULL && param[5] != '\0' &&
-			    strspn(param + 5, "0123456789") == n - 5)
-				size = LLONG_MAX;	/* huge: over the limit */
-			else if (errstr != NULL || param[5] == '\0') {
-				session_error(s, REPLY_SYNTAX);
-				return;
-			}
-		} else if (strcasecmp(param, "BODY=7BIT") == 0 ||
-		    strcasecmp(param, "BODY=8BITMIME") == 0)
-			;
-		else if (strcasecmp(param, "SMTPUTF8") == 0)
-			smtputf8 = 1;
-		else {
-			session_error(s, REPLY_PARAM);
-			return;
-		}
+	if ((r = addr_parse_mail_params(p, s->esmtp, &size, &smtputf8)) !=
+	    -1) {
+		session_error(s, r);
+		return;
 	}
 	if ((r = session_addr_8bit_check(smtputf8, path)) != 0) {
 		session_error(s, r);

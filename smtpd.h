@@ -472,6 +472,7 @@ extern volatile sig_atomic_t	 smtpd_reload;
 /* addr.c */
 int		 addr_parse_path(const char *, char *, size_t, const char **,
 		    int);
+int		 addr_parse_mail_params(const char *, int, long long *, int *);
 #define FROM_COMMENT_DEPTH	8	/* nested comments in From: */
 int		 addr_parse_from(const char *, size_t, char *, size_t);
 

@@ -1,7 +1,8 @@
 /*
- * Unit tests for the parsers: SMTP paths, recipient rules, the data
- * reader (dot-stuffing, bare CR/LF, smuggling), the token finder,
- * UTF-8 cleaning and the PROXY protocol header.  Prints "N passed, N failed".
+ * Unit tests for the parsers: SMTP paths, the parameters of MAIL FROM,
+ * recipient rules, the data reader (dot-stuffing, bare CR/LF,
+ * smuggling), the token finder, UTF-8 cleaning and the PROXY protocol
+ * header.  Prints "N passed, N failed".
  */
 
 #include <sys/types.h>
@@ -10,6 +11,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +91,58 @@ test_paths(void)
 	strlcat(longaddr, "@b.c>", sizeof(longaddr));
 	CHECK(addr_parse_path(longaddr, out, sizeof(out), &rest, 0) == 0,
 	    "64-octet local part refused");
+}
+
+static void
+test_mail_params(void)
+{
+	static const struct {
+		const char	*in;
+		int		 esmtp;
+		int		 r;		/* -1: accepted */
+		long long	 size;
+		int		 smtputf8;
+	} t[] = {
+		{ "", 0, -1, -1, 0 },
+		{ "", 1, -1, -1, 0 },
+		{ " ", 1, -1, -1, 0 },
+		{ " SIZE=1000", 1, -1, 1000, 0 },
+		{ " size=0 body=8bitmime smtputf8", 1, -1, 0, 1 },
+		{ "  BODY=7BIT   SMTPUTF8  ", 1, -1, -1, 1 },
+		{ " SIZE=10 SIZE=20", 1, -1, 20, 0 },
+		{ " SIZE=99999999999999999999999", 1, -1, LLONG_MAX, 0 },
+		{ " SIZE=10", 0, REPLY_SYNTAX, 0, 0 },	/* after HELO */
+		{ " ", 0, REPLY_SYNTAX, 0, 0 },
+		{ "SIZE=10", 1, REPLY_SYNTAX, 0, 0 },	/* no space */
+		{ " SIZE=", 1, REPLY_SYNTAX, 0, 0 },
+		{ " SIZE=12x", 1, REPLY_SYNTAX, 0, 0 },
+		{ " SIZE=+5", 1, REPLY_SYNTAX, 0, 0 },	/* digits only */
+		{ " SIZE=-0", 1, REPLY_SYNTAX, 0, 0 },
+		{ " SIZE= 5", 1, REPLY_SYNTAX, 0, 0 },
+		{ " BODY=BINARYMIME", 1, REPLY_PARAM, 0, 0 },
+		{ " SMTPUTF8=yes", 1, REPLY_PARAM, 0, 0 },
+		{ " RET=FULL", 1, REPLY_PARAM, 0, 0 },
+	};
+	char		 longp[SMTP_LINE_MAX + 16];
+	long long	 size;
+	size_t		 i;
+	int		 r, utf8;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		r = addr_parse_mail_params(t[i].in, t[i].esmtp, &size, &utf8);
+		CHECK(r == t[i].r, "mail_params(\"%s\", %d) = %d", t[i].in,
+		    t[i].esmtp, r);
+		if (r == -1 && t[i].r == -1)
+			CHECK(size == t[i].size && utf8 == t[i].smtputf8,
+			    "mail_params(\"%s\") gave SIZE %lld, SMTPUTF8 %d",
+			    t[i].in, size, utf8);
+	}
+	/* longer than any command line: refused, never copied */
+	longp[0] = ' ';
+	memset(longp + 1, 'A', sizeof(longp) - 2);
+	longp[sizeof(longp) - 1] = '\0';
+	CHECK(addr_parse_mail_params(longp, 1, &size, &utf8) == REPLY_PARAM,
+	    "a parameter over SMTP_LINE_MAX octets accepted");
 }
 
 static void
@@ -678,6 +732,7 @@ int
 main(void)
 {
 	test_paths();
+	test_mail_params();
 	test_rcpt_match();
 	test_data_feed();
 	test_data_limits();
