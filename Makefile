@@ -239,7 +239,7 @@ fuzz: deps
 
 test:
 	@sh scripts/deps.sh test
-	@$(MAKE) --no-print-directory build $(PROG)-test tests/unit \
+	@$(MAKE) --no-print-directory -j2 build $(PROG)-test tests/unit \
 	    tests/mime_test tests/banlist_test tests/tls_keyless_test \
 	    tests/spf_test tests/dmarc_test tests/fsync_fail.so lint asan
 	@$(ASAN_ENV) $(ASAN_PYTEST) > $(ASAN_DIR)/pytest.log 2>&1 & \
