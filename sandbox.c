@@ -548,7 +548,15 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum role role,
 	ALLOW(setsockopt);
 	ALLOW(getsockname);
 	ALLOW(getpeername);
-	ALLOW(shutdown);
+	/*
+	 * A worker shares the listening sockets with the master and its
+	 * siblings, and shutdown(SHUT_RD) of one stops it for them all:
+	 * only SHUT_WR (the end of a session), which leaves a listener be.
+	 */
+	if (role == ROLE_WORKER)
+		ALLOW_IF(shutdown, ARG(1, SCMP_CMP_EQ, SHUT_WR, 0));
+	else
+		ALLOW(shutdown);
 
 	/* time, signals, the process itself */
 	ALLOW(clock_gettime);

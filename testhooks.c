@@ -42,6 +42,7 @@ static size_t		 nshared_maps;
 static void	testhook_socket(const char *, char *, size_t);
 static void	testhook_scribble(char *, size_t);
 static void	testhook_dns(int, const char *, char *, size_t);
+static int	testhook_listeners(int);
 
 /*
  * Before the sandbox (it can no longer read /proc then): note every
@@ -180,6 +181,28 @@ testhook_dns(int chan, const char *args, char *what, size_t len)
 	}
 }
 
+/*
+ * The listening sockets this worker holds (the first 256 descriptors);
+ * with shut, each is also shut down for reading and writing.
+ */
+static int
+testhook_listeners(int shut)
+{
+	int		 fd, on, n = 0;
+	socklen_t	 len;
+
+	for (fd = 0; fd < 256; fd++) {
+		len = sizeof(on);
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == -1 ||
+		    !on)
+			continue;
+		n++;
+		if (shut && shutdown(fd, SHUT_RDWR) == -1)
+			return -errno;
+	}
+	return n;
+}
+
 void
 testhook_run(const struct smtpd_conf *conf, int client, int chan,
     const char *args, char *what, size_t len)
@@ -269,6 +292,12 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan,
 
 		snprintf(what, len, "kill: %s",
 		    r == -1 ? strerror(errno) : "sent");
+	} else if (strcasecmp(args, "LISTENERS") == 0) {
+		snprintf(what, len, "listening sockets: %d",
+		    testhook_listeners(0));
+	} else if (strcasecmp(args, "SHUTDOWN-LISTENERS") == 0) {
+		/* what would take the MX off the air for every worker */
+		snprintf(what, len, "shut down: %d", testhook_listeners(1));
 	} else if (strcasecmp(args, "HEAP-OVERFLOW") == 0) {
 		/* for the sanitizer pass: a report must get out of here */
 		volatile size_t n = 16;		/* a size UBSan cannot see */

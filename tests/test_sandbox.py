@@ -335,6 +335,27 @@ def test_writing_the_banlist_table_kills_the_worker(hooked):
     hook_kills(hooked, "BANLIST-WRITE", SIGSEGV)
 
 
+# A worker that serves more than one session (--max-use) keeps the SMTP
+# listeners through its sessions; in its last, it holds none.
+def test_a_worker_holds_the_smtp_listener_and_not_the_health_one(smtpd):
+    srv = smtpd("--spare", "2", "--max-use", "2", "--health",
+                "127.0.0.1:%d" % free_port(), binary=SMTPD_TEST)
+    with srv.session() as c:
+        r = c.cmd("XTEST LISTENERS")
+        assert r.lines == [LOCALERR + "listening sockets: 1"], r.lines
+        c.quit()
+
+
+@pytest.mark.worker_deaths
+def test_shutting_down_the_shared_listener_kills_the_worker(smtpd):
+    # shutdown(SHUT_RD) of a listening socket stops it for every
+    # process that shares it: the whole MX, from one taken-over worker
+    srv = smtpd("--spare", "2", "--max-use", "2", binary=SMTPD_TEST)
+    hook_kills(srv, "SHUTDOWN-LISTENERS", SIGSYS)
+    for _ in range(3):
+        assert_serving(srv)
+
+
 @pytest.mark.worker_deaths
 def test_segfault_kills_only_the_worker(hooked):
     hook_kills(hooked, "SEGV", SIGSEGV)
