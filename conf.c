@@ -163,6 +163,7 @@ conf_defaults(struct smtpd_conf *c)
 	c->spool_fd = -1;
 	c->banlist_rwfd = -1;
 	c->banlist_dirfd = -1;
+	c->health_l.fd = -1;
 	c->api_timeout = DEF_API_TIMEOUT;
 	c->max_size = DEF_MAX_SIZE;
 	c->max_rcpt = DEF_MAX_RCPT;

@@ -755,7 +755,7 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
 			close(conf.banlist_dirfd);
 		conf.banlist_rwfd = conf.banlist_dirfd = -1;
 		/* nor the health socket, which only the health process uses */
-		if (conf.health_l.fd != -1)
+		if (conf.health != NULL && conf.health_l.fd != -1)
 			close(conf.health_l.fd);
 		conf.health_l.fd = -1;
 		metrics_use(metrics, METRICS_SLOT_WORKERS +
