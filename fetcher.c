@@ -174,6 +174,11 @@ fetcher_poll(struct fetcher *f)
 		}
 		json_decref(senders);
 	}
+	if (nets != NULL && senders != NULL) {
+		/* before the table: a scrape that sees it sees this poll */
+		f->last_success = time(NULL);
+		metrics_set(M_BANLIST_LAST_OK, (uint64_t)f->last_success);
+	}
 	if (changed)
 		fetcher_rebuild(f);
 	if (nets != NULL && senders != NULL) {
@@ -182,8 +187,6 @@ fetcher_poll(struct fetcher *f)
 			    "failures", f->failures);
 		f->failures = 0;
 		f->alarmed = 0;
-		f->last_success = time(NULL);
-		metrics_set(M_BANLIST_LAST_OK, (uint64_t)f->last_success);
 		metrics_set(M_BANLIST_FAILURES, 0);
 		return;
 	}
