@@ -52,6 +52,29 @@ def free_port(host=LOOPBACK):
         return s.getsockname()[1]
 
 
+def greeted_with_retry(connect, within, tries=40):
+    """A session from connect() greeted 220, retrying for up to `within`
+    seconds (and `tries` connections) while the slot of a just-closed
+    session frees."""
+    deadline = time.monotonic() + within
+    last = None
+    for _ in range(tries):
+        c = connect()
+        try:
+            r = c.reply(timeout=2)
+        except ConnectionClosed as e:
+            r = e
+        if getattr(r, "code", None) == 220:
+            return c
+        c.close()
+        last = r
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    raise AssertionError("no 220 within %.1fs; last answer %r"
+                         % (within, last))
+
+
 def wait_for(predicate, timeout, interval=0.05):
     """Poll predicate() until true or timeout; returns its last value."""
     deadline = time.monotonic() + timeout

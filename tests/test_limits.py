@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from conftest import (ConnectionClosed, SMTPClient, assert_reply, free_port,
-                      make_message, port_accepts, read_spool, wait_for, REPO)
+from conftest import (SMTPClient, assert_reply, free_port,
+                      make_message, port_accepts, read_spool, wait_for, REPO,
+                      greeted_with_retry)
 
 
 def connect_expect_421(srv, enhanced):
@@ -25,26 +26,9 @@ def connect_expect_421(srv, enhanced):
         c.expect_closed(timeout=2)
 
 
-def greeted_with_retry(srv, within=2.0):
-    """A new session greeted 220, retrying for up to `within` seconds
-    while the slot of a just-closed session frees."""
-    deadline = time.monotonic() + within
-    last = None
-    for _ in range(40):
-        c = srv.connect(timeout=2)
-        try:
-            r = c.reply(timeout=2)
-        except ConnectionClosed as e:
-            r = e
-        if getattr(r, "code", None) == 220:
-            return c
-        c.close()
-        last = r
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(0.1)
-    raise AssertionError("no 220 within %.1fs; last answer %r"
-                         % (within, last))
+def greeted(srv, within=2.0):
+    """A new session greeted 220 (conftest.greeted_with_retry)."""
+    return greeted_with_retry(lambda: srv.connect(timeout=2), within)
 
 
 def close_session(c):
@@ -71,7 +55,7 @@ def test_max_sessions_slot_frees_after_session_closes(smtpd):
     try:
         connect_expect_421(srv, "4.3.2")
         close_session(a)
-        c = greeted_with_retry(srv)
+        c = greeted(srv)
         close_session(c)
     finally:
         a.close()
@@ -96,7 +80,7 @@ def test_max_per_ip_slot_frees_after_session_closes(smtpd):
     try:
         connect_expect_421(srv, "4.7.0")
         close_session(a)
-        c = greeted_with_retry(srv)
+        c = greeted(srv)
         close_session(c)
     finally:
         a.close()
@@ -252,7 +236,7 @@ def test_killed_worker_ends_only_its_own_session(smtpd):
         assert srv.proc.poll() is None, "master died with its worker"
         assert_reply(b.deliver(make_message(), helo=None), "250 2.0.0")
         # the crashed session's per-IP slot is released
-        c = greeted_with_retry(srv)
+        c = greeted(srv)
         close_session(c)
         close_session(b)
     finally:

@@ -21,9 +21,10 @@ import time
 import pytest
 
 from conftest import (HELO, assert_no_sanitizer_report, HOSTNAME, IO_TIMEOUT, LOOPBACK, RCPT, REPO,
-                      SMTPD, ConnectionClosed, SMTPClient, assert_reply,
+                      SMTPD, SMTPClient, assert_reply,
                       free_port, make_message, port_accepts, raw_message,
-                      read_spool, resolver_args, wait_for)
+                      read_spool, resolver_args, wait_for,
+                      greeted_with_retry)
 from fake_banlist import FakeBanlistAPI
 from test_banlist import tcp_pair
 from test_tls import client_context, make_pair
@@ -77,23 +78,7 @@ def proxied(srv, header, port=None, timeout=IO_TIMEOUT):
 def greeted_via(srv, header, within=3.0):
     """A proxied session greeted 220, retrying while a just-closed
     session's slot frees (-c 1)."""
-    deadline = time.monotonic() + within
-    last = None
-    for _ in range(60):
-        c = proxied(srv, header)
-        try:
-            r = c.reply(timeout=2)
-        except ConnectionClosed as e:
-            r = e
-        if getattr(r, "code", None) == 220:
-            return c
-        c.close()
-        last = r
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(0.1)
-    raise AssertionError("no 220 within %.1fs; last answer %r"
-                         % (within, last))
+    return greeted_with_retry(lambda: proxied(srv, header), within, tries=60)
 
 
 def deliver_via(srv, header, subject="proxied"):
