@@ -438,17 +438,8 @@ session_reply(struct session *s, enum reply r, const char *arg)
 	int		 n;
 
 	metrics_add(M_REPLY + r, 1);
-	n = snprintf(line, sizeof(line), "%d%s%s%s%s%s%s\r\n", e->code,
-	    e->enh ? " " : "", e->enh ? e->enh : "",
-	    e->text[0] ? " " : "", e->text,
-	    arg ? " " : "", arg ? arg : "");
-	if (n < 0)
+	if ((n = session_reply_line(r, arg, line, sizeof(line))) == -1)
 		return;
-	if ((size_t)n >= sizeof(line)) {
-		n = sizeof(line) - 1;
-		line[n - 2] = '\r';
-		line[n - 1] = '\n';
-	}
 	session_trace(s, "smtp_out", line, (size_t)n - 2);
 	log_sanitize(s->last_reply, sizeof(s->last_reply), line,
 	    (size_t)n - 2);
@@ -1787,6 +1778,31 @@ session_deliver(struct session *s)
 		    NULL,
 		    "verdict", authed ? auth_verdict_name(au->verdict) : NULL);
 	}
+}
+
+/*
+ * Reply r from the table, with arg after its text, as the line sent:
+ * CRLF-terminated in line (cut to fit, CRLF kept; len >= 3).  Its
+ * length, or -1.
+ */
+int
+session_reply_line(enum reply r, const char *arg, char *line, size_t len)
+{
+	const struct reply_entry *e = &replies[r];
+	int		 n;
+
+	n = snprintf(line, len, "%d%s%s%s%s%s%s\r\n", e->code,
+	    e->enh ? " " : "", e->enh ? e->enh : "",
+	    e->text[0] ? " " : "", e->text,
+	    arg ? " " : "", arg ? arg : "");
+	if (n < 0)
+		return -1;
+	if ((size_t)n >= len) {
+		n = (int)len - 1;
+		line[n - 2] = '\r';
+		line[n - 1] = '\n';
+	}
+	return n;
 }
 
 /* The SMTP code of a reply, for the metrics' labels; -1 if unknown. */

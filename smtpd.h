@@ -500,6 +500,7 @@ void		 session_addr_key(const struct sockaddr_storage *, uint8_t *);
 void		 session_addr_str(const struct sockaddr_storage *, char *,
 		    size_t);
 int		 session_reply_code(int);
+int		 session_reply_line(enum reply, const char *, char *, size_t);
 
 /* firm.c (smtpd-relay) */
 #define FIRM_KEY_MAX		1024

@@ -240,9 +240,13 @@ worker_proxy(const struct smtpd_conf *conf, struct session_ctx *ctx)
 static void
 worker_drain(const struct smtpd_conf *conf)
 {
-	static const char	 bye[] = "421 4.3.2 Service shutting down\r\n";
+	char			 bye[SMTP_REPLY_MAX];
 	size_t			 i, n;
-	int			 fd;
+	int			 fd, len;
+
+	if ((len = session_reply_line(REPLY_SHUTDOWN, NULL, bye,
+	    sizeof(bye))) == -1)
+		return;
 
 	for (i = 0; i < conf->nlisteners; i++) {
 		if (conf->listeners[i].fd == -1 || conf->listeners[i].smtps)
@@ -253,7 +257,7 @@ worker_drain(const struct smtpd_conf *conf)
 			if (fd == -1)
 				break;
 			/* one try: a client gone meanwhile needs nothing */
-			if (write(fd, bye, sizeof(bye) - 1) == -1)
+			if (write(fd, bye, (size_t)len) == -1)
 				log_debug("drain: %s", strerror(errno));
 			close(fd);
 		}
