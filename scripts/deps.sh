@@ -15,7 +15,8 @@ fi
 # libssl-dev: libcrypto, which tls.c uses to describe a certificate
 # (libtls-dev does not depend on it)
 # test: systemd for systemd-analyze and systemd-socket-activate (the
-# unit tests; systemd need not be running), debhelper, dpkg-dev and
+# unit tests; systemd need not be running), man-db for the units'
+# Documentation= check, debhelper, dpkg-dev and
 # fakeroot to build the .deb, adduser for its postinst; haproxy for
 # contrib/haproxy.  build-essential is in the build list.
 build="build-essential pkg-config clang libtls-dev libssl-dev \
@@ -24,7 +25,7 @@ libbsd-dev mandoc libclang-rt-14-dev libunbound-dev libevent-dev \
 libopendkim-dev"
 test="python3 python3-pytest swaks libnet-ssleay-perl perl openssl \
 python3-dnslib python3-dkim python3-nacl python3-yaml python3-cryptography \
-systemd debhelper dpkg-dev fakeroot adduser haproxy"
+systemd man-db debhelper dpkg-dev fakeroot adduser haproxy"
 
 pkgs=$build
 [ "$what" = "test" ] && pkgs="$build $test"

@@ -133,11 +133,15 @@ def worker_user():
     pytest.fail("neither _smtpd nor nobody exists")
 
 
-def verify_units(paths):
-    """systemd-analyze verify; returns (status, output)."""
+def verify_units(paths, mandir):
+    """systemd-analyze verify; returns (status, output).  Its check of
+    Documentation=man:smtpd(8) runs man(1), which is pointed at mandir
+    alone (MANPATH), so the page found is the one make install put
+    there, never another package's smtpd(8) (Postfix ships one)."""
+    env = dict(os.environ, MANPATH=str(mandir))
     p = subprocess.run(["systemd-analyze", "verify"] + [str(x) for x in paths],
                        stdin=subprocess.DEVNULL, capture_output=True,
-                       text=True, timeout=VERIFY_TIMEOUT)
+                       text=True, timeout=VERIFY_TIMEOUT, env=env)
     return p.returncode, (p.stdout + p.stderr).strip()
 
 
@@ -246,9 +250,21 @@ def test_installed_units_pass_systemd_analyze_verify(tmp_path):
     make("install", dest)
     units = units_pointing_at(dest / "usr/lib/systemd/system",
                               tmp_path / "units", dest / "usr/sbin")
-    status, out = verify_units(units)
+    status, out = verify_units(units, dest / "usr/share/man")
     assert status == 0, out
     assert out == "", "systemd-analyze verify warned:\n" + out
+
+
+def test_systemd_analyze_verify_fails_without_our_man_page(tmp_path):
+    # the units' Documentation=man:smtpd(8) is checked against the page
+    # we install, not whatever smtpd(8) the machine has
+    dest = tmp_path / "root"
+    make("install", dest)
+    (dest / "usr/share/man/man8/smtpd.8").unlink()
+    units = units_pointing_at(dest / "usr/lib/systemd/system",
+                              tmp_path / "units", dest / "usr/sbin")
+    status, out = verify_units(units[:1], dest / "usr/share/man")
+    assert status != 0 and "man smtpd(8)" in out, out
 
 
 def test_systemd_analyze_verify_fails_when_the_binary_is_missing(tmp_path):
@@ -258,7 +274,7 @@ def test_systemd_analyze_verify_fails_when_the_binary_is_missing(tmp_path):
     (dest / "usr/sbin/smtpd").unlink()
     units = units_pointing_at(dest / "usr/lib/systemd/system",
                               tmp_path / "units", dest / "usr/sbin")
-    status, out = verify_units(units[:1])
+    status, out = verify_units(units[:1], dest / "usr/share/man")
     assert status != 0 and "not executable" in out, out
 
 
