@@ -32,7 +32,7 @@ RELAY=		smtpd-relay
 COMMON_SRCS=	conf.c addr.c banlist.c channel.c dns.c log.c metrics.c sandbox.c \
 		util.c
 SMTPD_SRCS=	smtpd.c worker.c session.c payload.c mime.c tls.c auth.c \
-		spf.c dmarc.c health.c proxy.c
+		spf.c dmarc.c health.c proxy.c dkimtag.c
 RELAY_SRCS=	relay.c fetcher.c firm.c
 SRCS=		$(SMTPD_SRCS) $(RELAY_SRCS) $(COMMON_SRCS)
 OBJS=		$(SMTPD_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
@@ -203,6 +203,11 @@ tests/fuzz_session: tests/fuzz_session.c $(FUZZ_SESSION_SRCS) $(HDRS)
 tests/fuzz_addr: tests/fuzz_addr.c addr.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_addr.c addr.c $(PKG_LIBS)
 
+# DKIM tag lists and the tag rules of a signature.
+tests/fuzz_dkimtag: tests/fuzz_dkimtag.c dkimtag.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_dkimtag.c dkimtag.c \
+	    $(PKG_LIBS)
+
 # FIRM's ban lists: the JSON answers, their entries, the table.
 tests/fuzz_banlist: tests/fuzz_banlist.c banlist.c log.c util.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_banlist.c banlist.c \
@@ -223,7 +228,7 @@ fuzz: deps
 	./tests/fuzz_chan -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    -timeout=10 -rss_limit_mb=2048 \
 	    -artifact_prefix=tests/fuzz-crash-chan- tests/fuzz-chan-corpus
-	@for t in spf dmarc from proxy addr banlist session; do \
+	@for t in spf dmarc from proxy addr banlist session dkimtag; do \
 		$(MAKE) --no-print-directory tests/fuzz_$$t || exit 1; \
 		mkdir -p tests/fuzz-$$t-corpus; \
 		cp tests/$$t-corpus/* tests/fuzz-$$t-corpus/; \

@@ -52,10 +52,15 @@ static size_t	auth_field_next(const char *, size_t, size_t,
 static int	auth_field_is(const struct auth_field *, const char *);
 static const char *auth_field_value(const struct auth_field *, size_t *);
 static void	auth_dkim(struct auth *, const char *, size_t, size_t,
-		    const char *, int);
+		    const struct mime_msg *, const char *, int);
 static DKIM_CBSTAT auth_dkim_key(DKIM *, DKIM_SIGINFO *, u_char *, size_t);
-static void	auth_dkim_sig(struct auth *, DKIM_SIGINFO *, const char *,
-		    size_t, const char *, int);
+static int	auth_dkim_lookup(struct auth *, const char *, const char *,
+		    size_t *);
+static void	auth_dkim_sig(struct auth *, const struct dkimtag_sig *,
+		    DKIM_SIGINFO *);
+static int	auth_dkim_covers(const struct dkimtag_sig *,
+		    const struct mime_msg *, size_t, const char *, int,
+		    const char *, size_t);
 static int	auth_name_ok(const char *);
 static int	auth_verdict(const struct auth *, int);
 static void	auth_results(struct auth *, const struct smtpd_conf *);
@@ -103,6 +108,7 @@ auth_reset(struct auth *au)
 {
 	free(au->raw);
 	free(au->ans);
+	free(au->sigtags);
 	memset(au, 0, sizeof(*au));
 }
 
@@ -132,6 +138,39 @@ auth_spf(struct auth *au, const struct smtpd_conf *conf, int chan,
 	au->spf = spf_check_host(&au->dns, peer, au->spf_domain, sender, helo,
 	    conf->hostname);
 	au->spf_done = 1;
+}
+
+/*
+ * The fields RFC 5322 3.6 allows at most once (SPEC section 3): a
+ * second copy of any is refused, whatever else the message holds, so
+ * that no reader (DKIM, which covers instances from the bottom up, or
+ * FIRM, which reads one) can be shown another copy than the one that
+ * was checked.  Returns -1 when none repeats, else the reply, with
+ * *name the field's name.
+ */
+int
+auth_once(const struct message *msg, const char **name)
+{
+	static const char *const once[] = { "Date", "From", "Sender",
+	    "Reply-To", "To", "Cc", "Bcc", "Message-ID", "In-Reply-To",
+	    "References", "Subject" };
+	struct auth_field	 f;
+	const char		*data = msg->buf + msg->hdrlen;
+	size_t			 len = msg->len - msg->hdrlen, off = 0, i;
+	unsigned int		 seen = 0;
+
+	while ((off = auth_field_next(data, len, off, &f)) != 0)
+		for (i = 0; i < sizeof(once) / sizeof(once[0]); i++) {
+			if (!auth_field_is(&f, once[i]))
+				continue;
+			if ((seen & (1U << i)) != 0) {
+				*name = once[i];
+				return REPLY_REPEATED;
+			}
+			seen |= 1U << i;
+			break;
+		}
+	return -1;
 }
 
 /*
@@ -225,8 +264,8 @@ auth_field_value(const struct auth_field *f, size_t *vlen)
  */
 int
 auth_message(struct auth *au, const struct smtpd_conf *conf,
-    const struct message *msg, const char *envelope, const char *token,
-    int token_in_subject)
+    const struct message *msg, const struct mime_msg *mm,
+    const char *envelope, const char *token, int token_in_subject)
 {
 	struct dmarc_input	 in;
 	struct auth_field	 f;
@@ -254,7 +293,7 @@ auth_message(struct auth *au, const struct smtpd_conf *conf,
 		body++;
 	if (body < len && data[body] == '\n')
 		body++;
-	auth_dkim(au, data, len, body, token, token_in_subject);
+	auth_dkim(au, data, len, body, mm, token, token_in_subject);
 
 	memset(&in, 0, sizeof(in));
 	in.from_domain = au->from_domain;
@@ -320,27 +359,59 @@ auth_verdict(const struct auth *au, int null_sender)
 
 /*
  * libopendkim over the raw header fields and body; one entry per
- * signature in au->dkim.
+ * signature in au->dkim, in header order, for the first
+ * DMARC_DKIM_MAX DKIM-Signature fields.  Each field's tag list is
+ * checked first (dkimtag.c): one that breaks RFC 6376 3.2 or 3.5 is
+ * listed as permerror and is not handed to libopendkim, and neither is
+ * any signature field past the first DMARC_DKIM_MAX, so a message with
+ * thousands of them costs what one with DMARC_DKIM_MAX does.  Leaving
+ * a field out of what libopendkim hashes can only make a signature
+ * that covers it fail, never pass.
  */
 static void
 auth_dkim(struct auth *au, const char *data, size_t len, size_t body,
-    const char *token, int token_in_subject)
+    const struct mime_msg *mm, const char *token, int token_in_subject)
 {
 	struct auth_field	 f;
-	DKIM_SIGINFO		**sigs;
-	DKIM_STAT		 st;
+	struct dkimtag_sig	*st;
+	DKIM_SIGINFO		**sigs, *match;
+	DKIM_STAT		 stat;
 	DKIM			*d;
-	size_t			 off = 0;
-	int			 i, nsigs;
+	const char		*v, *b;
+	size_t			 off = 0, nsig = 0, nsubj = 0, k, vlen;
+	unsigned int		 used = 0;
+	int			 i, nsigs = 0;
 
-	if (auth_dkim_lib == NULL)
+	if (auth_dkim_lib == NULL || (au->sigtags == NULL &&
+	    (au->sigtags = calloc(DMARC_DKIM_MAX, sizeof(*au->sigtags))) ==
+	    NULL))
 		return;
-	d = dkim_verify(auth_dkim_lib, (const u_char *)"smtpd", NULL, &st);
+	au->nsigtags = 0;
+	d = dkim_verify(auth_dkim_lib, (const u_char *)"smtpd", NULL, &stat);
 	if (d == NULL)
 		return;
 	dkim_set_user_context(d, au);
-	while ((off = auth_field_next(data, len, off, &f)) != 0)
+	while ((off = auth_field_next(data, len, off, &f)) != 0) {
+		if (auth_field_is(&f, "subject"))
+			nsubj++;
+		if (auth_field_is(&f, "dkim-signature")) {
+			if (nsig++ >= DMARC_DKIM_MAX)
+				continue;
+			st = &au->sigtags[au->nsigtags++];
+			v = auth_field_value(&f, &vlen);
+			if (dkimtag_sig_parse(v, vlen, st) == -1)
+				continue;
+			/*
+			 * No key, no hashing: libopendkim would digest the
+			 * body once for each distinct l= and c= before it
+			 * asks for a key.
+			 */
+			if ((st->key = auth_dkim_lookup(au, st->d, st->s,
+			    NULL)) != DKIM_KEY_FOUND)
+				continue;
+		}
 		(void)dkim_header(d, (u_char *)(uintptr_t)f.p, f.len);
+	}
 	/*
 	 * A key lookup that must be tried again makes dkim_eom() give up
 	 * on that signature (and maybe the later ones): the callback
@@ -351,43 +422,67 @@ auth_dkim(struct auth *au, const char *data, size_t len, size_t body,
 		    len - body);
 		(void)dkim_eom(d, NULL);
 	}
-	if (dkim_getsiglist(d, &sigs, &nsigs) == DKIM_STAT_OK)
-		for (i = 0; i < nsigs && au->ndkim < DMARC_DKIM_MAX; i++)
-			auth_dkim_sig(au, sigs[i], data + body, len - body,
-			    token, token_in_subject);
+	/* at most DMARC_DKIM_MAX fields were handed over: bits enough */
+	if (dkim_getsiglist(d, &sigs, &nsigs) != DKIM_STAT_OK ||
+	    nsigs > DMARC_DKIM_MAX)
+		nsigs = 0;
+	for (k = 0; k < au->nsigtags; k++) {
+		st = &au->sigtags[k];
+		match = NULL;
+		for (i = 0; st->error == NULL && i < nsigs; i++) {
+			b = (const char *)dkim_sig_gettagvalue(sigs[i], false,
+			    (u_char *)"b");
+			if ((used & (1U << i)) == 0 && dkimtag_same_b(st, b)) {
+				used |= 1U << i;
+				match = sigs[i];
+				break;
+			}
+		}
+		auth_dkim_sig(au, st, match);
+		au->dkim[au->ndkim - 1].covers_token = match != NULL &&
+		    au->dkim[au->ndkim - 1].result == DKIM_R_PASS &&
+		    auth_dkim_covers(st, mm, nsubj, token, token_in_subject,
+		    data + body, len - body);
+	}
 	dkim_free(d);
 }
 
+/*
+ * One entry: permerror when our tag check refused it or libopendkim
+ * has no signature for it, else libopendkim's outcome, graded.
+ */
 static void
-auth_dkim_sig(struct auth *au, DKIM_SIGINFO *sig, const char *body,
-    size_t bodylen, const char *token, int token_in_subject)
+auth_dkim_sig(struct auth *au, const struct dkimtag_sig *st,
+    DKIM_SIGINFO *sig)
 {
-	struct auth_dkim	*k = &au->dkim[au->ndkim];
-	const char		*dom, *sel, *h, *l, *t, *errstr;
-	unsigned int		 flags = dkim_sig_getflags(sig), bits = 0;
+	struct auth_dkim	*k = &au->dkim[au->ndkim++];
+	unsigned int		 flags, bits = 0;
 	dkim_alg_t		 alg = DKIM_SIGN_UNKNOWN;
-	long long		 lim = -1;
-	int			 err = dkim_sig_geterror(sig);
+	int			 err;
 
 	memset(k, 0, sizeof(*k));
-	dom = (const char *)dkim_sig_getdomain(sig);
-	sel = (const char *)dkim_sig_getselector(sig);
-	if (dom == NULL || !auth_name_ok(dom) ||
-	    strlcpy(k->d, dom, sizeof(k->d)) >= sizeof(k->d))
-		k->d[0] = '\0';
-	if (sel == NULL || !auth_name_ok(sel) ||
-	    strlcpy(k->s, sel, sizeof(k->s)) >= sizeof(k->s))
-		k->s[0] = '\0';
+	if (auth_name_ok(st->d))
+		strlcpy(k->d, st->d, sizeof(k->d));
+	if (auth_name_ok(st->s))
+		strlcpy(k->s, st->s, sizeof(k->s));
+	strlcpy(k->a, st->a, sizeof(k->a));
+	k->t = st->t;
+	k->x = st->x;
+	k->result = st->key == DKIM_KEY_TEMP ? DKIM_R_TEMPERROR :
+	    DKIM_R_PERMERROR;
+	if (sig == NULL)
+		return;
+	flags = dkim_sig_getflags(sig);
+	err = dkim_sig_geterror(sig);
 	(void)dkim_sig_getsignalg(sig, &alg);
-	k->a = alg == DKIM_SIGN_RSASHA1 ? "rsa-sha1" :
-	    alg == DKIM_SIGN_RSASHA256 ? "rsa-sha256" :
-	    alg == DKIM_SIGN_ED25519SHA256 ? "ed25519-sha256" : "unknown";
 	if (dkim_sig_getkeysize(sig, &bits) == DKIM_STAT_OK)
 		k->bits = (int)bits;
 	if (alg == DKIM_SIGN_ED25519SHA256 && k->bits == 0)
 		k->bits = 256;	/* libopendkim counts RSA keys only */
 
-	if ((flags & DKIM_SIGFLAG_PASSED) != 0 &&
+	if (st->key_strict && st->i_subdomain)
+		k->result = DKIM_R_PERMERROR;	/* RFC 6376 3.6.1 t=s */
+	else if ((flags & DKIM_SIGFLAG_PASSED) != 0 &&
 	    dkim_sig_getbh(sig) == DKIM_SIGBH_MATCH)
 		k->result = DKIM_R_PASS;
 	else if (err == DKIM_SIGERROR_KEYFAIL || (au->dkim_tempfail &&
@@ -406,71 +501,122 @@ auth_dkim_sig(struct auth *au, DKIM_SIGINFO *sig, const char *body,
 	if (k->result == DKIM_R_PASS && (alg == DKIM_SIGN_RSASHA1 ||
 	    (alg == DKIM_SIGN_RSASHA256 && k->bits < 1024)))
 		k->result = DKIM_R_POLICY;
+}
 
-	h = (const char *)dkim_sig_gettagvalue(sig, false, (u_char *)"h");
-	l = (const char *)dkim_sig_gettagvalue(sig, false, (u_char *)"l");
-	if (l != NULL) {
-		lim = strtonum(l, 0, LLONG_MAX, &errstr);
-		if (errstr != NULL)
-			lim = 0;
+/*
+ * Does the signature cover the token?  In the Subject: the Subject
+ * field instances h= names, counted from the bottom of the header up
+ * (RFC 6376 5.4.2), must hold the token, RFC 2047 decoded; never the
+ * topmost field merely because "subject" is in h=.  In the body: the
+ * token's octets lie in the first l= octets of the raw body, or there
+ * is no l=, or l= spans it all (an encoded token then counts).
+ */
+static int
+auth_dkim_covers(const struct dkimtag_sig *st, const struct mime_msg *mm,
+    size_t nsubj, const char *token, int token_in_subject, const char *body,
+    size_t bodylen)
+{
+	char		 found[TOKEN_LEN + 1];
+	const char	*t;
+	size_t		 covered, first, i, j;
+
+	if (token_in_subject) {
+		covered = dkimtag_h_count(st, "subject");
+		if (covered > nsubj)
+			covered = nsubj;
+		first = nsubj - covered;	/* raw instances first.. */
+		for (i = 0, j = 0; mm != NULL && i < mm->nhdrs; i++) {
+			if (strcmp(mm->hdrs[i].name, "subject") != 0)
+				continue;
+			if (j++ < first)
+				continue;
+			if (payload_token_find(mm->hdrs[i].value,
+			    strlen(mm->hdrs[i].value), found) &&
+			    strcmp(found, token) == 0)
+				return 1;
+		}
+		return 0;
 	}
-	if (token_in_subject && h != NULL) {
-		for (t = h; (t = strcasestr(t, "subject")) != NULL; t += 7)
-			if ((t == h || t[-1] == ':' || t[-1] == ' ' ||
-			    t[-1] == '\t') && (t[7] == '\0' || t[7] == ':' ||
-			    t[7] == ' ' || t[7] == '\t' || t[7] == '\r' ||
-			    t[7] == '\n')) {
-				k->covers_token = 1;
-				break;
-			}
-	}
-	if (!k->covers_token && !token_in_subject) {
-		t = memmem(body, bodylen, token, TOKEN_LEN);
-		if (lim == -1 || (long long)bodylen <= lim ||
-		    (t != NULL && (long long)(t - body + TOKEN_LEN) <= lim))
-			k->covers_token = 1;
-	}
-	au->ndkim++;
+	if (st->l == -1 || (long long)bodylen <= st->l)
+		return 1;
+	t = memmem(body, bodylen, token, TOKEN_LEN);
+	return t != NULL && (long long)(t - body + TOKEN_LEN) <= st->l;
 }
 
 /*
  * libopendkim asks for the key of a signature: TXT at
- * selector._domainkey.domain, through the relay.
+ * selector._domainkey.domain, through the relay.  A record whose tag
+ * list is invalid (RFC 6376 3.2) is no key; one whose t= says "s"
+ * marks the signature, which then fails if its i= is in a subdomain.
  */
 static DKIM_CBSTAT
 auth_dkim_key(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
 {
-	struct auth	*au = dkim_get_user_context(d);
-	const char	*dom, *sel;
-	char		 name[DNS_NAME_MAX + 2];
-	size_t		 i;
+	struct auth		*au = dkim_get_user_context(d);
+	const char		*dom, *sel, *b;
+	size_t			 i, k;
+	int			 strict;
 
 	dom = (const char *)dkim_sig_getdomain(sig);
 	sel = (const char *)dkim_sig_getselector(sig);
-	if (au == NULL || dom == NULL || sel == NULL ||
-	    (size_t)snprintf(name, sizeof(name), "%s._domainkey.%s", sel,
-	    dom) >= sizeof(name))
+	if (au == NULL || dom == NULL || sel == NULL)
 		return DKIM_CBSTAT_NOTFOUND;
-	if (au->ans == NULL && (au->ans = malloc(sizeof(*au->ans))) == NULL)
-		return DKIM_CBSTAT_TRYAGAIN;
-	dns_lookup(&au->dns, name, DNS_T_TXT, au->ans);
-	if (au->ans->status == DNS_TEMPFAIL) {
+	switch (auth_dkim_lookup(au, dom, sel, &i)) {
+	case DKIM_KEY_TEMP:
 		au->dkim_tempfail = 1;
 		return DKIM_CBSTAT_TRYAGAIN;
-	}
-	if (au->ans->status == DNS_NXDOMAIN || au->ans->nrr == 0)
+	case DKIM_KEY_NONE:
 		return DKIM_CBSTAT_NOTFOUND;
-	/* RFC 6376 3.6.2.2: several records: use the first that parses */
-	for (i = 0; i < au->ans->nrr; i++) {
-		if (au->ans->rr[i].len >= buflen ||
-		    memchr(au->ans->rr[i].data, '\0', au->ans->rr[i].len) !=
-		    NULL)
-			continue;
-		memcpy(buf, au->ans->rr[i].data, au->ans->rr[i].len);
-		buf[au->ans->rr[i].len] = '\0';
-		return DKIM_CBSTAT_CONTINUE;
 	}
-	return DKIM_CBSTAT_NOTFOUND;
+	if (au->ans->rr[i].len >= buflen)
+		return DKIM_CBSTAT_NOTFOUND;
+	(void)dkimtag_key_parse((const char *)au->ans->rr[i].data,
+	    au->ans->rr[i].len, &strict);
+	b = (const char *)dkim_sig_gettagvalue(sig, false, (u_char *)"b");
+	for (k = 0; k < au->nsigtags; k++)
+		if (au->sigtags[k].error == NULL &&
+		    dkimtag_same_b(&au->sigtags[k], b))
+			au->sigtags[k].key_strict = strict;
+	memcpy(buf, au->ans->rr[i].data, au->ans->rr[i].len);
+	buf[au->ans->rr[i].len] = '\0';
+	return DKIM_CBSTAT_CONTINUE;
+}
+
+/*
+ * The key record of a signature: TXT at selector._domainkey.domain,
+ * through the relay (which caches it for the second ask).  RFC 6376
+ * 3.6.2.2: of several records, the first whose tag list is valid
+ * (3.2); its index in au->ans goes to *which.
+ */
+static int
+auth_dkim_lookup(struct auth *au, const char *dom, const char *sel,
+    size_t *which)
+{
+	char		 name[DNS_NAME_MAX + 2];
+	size_t		 i;
+	int		 strict;
+
+	if ((size_t)snprintf(name, sizeof(name), "%s._domainkey.%s", sel,
+	    dom) >= sizeof(name))
+		return DKIM_KEY_NONE;
+	if (au->ans == NULL && (au->ans = malloc(sizeof(*au->ans))) == NULL)
+		return DKIM_KEY_TEMP;
+	dns_lookup(&au->dns, name, DNS_T_TXT, au->ans);
+	if (au->ans->status == DNS_TEMPFAIL)
+		return DKIM_KEY_TEMP;
+	if (au->ans->status == DNS_NXDOMAIN)
+		return DKIM_KEY_NONE;
+	for (i = 0; i < au->ans->nrr; i++) {
+		if (memchr(au->ans->rr[i].data, '\0', au->ans->rr[i].len) !=
+		    NULL ||
+		    dkimtag_key_parse((const char *)au->ans->rr[i].data,
+		    au->ans->rr[i].len, &strict) == -1)
+			continue;
+		if (which != NULL)
+			*which = i;
+		return DKIM_KEY_FOUND;
+	}
+	return DKIM_KEY_NONE;
 }
 
 /* A name we put in a header or a payload: letters, digits, . - _ */
@@ -608,12 +754,16 @@ auth_json(const struct auth *au, const struct smtpd_conf *conf)
 	if ((dkim = json_array()) == NULL)
 		return NULL;
 	for (i = 0; i < au->ndkim; i++) {
-		k = json_pack("{s:s, s:s, s:s, s:s, s:i, s:b, s:b}",
+		k = json_pack("{s:s, s:s, s:s, s:s, s:i, s:b, s:b, s:o, s:o}",
 		    "result", dkim_names[au->dkim[i].result],
 		    "d", au->dkim[i].d, "s", au->dkim[i].s,
 		    "a", au->dkim[i].a, "key_bits", au->dkim[i].bits,
 		    "aligned", au->dkim[i].aligned,
-		    "covers_token", au->dkim[i].covers_token);
+		    "covers_token", au->dkim[i].covers_token,
+		    "t", au->dkim[i].t == -1 ? json_null() :
+		    json_integer(au->dkim[i].t),
+		    "x", au->dkim[i].x == -1 ? json_null() :
+		    json_integer(au->dkim[i].x));
 		if (k == NULL || json_array_append_new(dkim, k) == -1) {
 			json_decref(dkim);
 			return NULL;

@@ -90,11 +90,17 @@ payload_deliver(const struct smtpd_conf *conf, const struct envelope *env,
 	const char	*subject;
 	char		*json;
 	json_t		*payload;
+	const char	*field;
 	enum reply	 r;
 	int		 e, in_subject;
 
-	/* a MIME limit only cuts the walk short: what was read is kept */
-	if (mime_parse(msg->buf, msg->len, &mm) != MIME_OK)
+	/*
+	 * A MIME limit only cuts the walk short: what was read is kept.
+	 * The data as the client sent it is parsed, without our Received
+	 * field, which must not count toward the field limit.
+	 */
+	if (mime_parse(msg->buf + msg->hdrlen, msg->len - msg->hdrlen, &mm) !=
+	    MIME_OK)
 		return REPLY_LOCALERR;
 	if (mm.truncated)
 		log_event(LOG_INFO, "mime_truncated", env->session,
@@ -107,13 +113,18 @@ payload_deliver(const struct smtpd_conf *conf, const struct envelope *env,
 		mime_free(&mm);
 		return REPLY_NOTOKEN;
 	}
+	if ((e = auth_once(msg, &field)) != -1) {
+		mime_free(&mm);
+		strlcpy(text, field, textlen);
+		return e;
+	}
 	if ((e = auth_from(au, msg)) != -1) {
 		mime_free(&mm);
 		return e;
 	}
 	if (!au->spf_done)	/* MAIL FROM could not wait for it */
 		auth_spf(au, conf, chan, env->peer, env->from, env->helo);
-	if ((e = auth_message(au, conf, msg, env->from, token,
+	if ((e = auth_message(au, conf, msg, &mm, env->from, token,
 	    in_subject)) != -1) {
 		mime_free(&mm);
 		return e;

@@ -113,6 +113,8 @@ static const struct reply_entry replies[REPLY_COUNT] = {
 	[REPLY_FROM] =	  { 550, "5.7.1",
 			    "Message must have one From field with one mailbox",
 			    0 },
+	[REPLY_REPEATED] =	  { 550, "5.7.1",
+			    "Message must not repeat the header field", 0 },
 	[REPLY_AUTHFAIL] =	  { 550, "5.7.26",
 			    "Sender authentication below the required level", 0 },
 	[REPLY_AUTHTEMP] =	  { 451, "4.4.3",

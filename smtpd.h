@@ -375,6 +375,7 @@ enum reply {
 	REPLY_ACCEPTED,
 	REPLY_LOCALERR,
 	REPLY_FROM,
+	REPLY_REPEATED,
 	REPLY_NOSPACE,
 	REPLY_AUTHFAIL,
 	REPLY_AUTHTEMP,
@@ -687,6 +688,43 @@ int		 dmarc_check(struct dns_ctx *, const struct dmarc_input *,
 const char	*dmarc_result_name(int);
 const char	*dmarc_policy_name(int);
 
+/*
+ * dkimtag.c: DKIM tag lists (RFC 6376 3.2) and a signature's tag rules
+ * (3.5), checked before libopendkim sees a signature.
+ */
+#define DKIMTAG_MAX		32	/* tags in one list */
+#define DKIM_KEY_FOUND		1	/* a record that parses */
+#define DKIM_KEY_NONE		(-1)	/* none: permerror */
+#define DKIM_KEY_TEMP		(-2)	/* DNS failed: temperror */
+struct dkimtag {
+	const char		*name;
+	size_t			 nlen;
+	const char		*val;		/* FWS around it trimmed */
+	size_t			 vlen;
+};
+struct dkimtag_sig {
+	struct dkimtag		 tags[DKIMTAG_MAX];
+	size_t			 ntags;
+	const char		*error;		/* the rule broken, or NULL */
+	char			 d[DNS_NAME_MAX + 1];
+	char			 s[64];
+	char			 a[32];		/* as written, or "unknown" */
+	long long		 t;		/* -1: absent */
+	long long		 x;		/* -1: absent */
+	long long		 l;		/* -1: absent */
+	int			 i_subdomain;	/* i= below d= */
+	int			 key_strict;	/* its key said t=s */
+	int			 key;		/* auth.c: DKIM_KEY_* */
+};
+int		 dkimtag_parse(const char *, size_t, struct dkimtag *,
+		    size_t);
+const struct dkimtag *dkimtag_get(const struct dkimtag *, size_t,
+		    const char *);
+int		 dkimtag_sig_parse(const char *, size_t, struct dkimtag_sig *);
+size_t		 dkimtag_h_count(const struct dkimtag_sig *, const char *);
+int		 dkimtag_same_b(const struct dkimtag_sig *, const char *);
+int		 dkimtag_key_parse(const char *, size_t, int *);
+
 /* auth.c: one message's sender authentication, in the worker */
 enum auth_verdict {		/* worst first */
 	AUTHV_TEMPERROR = 0,
@@ -709,8 +747,10 @@ struct auth_dkim {
 	int			 result;	/* enum auth_dkim_result */
 	char			 d[DNS_NAME_MAX + 1];
 	char			 s[64];
-	const char		*a;		/* algorithm, a static name */
+	char			 a[32];		/* the signature's a= */
 	int			 bits;
+	long long		 t;		/* t=, -1 when absent */
+	long long		 x;		/* x=, -1 when absent */
 	int			 aligned;	/* with the From domain */
 	int			 covers_token;
 };
@@ -726,6 +766,9 @@ struct auth {
 	char			 from_domain[SMTP_DOMAIN_MAX + 1];
 	size_t			 ndkim;
 	struct auth_dkim	 dkim[DMARC_DKIM_MAX];
+	struct dkimtag_sig	*sigtags;	/* the first DMARC_DKIM_MAX
+						   signature fields' tags */
+	size_t			 nsigtags;
 	int			 dkim_tempfail;	/* a key lookup failed */
 	struct dmarc_output	 dmarc;
 	int			 from_equals_envelope;
@@ -741,9 +784,12 @@ void		 auth_reset(struct auth *);
 void		 auth_spf(struct auth *, const struct smtpd_conf *, int,
 		    const struct sockaddr_storage *, const char *,
 		    const char *);
+int		 auth_once(const struct message *, const char **);
 int		 auth_from(struct auth *, const struct message *);
+struct mime_msg;
 int		 auth_message(struct auth *, const struct smtpd_conf *,
-		    const struct message *, const char *, const char *, int);
+		    const struct message *, const struct mime_msg *,
+		    const char *, const char *, int);
 struct json_t	*auth_json(const struct auth *, const struct smtpd_conf *);
 const char	*auth_dkim_result(const struct auth *);
 const char	*auth_verdict_name(int);
