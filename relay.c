@@ -112,6 +112,7 @@ static void	relay_queue(struct chan *, uint16_t, uint32_t, const void *,
 static size_t	relay_grow_to(size_t, size_t, size_t);
 static int	relay_grow(struct chan *, uint8_t **, size_t *, size_t);
 static void	relay_dns_setup(void);
+static void	relay_dns_forward_all(void);
 static void	relay_resolvconf(void);
 static int	relay_dest_ok(const struct sockaddr *, socklen_t);
 static void	relay_dns_query(struct chan *, const struct chan_hdr *,
@@ -512,9 +513,10 @@ relay_queue(struct chan *c, uint16_t type, uint32_t id, const void *body,
 }
 
 /*
- * libunbound, set up before the sandbox: forward to --resolver, else
- * to the name servers of /etc/resolv.conf.  Its own thread resolves
- * (ub_ctx_async); ub_fd() wakes our loop when answers are ready.
+ * libunbound, set up before the sandbox: forward every question to
+ * --resolver, else to the name servers of /etc/resolv.conf.  Its own
+ * thread resolves (ub_ctx_async); ub_fd() wakes our loop when answers
+ * are ready.
  */
 static void
 relay_dns_setup(void)
@@ -542,6 +544,55 @@ relay_dns_setup(void)
 		log_warnx("relay: no --resolver and no name server in "
 		    "/etc/resolv.conf: resolving from the root servers");
 		relay_dns_any = 1;
+	} else
+		relay_dns_forward_all();
+}
+
+/*
+ * When forwarding, libunbound must answer nothing in the resolvers'
+ * place.  By default it serves zones of its own (unbound.conf(5),
+ * local-zone): the AS112 zones (RFC 6303: the reverse zones of private,
+ * shared, link-local and documentation ranges) and those listed here.
+ * unblock-lan-zones drops the AS112 zones, whatever this version's list
+ * of them.  Each zone listed is declared transparent and empty instead,
+ * which keeps its default out and forwards every question under it; a
+ * zone this version does not serve costs an empty zone.  ("nodefault"
+ * means that too, but through ub_ctx_set_option() libunbound 1.17.1,
+ * and its source today, keeps the type word in the zone's name, so it
+ * never matches.)  No trust anchor is set, so nothing is validated and
+ * insecure-lan-zones does not matter.
+ */
+static void
+relay_dns_forward_all(void)
+{
+	static const char *const zones[] = {
+		"localhost.",
+		"127.in-addr.arpa.",
+		("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0."
+		    "0.0.ip6.arpa."),	/* ::1, one name */
+		"home.arpa.",		/* RFC 8375 */
+		"onion.",		/* RFC 7686 */
+		"test.",		/* RFC 6761 */
+		"invalid.",		/* RFC 6761 */
+		"resolver.arpa.",	/* RFC 9462, unbound 1.23 */
+		"service.arpa.",	/* RFC 9665, unbound 1.23 */
+	};
+	char	 zone[128];
+	size_t	 i;
+	int	 rc;
+
+	if ((rc = ub_ctx_set_option(relay_ub, "unblock-lan-zones:",
+	    "yes")) != 0)
+		fatalx("relay: libunbound: unblock-lan-zones: %s",
+		    ub_strerror(rc));
+	for (i = 0; i < sizeof(zones) / sizeof(zones[0]); i++) {
+		if (snprintf(zone, sizeof(zone), "%s transparent", zones[i]) >=
+		    (int)sizeof(zone))
+			fatalx("relay: local zone %s: too long", zones[i]);
+		if ((rc = ub_ctx_set_option(relay_ub, "local-zone:",
+		    zone)) != 0)
+			fatalx("relay: libunbound: local-zone %s: %s", zone,
+			    ub_strerror(rc));
 	}
 }
 

@@ -3,9 +3,10 @@
 built on Debian's python3-dnslib.
 
 Records are set per test by name (case-insensitive, trailing dot
-optional): TXT, A, AAAA, MX, PTR, CNAME.  A TXT value longer than 255
-octets is split into 255-octet character-strings; a list of strings
-gives those character-strings as they are.  Per name (optionally for
+optional, other octets as they are, a space included): TXT, A, AAAA,
+MX, PTR, CNAME.  A TXT value longer than 255 octets is split into
+255-octet character-strings; a list of strings gives those
+character-strings as they are.  Per name (optionally for
 the whole subtree below it) a mode overrides the records:
 
     "timeout"   never answered (UDP and TCP)
@@ -37,7 +38,7 @@ import threading
 import time
 
 from dnslib import (AAAA, CNAME, EDNS0, MX, PTR, QTYPE, RCODE, RR, SOA, TXT,
-                    A, DNSHeader, DNSRecord)
+                    A, DNSHeader, DNSLabel, DNSRecord)
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_TTL = 300
@@ -56,7 +57,12 @@ Query = collections.namedtuple("Query", "name type proto when")
 
 
 def norm(name):
-    """The zone key of a name: lower-case, no final dot."""
+    """The zone key of a name: lower-case, no final dot.  A name off
+    the wire (a DNSLabel) is taken by its octets, not by dnslib's text,
+    which escapes a space as \\032: a zone name with a space in a label
+    (an SPF macro can expand to one) matches the question for it."""
+    if isinstance(name, DNSLabel):
+        name = ".".join(x.decode("latin-1") for x in name.label) or "."
     if isinstance(name, bytes):
         name = name.decode("ascii")
     name = str(name).strip().lower()
@@ -331,7 +337,7 @@ class FakeDNS:
             reply.header.rcode = RCODE.FORMERR
             return reply, 0.0
         q = request.q
-        qname = norm(str(q.qname))
+        qname = norm(q.qname)
         with self._lock:
             mode = self._mode_of(qname)
             delay = self._delay_of(qname)
@@ -354,7 +360,7 @@ class FakeDNS:
         """Fill reply with the answer for (qlabel, qtype), following
         CNAMEs inside the zone; the lock is held."""
         owner = qlabel                      # the name as asked
-        name = norm(str(qlabel))
+        name = norm(qlabel)
         for _ in range(MAX_CNAME_HOPS):
             recs = self._records.get(name)
             if recs is None:
@@ -377,7 +383,7 @@ class FakeDNS:
             rtype, rdata, ttl = cnames[0]
             reply.add_answer(RR(owner, rtype, ttl=ttl, rdata=rdata))
             owner = rdata.label
-            name = norm(str(rdata.label))
+            name = norm(rdata.label)
         reply.header.rcode = RCODE.SERVFAIL         # CNAME loop
 
     def _handle(self, data, proto):
@@ -397,7 +403,7 @@ class FakeDNS:
             with self._lock:
                 if len(self._log) >= MAX_LOG:
                     del self._log[:MAX_LOG // 2]
-                self._log.append(Query(norm(str(q.qname)),
+                self._log.append(Query(norm(q.qname),
                                        QTYPE.get(q.qtype, str(q.qtype)),
                                        proto, time.time()))
         try:

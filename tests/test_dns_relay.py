@@ -3,11 +3,13 @@ asks the relay over its channel, and the relay resolves with libunbound,
 forwarding to --resolver, one cache for every worker.  These tests ask
 through the test build's XTEST DNS hook, as SPF and DKIM do, and look at
 what the fake DNS server on loopback saw."""
+import ipaddress
 import os
 import time
 
 from conftest import SMTPD_TEST, assert_reply, make_message, wait_for
 from test_privsep import relay_of
+from test_proxy import proxied, v1
 from test_sandbox import LOCALERR
 
 # the status numbers of smtpd.h's enum dns_status
@@ -29,7 +31,6 @@ def test_txt_a_aaaa_mx_ptr_come_back_as_plain_data(smtpd, dns):
     dns.a("example.org", "192.0.2.7")
     dns.aaaa("example.org", "2001:db8::7")
     dns.mx("example.org", "mx.example.org")
-    # (not a documentation range: libunbound answers those itself)
     dns.ptr("4.3.2.1.in-addr.arpa", "host.example.org")
     srv = smtpd(binary=SMTPD_TEST, resolver=dns)
     with srv.session() as c:
@@ -43,6 +44,91 @@ def test_txt_a_aaaa_mx_ptr_come_back_as_plain_data(smtpd, dns):
         assert ask(c, "PTR", "4.3.2.1.in-addr.arpa") == \
             (NOERROR, ["host.example.org"])
         c.quit()
+
+
+# Names in the zones libunbound serves itself unless told otherwise
+# (unbound.conf(5), local-zone, the default zones; 1.23 added
+# resolver.arpa and service.arpa): the reverse zones of loopback, of
+# private, shared, link-local and documentation ranges (RFC 6303, the
+# AS112 zones), and localhost, test, invalid, onion, home.arpa.  With
+# --resolver every one must be asked of the resolver.
+def rev(addr):
+    return ipaddress.ip_address(addr).reverse_pointer
+
+
+LOCALLY_SERVED = [
+    ("PTR", rev("192.0.2.7")),          # TEST-NET-1 (RFC 5737)
+    ("PTR", rev("198.51.100.7")),       # TEST-NET-2
+    ("PTR", rev("203.0.113.7")),        # TEST-NET-3
+    ("PTR", rev("10.0.0.7")),           # RFC 1918
+    ("PTR", rev("172.16.0.7")),
+    ("PTR", rev("192.168.0.7")),
+    ("PTR", rev("100.64.0.7")),         # shared address space (RFC 6598)
+    ("PTR", rev("169.254.0.7")),        # link-local
+    ("PTR", rev("0.0.0.7")),            # "this network"
+    ("PTR", rev("255.255.255.255")),    # broadcast
+    ("PTR", rev("127.0.0.1")),          # loopback: libunbound says localhost
+    ("PTR", rev("127.0.0.2")),
+    ("PTR", rev("::1")),                # loopback: libunbound says localhost
+    ("PTR", rev("::")),                 # unspecified
+    ("PTR", rev("2001:db8::7")),        # documentation (RFC 3849)
+    ("PTR", rev("fd00::7")),            # unique local (RFC 4193)
+    ("PTR", rev("fe80::7")),            # link-local
+    ("A", "localhost"),                 # libunbound says 127.0.0.1
+    ("TXT", "localhost"),
+    ("TXT", "mail.localhost"),
+    ("TXT", "example.test"),            # RFC 6761
+    ("TXT", "example.invalid"),
+    ("TXT", "example.onion"),           # RFC 7686
+    ("TXT", "router.home.arpa"),        # RFC 8375
+    ("TXT", "dns.resolver.arpa"),       # RFC 9462
+    ("TXT", "printer.service.arpa"),    # RFC 9665
+]
+
+
+def test_with_resolver_no_zone_is_answered_locally(smtpd, dns):
+    want = {}
+    for qtype, name in LOCALLY_SERVED:
+        if qtype == "PTR":
+            dns.ptr(name, "served.example.org")
+            want[qtype, name] = "served.example.org"
+        elif qtype == "A":
+            dns.a(name, "192.0.2.99")
+            want[qtype, name] = "192.0.2.99"
+        else:
+            dns.txt(name, "v=spf1 ptr -all served")
+            want[qtype, name] = "v=spf1 ptr -all served"
+    srv = smtpd(binary=SMTPD_TEST, resolver=dns)
+    wrong = []
+    with srv.session() as c:
+        c.ehlo()
+        for qtype, name in LOCALLY_SERVED:
+            got = ask(c, qtype, name)
+            asked = dns.count(name, qtype)
+            if got != (NOERROR, [want[qtype, name]]) or asked != 1:
+                wrong.append("%s %s: %r, asked %d times" % (qtype, name,
+                                                            got, asked))
+        c.quit()
+    assert not wrong, "answered without the resolver:\n" + "\n".join(wrong)
+
+
+def test_spf_ptr_in_locally_served_zones_is_asked_of_the_resolver(smtpd,
+                                                                  dns):
+    # a client in TEST-NET-1 whose name is under .test: every answer
+    # SPF needs lies in a zone libunbound would otherwise answer itself
+    dns.txt("example.test", "v=spf1 ptr -all")
+    dns.ptr(rev("192.0.2.7"), "mail.example.test")
+    dns.a("mail.example.test", "192.0.2.7")
+    srv = smtpd("--proxy-from", "127.0.0.1/32", resolver=dns)
+    with proxied(srv, v1("192.0.2.7")) as c:
+        c.greeting()
+        r = c.deliver(make_message(sender="alice@example.test"),
+                      sender="alice@example.test")
+        assert_reply(r, "250 2.0.0")
+        c.quit()
+    [e] = srv.read_spool()
+    assert e["auth"]["spf"] == {"result": "pass", "domain": "example.test",
+                                "scope": "mfrom"}, e["auth"]["spf"]
 
 
 def test_nxdomain_nodata_and_servfail_are_told_apart(smtpd, dns):

@@ -14,7 +14,9 @@ conventions, from its header and the pyspf driver it was written for:
   the sender postmaster@helo;
 - a result given as a list means any of them is right.
 
-Build the driver first: make tests/spf_test.
+Build the driver first: make tests/spf_test.  The cases that use PTR
+also run end to end, through smtpd, the relay and --resolver, in
+tests/test_spf_suite_resolver.py.
 """
 import os
 import pathlib
@@ -35,28 +37,35 @@ SUITE_CASES = 203       # the release's count; a changed file must be seen
 KNOWN = {}
 
 
-def esc(data):
-    """Octets outside '!'..'~', and '%', as %XX (tests/spf_test.c)."""
+def octets(data):
+    """A zone's text as the octets served: Latin-1 when it fits (the
+    suite's \\x escapes are octets), else UTF-8."""
     if isinstance(data, str):
         try:
-            data = data.encode("latin-1")
+            return data.encode("latin-1")
         except UnicodeEncodeError:
-            data = data.encode("utf-8")
+            return data.encode("utf-8")
+    return data
+
+
+def esc(data):
+    """Octets outside '!'..'~', and '%', as %XX (tests/spf_test.c)."""
     return "".join(chr(b) if 0x21 <= b <= 0x7e and b != 0x25
-                   else "%%%02X" % b for b in data)
+                   else "%%%02X" % b for b in octets(data))
 
 
 def name(v):
     return str(v).rstrip(".")
 
 
-def zone_lines(zonedata):
-    """The rr lines of one section's zone, by the suite's conventions."""
+def zone_records(zonedata):
+    """(owner, type, data) of one section's zone, by the suite's
+    conventions; a name that never answers is (owner, "TIMEOUT", None)."""
     for owner, records in (zonedata or {}).items():
         has_txt = any(isinstance(r, dict) and "TXT" in r for r in records)
         for r in records:
             if r == "TIMEOUT":
-                yield "rr %s TIMEOUT" % esc(owner)
+                yield owner, "TIMEOUT", None
                 continue
             for rtype, value in r.items():
                 if rtype == "SPF":
@@ -77,7 +86,16 @@ def zone_lines(zonedata):
                     data = str(value)
                 else:
                     raise ValueError("unknown record type %s" % rtype)
-                yield "rr %s %s %s" % (esc(owner), rtype, esc(data))
+                yield owner, rtype, data
+
+
+def zone_lines(zonedata):
+    """The rr lines of one section's zone (tests/spf_test.c)."""
+    for owner, rtype, data in zone_records(zonedata):
+        if rtype == "TIMEOUT":
+            yield "rr %s TIMEOUT" % esc(owner)
+        else:
+            yield "rr %s %s %s" % (esc(owner), rtype, esc(data))
 
 
 def load_suite():
