@@ -21,6 +21,7 @@
 
 #include <sys/types.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,7 +128,10 @@ dkimtag_get(const struct dkimtag *tags, size_t n, const char *name)
 	return NULL;
 }
 
-/* A value of 1 to maxdigits digits, nothing else. */
+/*
+ * A value of 1 to maxdigits digits, nothing else; past LLONG_MAX (l=
+ * may have 76 digits) it is LLONG_MAX, which no body reaches.
+ */
 static int
 dkimtag_number(const struct dkimtag *t, size_t maxdigits, long long *out)
 {
@@ -139,7 +143,10 @@ dkimtag_number(const struct dkimtag *t, size_t maxdigits, long long *out)
 	for (i = 0; i < t->vlen; i++) {
 		if (!dkimtag_digit(t->val[i]))
 			return -1;
-		v = v * 10 + (t->val[i] - '0');
+		if (v > (LLONG_MAX - 9) / 10)
+			v = LLONG_MAX;
+		else
+			v = v * 10 + (t->val[i] - '0');
 	}
 	*out = v;
 	return 0;
