@@ -1103,6 +1103,35 @@ _key_case("dkim_key_record_not_dkim_is_permerror",
           "RFC 6376 6.1.2 (no usable key: PERMFAIL)")
 
 
+_key_case("dkim_key_record_with_whitespace_passes",
+          lambda k: "v = DKIM1 ;\tk = rsa ; p = " + " ".join(
+              k.public_b64[i:i + 64] for i in range(0, len(k.public_b64),
+                                                     64)),
+          "pass", "RFC 6376 3.2 (FWS around tags) and 3.6.1 p= (FWS "
+          "inside the base64 value)")
+
+
+@case("dkim_upper_case_d_passes_and_aligns", "dkim")
+def _(c):
+    dkim_base(c)
+    publish(c, rsa(), c.d, "sel")
+    msg = sign(message(c), rsa(), c.d.upper(), "sel")
+    return dkim_spec(c, msg, ["pass"], aligned=True,
+                     rfc="RFC 4343 (DNS names compare without case) and "
+                     "RFC 9989 4.4")
+
+
+@case("dkim_i_tag_domain_in_other_case_passes", "dkim")
+def _(c):
+    dkim_base(c)
+    publish(c, rsa(), c.d, "sel")
+    msg = sign_tags(message(c), rsa(), c.d, "sel",
+                    extra=[("i", "ann@" + c.d.upper())])
+    return dkim_spec(c, msg, ["pass"],
+                     rfc="RFC 6376 3.5 i= and RFC 4343 (the i= domain is d= "
+                     "without regard to case)")
+
+
 @case("dkim_key_behind_cname_passes", "dkim")
 def _(c):
     dkim_base(c)

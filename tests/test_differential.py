@@ -338,6 +338,7 @@ def mailauth_flat(r):
 
 class Run:
     def __init__(self, cases):
+        self.server = None
         self.cases = {c.name: c for c in cases}
         self.smtpd = {}         # name -> flat fields, or {"error": ...}
         self.verifiers = {v: {} for v in VERIFIERS}
@@ -376,6 +377,7 @@ def run(spool_root, tmp_path_factory, request):
     request.addfinalizer(srv.stop)
 
     out = Run(cases)
+    out.server = srv
     replies = {}
     for c in cases:
         try:
@@ -456,9 +458,10 @@ def test_smtpd_follows_the_rfc(run, name):
     bad += [(f, c.expect[f], ABSENT) for f in missing
             if f.startswith("dkim[")]
     if bad:
-        others = {v: {f: run.verifiers[v][name].get(f, "-")
-                      for f, _, _ in bad}
+        others = {v: {f: run.verifiers[v][name][f] for f, _, _ in bad
+                      if f in run.verifiers[v][name]}
                   for v in VERIFIERS}
+        others = {v: o for v, o in others.items() if o}
         pytest.fail("%s (%s):\n%s\nverifiers: %s" % (
             name, c.rfc or "no RFC note",
             "\n".join("  %s: want %r, smtpd %r" % x for x in bad), others))
@@ -487,6 +490,12 @@ def test_verifiers_agree_or_are_documented(run, name):
             assert "RFC" in notes[field], (v, field)
     assert not problems, "%s (%s):\n  %s" % (name, c.rfc,
                                              "\n  ".join(problems))
+
+
+def test_no_worker_died_during_the_cases(run):
+    died = [e for e in run.server.logs(strict=False)
+            if e.get("event") in ("worker_died", "worker_failed")]
+    assert not died, "worker deaths: %r" % died[:3]
 
 
 def test_case_count_and_coverage():
