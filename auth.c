@@ -55,7 +55,7 @@ static void	auth_dkim(struct auth *, const char *, size_t, size_t,
 		    const struct mime_msg *, const char *, int);
 static DKIM_CBSTAT auth_dkim_key(DKIM *, DKIM_SIGINFO *, u_char *, size_t);
 static int	auth_dkim_lookup(struct auth *, const char *, const char *,
-		    size_t *);
+		    const char *, size_t *);
 static void	auth_dkim_sig(struct auth *, const struct dkimtag_sig *,
 		    DKIM_SIGINFO *);
 static int	auth_dkim_covers(const struct dkimtag_sig *,
@@ -407,7 +407,7 @@ auth_dkim(struct auth *au, const char *data, size_t len, size_t body,
 			 * asks for a key.
 			 */
 			if ((st->key = auth_dkim_lookup(au, st->d, st->s,
-			    NULL)) != DKIM_KEY_FOUND)
+			    st->a, NULL)) != DKIM_KEY_FOUND)
 				continue;
 		}
 		(void)dkim_header(d, (u_char *)(uintptr_t)f.p, f.len);
@@ -492,8 +492,7 @@ auth_dkim_sig(struct auth *au, const struct dkimtag_sig *st,
 	else if (err == DKIM_SIGERROR_OK || err == DKIM_SIGERROR_BADSIG ||
 	    err == DKIM_SIGERROR_CORRUPT_B || err == DKIM_SIGERROR_CORRUPT_BH ||
 	    err == DKIM_SIGERROR_TOOLARGE_L || err == DKIM_SIGERROR_EXPIRED ||
-	    err == DKIM_SIGERROR_FUTURE || err == DKIM_SIGERROR_TIMESTAMPS ||
-	    err == DKIM_SIGERROR_KEYHASHMISMATCH)
+	    err == DKIM_SIGERROR_FUTURE || err == DKIM_SIGERROR_TIMESTAMPS)
 		k->result = DKIM_R_FAIL;	/* verified, and wrong */
 	else
 		k->result = DKIM_R_PERMERROR;	/* no key, bad syntax */
@@ -553,7 +552,7 @@ static DKIM_CBSTAT
 auth_dkim_key(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
 {
 	struct auth		*au = dkim_get_user_context(d);
-	const char		*dom, *sel, *b;
+	const char		*dom, *sel, *b, *alg;
 	size_t			 i, k;
 	int			 strict;
 
@@ -561,7 +560,8 @@ auth_dkim_key(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
 	sel = (const char *)dkim_sig_getselector(sig);
 	if (au == NULL || dom == NULL || sel == NULL)
 		return DKIM_CBSTAT_NOTFOUND;
-	switch (auth_dkim_lookup(au, dom, sel, &i)) {
+	alg = (const char *)dkim_sig_gettagvalue(sig, false, (u_char *)"a");
+	switch (auth_dkim_lookup(au, dom, sel, alg, &i)) {
 	case DKIM_KEY_TEMP:
 		au->dkim_tempfail = 1;
 		return DKIM_CBSTAT_TRYAGAIN;
@@ -571,7 +571,7 @@ auth_dkim_key(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
 	if (au->ans->rr[i].len >= buflen)
 		return DKIM_CBSTAT_NOTFOUND;
 	(void)dkimtag_key_parse((const char *)au->ans->rr[i].data,
-	    au->ans->rr[i].len, &strict);
+	    au->ans->rr[i].len, NULL, &strict);
 	b = (const char *)dkim_sig_gettagvalue(sig, false, (u_char *)"b");
 	for (k = 0; k < au->nsigtags; k++)
 		if (au->sigtags[k].error == NULL &&
@@ -585,12 +585,13 @@ auth_dkim_key(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
 /*
  * The key record of a signature: TXT at selector._domainkey.domain,
  * through the relay (which caches it for the second ask).  RFC 6376
- * 3.6.2.2: of several records, the first whose tag list is valid
- * (3.2); its index in au->ans goes to *which.
+ * 3.6.2.2: of several records, the first that is valid for a signature
+ * of algorithm alg (3.6.1: tag list, v=, k=, h=); its index in au->ans
+ * goes to *which.
  */
 static int
 auth_dkim_lookup(struct auth *au, const char *dom, const char *sel,
-    size_t *which)
+    const char *alg, size_t *which)
 {
 	char		 name[DNS_NAME_MAX + 2];
 	size_t		 i;
@@ -610,7 +611,7 @@ auth_dkim_lookup(struct auth *au, const char *dom, const char *sel,
 		if (memchr(au->ans->rr[i].data, '\0', au->ans->rr[i].len) !=
 		    NULL ||
 		    dkimtag_key_parse((const char *)au->ans->rr[i].data,
-		    au->ans->rr[i].len, &strict) == -1)
+		    au->ans->rr[i].len, alg, &strict) == -1)
 			continue;
 		if (which != NULL)
 			*which = i;
@@ -658,7 +659,8 @@ auth_results(struct auth *au, const struct smtpd_conf *conf)
 			AR_PUT(" header.d=%s", au->dkim[i].d);
 		if (au->dkim[i].s[0] != '\0')
 			AR_PUT(" header.s=%s", au->dkim[i].s);
-		AR_PUT(" header.a=%s", au->dkim[i].a);
+		if (au->dkim[i].a[0] != '\0')
+			AR_PUT(" header.a=%s", au->dkim[i].a);
 	}
 	AR_PUT("; dmarc=%s", dmarc_result_name(au->dmarc.result));
 	if (auth_name_ok(au->from_domain))
@@ -754,10 +756,11 @@ auth_json(const struct auth *au, const struct smtpd_conf *conf)
 	if ((dkim = json_array()) == NULL)
 		return NULL;
 	for (i = 0; i < au->ndkim; i++) {
-		k = json_pack("{s:s, s:s, s:s, s:s, s:i, s:b, s:b, s:o, s:o}",
+		k = json_pack("{s:s, s:s, s:s, s:o, s:i, s:b, s:b, s:o, s:o}",
 		    "result", dkim_names[au->dkim[i].result],
 		    "d", au->dkim[i].d, "s", au->dkim[i].s,
-		    "a", au->dkim[i].a, "key_bits", au->dkim[i].bits,
+		    "a", au->dkim[i].a[0] == '\0' ? json_null() :
+		    json_string(au->dkim[i].a), "key_bits", au->dkim[i].bits,
 		    "aligned", au->dkim[i].aligned,
 		    "covers_token", au->dkim[i].covers_token,
 		    "t", au->dkim[i].t == -1 ? json_null() :

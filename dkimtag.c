@@ -65,15 +65,20 @@ dkimtag_digit(char c)
 
 /*
  * Split a tag-list into its tags.  Returns the number of tags, or -1
- * when the list breaks the ABNF, names a tag twice, or has more than
- * max tags.  Each value is trimmed of the FWS around it; inner FWS is
+ * when the list breaks the ABNF or has more than max tags.  A tag
+ * named twice makes the list invalid (RFC 6376 3.2): *dup is set, and
+ * only its first copy is kept, so that what the list says can still be
+ * reported.  Each value is trimmed of the FWS around it; inner FWS is
  * left in place (b= and bh= carry it).
  */
 int
-dkimtag_parse(const char *p, size_t len, struct dkimtag *tags, size_t max)
+dkimtag_parse(const char *p, size_t len, struct dkimtag *tags, size_t max,
+    int *dup)
 {
 	size_t	 i = 0, n = 0, j, vend;
+	int	 twice;
 
+	*dup = 0;
 	for (;;) {
 		while (i < len && dkimtag_wsp(p[i]))
 			i++;
@@ -101,12 +106,15 @@ dkimtag_parse(const char *p, size_t len, struct dkimtag *tags, size_t max)
 				return -1;
 		}
 		tags[n].vlen = vend - (size_t)(tags[n].val - p);
-		for (j = 0; j < n; j++)		/* RFC 6376 3.2 */
+		for (j = 0, twice = 0; j < n; j++)	/* RFC 6376 3.2 */
 			if (tags[j].nlen == tags[n].nlen &&
 			    memcmp(tags[j].name, tags[n].name,
 			    tags[n].nlen) == 0)
-				return -1;
-		n++;
+				twice = 1;
+		if (twice)
+			*dup = 1;
+		else
+			n++;
 		if (i == len)
 			return (int)n;
 		i++;				/* the ';' */
@@ -216,19 +224,19 @@ dkimtag_sig_parse(const char *p, size_t len, struct dkimtag_sig *sig)
 	const struct dkimtag	*t, *i;
 	const char		*at;
 	size_t			 k, n, dlen, ilen;
-	int			 r;
+	int			 r, dup;
 
 	memset(sig, 0, sizeof(*sig));
-	sig->t = sig->x = -1;
-	strlcpy(sig->a, "unknown", sizeof(sig->a));
-	if ((r = dkimtag_parse(p, len, sig->tags, DKIMTAG_MAX)) == -1) {
-		sig->error = "tag list syntax or a tag twice (RFC 6376 3.2)";
+	sig->t = sig->x = sig->l = -1;
+	if ((r = dkimtag_parse(p, len, sig->tags, DKIMTAG_MAX, &dup)) == -1) {
+		sig->error = "tag list syntax (RFC 6376 3.2)";
 		return -1;
 	}
 	sig->ntags = n = (size_t)r;
 	dkimtag_copy(dkimtag_get(sig->tags, n, "d"), sig->d, sizeof(sig->d));
 	dkimtag_copy(dkimtag_get(sig->tags, n, "s"), sig->s, sizeof(sig->s));
 	if ((t = dkimtag_get(sig->tags, n, "a")) != NULL) {
+		strlcpy(sig->a, "unknown", sizeof(sig->a));
 		for (k = 0; k < t->vlen; k++)
 			if (!dkimtag_alpha(t->val[k]) &&
 			    !dkimtag_digit(t->val[k]) && t->val[k] != '-')
@@ -248,6 +256,8 @@ dkimtag_sig_parse(const char *p, size_t len, struct dkimtag_sig *sig)
 		sig->x = -1;
 		sig->error = "x= is not a number (RFC 6376 3.5)";
 	}
+	if (dup)
+		sig->error = "a tag twice (RFC 6376 3.2)";
 	if (sig->error != NULL)
 		return -1;
 	for (k = 0; k < sizeof(required) / sizeof(required[0]); k++)
@@ -278,8 +288,6 @@ dkimtag_sig_parse(const char *p, size_t len, struct dkimtag_sig *sig)
 		sig->error = "l= is not a number (RFC 6376 3.5)";
 		return -1;
 	}
-	if (t == NULL)
-		sig->l = -1;
 	if (sig->t != -1 && sig->x != -1 && sig->x < sig->t) {
 		sig->error = "x= is before t= (RFC 6376 3.5)";
 		return -1;
@@ -339,21 +347,45 @@ dkimtag_same_b(const struct dkimtag_sig *sig, const char *b)
 }
 
 /*
- * A key record (RFC 6376 3.6.1): a valid tag list, and whether its t=
- * flags hold "s" (no i= in a subdomain of d=).  Returns -1 when the
- * list is invalid, else 0 with *strict set.
+ * A key record (RFC 6376 3.6.1) for a signature of algorithm alg: a
+ * valid tag list with no tag twice; v=, when present, first and
+ * "DKIM1"; k= (default rsa) the key type alg names; h=, when present,
+ * naming alg's hash.  Returns -1 when any of that fails (no key:
+ * permerror, 6.1.2), else 0 with *strict set when its t= flags hold
+ * "s" (no i= in a subdomain of d=).  alg NULL: the list alone.
  */
 int
-dkimtag_key_parse(const char *p, size_t len, int *strict)
+dkimtag_key_parse(const char *p, size_t len, const char *alg, int *strict)
 {
 	struct dkimtag		 tags[DKIMTAG_MAX];
 	const struct dkimtag	*t;
-	int			 n;
+	const char		*dash;
+	char			 k[16];
+	int			 n, dup;
 
 	*strict = 0;
-	if ((n = dkimtag_parse(p, len, tags, DKIMTAG_MAX)) == -1)
+	if ((n = dkimtag_parse(p, len, tags, DKIMTAG_MAX, &dup)) == -1 || dup)
+		return -1;
+	if ((t = dkimtag_get(tags, (size_t)n, "v")) != NULL &&
+	    (t != &tags[0] || t->vlen != 5 || memcmp(t->val, "DKIM1", 5) != 0))
 		return -1;
 	if ((t = dkimtag_get(tags, (size_t)n, "t")) != NULL)
 		*strict = dkimtag_list_has(t, "s");
+	if (alg == NULL || (dash = strchr(alg, '-')) == NULL)
+		return 0;
+	if ((t = dkimtag_get(tags, (size_t)n, "k")) == NULL)
+		strlcpy(k, "rsa", sizeof(k));
+	else if (t->vlen >= sizeof(k))
+		return -1;
+	else {
+		memcpy(k, t->val, t->vlen);
+		k[t->vlen] = '\0';
+	}
+	if (strlen(k) != (size_t)(dash - alg) ||
+	    strncasecmp(k, alg, strlen(k)) != 0)
+		return -1;
+	if ((t = dkimtag_get(tags, (size_t)n, "h")) != NULL &&
+	    !dkimtag_list_has(t, dash + 1))
+		return -1;
 	return 0;
 }

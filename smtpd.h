@@ -708,7 +708,8 @@ struct dkimtag_sig {
 	const char		*error;		/* the rule broken, or NULL */
 	char			 d[DNS_NAME_MAX + 1];
 	char			 s[64];
-	char			 a[32];		/* as written, or "unknown" */
+	char			 a[32];		/* as written, "unknown", or ""
+						   when absent */
 	long long		 t;		/* -1: absent */
 	long long		 x;		/* -1: absent */
 	long long		 l;		/* -1: absent */
@@ -717,13 +718,14 @@ struct dkimtag_sig {
 	int			 key;		/* auth.c: DKIM_KEY_* */
 };
 int		 dkimtag_parse(const char *, size_t, struct dkimtag *,
-		    size_t);
+		    size_t, int *);
 const struct dkimtag *dkimtag_get(const struct dkimtag *, size_t,
 		    const char *);
 int		 dkimtag_sig_parse(const char *, size_t, struct dkimtag_sig *);
 size_t		 dkimtag_h_count(const struct dkimtag_sig *, const char *);
 int		 dkimtag_same_b(const struct dkimtag_sig *, const char *);
-int		 dkimtag_key_parse(const char *, size_t, int *);
+int		 dkimtag_key_parse(const char *, size_t, const char *,
+		    int *);
 
 /* auth.c: one message's sender authentication, in the worker */
 enum auth_verdict {		/* worst first */

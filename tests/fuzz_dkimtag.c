@@ -8,9 +8,10 @@
  * DKIMTAG_MAX; each tag's name lies within the input, starts with a
  * letter and holds only letters, digits and '_'; each value lies
  * within the input, neither starts nor ends with white space, and
- * holds no ';' and only VALCHAR or FWS octets; no name repeats; the
- * list parsed again from a copy with its tags rewritten as
- * "name=value;" gives the same tags.  dkimtag_sig_parse() accepts only
+ * holds no ';' and only VALCHAR or FWS octets; no name repeats (a
+ * repeat is reported, not kept); the list parsed again from a copy
+ * with its tags rewritten as "name=value;" gives the same tags.  A key
+ * record valid for an algorithm is valid without one.  dkimtag_sig_parse() accepts only
  * a list dkimtag_parse() accepts, with v=1 and every required tag;
  * d= and s= are printable or empty; a= is "unknown" or letters, digits
  * and '-'; t= and x= are -1 or at most 12 digits, and x >= t when
@@ -43,6 +44,7 @@ fuzz_check_tags(const char *in, size_t len, const struct dkimtag *t, int n)
 {
 	char	*copy, *p;
 	size_t	 i, j, total = 0;
+	int	 dup;
 	struct dkimtag	again[DKIMTAG_MAX];
 
 	if (n == -1)
@@ -81,7 +83,7 @@ fuzz_check_tags(const char *in, size_t len, const struct dkimtag *t, int n)
 		p += t[i].vlen;
 		*p++ = ';';
 	}
-	if (dkimtag_parse(copy, total, again, DKIMTAG_MAX) != n)
+	if (dkimtag_parse(copy, total, again, DKIMTAG_MAX, &dup) != n || dup)
 		abort();
 	for (i = 0; i < (size_t)n; i++)
 		if (again[i].nlen != t[i].nlen || again[i].vlen != t[i].vlen ||
@@ -98,16 +100,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct dkimtag			 tags[DKIMTAG_MAX];
 	char				*in;
 	size_t				 i;
-	int				 n, r, strict;
+	int				 n, r, strict, dup;
 
 	if ((in = malloc(size ? size : 1)) == NULL)
 		return 0;
 	memcpy(in, data, size);
-	n = dkimtag_parse(in, size, tags, DKIMTAG_MAX);
+	n = dkimtag_parse(in, size, tags, DKIMTAG_MAX, &dup);
 	fuzz_check_tags(in, size, tags, n);
 
 	r = dkimtag_sig_parse(in, size, &sig);
-	if (r == 0 && (n == -1 || sig.error != NULL))
+	if (r == 0 && (n == -1 || dup || sig.error != NULL))
 		abort();
 	if (r == -1 && sig.error == NULL)
 		abort();
@@ -135,8 +137,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)dkimtag_same_b(&sig, "");
 		(void)dkimtag_same_b(&sig, "AAAA");
 	}
-	if (dkimtag_key_parse(in, size, &strict) == 0 &&
-	    (n == -1 || (strict != 0 && strict != 1)))
+	if (dkimtag_key_parse(in, size, NULL, &strict) == 0 &&
+	    (n == -1 || dup || (strict != 0 && strict != 1)))
+		abort();
+	if (dkimtag_key_parse(in, size, "rsa-sha256", &strict) == 0 &&
+	    dkimtag_key_parse(in, size, NULL, &strict) != 0)
 		abort();
 	free(in);
 	return 0;
