@@ -15,9 +15,11 @@
  *   the value exactly DMARC1); leading and trailing spaces or tabs are
  *   allowed.  Tag names and the values of p, sp, np, adkim, aspf and
  *   psd are read without regard to case (ABNF strings).  After the
- *   version, a malformed tag, an unknown tag and a repeated tag (its
- *   later copies) are ignored (RFC 9989 4.8: syntax errors in the
- *   remainder are discarded in favour of the defaults).  A malformed
+ *   version, a malformed tag and an unknown tag are ignored (RFC 9989
+ *   4.8: syntax errors in the remainder are discarded in favour of the
+ *   defaults); a known tag given twice makes the record none at all,
+ *   as a DKIM tag list (RFC 6376 3.2, whose syntax DMARC records
+ *   share): no reader may pick another copy than ours.  A malformed
  *   adkim, aspf or psd gives its default (r, r, u).
  * - p: a record without p is read as p=none (RFC 9989 4.7).  A p, sp
  *   or np that is present but not none/quarantine/reject follows RFC
@@ -339,7 +341,7 @@ dmarc_record_parse(const char *txt, size_t len, struct dmarc_record *r)
 		if (bit == 0)
 			continue;		/* unknown: ignored */
 		if (seen & bit)
-			continue;		/* repeated: the first counts */
+			return -1;		/* repeated: not a record */
 		seen |= bit;
 
 		switch (bit) {

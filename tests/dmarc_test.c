@@ -175,8 +175,10 @@ test_record(void)
 	CHECK(rec("v=DMARC1; foo=bar; p=reject; t=y; 1x=2; =; junk",
 	    &r) == 0 && r.p == DMARC_P_REJECT,
 	    "record: unknown and malformed tags ignored");
-	CHECK(rec("v=DMARC1; p=none; p=reject", &r) == 0 &&
-	    r.p == DMARC_P_NONE, "record: a repeated tag: the first counts");
+	CHECK(rec("v=DMARC1; p=none; p=reject", &r) == -1,
+	    "record: a known tag twice: no record (RFC 6376 3.2)");
+	CHECK(rec("v=DMARC1; p=reject; foo=1; foo=2", &r) == 0 &&
+	    r.p == DMARC_P_REJECT, "record: an unknown tag twice: ignored");
 	CHECK(rec("v=DMARC1; p=reject; adkim=x; aspf=; psd=q", &r) == 0 &&
 	    !r.adkim_strict && !r.aspf_strict && r.psd == -1,
 	    "record: bad adkim, aspf, psd give the defaults");
