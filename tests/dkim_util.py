@@ -134,6 +134,18 @@ def check(message, fake, idx=0, minkey=1024):
 
 # ------------------------------------------------- hand-made signatures
 
+def header_fields(raw):
+    """The header fields of a raw message, each with its folding."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    fields = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\r\n" + line
+        else:
+            fields.append(line)
+    return fields
+
+
 def _relaxed_header(field):
     """RFC 6376 3.4.2 for one field (bytes, without its CRLF)."""
     name, _, value = field.partition(b":")
@@ -162,14 +174,9 @@ def sign_tags(message, key, tags, signed=SIGNED_HEADERS):
     q=), so that the only fault of the signature is the one made."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
-    head, _, body = message.partition(b"\r\n\r\n")
+    body = message.partition(b"\r\n\r\n")[2]
     bh = base64.b64encode(hashlib.sha256(_relaxed_body(body)).digest())
-    fields = []
-    for line in head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += b"\r\n" + line
-        else:
-            fields.append(line)
+    fields = header_fields(message)
     used = set()
     data = b""
     for name in signed:

@@ -119,16 +119,7 @@ def has(obj, **want):
             "%s: want %r, got %r in %r" % (k, v, obj[k], obj)
 
 
-def header_fields(raw):
-    """The header fields of a raw message, each with its folding."""
-    head = raw.split(b"\r\n\r\n", 1)[0]
-    fields = []
-    for line in head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += b"\r\n" + line
-        else:
-            fields.append(line)
-    return fields
+header_fields = dkim_util.header_fields
 
 
 def unfold(value):
