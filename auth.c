@@ -258,8 +258,13 @@ auth_message(struct auth *au, const struct smtpd_conf *conf,
 
 	memset(&in, 0, sizeof(in));
 	in.from_domain = au->from_domain;
-	/* RFC 9989: DMARC counts SPF of MAIL FROM only, never of HELO */
-	in.spf = strcmp(au->spf_scope, "mfrom") == 0 ? au->spf : SPF_NONE;
+	/*
+	 * RFC 9989: DMARC counts SPF of the MAIL FROM identity only, never
+	 * of HELO; for a null sender that identity is postmaster@ the HELO
+	 * name (RFC 7208 2.4), which auth_spf() checked as "helo".
+	 */
+	in.spf = strcmp(au->spf_scope, "mfrom") == 0 || (null_sender &&
+	    strcmp(au->spf_scope, "helo") == 0) ? au->spf : SPF_NONE;
 	in.spf_domain = au->spf_domain;
 	for (i = 0; i < au->ndkim; i++) {
 		in.dkim_domain[i] = au->dkim[i].d;

@@ -587,6 +587,35 @@ def test_null_sender_is_not_strong_and_spf_checks_the_helo(auth_smtpd, dns):
     assert a["verdict"] != "strong"
 
 
+# ------------------------------------------------------------ identity
+# SPEC section 6: with MAIL FROM:<> the HELO name's SPF counts as the
+# MAIL FROM's; for any other sender it never does.
+
+def test_null_sender_helo_spf_pass_aligned_is_dmarc_pass_and_weak(
+        auth_smtpd, dns):
+    publish(dns, spf=None)
+    dns.txt("mail." + DOMAIN, SPF_PASS)
+    srv = auth_smtpd()
+    e = accepted(srv, message(), sender="", helo="mail." + DOMAIN)
+    a = e["auth"]
+    has(a["spf"], result="pass", domain="mail." + DOMAIN, scope="helo")
+    has(a["dmarc"], result="pass", spf_aligned=True, dkim_aligned=False)
+    has(a, verdict="weak")
+
+
+def test_helo_spf_pass_never_counts_for_a_non_null_sender(auth_smtpd, dns):
+    # the envelope sender's domain publishes no SPF; the HELO name's
+    # passes and would align
+    dns.txt("_dmarc." + DOMAIN, DMARC_REJECT)
+    dns.txt("mail." + DOMAIN, SPF_PASS)
+    srv = auth_smtpd()
+    e = accepted(srv, message(), sender=ANN, helo="mail." + DOMAIN)
+    a = e["auth"]
+    has(a["spf"], result="none", domain=DOMAIN, scope="mfrom")
+    has(a["dmarc"], result="fail", spf_aligned=False)
+    has(a, verdict="fail")
+
+
 # ------------------------------------------------------------ the header
 
 def test_spoofed_authentication_results_with_our_id_is_removed(
