@@ -142,10 +142,10 @@ int
 auth_from(struct auth *au, const struct message *msg)
 {
 	struct auth_field	 f;
-	const char		*data = msg->buf + msg->hdrlen, *v, *at;
+	const char		*data = msg->buf + msg->hdrlen, *v;
 	char			 unfolded[SMTP_TEXT_LINE_MAX * 8];
 	size_t			 len = msg->len - msg->hdrlen, off = 0, vlen, i;
-	size_t			 n, nfrom = 0;
+	size_t			 n, nfrom = 0, dom = 0;
 
 	while ((off = auth_field_next(data, len, off, &f)) != 0) {
 		if (!auth_field_is(&f, "from"))
@@ -157,13 +157,14 @@ auth_from(struct auth *au, const struct message *msg)
 			if (v[i] != '\r' && v[i] != '\n')
 				unfolded[n++] = v[i];
 		if (i < vlen ||
-		    addr_parse_from(unfolded, n, au->from, sizeof(au->from)) !=
-		    1)
+		    addr_parse_from(unfolded, n, au->from, sizeof(au->from),
+		    &dom) != 1)
 			return REPLY_FROM;
 	}
-	if (nfrom == 0 || (at = strrchr(au->from, '@')) == NULL)
+	if (nfrom == 0)
 		return REPLY_FROM;
-	strlcpy(au->from_domain, at + 1, sizeof(au->from_domain));
+	/* a domain literal too: dmarc.c asks nothing about it ("none") */
+	strlcpy(au->from_domain, au->from + dom, sizeof(au->from_domain));
 	for (i = 0; au->from_domain[i] != '\0'; i++)
 		au->from_domain[i] = (char)tolower((unsigned char)
 		    au->from_domain[i]);

@@ -588,8 +588,46 @@ def test_null_sender_is_not_strong_and_spf_checks_the_helo(auth_smtpd, dns):
 
 
 # ------------------------------------------------------------ identity
-# SPEC section 6: with MAIL FROM:<> the HELO name's SPF counts as the
-# MAIL FROM's; for any other sender it never does.
+# SPEC section 6, "Identity" and the null sender: the obsolete From
+# syntax of RFC 5322 4.4 is read, a domain literal gets DMARC none, and
+# with MAIL FROM:<> the HELO name's SPF counts as the MAIL FROM's; for
+# any other sender it never does.
+
+
+def dmarc_questions(dns):
+    return [q for q in dns.queries if q.name.startswith("_dmarc")]
+
+
+@pytest.mark.parametrize("field", [
+    "From: <@relay.example:ann@example.org>",
+    "From: Ann <@a.example,@b.example:ann@example.org>",
+    "From: Ann (x) < @a.example , @ b . example : ann @ example . org >",
+    "From: ann . (the) \"ann\"@example.org",
+    "From: , Ann <ann@example.org>,",
+], ids=["route", "route-of-two", "route-with-cfws", "obs-local-part",
+        "empty-list-elements"])
+def test_obsolete_from_syntax_is_read_not_refused(auth_smtpd, dns, field):
+    publish(dns)
+    srv = auth_smtpd()
+    e = accepted(srv, message(from_field=field))
+    want = "ann.\"ann\"@example.org" if "(the)" in field else ANN
+    assert e["from"] == want, (field, e["from"])
+    has(e["auth"]["dmarc"], result="pass", domain=DOMAIN, spf_aligned=True)
+
+
+def test_domain_literal_from_is_accepted_with_dmarc_none_unasked(
+        auth_smtpd, dns):
+    publish(dns)
+    srv = auth_smtpd()
+    e = accepted(srv, message(from_field="From: Ann <ann@[192.0.2.1]>"))
+    assert e["from"] == "ann@[192.0.2.1]"
+    has(e["auth"]["dmarc"], result="none", spf_aligned=False,
+        dkim_aligned=False)
+    has(e["auth"], verdict="none")
+    assert "header.from" not in e["auth"]["authentication_results"]
+    assert dmarc_questions(dns) == []
+    assert dns.count("192.0.2.1") == 0 and dns.count("[192.0.2.1]") == 0
+
 
 def test_null_sender_helo_spf_pass_aligned_is_dmarc_pass_and_weak(
         auth_smtpd, dns):
