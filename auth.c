@@ -115,16 +115,27 @@ void
 auth_spf(struct auth *au, const struct smtpd_conf *conf, int chan,
     const struct sockaddr_storage *peer, const char *from, const char *helo)
 {
-	char		 sender[SMTP_PATH_MAX + 16];
+	char		 sender[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 16];
 	const char	*at;
 
 	auth_reset(au);
 	dns_chan_init(&au->dns, &au->dc, chan);
 	if (from[0] != '\0' && (at = strrchr(from, '@')) != NULL) {
-		strlcpy(au->spf_domain, at + 1, sizeof(au->spf_domain));
-		strlcpy(sender, from, sizeof(sender));
+		/*
+		 * A domain in UTF-8 is asked about in its A-label form (RFC
+		 * 8616 3); one without that form stays as written, which
+		 * SPF takes for no domain: "none" (RFC 7208 4.3).
+		 */
+		if (alabel_domain(at + 1, au->spf_domain,
+		    sizeof(au->spf_domain)) == -1)
+			strlcpy(au->spf_domain, at + 1,
+			    sizeof(au->spf_domain));
+		if ((size_t)snprintf(sender, sizeof(sender), "%.*s@%s",
+		    (int)(at - from), from, au->spf_domain) >= sizeof(sender))
+			sender[0] = '\0';	/* postmaster@ (4.3) */
 		au->spf_scope = "mfrom";
 	} else {
+		/* the HELO name: in its A-label form already (session.c) */
 		strlcpy(au->spf_domain, helo, sizeof(au->spf_domain));
 		snprintf(sender, sizeof(sender), "postmaster@%s", helo);
 		au->spf_scope = "helo";
@@ -142,7 +153,7 @@ int
 auth_from(struct auth *au, const struct message *msg)
 {
 	struct auth_field	 f;
-	const char		*data = msg->buf + msg->hdrlen, *v;
+	const char		*data = msg->buf + msg->hdrlen, *v, *d;
 	char			 unfolded[SMTP_TEXT_LINE_MAX * 8];
 	size_t			 len = msg->len - msg->hdrlen, off = 0, vlen, i;
 	size_t			 n, nfrom = 0, dom = 0;
@@ -163,8 +174,22 @@ auth_from(struct auth *au, const struct message *msg)
 	}
 	if (nfrom == 0)
 		return REPLY_FROM;
-	/* a domain literal too: dmarc.c asks nothing about it ("none") */
-	strlcpy(au->from_domain, au->from + dom, sizeof(au->from_domain));
+	/*
+	 * DMARC's From domain: a domain literal as it is (dmarc.c asks
+	 * nothing about it: "none"), a name in its A-label form (RFC 8616
+	 * 5), the form our header and the payload's dmarc.domain show.  A
+	 * name in UTF-8 that has no A-label form stays as written, which
+	 * dmarc.c never asks about either: "none", not "permerror".  The
+	 * result codes (RFC 7489 11.2, kept by RFC 9989) give "none" when
+	 * no aligned identifier could be extracted, and "permerror" to an
+	 * evaluation that met an error, such as a broken policy record;
+	 * no record can be published for a name that is not one, so there
+	 * is no policy to apply, and nothing went wrong in evaluating it.
+	 */
+	d = au->from + dom;
+	if (*d == '[' ||
+	    alabel_domain(d, au->from_domain, sizeof(au->from_domain)) == -1)
+		strlcpy(au->from_domain, d, sizeof(au->from_domain));
 	for (i = 0; au->from_domain[i] != '\0'; i++)
 		au->from_domain[i] = (char)tolower((unsigned char)
 		    au->from_domain[i]);

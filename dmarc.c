@@ -57,11 +57,12 @@
  *   domain's organisational domain if that is a suffix of it, so only
  *   such identifiers are walked.  Without a record, alignment is
  *   reported as relaxed.  Names that no resolver would take (8-bit
- *   U-labels: no IDNA conversion is done, empty labels, over 253
- *   octets) and domain literals ("[192.0.2.1]", anything with "[" or
- *   "]") are never asked about: such a From domain gives none without
- *   a question and aligns with nothing, such an identifier never
- *   aligns.
+ *   octets: the caller hands the From domain over in its A-label form
+ *   (alabel.c), so such a name is one without that form; empty labels,
+ *   over 253 octets) and domain literals ("[192.0.2.1]", anything with
+ *   "[" or "]") are never asked about: such a From domain gives none
+ *   without a question and aligns with nothing, such an identifier
+ *   never aligns.
  * - The result is DMARC_NONE without a record, DMARC_PASS with an
  *   aligned SPF or DKIM pass, DMARC_FAIL otherwise; org_domain is the
  *   From domain when its walk could not finish.

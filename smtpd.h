@@ -477,6 +477,9 @@ int		 addr_parse_mail_params(const char *, int, long long *, int *);
 int		 addr_parse_from(const char *, size_t, char *, size_t,
 		    size_t *);
 
+/* alabel.c: a domain name's A-label form (IDNA), for SPF and DMARC */
+int		 alabel_domain(const char *, char *, size_t);
+
 /* session.c */
 struct session_ctx {
 	const struct smtpd_conf	*conf;
