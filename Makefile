@@ -32,7 +32,7 @@ RELAY=		smtpd-relay
 COMMON_SRCS=	conf.c addr.c banlist.c channel.c dns.c log.c metrics.c sandbox.c \
 		util.c
 SMTPD_SRCS=	smtpd.c worker.c session.c payload.c mime.c tls.c auth.c \
-		spf.c dmarc.c health.c proxy.c dkimtag.c
+		alabel.c spf.c dmarc.c health.c proxy.c dkimtag.c
 RELAY_SRCS=	relay.c fetcher.c firm.c
 SRCS=		$(SMTPD_SRCS) $(RELAY_SRCS) $(COMMON_SRCS)
 OBJS=		$(SMTPD_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
@@ -49,12 +49,16 @@ ifeq ($(UNAME_S),Linux)
 PKGS+=		libseccomp libbsd-overlay
 endif
 RELAY_PKGS=	$(PKGS) libcurl libunbound
+# IDNA (alabel.c): the smtpd program and what links its objects, never
+# smtpd-relay.
+IDN_PKGS=	libidn2
 
 WARNINGS=	-Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes \
 		-Wshadow -Wpointer-arith -Wcast-qual -Wformat=2 -Werror
 # Recursively expanded: pkg-config runs after `deps` has installed it.
-PKG_CFLAGS=	$(shell $(PKG_CONFIG) --cflags $(RELAY_PKGS))
+PKG_CFLAGS=	$(shell $(PKG_CONFIG) --cflags $(RELAY_PKGS) $(IDN_PKGS))
 PKG_LIBS=	$(shell $(PKG_CONFIG) --libs $(PKGS))
+IDN_LIBS=	$(shell $(PKG_CONFIG) --libs $(IDN_PKGS))
 RELAY_LIBS=	$(shell $(PKG_CONFIG) --libs $(RELAY_PKGS))
 CFLAGS?=	-O2 -g
 MULTIARCH:=	$(shell $(CC) -print-multiarch 2>/dev/null)
@@ -67,7 +71,7 @@ endif
 # Bind every symbol at start: forked workers then never write the GOT
 # (no copy-on-write faults, no lazy lookups), and it can be read-only.
 LDFLAGS+=	-Wl,-z,now -Wl,-z,relro
-LDLIBS+=	$(PKG_LIBS)
+LDLIBS+=	$(PKG_LIBS) $(IDN_LIBS)
 
 TEST_OBJS=	$(OBJS:.o=.test.o) testhooks.test.o
 
@@ -197,7 +201,7 @@ tests/fuzz_proxy: tests/fuzz_proxy.c proxy.c $(HDRS)
 FUZZ_SESSION_SRCS= $(filter-out smtpd.c,$(SMTPD_SRCS)) $(COMMON_SRCS)
 tests/fuzz_session: tests/fuzz_session.c $(FUZZ_SESSION_SRCS) $(HDRS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -pthread -o $@ tests/fuzz_session.c \
-	    $(FUZZ_SESSION_SRCS) $(PKG_LIBS)
+	    $(FUZZ_SESSION_SRCS) $(PKG_LIBS) $(IDN_LIBS)
 
 # The paths and parameters of MAIL FROM and RCPT TO.
 tests/fuzz_addr: tests/fuzz_addr.c addr.c $(HDRS)

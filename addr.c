@@ -183,21 +183,32 @@ addr_parse_mail_params(const char *p, int esmtp, long long *size,
  *   must form valid UTF-8 (RFC 6532 extends atext, qtext, ctext, dtext
  *   and quoted pairs with it).
  * - Comments nest at most FROM_COMMENT_DEPTH deep.
- * - Obsolete syntax is refused (obs-local-part, obs-domain, routes in
- *   angle brackets, empty list elements, obs-qp), except "." in a
- *   display name (obs-phrase: "John Q. Public <jqp@example.org>").
+ * - The obsolete syntax of RFC 5322 4.4 is read, not refused (SPEC
+ *   section 6): a route in angle brackets (obs-angle-addr, "<@a.example,
+ *   @b.example:ann@example.org>", the route dropped), a local part or a
+ *   domain of words or atoms with CFWS between them and the dots
+ *   (obs-local-part, obs-domain: "ann . lee (x) @ example . org"),
+ *   empty list elements (obs-addr-list, obs-mbox-list, obs-group-list:
+ *   ", ann@example.org,"), "." in a display name (obs-phrase) and a
+ *   quoted pair in a domain literal (obs-dtext).  What it still
+ *   refuses are its control characters (obs-NO-WS-CTL in obs-ctext,
+ *   obs-qtext, obs-dtext and obs-utext, and obs-qp): they are not
+ *   needed to find the mailbox, and a control octet is not to reach
+ *   the payload's address.
  * - An encoded word in a display name is an atom; nothing is decoded.
  * - The field is an address-list: mailboxes and groups.  Mailboxes
  *   are counted across the whole list, groups included: none is 0
  *   ("undisclosed-recipients:;"), one is 1 even inside a group (so that
  *   a group cannot hide a forged author from DMARC), two or more is -1.
- * - The result is the addr-spec only: the local part as written (a
- *   quoted string keeps its quotes and quoted pairs), "@", the domain
- *   with ASCII letters in lower case; CFWS around them is dropped.  A
- *   local part over SMTP_LOCAL_MAX octets, a domain over
- *   SMTP_DOMAIN_MAX, or a result that does not fit out is 0.
- * - A domain literal parses, but the field then gives 0: DMARC has
- *   no domain to work on.
+ * - The result is the addr-spec only: the local part's words as written
+ *   (a quoted string keeps its quotes and quoted pairs) joined by ".",
+ *   "@", the domain's atoms joined by "." with ASCII letters in lower
+ *   case; the CFWS around and between them is dropped.  A local part
+ *   over SMTP_LOCAL_MAX octets, a domain over SMTP_DOMAIN_MAX, or a
+ *   result that does not fit out is 0.
+ * - A domain literal ("ann@[192.0.2.1]") is the mailbox like any
+ *   other: the caller sees it by its "[" and gives DMARC nothing to
+ *   look up.
  */
 
 struct from_cur {
@@ -205,17 +216,30 @@ struct from_cur {
 	const unsigned char	*end;
 };
 
+/* Where an addr-spec is written: buf NULL discards (a route). */
+struct from_out {
+	char		*buf;
+	size_t		 size;
+	size_t		 len;
+	int		 over;		/* something did not fit */
+};
+
 static size_t	from_utf8(const unsigned char *, const unsigned char *);
 static size_t	from_atext(const unsigned char *, const unsigned char *);
 static int	from_pair(struct from_cur *);
 static int	from_cfws(struct from_cur *);
 static int	from_quoted(struct from_cur *);
-static int	from_dot_atom(struct from_cur *);
+static int	from_atom(struct from_cur *);
 static int	from_phrase(struct from_cur *);
-static int	from_addr_spec(struct from_cur *, char *, size_t, int *);
-static int	from_mailbox(struct from_cur *, char *, size_t, int *);
+static void	from_put(struct from_out *, const unsigned char *, size_t,
+		    int);
+static int	from_local(struct from_cur *, struct from_out *);
+static int	from_domain(struct from_cur *, struct from_out *);
+static int	from_route(struct from_cur *);
+static int	from_addr_spec(struct from_cur *, char *, size_t, size_t *);
+static int	from_mailbox(struct from_cur *, char *, size_t, size_t *);
 static int	from_address(struct from_cur *, int *, char *, size_t,
-		    int *);
+		    size_t *);
 
 /* The length of the valid UTF-8 sequence (2 to 4 octets) at p, or 0. */
 static size_t
@@ -352,22 +376,17 @@ from_quoted(struct from_cur *cur)
 	return -1;				/* unclosed */
 }
 
-/* dot-atom-text: 1*atext *("." 1*atext); 0, or -1. */
+/* 1*atext (an atom without its CFWS); 0, or -1. */
 static int
-from_dot_atom(struct from_cur *cur)
+from_atom(struct from_cur *cur)
 {
-	size_t	 n, atom;
+	size_t	 n, len = 0;
 
-	for (;;) {
-		for (atom = 0; cur->p < cur->end &&
-		    (n = from_atext(cur->p, cur->end)) > 0; atom++)
-			cur->p += n;
-		if (atom == 0)
-			return -1;
-		if (cur->p >= cur->end || *cur->p != '.')
-			return 0;
-		cur->p++;
+	while (cur->p < cur->end && (n = from_atext(cur->p, cur->end)) > 0) {
+		cur->p += n;
+		len += n;
 	}
+	return len > 0 ? 0 : -1;
 }
 
 /*
@@ -402,40 +421,79 @@ from_phrase(struct from_cur *cur)
 	return words > 0 ? 0 : -1;
 }
 
+/* Append len octets of s to o (ASCII letters lowered if lower). */
+static void
+from_put(struct from_out *o, const unsigned char *s, size_t len, int lower)
+{
+	size_t	 i;
+
+	if (o->buf == NULL)
+		return;
+	if (o->over || len >= o->size - o->len) {
+		o->over = 1;
+		return;
+	}
+	for (i = 0; i < len; i++)
+		o->buf[o->len + i] = lower && s[i] >= 'A' && s[i] <= 'Z' ?
+		    (char)(s[i] - 'A' + 'a') : (char)s[i];
+	o->len += len;
+	o->buf[o->len] = '\0';
+}
+
 /*
- * addr-spec with the CFWS around it: "local@domain" into out (the
- * domain in lower case), *literal set for a domain literal; 0, or -1.
+ * local-part = dot-atom / quoted-string / obs-local-part, which all are
+ * word *("." word) with CFWS around each word (RFC 5322 3.4.1, 4.4):
+ * the words as written, joined by "."; 0, or -1.
  */
 static int
-from_addr_spec(struct from_cur *cur, char *out, size_t outsz, int *literal)
+from_local(struct from_cur *cur, struct from_out *o)
 {
-	const unsigned char	*ls, *le, *ds, *de;
-	size_t			 i, llen, dlen, n;
+	const unsigned char	*w;
 
-	*literal = 0;
-	if (from_cfws(cur) == -1 || cur->p >= cur->end)
-		return -1;
-	ls = cur->p;
-	if (*cur->p == '"') {
-		if (from_quoted(cur) == -1)
+	for (;;) {
+		if (from_cfws(cur) == -1 || cur->p >= cur->end)
 			return -1;
-	} else if (from_dot_atom(cur) == -1)
-		return -1;
-	le = cur->p;
-	if (from_cfws(cur) == -1 || cur->p >= cur->end || *cur->p != '@')
-		return -1;
-	cur->p++;
+		w = cur->p;
+		if (*cur->p == '"') {
+			if (from_quoted(cur) == -1)
+				return -1;
+		} else if (from_atom(cur) == -1)
+			return -1;
+		from_put(o, w, (size_t)(cur->p - w), 0);
+		if (from_cfws(cur) == -1)
+			return -1;
+		if (cur->p >= cur->end || *cur->p != '.')
+			return 0;
+		cur->p++;
+		from_put(o, (const unsigned char *)".", 1, 0);
+	}
+}
+
+/*
+ * domain = dot-atom / domain-literal / obs-domain (atom *("." atom),
+ * CFWS around each atom), with the CFWS around it: the atoms joined by
+ * ".", or the literal as written, in lower case; 0, or -1.
+ */
+static int
+from_domain(struct from_cur *cur, struct from_out *o)
+{
+	const unsigned char	*w;
+	size_t			 n;
+
 	if (from_cfws(cur) == -1 || cur->p >= cur->end)
 		return -1;
-	ds = cur->p;
+	w = cur->p;
 	if (*cur->p == '[') {
-		/* domain-literal = "[" *([FWS] dtext) [FWS] "]" */
+		/* "[" *([FWS] dtext) [FWS] "]", dtext with obs-dtext's pairs */
 		for (cur->p++; ; ) {
 			if (cur->p >= cur->end)
 				return -1;
 			if (*cur->p == ']')
 				break;
-			if (*cur->p == ' ' || *cur->p == '\t' ||
+			if (*cur->p == '\\') {
+				if (from_pair(cur) == -1)
+					return -1;
+			} else if (*cur->p == ' ' || *cur->p == '\t' ||
 			    (*cur->p >= 33 && *cur->p <= 90) ||
 			    (*cur->p >= 94 && *cur->p <= 126))
 				cur->p++;
@@ -446,38 +504,101 @@ from_addr_spec(struct from_cur *cur, char *out, size_t outsz, int *literal)
 				return -1;
 		}
 		cur->p++;
-		*literal = 1;
-	} else if (from_dot_atom(cur) == -1)
-		return -1;
-	de = cur->p;
-	if (from_cfws(cur) == -1)
-		return -1;
+		from_put(o, w, (size_t)(cur->p - w), 1);
+		return from_cfws(cur);
+	}
+	for (;;) {
+		w = cur->p;
+		if (from_atom(cur) == -1)
+			return -1;
+		from_put(o, w, (size_t)(cur->p - w), 1);
+		if (from_cfws(cur) == -1)
+			return -1;
+		if (cur->p >= cur->end || *cur->p != '.')
+			return 0;
+		cur->p++;
+		from_put(o, (const unsigned char *)".", 1, 0);
+		if (from_cfws(cur) == -1 || cur->p >= cur->end)
+			return -1;
+	}
+}
 
-	llen = (size_t)(le - ls);
-	dlen = (size_t)(de - ds);
-	if (llen > SMTP_LOCAL_MAX || dlen > SMTP_DOMAIN_MAX ||
-	    llen + 1 + dlen >= outsz)
+/*
+ * obs-route = obs-domain-list ":", where obs-domain-list = *(CFWS /
+ * ",") "@" domain *("," [CFWS] ["@" domain]), read and dropped; 0, or
+ * -1.  Every turn of each loop takes at least one octet.
+ */
+static int
+from_route(struct from_cur *cur)
+{
+	struct from_out	 none = { NULL, 0, 0, 0 };
+
+	for (;;) {
+		if (from_cfws(cur) == -1 || cur->p >= cur->end)
+			return -1;
+		if (*cur->p != ',')
+			break;
+		cur->p++;
+	}
+	if (*cur->p != '@')
 		return -1;
-	memcpy(out, ls, llen);
-	out[llen] = '@';
-	for (i = 0; i < dlen; i++)
-		out[llen + 1 + i] = ds[i] >= 'A' && ds[i] <= 'Z' ?
-		    (char)(ds[i] - 'A' + 'a') : (char)ds[i];
-	out[llen + 1 + dlen] = '\0';
+	cur->p++;
+	if (from_domain(cur, &none) == -1)
+		return -1;
+	while (cur->p < cur->end && *cur->p == ',') {
+		cur->p++;
+		if (from_cfws(cur) == -1 || cur->p >= cur->end)
+			return -1;
+		if (*cur->p == '@') {
+			cur->p++;
+			if (from_domain(cur, &none) == -1)
+				return -1;
+		}
+	}
+	if (cur->p >= cur->end || *cur->p != ':')
+		return -1;
+	cur->p++;
 	return 0;
 }
 
-/* mailbox = name-addr / addr-spec, with CFWS around; 0, or -1. */
+/*
+ * addr-spec with the CFWS around it: "local@domain" into out (see the
+ * choices above), the offset of the domain in *dom; 0, or -1.
+ */
 static int
-from_mailbox(struct from_cur *cur, char *out, size_t outsz, int *literal)
+from_addr_spec(struct from_cur *cur, char *out, size_t outsz, size_t *dom)
+{
+	struct from_out	 o = { out, outsz, 0, 0 };
+
+	if (outsz == 0)
+		return -1;
+	out[0] = '\0';
+	if (from_local(cur, &o) == -1 || o.len > SMTP_LOCAL_MAX ||
+	    cur->p >= cur->end || *cur->p != '@')
+		return -1;
+	cur->p++;
+	from_put(&o, (const unsigned char *)"@", 1, 0);
+	*dom = o.len;
+	if (from_domain(cur, &o) == -1 || o.over ||
+	    o.len - *dom > SMTP_DOMAIN_MAX)
+		return -1;
+	return 0;
+}
+
+/*
+ * mailbox = name-addr / addr-spec, with CFWS around; angle-addr or
+ * obs-angle-addr (a route before the addr-spec); 0, or -1.
+ */
+static int
+from_mailbox(struct from_cur *cur, char *out, size_t outsz, size_t *dom)
 {
 	const unsigned char	*save = cur->p;
 
-	if (from_addr_spec(cur, out, outsz, literal) == 0 &&
+	if (from_addr_spec(cur, out, outsz, dom) == 0 &&
 	    (cur->p == cur->end || *cur->p == ',' || *cur->p == ';'))
 		return 0;
 
-	/* name-addr = [display-name] [CFWS] "<" addr-spec ">" [CFWS] */
+	/* name-addr = [display-name] [CFWS] "<" [obs-route] addr-spec ">" */
 	cur->p = save;
 	if (from_cfws(cur) == -1 || cur->p >= cur->end)
 		return -1;
@@ -486,8 +607,12 @@ from_mailbox(struct from_cur *cur, char *out, size_t outsz, int *literal)
 	if (cur->p >= cur->end || *cur->p != '<')
 		return -1;
 	cur->p++;
-	if (from_addr_spec(cur, out, outsz, literal) == -1)
-		return -1;			/* a route fails here too */
+	if (from_cfws(cur) == -1 || cur->p >= cur->end)
+		return -1;
+	if ((*cur->p == '@' || *cur->p == ',') && from_route(cur) == -1)
+		return -1;
+	if (from_addr_spec(cur, out, outsz, dom) == -1)
+		return -1;
 	if (cur->p >= cur->end || *cur->p != '>')
 		return -1;
 	cur->p++;
@@ -495,48 +620,56 @@ from_mailbox(struct from_cur *cur, char *out, size_t outsz, int *literal)
 }
 
 /*
- * address = mailbox / group; group = display-name ":" [mailbox-list /
- * CFWS] ";" [CFWS].  Each mailbox counts in *count; the first goes
- * into one.  0, or -1 on a syntax error.
+ * address = mailbox / group; group = display-name ":" [group-list] ";"
+ * [CFWS], the group-list's elements possibly empty (obs-mbox-list,
+ * obs-group-list).  Each mailbox counts in *count; the first goes into
+ * one, its domain's offset into *one_dom.  0, or -1 on a syntax error.
  */
 static int
 from_address(struct from_cur *cur, int *count, char *one, size_t onesz,
-    int *literal)
+    size_t *one_dom)
 {
 	const unsigned char	*save = cur->p;
 	char			 box[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 2];
-	int			 lit;
+	size_t			 dom;
 
 	if (from_phrase(cur) == 0 && cur->p < cur->end && *cur->p == ':') {
 		cur->p++;
-		if (from_cfws(cur) == -1 || cur->p >= cur->end)
-			return -1;
-		while (*cur->p != ';') {
-			if (from_mailbox(cur, box, sizeof(box), &lit) == -1)
+		for (;;) {
+			if (from_cfws(cur) == -1 || cur->p >= cur->end)
+				return -1;	/* no ';' */
+			if (*cur->p == ';')
+				break;
+			if (*cur->p == ',') {
+				cur->p++;	/* an empty element */
+				continue;
+			}
+			if (from_mailbox(cur, box, sizeof(box), &dom) == -1)
 				return -1;
 			if ((*count)++ == 0) {
 				if (strlcpy(one, box, onesz) >= onesz)
 					return -1;
-				*literal = lit;
+				*one_dom = dom;
 			}
 			if (cur->p >= cur->end)
 				return -1;	/* no ';' */
 			if (*cur->p == ';')
 				break;
-			if (*cur->p != ',' || ++cur->p >= cur->end)
+			if (*cur->p != ',')
 				return -1;
+			cur->p++;
 		}
 		cur->p++;
 		return from_cfws(cur);
 	}
 
 	cur->p = save;
-	if (from_mailbox(cur, box, sizeof(box), &lit) == -1)
+	if (from_mailbox(cur, box, sizeof(box), &dom) == -1)
 		return -1;
 	if ((*count)++ == 0) {
 		if (strlcpy(one, box, onesz) >= onesz)
 			return -1;
-		*literal = lit;
+		*one_dom = dom;
 	}
 	return 0;
 }
@@ -544,25 +677,34 @@ from_address(struct from_cur *cur, int *count, char *one, size_t onesz,
 /*
  * The From field's value v of len octets (unfolded, not RFC
  * 2047-decoded, any bytes): 1 and its one mailbox's addr-spec in out,
- * 0 when it holds none or cannot be parsed, -1 when it holds more than
- * one.  See the choices above.
+ * with the offset of its domain (after the "@") in *domain when domain
+ * is not NULL; 0 when it holds none or cannot be parsed, -1 when it
+ * holds more than one.  See the choices above.
  */
 int
-addr_parse_from(const char *v, size_t len, char *out, size_t outsz)
+addr_parse_from(const char *v, size_t len, char *out, size_t outsz,
+    size_t *domain)
 {
 	struct from_cur	 cur;
 	char		 one[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 2];
-	int		 count = 0, literal = 0;
+	size_t		 dom = 0;
+	int		 count = 0;
 
 	if (outsz > 0)
 		out[0] = '\0';
 	cur.p = (const unsigned char *)v;
 	cur.end = cur.p + len;
-	if (from_cfws(&cur) == -1 || cur.p >= cur.end)
-		return 0;
+	/* obs-addr-list: elements may be empty; every turn takes octets */
 	for (;;) {
-		if (from_address(&cur, &count, one, sizeof(one),
-		    &literal) == -1)
+		if (from_cfws(&cur) == -1)
+			return 0;
+		if (cur.p >= cur.end)
+			break;
+		if (*cur.p == ',') {
+			cur.p++;
+			continue;
+		}
+		if (from_address(&cur, &count, one, sizeof(one), &dom) == -1)
 			return 0;
 		if (cur.p >= cur.end)
 			break;
@@ -574,10 +716,12 @@ addr_parse_from(const char *v, size_t len, char *out, size_t outsz)
 		return 0;
 	if (count > 1)
 		return -1;
-	if (literal || strlcpy(out, one, outsz) >= outsz) {
+	if (strlcpy(out, one, outsz) >= outsz) {
 		if (outsz > 0)
 			out[0] = '\0';
 		return 0;
 	}
+	if (domain != NULL)
+		*domain = dom;
 	return 1;
 }

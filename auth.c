@@ -121,16 +121,27 @@ void
 auth_spf(struct auth *au, const struct smtpd_conf *conf, int chan,
     const struct sockaddr_storage *peer, const char *from, const char *helo)
 {
-	char		 sender[SMTP_PATH_MAX + 16];
+	char		 sender[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 16];
 	const char	*at;
 
 	auth_reset(au);
 	dns_chan_init(&au->dns, &au->dc, chan);
 	if (from[0] != '\0' && (at = strrchr(from, '@')) != NULL) {
-		strlcpy(au->spf_domain, at + 1, sizeof(au->spf_domain));
-		strlcpy(sender, from, sizeof(sender));
+		/*
+		 * A domain in UTF-8 is asked about in its A-label form (RFC
+		 * 8616 3); one without that form stays as written, which
+		 * SPF takes for no domain: "none" (RFC 7208 4.3).
+		 */
+		if (alabel_domain(at + 1, au->spf_domain,
+		    sizeof(au->spf_domain)) == -1)
+			strlcpy(au->spf_domain, at + 1,
+			    sizeof(au->spf_domain));
+		if ((size_t)snprintf(sender, sizeof(sender), "%.*s@%s",
+		    (int)(at - from), from, au->spf_domain) >= sizeof(sender))
+			sender[0] = '\0';	/* postmaster@ (4.3) */
 		au->spf_scope = "mfrom";
 	} else {
+		/* the HELO name: in its A-label form already (session.c) */
 		strlcpy(au->spf_domain, helo, sizeof(au->spf_domain));
 		snprintf(sender, sizeof(sender), "postmaster@%s", helo);
 		au->spf_scope = "helo";
@@ -181,10 +192,10 @@ int
 auth_from(struct auth *au, const struct message *msg)
 {
 	struct auth_field	 f;
-	const char		*data = msg->buf + msg->hdrlen, *v, *at;
+	const char		*data = msg->buf + msg->hdrlen, *v, *d;
 	char			 unfolded[SMTP_TEXT_LINE_MAX * 8];
 	size_t			 len = msg->len - msg->hdrlen, off = 0, vlen, i;
-	size_t			 n, nfrom = 0;
+	size_t			 n, nfrom = 0, dom = 0;
 
 	while ((off = auth_field_next(data, len, off, &f)) != 0) {
 		if (!auth_field_is(&f, "from"))
@@ -196,13 +207,28 @@ auth_from(struct auth *au, const struct message *msg)
 			if (v[i] != '\r' && v[i] != '\n')
 				unfolded[n++] = v[i];
 		if (i < vlen ||
-		    addr_parse_from(unfolded, n, au->from, sizeof(au->from)) !=
-		    1)
+		    addr_parse_from(unfolded, n, au->from, sizeof(au->from),
+		    &dom) != 1)
 			return REPLY_FROM;
 	}
-	if (nfrom == 0 || (at = strrchr(au->from, '@')) == NULL)
+	if (nfrom == 0)
 		return REPLY_FROM;
-	strlcpy(au->from_domain, at + 1, sizeof(au->from_domain));
+	/*
+	 * DMARC's From domain: a domain literal as it is (dmarc.c asks
+	 * nothing about it: "none"), a name in its A-label form (RFC 8616
+	 * 5), the form our header and the payload's dmarc.domain show.  A
+	 * name in UTF-8 that has no A-label form stays as written, which
+	 * dmarc.c never asks about either: "none", not "permerror".  The
+	 * result codes (RFC 7489 11.2, kept by RFC 9989) give "none" when
+	 * no aligned identifier could be extracted, and "permerror" to an
+	 * evaluation that met an error, such as a broken policy record;
+	 * no record can be published for a name that is not one, so there
+	 * is no policy to apply, and nothing went wrong in evaluating it.
+	 */
+	d = au->from + dom;
+	if (*d == '[' ||
+	    alabel_domain(d, au->from_domain, sizeof(au->from_domain)) == -1)
+		strlcpy(au->from_domain, d, sizeof(au->from_domain));
 	for (i = 0; au->from_domain[i] != '\0'; i++)
 		au->from_domain[i] = (char)tolower((unsigned char)
 		    au->from_domain[i]);
@@ -297,8 +323,13 @@ auth_message(struct auth *au, const struct smtpd_conf *conf,
 
 	memset(&in, 0, sizeof(in));
 	in.from_domain = au->from_domain;
-	/* RFC 9989: DMARC counts SPF of MAIL FROM only, never of HELO */
-	in.spf = strcmp(au->spf_scope, "mfrom") == 0 ? au->spf : SPF_NONE;
+	/*
+	 * RFC 9989: DMARC counts SPF of the MAIL FROM identity only, never
+	 * of HELO; for a null sender that identity is postmaster@ the HELO
+	 * name (RFC 7208 2.4), which auth_spf() checked as "helo".
+	 */
+	in.spf = strcmp(au->spf_scope, "mfrom") == 0 || (null_sender &&
+	    strcmp(au->spf_scope, "helo") == 0) ? au->spf : SPF_NONE;
 	in.spf_domain = au->spf_domain;
 	for (i = 0; i < au->ndkim; i++) {
 		in.dkim_domain[i] = au->dkim[i].d;

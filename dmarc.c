@@ -59,8 +59,10 @@
  *   domain's organisational domain if that is a suffix of it, so only
  *   such identifiers are walked.  Without a record, alignment is
  *   reported as relaxed.  Names that no resolver would take (8-bit
- *   U-labels: no IDNA conversion is done, empty labels, over 253
- *   octets) are never asked about: such a From domain gives none
+ *   octets: the caller hands the From domain over in its A-label form
+ *   (alabel.c), so such a name is one without that form; empty labels,
+ *   over 253 octets) and domain literals ("[192.0.2.1]", anything with
+ *   "[" or "]") are never asked about: such a From domain gives none
  *   without a question and aligns with nothing, such an identifier
  *   never aligns.
  * - The result is DMARC_NONE without a record, DMARC_PASS with an
@@ -397,9 +399,10 @@ dmarc_record_parse(const char *txt, size_t len, struct dmarc_record *r)
 
 /*
  * A domain as DMARC compares it: lower case, one trailing dot dropped.
- * The copy is made whatever the name (truncated to fit); 0 when it is
- * a name a resolver would take (printable ASCII but backslash, labels
- * of 1 to 63 octets, at most DNS_NAME_MAX), -1 otherwise.
+ * The copy is made whatever the name (truncated to fit, never inside a
+ * UTF-8 sequence); 0 when it is a name a resolver would take (printable
+ * ASCII but backslash and the brackets of a domain literal, labels of
+ * 1 to 63 octets, at most DNS_NAME_MAX), -1 otherwise.
  */
 static int
 dmarc_name(const char *in, char *out, size_t outsz)
@@ -415,7 +418,8 @@ dmarc_name(const char *in, char *out, size_t outsz)
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)in[i];
 
-		if (c <= 0x20 || c >= 0x7f || c == '\\')
+		if (c <= 0x20 || c >= 0x7f || c == '\\' || c == '[' ||
+		    c == ']')
 			ok = 0;
 		if (c == '.') {
 			if (label == 0)
@@ -427,6 +431,9 @@ dmarc_name(const char *in, char *out, size_t outsz)
 	if (outsz > 0) {
 		if (len >= outsz) {
 			len = outsz - 1;
+			while (len > 0 && ((unsigned char)in[len] & 0xc0) ==
+			    0x80)
+				len--;		/* not inside a sequence */
 			ok = 0;
 		}
 		for (i = 0; i < len; i++)

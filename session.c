@@ -240,6 +240,7 @@ static int	session_msg_alloc(struct message *, size_t);
 static int	session_verb(const char *, const char *, const char **);
 static void	session_line_head(char *, size_t, const char *, size_t);
 static void	session_http(struct session *);
+static int	session_has_8bit(const char *);
 static int	session_addr_8bit_check(int, const char *);
 static void	session_trace(struct session *, const char *, const char *,
 		    size_t);
@@ -1057,6 +1058,7 @@ session_helo(struct session *s, const char *args, int esmtp)
 {
 	char	 text[SMTP_REPLY_MAX];
 	char	 line[SMTP_REPLY_MAX];
+	char	 name[SMTP_HELO_MAX + 1], alabel[SMTP_HELO_MAX + 1];
 	size_t	 len;
 	int	 n;
 
@@ -1066,7 +1068,17 @@ session_helo(struct session *s, const char *args, int esmtp)
 		session_error(s, REPLY_SYNTAX);
 		return;
 	}
-	log_sanitize(s->helo, sizeof(s->helo), args, len);
+	/*
+	 * A name in UTF-8 is kept in its A-label form, the one SPF asks
+	 * about (RFC 8616 3); any other is kept printable.
+	 */
+	memcpy(name, args, len);
+	name[len] = '\0';
+	if (session_has_8bit(name) &&
+	    alabel_domain(name, alabel, sizeof(alabel)) == 0)
+		log_sanitize(s->helo, sizeof(s->helo), alabel, strlen(alabel));
+	else
+		log_sanitize(s->helo, sizeof(s->helo), args, len);
 	session_reset(s);
 	s->phase = P_READY;
 	s->esmtp = esmtp;

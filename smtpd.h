@@ -475,7 +475,11 @@ int		 addr_parse_path(const char *, char *, size_t, const char **,
 		    int);
 int		 addr_parse_mail_params(const char *, int, long long *, int *);
 #define FROM_COMMENT_DEPTH	8	/* nested comments in From: */
-int		 addr_parse_from(const char *, size_t, char *, size_t);
+int		 addr_parse_from(const char *, size_t, char *, size_t,
+		    size_t *);
+
+/* alabel.c: a domain name's A-label form (IDNA), for SPF and DMARC */
+int		 alabel_domain(const char *, char *, size_t);
 
 /* session.c */
 struct session_ctx {

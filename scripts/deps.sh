@@ -8,7 +8,7 @@ what=${1:-build}
 
 if [ "$(uname -s)" = "OpenBSD" ]; then
 	# libtls comes with the base system.
-	echo "pkg_add gmake libsodium jansson curl swaks p5-Net-SMTP python3 py3-pytest"
+	echo "pkg_add gmake libsodium jansson libidn2 curl swaks p5-Net-SMTP python3 py3-pytest"
 	exit 0
 fi
 
@@ -24,7 +24,7 @@ fi
 build="build-essential pkg-config clang libtls-dev libssl-dev \
 libsodium-dev libjansson-dev libcurl4-openssl-dev libseccomp-dev \
 libbsd-dev mandoc libclang-rt-14-dev libunbound-dev libevent-dev \
-libopendkim-dev"
+libopendkim-dev libidn2-dev"
 test="python3 python3-pytest swaks libnet-ssleay-perl perl openssl \
 python3-dnslib python3-dkim python3-nacl python3-yaml python3-cryptography \
 systemd man-db debhelper dpkg-dev fakeroot adduser haproxy python3-spf"

@@ -27,6 +27,10 @@ static void	test_policy(void);
 static void	test_align(void);
 static void	test_temp(void);
 static void	test_from(void);
+static const char *from_domain(const char *);
+static void	test_from_obsolete(void);
+static void	test_from_literal(void);
+static void	test_literal_dmarc(void);
 
 /* One name of the fake DNS: its status and up to 3 records. */
 struct zone {
@@ -434,11 +438,32 @@ test_temp(void)
 	    "temp: a failed A query does not undo a pass");
 }
 
-/* addr_parse_from on a C string. */
+/*
+ * addr_parse_from on a C string; on 1 the domain offset must point just
+ * past an "@".
+ */
 static int
 from(const char *v, char *out, size_t outsz)
 {
-	return addr_parse_from(v, strlen(v), out, outsz);
+	size_t	 dom = (size_t)-1;
+	int	 r;
+
+	r = addr_parse_from(v, strlen(v), out, outsz, &dom);
+	if (r == 1 && (dom == 0 || dom >= strlen(out) || out[dom - 1] != '@'))
+		return 2;
+	return r;
+}
+
+/* The domain addr_parse_from finds in v, or "" when it gives no 1. */
+static const char *
+from_domain(const char *v)
+{
+	static char	 o[SMTP_PATH_MAX + 64];
+	size_t		 dom;
+
+	if (addr_parse_from(v, strlen(v), o, sizeof(o), &dom) != 1)
+		return "";
+	return o + dom;
 }
 
 #define FROM_IS(v, want, what) do {					\
@@ -458,7 +483,7 @@ from(const char *v, char *out, size_t outsz)
 static void
 test_from(void)
 {
-	char	 o[64];
+	char	 o[64], big[SMTP_PATH_MAX + 1];
 
 	FROM_IS("alice@example.org", "alice@example.org", "plain addr-spec");
 	FROM_IS(" alice@Example.ORG ", "alice@example.org",
@@ -512,29 +537,138 @@ test_from(void)
 	FROM_RET("((((((((((deep))))))))) a@example.org", 0,
 	    "comments nested too deep");
 	FROM_RET("<a@example.org", 0, "unclosed angle");
-	FROM_RET("x@[192.0.2.1]", 0, "domain literal");
 	FROM_RET("x@[192.0.2.1], y@example.org", -1,
 	    "domain literal among two");
-	FROM_RET("<@route.example:a@example.org>", 0, "obsolete route");
-	FROM_RET("a . b@example.org", 0, "obs-local-part");
-	FROM_RET("a@example . org", 0, "obs-domain");
 	FROM_RET("a..b@example.org", 0, "empty atom in the local part");
 	FROM_RET("a@example.org.", 0, "trailing dot in the domain");
-	FROM_RET("a@example.org,", 0, "empty list element");
 	FROM_RET("a@example.org;", 0, "semicolon outside a group");
 	FROM_RET("m: a@ea+,", 0, "group cut after a comma (fuzz)");
 	FROM_RET("a@exa\rmple.org", 0, "CR inside");
 	FROM_RET("J\xc3 <j@example.org>", 0, "invalid UTF-8");
 	FROM_RET("a\xed\xa0\x80@example.org", 0, "UTF-8 surrogate");
-	CHECK(addr_parse_from("a@example.org\0b", 15, o, sizeof(o)) == 0 &&
-	    o[0] == '\0', "from: NUL inside");
-	CHECK(addr_parse_from("a@example.org", 5, o, sizeof(o)) == 1 &&
+	CHECK(addr_parse_from("a@example.org\0b", 15, o, sizeof(o), NULL) ==
+	    0 && o[0] == '\0', "from: NUL inside");
+	CHECK(addr_parse_from("a@example.org", 5, o, sizeof(o), NULL) == 1 &&
 	    strcmp(o, "a@exa") == 0, "from: length respected");
-	CHECK(addr_parse_from("alice@example.org", 17, o, 10) == 0 &&
+	CHECK(addr_parse_from("alice@example.org", 17, o, 10, NULL) == 0 &&
 	    o[0] == '\0', "from: result that does not fit");
 	CHECK(addr_parse_from("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	    "aaaaaaaaaaaaaaaaa@example.org", 77, o, sizeof(o)) == 0,
+	    "aaaaaaaaaaaaaaaaa@example.org", 77, o, sizeof(o), NULL) == 0,
 	    "from: local part over 64 octets");
+	CHECK(addr_parse_from("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa . "
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@example.org", 78, big,
+	    sizeof(big), NULL) == 1 && strlen(big) == 76,
+	    "from: the local part's length counts without its CFWS");
+}
+
+/* RFC 5322 4.4: the obsolete forms are read, not refused (SPEC 6). */
+static void
+test_from_obsolete(void)
+{
+	FROM_IS("<@relay.example:ann@example.org>", "ann@example.org",
+	    "obs-angle-addr: a route of one domain");
+	FROM_IS("Ann <@a.example,@b.example:ann@example.org>",
+	    "ann@example.org", "a route of two domains after a name");
+	FROM_IS("Ann < @a.example , (c) @ b . example : ann@example.org >",
+	    "ann@example.org", "CFWS all through a route");
+	FROM_IS("<,, @a.example,,@b.example,:ann@example.org>",
+	    "ann@example.org", "empty elements of obs-domain-list");
+	FROM_IS("<@[192.0.2.9]:ann@example.org>", "ann@example.org",
+	    "a domain literal in a route");
+	FROM_IS("Team: <@r.example:ann@example.org>;", "ann@example.org",
+	    "a route inside a group");
+	FROM_IS("ann . lee@example.org", "ann.lee@example.org",
+	    "obs-local-part: CFWS around the dot");
+	FROM_IS("ann(x).(y)lee@example.org", "ann.lee@example.org",
+	    "obs-local-part: comments around the dot");
+	FROM_IS("\"ann\".lee@example.org", "\"ann\".lee@example.org",
+	    "obs-local-part: a quoted word and an atom");
+	FROM_IS("Ann <ann.\"l e\"@example.org>", "ann.\"l e\"@example.org",
+	    "obs-local-part in angle brackets");
+	FROM_IS("ann@example . org", "ann@example.org",
+	    "obs-domain: CFWS around the dot");
+	FROM_IS("ann @ (c) Example (d) . (e) ORG (f)", "ann@example.org",
+	    "obs-domain: comments everywhere, lower-cased");
+	FROM_IS(", ann@example.org", "ann@example.org",
+	    "obs-addr-list: an empty element first");
+	FROM_IS("ann@example.org, ,", "ann@example.org",
+	    "obs-addr-list: empty elements last");
+	FROM_IS("Team: , ann@example.org , ;", "ann@example.org",
+	    "obs-mbox-list: empty elements in a group");
+	FROM_RET("Team: , , ;", 0, "obs-group-list: no mailbox");
+	FROM_RET(", ,", 0, "only empty elements");
+	FROM_RET("Ann <@a.example ann@example.org>", 0,
+	    "a route without its colon");
+	FROM_RET("Ann <@:ann@example.org>", 0, "a route without a domain");
+	FROM_RET("Ann <a.example:ann@example.org>", 0,
+	    "a route without its @");
+	FROM_RET("Ann <,ann@example.org>", 0, "a comma without a route");
+	FROM_RET("<@a.example:ann@example.org>, b@example.org", -1,
+	    "a route and another mailbox: two");
+	FROM_RET("ann.@example.org", 0, "obs-local-part: an empty word");
+	FROM_RET("ann@example..org", 0, "obs-domain: an empty atom");
+	FROM_RET("\"a\x01\"@example.org", 0, "obs-qtext: a control octet");
+	FROM_RET("(\x7f) a@example.org", 0, "obs-ctext: DEL");
+	FROM_RET("\"a\\\x01\"@example.org", 0, "obs-qp: a control octet");
+	FROM_RET("a@[1.2\x01]", 0, "obs-dtext: a control octet");
+}
+
+/* A domain literal is the one mailbox; its domain starts with "[". */
+static void
+test_from_literal(void)
+{
+	FROM_IS("ann@[192.0.2.1]", "ann@[192.0.2.1]", "a domain literal");
+	FROM_IS("Ann <ann@[IPv6:2001:DB8::1]>", "ann@[ipv6:2001:db8::1]",
+	    "an IPv6 literal in angle brackets, lower-cased");
+	FROM_IS("ann@[ 192.0.2.1 ] (c)", "ann@[ 192.0.2.1 ]",
+	    "FWS inside a literal is kept, CFWS after it dropped");
+	FROM_IS("ann@[a\\]b]", "ann@[a\\]b]", "obs-dtext: a quoted pair");
+	CHECK(strcmp(from_domain("ann@[192.0.2.1]"), "[192.0.2.1]") == 0,
+	    "from: the literal's offset");
+	CHECK(strcmp(from_domain("\"a@[b]\"@[c@d]"), "[c@d]") == 0,
+	    "from: the domain's offset past an @ in the local part");
+	CHECK(strcmp(from_domain("<@r.example:a@example.org>"),
+	    "example.org") == 0, "from: the offset after a route");
+	FROM_RET("ann@[192.0.2.1", 0, "an unclosed literal");
+	FROM_RET("ann@[1[2]", 0, "a bracket inside a literal");
+}
+
+/*
+ * A domain literal From (SPEC 6): none, without a single question; a
+ * name no resolver takes is kept in whole UTF-8 characters.
+ */
+static void
+test_literal_dmarc(void)
+{
+	struct dmarc_output	 o;
+	char			 longname[SMTP_DOMAIN_MAX + 1];
+	size_t			 i;
+
+	check("[192.0.2.1]", SPF_PASS, "[192.0.2.1]", "[192.0.2.1]", 1, NULL,
+	    0, NULL, 0, &o);
+	CHECK(o.result == DMARC_NONE && nasked == 0 && !o.spf_aligned &&
+	    !o.dkim_aligned && strcmp(o.domain, "[192.0.2.1]") == 0,
+	    "literal: none, nothing asked, nothing aligned (%d, %zu)",
+	    o.result, nasked);
+	check("[ipv6:2001:db8::1]", SPF_NONE, NULL, NULL, 0, NULL, 0, NULL, 0,
+	    &o);
+	CHECK(o.result == DMARC_NONE && nasked == 0,
+	    "literal: an IPv6 literal, nothing asked");
+	check("org.example", SPF_PASS, "[org.example]", "[org.example]", 1,
+	    NULL, 0, NULL, 0, &o);
+	CHECK(!o.spf_aligned && !o.dkim_aligned && o.result == DMARC_FAIL,
+	    "literal: an identifier in brackets never aligns");
+
+	/* 127 two-octet characters: cut before the 127th, not inside it */
+	for (i = 0; i + 2 <= SMTP_DOMAIN_MAX; i += 2)
+		memcpy(longname + i, "\xc3\xbc", 2);
+	longname[i] = '\0';
+	check(longname, SPF_NONE, NULL, NULL, 0, NULL, 0, NULL, 0, &o);
+	CHECK(o.result == DMARC_NONE && nasked == 0 &&
+	    strlen(o.domain) == DNS_NAME_MAX - 1 &&
+	    (unsigned char)o.domain[strlen(o.domain) - 1] == 0xbc,
+	    "literal: a long UTF-8 name is cut between characters (%zu)",
+	    strlen(o.domain));
 }
 
 int
@@ -546,6 +680,9 @@ main(void)
 	test_align();
 	test_temp();
 	test_from();
+	test_from_obsolete();
+	test_from_literal();
+	test_literal_dmarc();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed != 0;
 }

@@ -578,6 +578,146 @@ def test_null_sender_is_not_strong_and_spf_checks_the_helo(auth_smtpd, dns):
     assert a["verdict"] != "strong"
 
 
+# ------------------------------------------------------------ identity
+# SPEC section 6, "Identity" and the null sender: a From domain in UTF-8
+# is looked up and compared in its A-label form (RFC 8616), the obsolete
+# From syntax of RFC 5322 4.4 is read, a domain literal gets DMARC none,
+# and with MAIL FROM:<> the HELO name's SPF counts as the MAIL FROM's;
+# for any other sender it never does.
+
+IDN = "b\u00fccher.example"           # U-labels, as written
+IDN_A = "xn--bcher-kva.example"         # its A-label form
+
+
+def utf8_deliver(srv, msg, sender, helo=HELO):
+    """One session with MAIL FROM:<sender> SMTPUTF8; the reply to the
+    end of data."""
+    with srv.session(REPLY_TIMEOUT) as c:
+        c.ehlo(helo)
+        assert_reply(c.cmd("MAIL FROM:<%s> SMTPUTF8" % sender), "250 2.1.0")
+        assert_reply(c.cmd("RCPT TO:<%s>" % RCPT), "250 2.1.5")
+        assert_reply(c.cmd("DATA"), "354")
+        r = c.send_data(msg)
+        c.quit()
+    return r
+
+
+def dmarc_questions(dns):
+    return [q for q in dns.queries if q.name.startswith("_dmarc")]
+
+
+def test_u_label_from_domain_is_checked_in_its_a_label_form(auth_smtpd,
+                                                           dns):
+    publish(dns, domain=IDN_A)
+    srv = auth_smtpd()
+    r = utf8_deliver(srv, message(author="ann@" + IDN), "ann@" + IDN_A)
+    assert_reply(r, "250 2.0.0")
+    [e] = srv.read_spool()
+    a = e["auth"]
+    assert e["from"] == "ann@" + IDN, e["from"]     # as written
+    has(a["spf"], result="pass", domain=IDN_A, scope="mfrom")
+    has(a["dmarc"], result="pass", domain=IDN_A, org_domain=IDN_A,
+        p="reject", spf_aligned=True)
+    has(a, verdict="weak")
+    assert "dmarc=pass header.from=" + IDN_A in a["authentication_results"]
+    assert dns.count("_dmarc." + IDN_A, "TXT") >= 1
+
+
+def test_u_label_envelope_domain_gets_spf_in_its_a_label_form(auth_smtpd,
+                                                             dns):
+    publish(dns, domain=IDN_A)
+    srv = auth_smtpd()
+    r = utf8_deliver(srv, message(author="ann@" + IDN), "ann@" + IDN)
+    assert_reply(r, "250 2.0.0")
+    [e] = srv.read_spool()
+    a = e["auth"]
+    has(a["spf"], result="pass", domain=IDN_A, scope="mfrom")
+    has(a["dmarc"], result="pass", domain=IDN_A, spf_aligned=True)
+    has(a, from_equals_envelope=True, verdict="weak")
+    assert "smtp.mailfrom=" + IDN_A in a["authentication_results"]
+    assert dns.count(IDN_A, "TXT") >= 1
+
+
+def test_from_domain_without_an_a_label_form_is_none_unasked(auth_smtpd,
+                                                            dns):
+    # U+2603 is DISALLOWED in IDNA2008: no A-label form, no DNS name
+    publish(dns)
+    srv = auth_smtpd()
+    e = accepted(srv, message(author="ann@\u2603.example"))
+    has(e["auth"]["dmarc"], result="none", spf_aligned=False)
+    has(e["auth"], verdict="none")
+    assert dmarc_questions(dns) == []
+
+
+@pytest.mark.parametrize("field", [
+    "From: <@relay.example:ann@example.org>",
+    "From: Ann <@a.example,@b.example:ann@example.org>",
+    "From: Ann (x) < @a.example , @ b . example : ann @ example . org >",
+    "From: ann . (the) \"ann\"@example.org",
+    "From: , Ann <ann@example.org>,",
+], ids=["route", "route-of-two", "route-with-cfws", "obs-local-part",
+        "empty-list-elements"])
+def test_obsolete_from_syntax_is_read_not_refused(auth_smtpd, dns, field):
+    publish(dns)
+    srv = auth_smtpd()
+    e = accepted(srv, message(from_field=field))
+    want = "ann.\"ann\"@example.org" if "(the)" in field else ANN
+    assert e["from"] == want, (field, e["from"])
+    has(e["auth"]["dmarc"], result="pass", domain=DOMAIN, spf_aligned=True)
+
+
+def test_domain_literal_from_is_accepted_with_dmarc_none_unasked(
+        auth_smtpd, dns):
+    publish(dns)
+    srv = auth_smtpd()
+    e = accepted(srv, message(from_field="From: Ann <ann@[192.0.2.1]>"))
+    assert e["from"] == "ann@[192.0.2.1]"
+    has(e["auth"]["dmarc"], result="none", spf_aligned=False,
+        dkim_aligned=False)
+    has(e["auth"], verdict="none")
+    assert "header.from" not in e["auth"]["authentication_results"]
+    assert dmarc_questions(dns) == []
+    assert dns.count("192.0.2.1") == 0 and dns.count("[192.0.2.1]") == 0
+
+
+def test_null_sender_helo_spf_pass_aligned_is_dmarc_pass_and_weak(
+        auth_smtpd, dns):
+    publish(dns, spf=None)
+    dns.txt("mail." + DOMAIN, SPF_PASS)
+    srv = auth_smtpd()
+    e = accepted(srv, message(), sender="", helo="mail." + DOMAIN)
+    a = e["auth"]
+    has(a["spf"], result="pass", domain="mail." + DOMAIN, scope="helo")
+    has(a["dmarc"], result="pass", spf_aligned=True, dkim_aligned=False)
+    has(a, verdict="weak")
+
+
+def test_null_sender_with_a_u_label_helo_checks_its_a_label_form(
+        auth_smtpd, dns):
+    dns.txt("mail." + IDN_A, SPF_PASS)
+    dns.txt("_dmarc." + IDN_A, DMARC_REJECT)
+    srv = auth_smtpd()
+    e = accepted(srv, message(author="ann@" + IDN), sender="",
+                 helo="mail." + IDN)
+    a = e["auth"]
+    has(a["spf"], result="pass", domain="mail." + IDN_A, scope="helo")
+    has(a["dmarc"], result="pass", domain=IDN_A, spf_aligned=True)
+    has(a, verdict="weak")
+
+
+def test_helo_spf_pass_never_counts_for_a_non_null_sender(auth_smtpd, dns):
+    # the envelope sender's domain publishes no SPF; the HELO name's
+    # passes and would align
+    dns.txt("_dmarc." + DOMAIN, DMARC_REJECT)
+    dns.txt("mail." + DOMAIN, SPF_PASS)
+    srv = auth_smtpd()
+    e = accepted(srv, message(), sender=ANN, helo="mail." + DOMAIN)
+    a = e["auth"]
+    has(a["spf"], result="none", domain=DOMAIN, scope="mfrom")
+    has(a["dmarc"], result="fail", spf_aligned=False)
+    has(a, verdict="fail")
+
+
 # ------------------------------------------------------------ the header
 
 def test_spoofed_authentication_results_with_our_id_is_removed(

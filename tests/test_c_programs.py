@@ -1,5 +1,5 @@
 """The C test programs, each printing "N passed, N failed":
-tests/unit.c (parsers, the data reader, token, UTF-8), tests/mime_test.c
+tests/unit.c (parsers, the data reader, token, UTF-8, IDNA), tests/mime_test.c
 (the MIME decoder against its corpus in tests/mime/) and
 tests/banlist_test.c (the ban table against brute force, and under
 concurrent publishing) and tests/tls_keyless_test.c (TLS handshakes of a

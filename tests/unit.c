@@ -1,8 +1,9 @@
 /*
  * Unit tests for the parsers: SMTP paths, the parameters of MAIL FROM,
  * recipient rules, the data reader (dot-stuffing, bare CR/LF,
- * smuggling), the token finder, UTF-8 cleaning and the PROXY protocol
- * header.  Prints "N passed, N failed".
+ * smuggling), the token finder, UTF-8 cleaning, the A-label form of a
+ * domain (IDNA) and the PROXY protocol header.  Prints "N passed, N
+ * failed".
  */
 
 #include <sys/types.h>
@@ -355,6 +356,62 @@ test_utf8(void)
 		    len == strlen(t[i].out), "utf8 case %zu", i);
 		free(out);
 	}
+}
+
+/* alabel_domain(): the A-label form SPF and DMARC use (RFC 8616). */
+static void
+test_alabel(void)
+{
+	static const struct {
+		const char	*in;
+		const char	*out;		/* NULL: -1 */
+	} t[] = {
+		{ "example.org", "example.org" },
+		{ "Example.ORG", "Example.ORG" },	/* ASCII: as it is */
+		{ "a_b.example", "a_b.example" },
+		{ "xn--bcher-kva.example", "xn--bcher-kva.example" },
+		{ "b\xc3\xbc" "cher.example", "xn--bcher-kva.example" },
+		{ "B\xc3\x9c" "CHER.Example", "xn--bcher-kva.example" },
+		/* decomposed u + U+0308: normalised to NFC first */
+		{ "bu\xcc\x88" "cher.example", "xn--bcher-kva.example" },
+		/* non-transitional: sharp s stays, never "fass" */
+		{ "fa\xc3\x9f.example", "xn--fa-hia.example" },
+		/* an ASCII label beside a U-label is not cut down */
+		{ "a_b.b\xc3\xbc" "cher.example", "a_b.xn--bcher-kva.example" },
+		/* the ideographic full stop is a dot */
+		{ "b\xc3\xbc" "cher\xe3\x80\x82" "example",
+		    "xn--bcher-kva.example" },
+		{ "\xe2\x98\x83.example", NULL },	/* snowman: disallowed */
+		{ "\xcc\x81" "a.example", NULL },	/* leading combining */
+		{ "-a.b\xc3\xbc" "cher.example", NULL },	/* hyphen rule */
+		{ "\xff.example", NULL },		/* not UTF-8 */
+		{ "b\xc3\xbc" "cher.xn--zz", NULL },	/* a bad A-label */
+	};
+	char	 out[SMTP_DOMAIN_MAX + 1], longname[200], small[8];
+	size_t	 i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		memset(out, 'x', sizeof(out));
+		if (t[i].out == NULL)
+			CHECK(alabel_domain(t[i].in, out, sizeof(out)) == -1 &&
+			    out[0] == '\0', "alabel case %zu refused", i);
+		else
+			CHECK(alabel_domain(t[i].in, out, sizeof(out)) == 0 &&
+			    strcmp(out, t[i].out) == 0, "alabel case %zu: %s",
+			    i, out);
+	}
+	/* a label of 66 two-octet characters: too long as an A-label */
+	for (i = 0; i < 132; i += 2)
+		memcpy(longname + i, "\xc3\xbc", 2);
+	memcpy(longname + i, ".de", 4);
+	CHECK(alabel_domain(longname, out, sizeof(out)) == -1,
+	    "alabel: a label over 63 octets in its A-label form");
+	CHECK(alabel_domain("b\xc3\xbc" "cher.example", small,
+	    sizeof(small)) == -1 && small[0] == '\0',
+	    "alabel: a result that does not fit");
+	CHECK(alabel_domain("example.org", small, sizeof(small)) == -1 &&
+	    small[0] == '\0', "alabel: an ASCII name that does not fit");
+	CHECK(alabel_domain("x", out, 0) == -1, "alabel: no room at all");
 }
 
 static void
@@ -738,6 +795,7 @@ main(void)
 	test_data_limits();
 	test_token();
 	test_utf8();
+	test_alabel();
 	test_headers();
 	test_proxy_v1();
 	test_proxy_v2();
