@@ -9,16 +9,28 @@
  * Choices the RFCs leave to us:
  * - the From field is parsed from its raw bytes, never from a decoded
  *   form; no From, two, or one naming several mailboxes is refused;
- * - DKIM: libopendkim verifies every signature (up to DMARC_DKIM_MAX);
- *   rsa-sha1 and RSA keys under 1024 bits (RFC 8301) are "policy",
- *   whatever the signature's own outcome would have been if it passed;
- * - a signature covers the token when the token is in the Subject and
- *   "subject" is in h=, or when the token's own octets lie in the
- *   first l= octets of the raw body (or there is no l=).  An encoded
- *   token (base64, quoted-printable) counts as covered only without
- *   l= or with l= spanning the whole body: the raw body is never
- *   longer than its canonical form would need, so this errs towards
- *   "not covered";
+ * - a field RFC 5322 3.6 allows once (Subject, From, Date...) that
+ *   appears twice refuses the message (auth_once), so that DKIM, which
+ *   covers instances from the bottom up, and FIRM, which reads one,
+ *   can never be shown different copies;
+ * - DKIM: libopendkim verifies the signatures of the first
+ *   DMARC_DKIM_MAX DKIM-Signature fields; later fields are neither
+ *   evaluated nor listed.  Each tag list is checked first (dkimtag.c,
+ *   RFC 6376 3.2, 3.5), and so is the key record (3.6.1): a signature
+ *   that breaks a rule, or whose key cannot be found, is listed with
+ *   its outcome and never handed to libopendkim, which would digest
+ *   the body for it (once per distinct l= and c=) before asking for
+ *   its key.  rsa-sha1 and RSA keys under 1024 bits (RFC 8301) are
+ *   "policy", whatever the signature's own outcome would have been if
+ *   it passed;
+ * - a signature covers the token when the token is in a Subject field
+ *   that h= covers (h= names instances from the bottom of the header
+ *   up, RFC 6376 5.4.2; each is RFC 2047 decoded), or when the token's
+ *   own octets lie in the first l= octets of the raw body (or there
+ *   is no l=).  An encoded token (base64, quoted-printable) counts as
+ *   covered only without l= or with l= spanning the whole body: the
+ *   raw body is never longer than its canonical form would need, so
+ *   this errs towards "not covered";
  * - from_equals_envelope compares both addresses case-insensitively;
  * - an incoming Authentication-Results whose authserv-id is ours is
  *   dropped from what we forward (RFC 8601 5), any other kept.
