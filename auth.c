@@ -61,6 +61,7 @@ struct auth_field {
 
 static size_t	auth_field_next(const char *, size_t, size_t,
 		    struct auth_field *);
+static size_t	auth_body(const char *, size_t);
 static int	auth_field_is(const struct auth_field *, const char *);
 static const char *auth_field_value(const struct auth_field *, size_t *);
 static void	auth_dkim(struct auth *, const char *, size_t, size_t,
@@ -68,6 +69,7 @@ static void	auth_dkim(struct auth *, const char *, size_t, size_t,
 static DKIM_CBSTAT auth_dkim_key(DKIM *, DKIM_SIGINFO *, u_char *, size_t);
 static int	auth_dkim_lookup(struct auth *, const char *, const char *,
 		    const char *, size_t *);
+static int	auth_dkim_same(const struct dkimtag_sig *, DKIM_SIGINFO *);
 static void	auth_dkim_sig(struct auth *, const struct dkimtag_sig *,
 		    DKIM_SIGINFO *);
 static int	auth_dkim_covers(const struct dkimtag_sig *,
@@ -164,10 +166,11 @@ auth_spf(struct auth *au, const struct smtpd_conf *conf, int chan,
 }
 
 /*
- * The fields RFC 5322 3.6 allows at most once (SPEC section 3): a
- * second copy of any is refused, whatever else the message holds, so
- * that no reader (DKIM, which covers instances from the bottom up, or
- * FIRM, which reads one) can be shown another copy than the one that
+ * The fields RFC 5322 3.6 allows at most once (SPEC section 3), and the
+ * two of RFC 2045 that say how the body is read: a second copy of any
+ * is refused, whatever else the message holds, so that no reader
+ * (DKIM, which covers instances from the bottom up, mime.c and FIRM,
+ * which read the top one) can be shown another copy than the one that
  * was checked.  Returns -1 when none repeats, else the reply, with
  * *name the field's name.
  */
@@ -176,7 +179,8 @@ auth_once(const struct message *msg, const char **name)
 {
 	static const char *const once[] = { "Date", "From", "Sender",
 	    "Reply-To", "To", "Cc", "Bcc", "Message-ID", "In-Reply-To",
-	    "References", "Subject" };
+	    "References", "Subject", "Content-Type",
+	    "Content-Transfer-Encoding" };
 	struct auth_field	 f;
 	const char		*data = msg->buf + msg->hdrlen;
 	size_t			 len = msg->len - msg->hdrlen, off = 0, i;
@@ -250,28 +254,38 @@ auth_from(struct auth *au, const struct message *msg)
 /*
  * The next header field at off of the data's header section: its
  * extent in *f, and the offset after it; 0 at the end of the header.
+ * mime.c's reading (mime_field_next), so that DKIM, the field rules
+ * and the decoded payload all end the header at the same line.
  */
 static size_t
 auth_field_next(const char *p, size_t len, size_t off, struct auth_field *f)
 {
-	const char	*e;
-	size_t		 end = off;
+	const char	*pp = p + off, *name, *value;
+	size_t		 namelen, valuelen;
 
-	if (off >= len || p[off] == '\r' || p[off] == '\n')
+	if (off >= len ||
+	    !mime_field_next(&pp, p + len, &name, &namelen, &value, &valuelen))
 		return 0;
-	for (;;) {
-		e = memchr(p + end, '\n', len - end);
-		end = e == NULL ? len : (size_t)(e - p) + 1;
-		if (end >= len || (p[end] != ' ' && p[end] != '\t'))
-			break;
-	}
 	f->p = p + off;
-	f->full = end - off;
+	f->full = (size_t)(pp - f->p);
 	f->len = f->full;
 	while (f->len > 0 && (f->p[f->len - 1] == '\n' ||
 	    f->p[f->len - 1] == '\r'))
 		f->len--;
-	return end;
+	return (size_t)(pp - p);
+}
+
+/* Where the body starts: past the header section and its empty line. */
+static size_t
+auth_body(const char *p, size_t len)
+{
+	const char	*pp = p, *name, *value;
+	size_t		 namelen, valuelen;
+
+	while (mime_field_next(&pp, p + len, &name, &namelen, &value,
+	    &valuelen))
+		;
+	return (size_t)(pp - p);
 }
 
 static int
@@ -312,8 +326,7 @@ auth_message(struct auth *au, const struct smtpd_conf *conf,
 	size_t			 i, vlen;
 	int			 null_sender = envelope[0] == '\0';
 
-	for (body = 0; (off = auth_field_next(data, len, off, &f)) != 0;
-	    body = off) {
+	while ((off = auth_field_next(data, len, off, &f)) != 0) {
 		if (!auth_field_is(&f, "auto-submitted"))
 			continue;
 		v = auth_field_value(&f, &vlen);
@@ -326,11 +339,7 @@ auth_message(struct auth *au, const struct smtpd_conf *conf,
 		    v[2] != '(' && v[2] != '\r'))
 			au->auto_submitted = 1;
 	}
-	/* past the empty line that ends the header */
-	if (body < len && data[body] == '\r')
-		body++;
-	if (body < len && data[body] == '\n')
-		body++;
+	body = auth_body(data, len);
 	auth_dkim(au, data, len, body, mm, token, token_in_subject);
 
 	memset(&in, 0, sizeof(in));
@@ -420,8 +429,9 @@ auth_dkim(struct auth *au, const char *data, size_t len, size_t body,
 	DKIM_SIGINFO		**sigs, *match;
 	DKIM_STAT		 stat;
 	DKIM			*d;
-	const char		*v, *b;
-	size_t			 off = 0, nsig = 0, nsubj = 0, k, vlen;
+	const char		*v;
+	size_t			 off = 0, nsig = 0, nfields = 0, nsubj = 0, k;
+	size_t			 vlen;
 	unsigned int		 used = 0;
 	int			 i, nsigs = 0;
 
@@ -429,12 +439,18 @@ auth_dkim(struct auth *au, const char *data, size_t len, size_t body,
 	    (au->sigtags = calloc(DMARC_DKIM_MAX, sizeof(*au->sigtags))) ==
 	    NULL))
 		return;
-	au->nsigtags = 0;
+	au->nsigtags = au->nsigfed = 0;
 	d = dkim_verify(auth_dkim_lib, (const u_char *)"smtpd", NULL, &stat);
 	if (d == NULL)
 		return;
 	dkim_set_user_context(d, au);
 	while ((off = auth_field_next(data, len, off, &f)) != 0) {
+		/*
+		 * The fields mime.c reads, no more: libopendkim walks them
+		 * all for each name of each h=.
+		 */
+		if (++nfields > MIME_MAX_HEADERS)
+			continue;
 		if (auth_field_is(&f, "subject"))
 			nsubj++;
 		if (auth_field_is(&f, "dkim-signature")) {
@@ -452,6 +468,7 @@ auth_dkim(struct auth *au, const char *data, size_t len, size_t body,
 			if ((st->key = auth_dkim_lookup(au, st->d, st->s,
 			    st->a, NULL)) != DKIM_KEY_FOUND)
 				continue;
+			au->sigfed[au->nsigfed++] = au->nsigtags - 1;
 		}
 		(void)dkim_header(d, (u_char *)(uintptr_t)f.p, f.len);
 	}
@@ -472,15 +489,14 @@ auth_dkim(struct auth *au, const char *data, size_t len, size_t body,
 	for (k = 0; k < au->nsigtags; k++) {
 		st = &au->sigtags[k];
 		match = NULL;
-		for (i = 0; st->error == NULL && i < nsigs; i++) {
-			b = (const char *)dkim_sig_gettagvalue(sigs[i], false,
-			    (u_char *)"b");
-			if ((used & (1U << i)) == 0 && dkimtag_same_b(st, b)) {
+		for (i = 0; st->error == NULL && st->key == DKIM_KEY_FOUND &&
+		    i < nsigs; i++)
+			if ((used & (1U << i)) == 0 &&
+			    auth_dkim_same(st, sigs[i])) {
 				used |= 1U << i;
 				match = sigs[i];
 				break;
 			}
-		}
 		auth_dkim_sig(au, st, match);
 		au->dkim[au->ndkim - 1].covers_token = match != NULL &&
 		    au->dkim[au->ndkim - 1].result == DKIM_R_PASS &&
@@ -488,6 +504,30 @@ auth_dkim(struct auth *au, const char *data, size_t len, size_t body,
 		    data + body, len - body);
 	}
 	dkim_free(d);
+}
+
+/*
+ * Is libopendkim's signature the one our tags st were read from?
+ * Every tag we read must have the same value there: never the b= alone,
+ * which anyone may copy into a field of their own.
+ */
+static int
+auth_dkim_same(const struct dkimtag_sig *st, DKIM_SIGINFO *sig)
+{
+	char	 name[16];
+	size_t	 j;
+
+	for (j = 0; j < st->ntags; j++) {
+		if (st->tags[j].nlen >= sizeof(name))
+			return 0;
+		memcpy(name, st->tags[j].name, st->tags[j].nlen);
+		name[st->tags[j].nlen] = '\0';
+		if (!dkimtag_same_value(&st->tags[j],
+		    (const char *)dkim_sig_gettagvalue(sig, false,
+		    (u_char *)name)))
+			return 0;
+	}
+	return 1;
 }
 
 /*
@@ -595,7 +635,7 @@ static DKIM_CBSTAT
 auth_dkim_key(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
 {
 	struct auth		*au = dkim_get_user_context(d);
-	const char		*dom, *sel, *b, *alg;
+	const char		*dom, *sel, *alg;
 	size_t			 i, k;
 	int			 strict;
 
@@ -615,11 +655,9 @@ auth_dkim_key(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
 		return DKIM_CBSTAT_NOTFOUND;
 	(void)dkimtag_key_parse((const char *)au->ans->rr[i].data,
 	    au->ans->rr[i].len, NULL, &strict);
-	b = (const char *)dkim_sig_gettagvalue(sig, false, (u_char *)"b");
-	for (k = 0; k < au->nsigtags; k++)
-		if (au->sigtags[k].error == NULL &&
-		    dkimtag_same_b(&au->sigtags[k], b))
-			au->sigtags[k].key_strict = strict;
+	for (k = 0; k < au->nsigfed; k++)
+		if (auth_dkim_same(&au->sigtags[au->sigfed[k]], sig))
+			au->sigtags[au->sigfed[k]].key_strict = strict;
 	memcpy(buf, au->ans->rr[i].data, au->ans->rr[i].len);
 	buf[au->ans->rr[i].len] = '\0';
 	return DKIM_CBSTAT_CONTINUE;

@@ -8,6 +8,11 @@
  * octets of one field value, with their own fuzz target.
  *
  * Choices the RFC leaves to us:
+ * - a tag named twice in different case ("bh" and "bH") counts as named
+ *   twice, since libopendkim would take one for the other;
+ * - h= of more than DKIMTAG_H_MAX names, or longer than libopendkim
+ *   reads (DKIMTAG_H_LEN), is refused: libopendkim walks the whole
+ *   header for each name, and silently cuts a longer list;
  * - FWS is taken loosely: any run of SP, HTAB, CR and LF, since the
  *   field has already been framed by the header reader;
  * - an empty tag-spec (";;", or a list that is only ";") is a syntax
@@ -106,9 +111,13 @@ dkimtag_parse(const char *p, size_t len, struct dkimtag *tags, size_t max,
 				return -1;
 		}
 		tags[n].vlen = vend - (size_t)(tags[n].val - p);
-		for (j = 0, twice = 0; j < n; j++)	/* RFC 6376 3.2 */
+		/*
+		 * RFC 6376 3.2; compared without regard to case, as
+		 * libopendkim does (it would let "bH=" replace "bh=")
+		 */
+		for (j = 0, twice = 0; j < n; j++)
 			if (tags[j].nlen == tags[n].nlen &&
-			    memcmp(tags[j].name, tags[n].name,
+			    strncasecmp(tags[j].name, tags[n].name,
 			    tags[n].nlen) == 0)
 				twice = 1;
 		if (twice)
@@ -170,11 +179,14 @@ dkimtag_list_has(const struct dkimtag *t, const char *word)
 	return t != NULL && dkimtag_list_count(t, word) > 0;
 }
 
-/* How many of the colon-separated items of the value are word. */
+/*
+ * How many of the colon-separated items of the value are word (any
+ * item, when word is NULL).
+ */
 static size_t
 dkimtag_list_count(const struct dkimtag *t, const char *word)
 {
-	size_t	 wl = strlen(word), s = 0, e, b, count = 0;
+	size_t	 wl = word != NULL ? strlen(word) : 0, s = 0, e, b, count = 0;
 
 	for (;;) {
 		for (e = s; e < t->vlen && t->val[e] != ':'; e++)
@@ -185,7 +197,8 @@ dkimtag_list_count(const struct dkimtag *t, const char *word)
 			b++;
 		while (e > b && dkimtag_wsp(t->val[e - 1]))
 			e--;
-		if (e - b == wl && strncasecmp(t->val + b, word, wl) == 0)
+		if (word == NULL || (e - b == wl &&
+		    strncasecmp(t->val + b, word, wl) == 0))
 			count++;
 		if (s == t->vlen)
 			return count;
@@ -274,8 +287,14 @@ dkimtag_sig_parse(const char *p, size_t len, struct dkimtag_sig *sig)
 		sig->error = "d= or s= is empty (RFC 6376 3.5)";
 		return -1;
 	}
-	if (!dkimtag_list_has(dkimtag_get(sig->tags, n, "h"), "from")) {
+	t = dkimtag_get(sig->tags, n, "h");
+	if (!dkimtag_list_has(t, "from")) {
 		sig->error = "h= does not name From (RFC 6376 5.4)";
+		return -1;
+	}
+	if (t->vlen >= DKIMTAG_H_LEN ||
+	    dkimtag_list_count(t, NULL) > DKIMTAG_H_MAX) {
+		sig->error = "h= names too many fields";
 		return -1;
 	}
 	if ((t = dkimtag_get(sig->tags, n, "q")) != NULL &&
@@ -326,24 +345,23 @@ dkimtag_h_count(const struct dkimtag_sig *sig, const char *field)
 }
 
 /*
- * Is b= of this signature the string b (as libopendkim keeps it, FWS
- * removed)?  How a key lookup finds its signature again.
+ * Is the tag's value the string v, as libopendkim keeps a value (FWS
+ * removed)?  How a libopendkim signature is paired with our tags.
  */
 int
-dkimtag_same_b(const struct dkimtag_sig *sig, const char *b)
+dkimtag_same_value(const struct dkimtag *t, const char *v)
 {
-	const struct dkimtag	*t;
-	size_t			 k;
+	size_t	 k;
 
-	if ((t = dkimtag_get(sig->tags, sig->ntags, "b")) == NULL || b == NULL)
+	if (v == NULL)
 		return 0;
 	for (k = 0; k < t->vlen; k++) {
 		if (dkimtag_wsp(t->val[k]))
 			continue;
-		if (*b++ != t->val[k])
+		if (*v++ != t->val[k])
 			return 0;
 	}
-	return *b == '\0';
+	return *v == '\0';
 }
 
 /*

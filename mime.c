@@ -142,8 +142,7 @@ static int	mime_buf_add(struct mime_buf *, const void *, size_t);
 static int	mime_clean_append(struct mime_buf *, const char *, size_t);
 static int	mime_count(struct mime_ctx *, size_t);
 static void	mime_truncate(struct mime_ctx *, int);
-static int	mime_field_next(const char **, const char *, const char **,
-		    size_t *, const char **, size_t *);
+
 static int	mime_entity(struct mime_ctx *, const char *, const char *,
 		    int, int);
 static int	mime_multipart(struct mime_ctx *, const struct mime_part *,
@@ -528,13 +527,19 @@ mime_truncate(struct mime_ctx *ctx, int why)
  * The header field at *pp: its name and its raw, folded value.
  * Returns 1 for a field; 0 at the end of the header section, with *pp
  * at the body.  A line that does not look like a field ends the header
- * section, as does the empty line (which is skipped).
+ * section, as does the empty line (which is skipped).  A field is a
+ * name of printable ASCII but ':', any spaces or tabs, ':', and a value
+ * that goes on over lines starting with a space or a tab; a NUL or a
+ * CR not followed by LF anywhere in it makes it no field.  This is the
+ * one reading of a header section: mime.c's, and auth.c's for DKIM and
+ * the field rules, so that no field is a field to one and body to the
+ * other (libopendkim stops reading a value at a NUL).
  */
-static int
+int
 mime_field_next(const char **pp, const char *end, const char **name,
     size_t *namelen, const char **value, size_t *valuelen)
 {
-	const char	*p = *pp, *eol, *n, *c, *vend, *next;
+	const char	*p = *pp, *eol, *n, *c, *vend, *next, *q;
 
 	if (p >= end)
 		return 0;
@@ -556,6 +561,9 @@ mime_field_next(const char **pp, const char *end, const char **name,
 		next = memchr(vend + 1, '\n', (size_t)(end - vend - 1));
 		vend = next != NULL ? next : end;
 	}
+	for (q = c; q < vend; q++)
+		if (*q == '\0' || (*q == '\r' && q + 1 < end && q[1] != '\n'))
+			return 0;
 	*name = p;
 	*namelen = (size_t)(n - p);
 	*value = c + 1;

@@ -697,6 +697,8 @@ const char	*dmarc_policy_name(int);
  * (3.5), checked before libopendkim sees a signature.
  */
 #define DKIMTAG_MAX		32	/* tags in one list */
+#define DKIMTAG_H_MAX		128	/* names in h= */
+#define DKIMTAG_H_LEN		4096	/* h= octets libopendkim reads */
 #define DKIM_KEY_FOUND		1	/* a record that parses */
 #define DKIM_KEY_NONE		(-1)	/* none: permerror */
 #define DKIM_KEY_TEMP		(-2)	/* DNS failed: temperror */
@@ -727,7 +729,7 @@ const struct dkimtag *dkimtag_get(const struct dkimtag *, size_t,
 		    const char *);
 int		 dkimtag_sig_parse(const char *, size_t, struct dkimtag_sig *);
 size_t		 dkimtag_h_count(const struct dkimtag_sig *, const char *);
-int		 dkimtag_same_b(const struct dkimtag_sig *, const char *);
+int		 dkimtag_same_value(const struct dkimtag *, const char *);
 int		 dkimtag_key_parse(const char *, size_t, const char *,
 		    int *);
 
@@ -775,6 +777,9 @@ struct auth {
 	struct dkimtag_sig	*sigtags;	/* the first DMARC_DKIM_MAX
 						   signature fields' tags */
 	size_t			 nsigtags;
+	size_t			 sigfed[DMARC_DKIM_MAX];	/* those handed
+						   to libopendkim, in order */
+	size_t			 nsigfed;
 	int			 dkim_tempfail;	/* a key lookup failed */
 	struct dmarc_output	 dmarc;
 	int			 from_equals_envelope;
@@ -918,6 +923,8 @@ struct mime_msg {
 						   of the first limit hit */
 };
 int		 mime_parse(const char *, size_t, struct mime_msg *);
+int		 mime_field_next(const char **, const char *, const char **,
+		    size_t *, const char **, size_t *);
 void		 mime_free(struct mime_msg *);
 const char	*mime_header_get(const struct mime_msg *, const char *);
 char		*mime_utf8_clean(const char *, size_t, size_t *);
