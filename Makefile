@@ -29,21 +29,28 @@
 # relay and the ban-list fetcher, which link libcurl).
 PROG=		smtpd
 RELAY=		smtpd-relay
-COMMON_SRCS=	conf.c addr.c banlist.c channel.c dns.c log.c metrics.c sandbox.c \
-		util.c
+COMMON_SRCS=	conf.c addr.c banlist.c channel.c cpu.c dns.c log.c metrics.c \
+		sandbox.c $(SANDBOX_OS_SRCS) shm.c util.c
 SMTPD_SRCS=	smtpd.c worker.c session.c payload.c mime.c tls.c auth.c \
 		alabel.c spf.c dmarc.c health.c proxy.c dkimtag.c
 RELAY_SRCS=	relay.c fetcher.c firm.c
 SRCS=		$(SMTPD_SRCS) $(RELAY_SRCS) $(COMMON_SRCS)
 OBJS=		$(SMTPD_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
 RELAY_OBJS=	$(RELAY_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
-HDRS=		smtpd.h
+HDRS=		smtpd.h sandbox.h
 
 CC?=		cc
 PKG_CONFIG?=	pkg-config
 PYTHON?=	/usr/bin/python3
 
 UNAME_S:=	$(shell uname -s)
+# The sandbox of this system, as OpenSSH has one sandbox-*.c per
+# mechanism; sandbox.c keeps the order both follow.
+ifeq ($(UNAME_S),OpenBSD)
+SANDBOX_OS_SRCS= sandbox_openbsd.c
+else
+SANDBOX_OS_SRCS= sandbox_linux.c
+endif
 PKGS=		libtls libcrypto libsodium jansson opendkim
 ifeq ($(UNAME_S),Linux)
 PKGS+=		libseccomp libbsd-overlay
