@@ -4,6 +4,8 @@
 #   make run      build, then serve 127.0.0.1:2525 into ./spool
 #   make test     install missing test dependencies, build, run every test
 #   make lint     mandoc -Tlint smtpd.8, and a clang build with -Werror
+#                 (and lint-openbsd off OpenBSD)
+#   make lint-openbsd  the OpenBSD code compiled as OpenBSD would, here
 #   make mime-test    the MIME decoder against tests/mime (in make test)
 #   make bench-mime   MIME decoding speed, MB/s (a benchmark)
 #   make bench-banlist  ban-list table: publish time, lookups/s,
@@ -82,8 +84,9 @@ LDLIBS+=	$(PKG_LIBS) $(IDN_LIBS)
 
 TEST_OBJS=	$(OBJS:.o=.test.o) testhooks.test.o
 
-.PHONY: all deps build run test unit lint clean mime-test bench-mime fuzz \
-	bench-banlist asan test-asan install install-user uninstall
+.PHONY: all deps build run test unit lint lint-openbsd clean mime-test \
+	bench-mime fuzz bench-banlist asan test-asan install install-user \
+	uninstall
 
 # make install: smtpd-relay must sit beside smtpd (smtpd looks for it in
 # the directory of its own executable), so both go to SBINDIR.
@@ -368,12 +371,58 @@ endif
 	@echo "uninstall: user $(SMTPD_USER) and $(BANLIST_DIR) are left" \
 	    "in place"
 
-lint:
+ifneq ($(UNAME_S),OpenBSD)
+LINT_OPENBSD=	lint-openbsd
+endif
+
+lint: $(LINT_OPENBSD)
 	mandoc -Tlint -Wstyle smtpd.8
 	@for f in $(SRCS); do \
 		clang $(ALL_CFLAGS) -fsyntax-only $$f || exit 1; \
 	done
 	@echo "lint: mandoc and clang -Werror clean"
+
+# The OpenBSD code, which no OpenBSD machine builds today, compiled here
+# so that it cannot rot unseen: sandbox_openbsd.c, the common sandbox.c
+# and every file with an __OpenBSD__ branch, as OpenBSD's compiler sees
+# them (__OpenBSD__, no __linux__), with -Werror, against this system's
+# headers and tests/openbsd/, which declares what only OpenBSD's have
+# (pledge, unveil, shm_mkstemp).  Then a link check without OpenBSD's
+# libc: the OpenBSD objects must define every symbol that the Linux
+# objects of the same files (sandbox_linux.c for sandbox_openbsd.c)
+# define.  Any file that fails either fails lint.
+OPENBSD_SRCS=	$(sort sandbox.c sandbox_openbsd.c \
+		    $(shell grep -l __OpenBSD__ *.c))
+OPENBSD_PEERS=	$(sort sandbox_linux.c \
+		    $(filter-out sandbox_openbsd.c,$(OPENBSD_SRCS)))
+OPENBSD_CFLAGS=	$(CFLAGS) $(WARNINGS) -D_GNU_SOURCE $(PKG_CFLAGS) \
+		-Itests/openbsd -U__linux__ -U__linux -Ulinux -U__gnu_linux__ \
+		-D__OpenBSD__
+
+lint-openbsd:
+	@d=$$(mktemp -d) || exit 1; trap 'rm -rf "$$d"' EXIT; \
+	mkdir "$$d/openbsd" "$$d/linux" || exit 1; \
+	for f in $(OPENBSD_SRCS); do \
+		echo "lint-openbsd: $$f"; \
+		clang $(OPENBSD_CFLAGS) -c -o "$$d/openbsd/$${f%.c}.o" $$f || \
+		    exit 1; \
+	done; \
+	for f in $(OPENBSD_PEERS); do \
+		clang $(ALL_CFLAGS) -c -o "$$d/linux/$${f%.c}.o" $$f || exit 1; \
+	done; \
+	for os in openbsd linux; do \
+		nm -g --defined-only "$$d/$$os"/*.o | \
+		    awk 'NF == 3 { print $$3 }' | sort -u > "$$d/$$os.syms" || \
+		    exit 1; \
+	done; \
+	test -s "$$d/openbsd.syms" || exit 1; \
+	missing=$$(comm -13 "$$d/openbsd.syms" "$$d/linux.syms"); \
+	if [ -n "$$missing" ]; then \
+		echo "lint-openbsd: not defined on OpenBSD:" $$missing; \
+		exit 1; \
+	fi; \
+	echo "lint-openbsd: $(OPENBSD_SRCS) compile as on OpenBSD" \
+	    "and define all that $(OPENBSD_PEERS) do"
 
 clean:
 	rm -f $(PROG) $(RELAY) $(PROG)-test $(OBJS) $(RELAY_OBJS) \
