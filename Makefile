@@ -35,7 +35,7 @@ COMMON_SRCS=	conf.c addr.c banlist.c channel.c cpu.c dns.c log.c metrics.c \
 		sandbox.c $(SANDBOX_OS_SRCS) shm.c util.c
 SMTPD_SRCS=	smtpd.c worker.c session.c payload.c mime.c tls.c auth.c \
 		alabel.c spf.c dmarc.c health.c proxy.c dkimtag.c
-RELAY_SRCS=	relay.c fetcher.c firm.c
+RELAY_SRCS=	relay.c relay_guard.c fetcher.c firm.c
 SRCS=		$(SMTPD_SRCS) $(RELAY_SRCS) $(COMMON_SRCS)
 OBJS=		$(SMTPD_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
 RELAY_OBJS=	$(RELAY_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
@@ -180,6 +180,12 @@ tests/fuzz_chan: tests/fuzz_chan.c channel.c dns.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_chan.c channel.c dns.c \
 	    $(PKG_LIBS)
 
+# smtpd-relay's destination guard, linked as smtpd-relay links it.
+GUARD_TEST_OBJS= relay_guard.o firm.o $(COMMON_SRCS:.c=.o)
+tests/guard_test: tests/guard_test.c tests/check.h $(GUARD_TEST_OBJS) $(HDRS)
+	$(CC) $(ALL_CFLAGS) -o $@ tests/guard_test.c $(GUARD_TEST_OBJS) \
+	    $(RELAY_LIBS)
+
 # Sender authentication: the RFC 7208 suite and the DMARC and From
 # checks, each against a table of DNS answers (no network).
 AUTH_TEST_OBJS=	spf.o dmarc.o dns.o addr.o channel.o
@@ -260,7 +266,8 @@ test:
 	@sh scripts/deps.sh test
 	@$(MAKE) --no-print-directory -j2 build $(PROG)-test tests/unit \
 	    tests/mime_test tests/banlist_test tests/tls_keyless_test \
-	    tests/spf_test tests/dmarc_test tests/fsync_fail.so lint asan
+	    tests/spf_test tests/dmarc_test tests/guard_test \
+	    tests/fsync_fail.so lint asan
 	@$(ASAN_ENV) $(ASAN_PYTEST) > $(ASAN_DIR)/pytest.log 2>&1 & \
 	asan=$$!; \
 	$(PYTHON) -m pytest -q tests; status=$$?; \
@@ -429,7 +436,8 @@ clean:
 	    $(TEST_OBJS) tests/unit
 	rm -f tests/mime_test tests/fuzz_mime tests/fuzz_chan bench/mime-bench
 	rm -f tests/banlist_test bench/banlist-bench tests/tls_keyless_test
-	rm -f tests/spf_test tests/dmarc_test tests/fuzz_spf tests/fuzz_dmarc \
+	rm -f tests/spf_test tests/dmarc_test tests/guard_test \
+	    tests/fuzz_spf tests/fuzz_dmarc \
 	    tests/fsync_fail.so tests/fuzz_from tests/fuzz_proxy \
 	    tests/fuzz_session tests/fuzz_addr tests/fuzz_banlist
 	rm -rf $(ASAN_DIR)

@@ -838,6 +838,10 @@ __dead void	 worker_main(struct smtpd_conf *, int, int, int);
 /* fetcher.c (smtpd-relay) */
 __dead void	 fetcher_main(struct smtpd_conf *, int);
 
+/* relay_guard.c (smtpd-relay): where its libraries may connect and send */
+void		 relay_guard_init(const struct smtpd_conf *);
+void		 relay_guard_dns_any(void);
+
 /* banlist.c */
 #define BANLIST_HDR_SIZE	4096
 #define BANLIST_HALF_SIZE	(96UL * 1024 * 1024)
