@@ -18,6 +18,16 @@ enum sandbox_role {
 
 extern const char *const sandbox_role_names[];
 
+/*
+ * What the relay's and the fetcher's start-up line says of
+ * relay_guard.c, which smtpd-relay carries: a check on its libraries,
+ * which an attacker in the process goes around.
+ */
+#define SANDBOX_RELAY_GUARD						\
+	"libcurl and libunbound connect and send only to the API and "	\
+	"the resolvers (relay_guard.c): this restrains the libraries, "	\
+	"not an attacker, who can make the system calls directly"
+
 /* What confines one role, as its platform builds it. */
 struct sandbox_plan;
 

@@ -608,7 +608,7 @@ sandbox_os_report(const struct smtpd_conf *conf,
 	enum sandbox_role	 role = p->role;
 
 	log_event(LOG_INFO, "sandbox", NULL,
-	    "{s:s, s:s, s:b, s:b, s:i, s:s?, s:s, s:b, s:s}",
+	    "{s:s, s:s, s:b, s:b, s:i, s:s?, s:s, s:b, s:s, s:s?}",
 	    "role", sandbox_role_names[role],
 	    "seccomp", "allow-list, kill on anything else",
 	    "landlock_fs", p->ruleset != -1,
@@ -625,7 +625,9 @@ sandbox_os_report(const struct smtpd_conf *conf,
 	    role == ROLE_RELAY ? (conf->api != NULL ?
 	    "TCP to the FIRM API's port; DNS to the resolvers" :
 	    "DNS to the resolvers") :
-	    conf->api != NULL ? "TCP to the FIRM API's port" : "none");
+	    conf->api != NULL ? "TCP to the FIRM API's port" : "none",
+	    "guard", role == ROLE_RELAY || role == ROLE_FETCHER ?
+	    SANDBOX_RELAY_GUARD : NULL);
 }
 
 /* No new privileges, no core file and no ptrace by the same user. */

@@ -80,11 +80,13 @@ void
 sandbox_os_report(const struct smtpd_conf *conf,
     const struct sandbox_plan *p)
 {
-	log_event(LOG_INFO, "sandbox", NULL, "{s:s, s:s, s:s?, s:s}",
+	log_event(LOG_INFO, "sandbox", NULL, "{s:s, s:s, s:s?, s:s, s:s?}",
 	    "role", sandbox_role_names[p->role],
 	    "pledge", p->promises,
 	    "unveil", p->dir,
-	    "user", geteuid() == 0 ? conf->user : "(not root: unchanged)");
+	    "user", geteuid() == 0 ? conf->user : "(not root: unchanged)",
+	    "guard", p->role == ROLE_RELAY || p->role == ROLE_FETCHER ?
+	    SANDBOX_RELAY_GUARD : NULL);
 }
 
 void
