@@ -119,7 +119,8 @@ sandbox_worker_narrow(const struct smtpd_conf *conf)
 	const char	*p;
 
 	if (conf->max_use > 1)		/* it accepts again */
-		p = conf->spool == NULL ? "stdio inet" : "stdio cpath wpath inet";
+		p = conf->spool == NULL ? "stdio inet" :
+		    "stdio cpath wpath inet";
 	else
 		p = conf->spool == NULL ? "stdio" : "stdio cpath wpath";
 	if (pledge(p, NULL) == -1)
