@@ -4,6 +4,8 @@
 #   make run      build, then serve 127.0.0.1:2525 into ./spool
 #   make test     install missing test dependencies, build, run every test
 #   make lint     mandoc -Tlint smtpd.8, and a clang build with -Werror
+#                 (and lint-openbsd off OpenBSD)
+#   make lint-openbsd  the OpenBSD code compiled as OpenBSD would, here
 #   make mime-test    the MIME decoder against tests/mime (in make test)
 #   make bench-mime   MIME decoding speed, MB/s (a benchmark)
 #   make bench-banlist  ban-list table: publish time, lookups/s,
@@ -29,21 +31,28 @@
 # relay and the ban-list fetcher, which link libcurl).
 PROG=		smtpd
 RELAY=		smtpd-relay
-COMMON_SRCS=	conf.c addr.c banlist.c channel.c dns.c log.c metrics.c sandbox.c \
-		util.c
+COMMON_SRCS=	conf.c addr.c banlist.c channel.c cpu.c dns.c log.c metrics.c \
+		sandbox.c $(SANDBOX_OS_SRCS) shm.c util.c
 SMTPD_SRCS=	smtpd.c worker.c session.c payload.c mime.c tls.c auth.c \
 		alabel.c spf.c dmarc.c health.c proxy.c dkimtag.c
-RELAY_SRCS=	relay.c fetcher.c firm.c
+RELAY_SRCS=	relay.c relay_guard.c fetcher.c firm.c
 SRCS=		$(SMTPD_SRCS) $(RELAY_SRCS) $(COMMON_SRCS)
 OBJS=		$(SMTPD_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
 RELAY_OBJS=	$(RELAY_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
-HDRS=		smtpd.h
+HDRS=		smtpd.h sandbox.h
 
 CC?=		cc
 PKG_CONFIG?=	pkg-config
 PYTHON?=	/usr/bin/python3
 
 UNAME_S:=	$(shell uname -s)
+# The sandbox of this system, as OpenSSH has one sandbox-*.c per
+# mechanism; sandbox.c keeps the order both follow.
+ifeq ($(UNAME_S),OpenBSD)
+SANDBOX_OS_SRCS= sandbox_openbsd.c
+else
+SANDBOX_OS_SRCS= sandbox_linux.c
+endif
 PKGS=		libtls libcrypto libsodium jansson opendkim
 ifeq ($(UNAME_S),Linux)
 PKGS+=		libseccomp libbsd-overlay
@@ -75,8 +84,9 @@ LDLIBS+=	$(PKG_LIBS) $(IDN_LIBS)
 
 TEST_OBJS=	$(OBJS:.o=.test.o) testhooks.test.o
 
-.PHONY: all deps build run test unit lint clean mime-test bench-mime fuzz \
-	bench-banlist asan test-asan install install-user uninstall
+.PHONY: all deps build run test unit lint lint-openbsd clean mime-test \
+	bench-mime fuzz bench-banlist asan test-asan install install-user \
+	uninstall
 
 # make install: smtpd-relay must sit beside smtpd (smtpd looks for it in
 # the directory of its own executable), so both go to SBINDIR.
@@ -170,6 +180,12 @@ tests/fuzz_chan: tests/fuzz_chan.c channel.c dns.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_chan.c channel.c dns.c \
 	    $(PKG_LIBS)
 
+# smtpd-relay's destination guard, linked as smtpd-relay links it.
+GUARD_TEST_OBJS= relay_guard.o firm.o $(COMMON_SRCS:.c=.o)
+tests/guard_test: tests/guard_test.c tests/check.h $(GUARD_TEST_OBJS) $(HDRS)
+	$(CC) $(ALL_CFLAGS) -o $@ tests/guard_test.c $(GUARD_TEST_OBJS) \
+	    $(RELAY_LIBS)
+
 # Sender authentication: the RFC 7208 suite and the DMARC and From
 # checks, each against a table of DNS answers (no network).
 AUTH_TEST_OBJS=	spf.o dmarc.o dns.o addr.o channel.o
@@ -250,7 +266,8 @@ test:
 	@sh scripts/deps.sh test
 	@$(MAKE) --no-print-directory -j2 build $(PROG)-test tests/unit \
 	    tests/mime_test tests/banlist_test tests/tls_keyless_test \
-	    tests/spf_test tests/dmarc_test tests/fsync_fail.so lint asan
+	    tests/spf_test tests/dmarc_test tests/guard_test \
+	    tests/fsync_fail.so lint asan
 	@$(ASAN_ENV) $(ASAN_PYTEST) > $(ASAN_DIR)/pytest.log 2>&1 & \
 	asan=$$!; \
 	$(PYTHON) -m pytest -q tests; status=$$?; \
@@ -361,19 +378,66 @@ endif
 	@echo "uninstall: user $(SMTPD_USER) and $(BANLIST_DIR) are left" \
 	    "in place"
 
-lint:
+ifneq ($(UNAME_S),OpenBSD)
+LINT_OPENBSD=	lint-openbsd
+endif
+
+lint: $(LINT_OPENBSD)
 	mandoc -Tlint -Wstyle smtpd.8
 	@for f in $(SRCS); do \
 		clang $(ALL_CFLAGS) -fsyntax-only $$f || exit 1; \
 	done
 	@echo "lint: mandoc and clang -Werror clean"
 
+# The OpenBSD code, which no OpenBSD machine builds today, compiled here
+# so that it cannot rot unseen: sandbox_openbsd.c, the common sandbox.c
+# and every file with an __OpenBSD__ branch, as OpenBSD's compiler sees
+# them (__OpenBSD__, no __linux__), with -Werror, against this system's
+# headers and tests/openbsd/, which declares what only OpenBSD's have
+# (pledge, unveil, shm_mkstemp).  Then a link check without OpenBSD's
+# libc: the OpenBSD objects must define every symbol that the Linux
+# objects of the same files (sandbox_linux.c for sandbox_openbsd.c)
+# define.  Any file that fails either fails lint.
+OPENBSD_SRCS=	$(sort sandbox.c sandbox_openbsd.c \
+		    $(shell grep -l __OpenBSD__ *.c))
+OPENBSD_PEERS=	$(sort sandbox_linux.c \
+		    $(filter-out sandbox_openbsd.c,$(OPENBSD_SRCS)))
+OPENBSD_CFLAGS=	$(CFLAGS) $(WARNINGS) -D_GNU_SOURCE $(PKG_CFLAGS) \
+		-Itests/openbsd -U__linux__ -U__linux -Ulinux -U__gnu_linux__ \
+		-D__OpenBSD__
+
+lint-openbsd:
+	@d=$$(mktemp -d) || exit 1; trap 'rm -rf "$$d"' EXIT; \
+	mkdir "$$d/openbsd" "$$d/linux" || exit 1; \
+	for f in $(OPENBSD_SRCS); do \
+		echo "lint-openbsd: $$f"; \
+		clang $(OPENBSD_CFLAGS) -c -o "$$d/openbsd/$${f%.c}.o" $$f || \
+		    exit 1; \
+	done; \
+	for f in $(OPENBSD_PEERS); do \
+		clang $(ALL_CFLAGS) -c -o "$$d/linux/$${f%.c}.o" $$f || exit 1; \
+	done; \
+	for os in openbsd linux; do \
+		nm -g --defined-only "$$d/$$os"/*.o | \
+		    awk 'NF == 3 { print $$3 }' | sort -u > "$$d/$$os.syms" || \
+		    exit 1; \
+	done; \
+	test -s "$$d/openbsd.syms" && test -s "$$d/linux.syms" || exit 1; \
+	missing=$$(comm -13 "$$d/openbsd.syms" "$$d/linux.syms"); \
+	if [ -n "$$missing" ]; then \
+		echo "lint-openbsd: not defined on OpenBSD:" $$missing; \
+		exit 1; \
+	fi; \
+	echo "lint-openbsd: $(OPENBSD_SRCS) compile as on OpenBSD" \
+	    "and define all that $(OPENBSD_PEERS) do"
+
 clean:
 	rm -f $(PROG) $(RELAY) $(PROG)-test $(OBJS) $(RELAY_OBJS) \
 	    $(TEST_OBJS) tests/unit
 	rm -f tests/mime_test tests/fuzz_mime tests/fuzz_chan bench/mime-bench
 	rm -f tests/banlist_test bench/banlist-bench tests/tls_keyless_test
-	rm -f tests/spf_test tests/dmarc_test tests/fuzz_spf tests/fuzz_dmarc \
+	rm -f tests/spf_test tests/dmarc_test tests/guard_test \
+	    tests/fuzz_spf tests/fuzz_dmarc \
 	    tests/fsync_fail.so tests/fuzz_from tests/fuzz_proxy \
 	    tests/fuzz_session tests/fuzz_addr tests/fuzz_banlist
 	rm -rf $(ASAN_DIR)

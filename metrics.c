@@ -38,7 +38,7 @@ metrics_create_priv(size_t nslots, int *fd)
 	struct metrics_map	*m;
 	int			 ro;
 
-	if (sandbox_shm_create(metrics_size(nslots), fd, &ro) == -1)
+	if (shm_create(metrics_size(nslots), fd, &ro) == -1)
 		fatal("metrics: shared memory");
 	close(ro);
 	if ((m = metrics_attach(*fd, nslots)) == NULL)

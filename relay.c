@@ -18,12 +18,15 @@
  * looks at it, and a channel that breaks the rules is closed.  Many
  * transfers run at once on libcurl's multi interface; --api-timeout
  * bounds each one from the moment its payload has arrived.
+ *
+ * This program redefines connect(), sendto() and sendmsg(): see
+ * relay_guard.c, which keeps libcurl and libunbound to the API and the
+ * resolvers (a check on the libraries, not on an attacker).
  */
 
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 
 #include <arpa/inet.h>
@@ -87,7 +90,6 @@ struct chan {
 static struct smtpd_conf	 conf;
 static CURLM			*relay_multi;
 static struct ub_ctx		*relay_ub;
-static int			 relay_dns_any;	/* no resolver: the roots */
 static struct chan		**chans;
 static size_t			 nchans;
 static size_t			 maxbody;
@@ -114,7 +116,6 @@ static int	relay_grow(struct chan *, uint8_t **, size_t *, size_t);
 static void	relay_dns_setup(void);
 static void	relay_dns_forward_all(void);
 static void	relay_resolvconf(void);
-static int	relay_dest_ok(const struct sockaddr *, socklen_t);
 static void	relay_dns_query(struct chan *, const struct chan_hdr *,
 		    const uint8_t *, size_t);
 static void	relay_dns_done(void *, int, struct ub_result *);
@@ -127,6 +128,8 @@ main(int argc, char *argv[])
 {
 	const char	*role;
 
+	/* libcurl and libunbound: to conf's API and resolvers only */
+	relay_guard_init(&conf);
 	if (argc < 2)
 		errx(1, "usage: smtpd-relay relay|fetcher|check FLAGS...");
 	role = argv[1];
@@ -543,7 +546,7 @@ relay_dns_setup(void)
 	if (conf.nresolvers == 0) {
 		log_warnx("relay: no --resolver and no name server in "
 		    "/etc/resolv.conf: resolving from the root servers");
-		relay_dns_any = 1;
+		relay_guard_dns_any();
 	} else
 		relay_dns_forward_all();
 }
@@ -631,85 +634,6 @@ relay_resolvconf(void)
 		conf.nresolvers++;
 	}
 	fclose(fp);
-}
-
-/*
- * Where the relay may send: the API (its addresses and port, checked
- * by firm.c), the resolvers (their addresses and ports), or, with no
- * resolver at all, any address on port 53; and local sockets.
- */
-static int
-relay_dest_ok(const struct sockaddr *sa, socklen_t len)
-{
-	const struct sockaddr_in	*sin = (const struct sockaddr_in *)sa;
-	const struct sockaddr_in6	*sin6 = (const struct sockaddr_in6 *)sa;
-	const void			*a;
-	size_t				 i, alen;
-	int				 port;
-
-	if (sa == NULL || len < sizeof(sa_family_t))
-		return 0;
-	if (sa->sa_family == AF_UNIX || sa->sa_family == AF_UNSPEC)
-		return 1;
-	if (sa->sa_family == AF_INET && len >= sizeof(*sin)) {
-		port = ntohs(sin->sin_port);
-		a = &sin->sin_addr;
-		alen = 4;
-	} else if (sa->sa_family == AF_INET6 && len >= sizeof(*sin6)) {
-		port = ntohs(sin6->sin6_port);
-		a = &sin6->sin6_addr;
-		alen = 16;
-	} else
-		return 0;
-	if (conf.api != NULL && firm_opensocket_ok(&conf, sa))
-		return 1;
-	if (relay_dns_any)
-		return port == 53;
-	for (i = 0; i < conf.nresolvers; i++)
-		if (conf.resolvers[i].af == sa->sa_family &&
-		    conf.resolvers[i].port == port &&
-		    memcmp(conf.resolvers[i].addr, a, alen) == 0)
-			return 1;
-	return 0;
-}
-
-/*
- * Every connect(), and every sendto() and sendmsg() with an address,
- * that this program makes, libcurl's and libunbound's included, comes
- * here first: a program's own definition precedes libc's.  No kernel
- * mechanism on Linux limits where UDP datagrams go; this does, inside
- * the relay.
- */
-int
-connect(int fd, const struct sockaddr *sa, socklen_t len)
-{
-	if (!relay_dest_ok(sa, len)) {
-		errno = EACCES;
-		return -1;
-	}
-	return (int)syscall(SYS_connect, fd, sa, len);
-}
-
-ssize_t
-sendto(int fd, const void *buf, size_t n, int flags,
-    const struct sockaddr *sa, socklen_t len)
-{
-	if (sa != NULL && !relay_dest_ok(sa, len)) {
-		errno = EACCES;
-		return -1;
-	}
-	return syscall(SYS_sendto, fd, buf, n, flags, sa, len);
-}
-
-ssize_t
-sendmsg(int fd, const struct msghdr *m, int flags)
-{
-	if (m->msg_name != NULL && !relay_dest_ok(m->msg_name,
-	    m->msg_namelen)) {
-		errno = EACCES;
-		return -1;
-	}
-	return syscall(SYS_sendmsg, fd, m, flags);
 }
 
 /* A worker's question: checked, handed to libunbound. */

@@ -414,7 +414,7 @@ banlist_setup_priv(struct smtpd_conf *c)
 		    a.st_dev != b.st_dev)
 			errx(1, "--banlist-cache: %s was replaced under us",
 			    c->banlist_table);
-	} else if (sandbox_shm_create(size, &rwfd, &rofd) == -1)
+	} else if (shm_create(size, &rwfd, &rofd) == -1)
 		err(1, "ban table: shared memory");
 	if ((rw = banlist_map(rwfd, size, 1)) == NULL)
 		err(1, "ban table: mmap");

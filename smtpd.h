@@ -843,6 +843,10 @@ __dead void	 worker_main(struct smtpd_conf *, int, int, int);
 /* fetcher.c (smtpd-relay) */
 __dead void	 fetcher_main(struct smtpd_conf *, int);
 
+/* relay_guard.c (smtpd-relay): where its libraries may connect and send */
+void		 relay_guard_init(const struct smtpd_conf *);
+void		 relay_guard_dns_any(void);
+
 /* banlist.c */
 #define BANLIST_HDR_SIZE	4096
 #define BANLIST_HALF_SIZE	(96UL * 1024 * 1024)
@@ -950,7 +954,7 @@ __dead void	 fatalx(const char *, ...)
 void		 log_sanitize(char *, size_t, const char *, size_t);
 void		 log_timestamp(char *, size_t, int);
 
-/* sandbox.c */
+/* sandbox.c, with sandbox_linux.c or sandbox_openbsd.c */
 void		 sandbox_drop_user(const struct smtpd_conf *);
 void		 sandbox_master(const struct smtpd_conf *);
 void		 sandbox_prepare_priv(const struct smtpd_conf *);
@@ -958,10 +962,14 @@ void		 sandbox_worker(const struct smtpd_conf *);
 void		 sandbox_worker_narrow(const struct smtpd_conf *);
 void		 sandbox_worker_report(const struct smtpd_conf *);
 void		 sandbox_relay(const struct smtpd_conf *);
-void		 cpu_pin(void);
 void		 sandbox_fetcher(const struct smtpd_conf *);
 void		 sandbox_health(const struct smtpd_conf *);
-int		 sandbox_shm_create(size_t, int *, int *);
+
+/* cpu.c */
+void		 cpu_pin(void);
+
+/* shm.c */
+int		 shm_create(size_t, int *, int *);
 
 /* tls.c */
 #define TLS_EXPIRY_WARN_DAYS	14

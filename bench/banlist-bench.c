@@ -401,7 +401,7 @@ main(int argc, char *argv[])
 	 * read through another, read-only one like a worker's.
 	 */
 	region = banlist_region_size(BANLIST_HALF_SIZE);
-	if (sandbox_shm_create(region, &rwfd, &rofd) == -1) {
+	if (shm_create(region, &rwfd, &rofd) == -1) {
 		printf("(no shared memory: an anonymous table instead)\n");
 		rwfd = rofd = -1;
 	}

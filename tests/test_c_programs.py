@@ -5,8 +5,10 @@ tests/banlist_test.c (the ban table against brute force, and under
 concurrent publishing) and tests/tls_keyless_test.c (TLS handshakes of a
 worker that holds no private key, whose memory is searched for it) and
 tests/dmarc_test.c (DMARC records, the tree walk, alignment and the From
-field parser, against a table of DNS answers).  tests/spf_test.c runs
-the RFC 7208 suite through tests/test_spf_suite.py."""
+field parser, against a table of DNS answers) and tests/guard_test.c
+(smtpd-relay's destination guard, relay_guard.c, on loopback).
+tests/spf_test.c runs the RFC 7208 suite through
+tests/test_spf_suite.py."""
 import os
 import subprocess
 
@@ -20,6 +22,7 @@ PROGRAMS = {
     "banlist": ["tests/banlist_test"],
     "tls-keyless": ["tests/tls_keyless_test"],
     "dmarc": ["tests/dmarc_test"],
+    "guard": ["tests/guard_test"],
 }
 
 

@@ -330,6 +330,12 @@ def test_each_process_logs_what_confines_it(smtpd, firm):
         assert e["seccomp"], e
     assert roles["worker"]["landlock_net"] is False   # no inet at all
     assert "no socket" in roles["worker"]["network"]
+    # smtpd-relay's check of its libraries' destinations says what it
+    # is not: a barrier to an attacker in the process
+    for role in ("relay", "fetcher"):
+        assert "relay_guard.c" in roles[role]["guard"], roles[role]
+        assert "not an attacker" in roles[role]["guard"], roles[role]
+    assert roles["worker"]["guard"] is None, roles["worker"]
 
 
 def test_relay_closes_a_channel_that_breaks_the_rules(smtpd, firm):
