@@ -3,8 +3,8 @@
  *
  * The reader works on a bounded byte buffer and tells CR, LF and CRLF
  * apart.  Command lines end at CRLF only; data ends at CRLF.CRLF only.
- * Every reply comes from the table below, so a code and its enhanced
- * code never drift.
+ * Every reply comes from the table in reply.c, so a code and its
+ * enhanced code never drift.
  */
 
 #include <sys/types.h>
@@ -32,95 +32,6 @@
 #include <tls.h>
 
 #include "smtpd.h"
-
-struct reply_entry {
-	int		 code;
-	const char	*enh;		/* enhanced status code, or NULL */
-	const char	*text;		/* "" when the caller gives it all */
-	int		 error;		/* counts toward --max-errors */
-};
-
-static const struct reply_entry replies[REPLY_COUNT] = {
-	[REPLY_GREETING] =	  { 220, NULL, "", 0 },
-	[REPLY_HELO] =	  { 250, NULL, "", 0 },
-	[REPLY_BANNED] =  { 554, "5.7.1", "", 0 },
-	[REPLY_STARTTLS] = { 220, "2.0.0", "Ready to start TLS", 0 },
-	[REPLY_NOTLS] =	  { 502, "5.5.1", "STARTTLS not available", 0 },
-	[REPLY_TLSFAIL] = { 454, "4.7.0", "TLS not available, try again later",
-			    0 },
-	[REPLY_INTLS] =	  { 503, "5.5.1", "TLS already active", 0 },
-	[REPLY_NEEDTLS] = { 530, "5.7.0", "Must issue a STARTTLS command first",
-			    0 },
-	[REPLY_BANNED_CMD] = { 503, "5.7.1",
-			    "Your address is banned; only QUIT is accepted", 1 },
-	[REPLY_SENDER_BLOCKED] = { 550, "5.7.1", "Sender blocked", 0 },
-	[REPLY_MAXSESSIONS] = { 421, "4.3.2", "Too many sessions, try again later",
-			    0 },
-	[REPLY_MAXPERIP] =	  { 421, "4.7.0",
-			    "Too many sessions from your address", 0 },
-	[REPLY_EARLYTALK] =	  { 554, "5.5.1",
-			    "Protocol error: you talked before the greeting",
-			    0 },
-	[REPLY_BADSEQ] =	  { 503, "5.5.1", "Bad sequence of commands", 0 },
-	[REPLY_NOHELO] =	  { 503, "5.5.1", "Send EHLO or HELO first", 0 },
-	[REPLY_NESTEDMAIL] =  { 503, "5.5.1", "Nested MAIL command", 0 },
-	[REPLY_NOMAIL] =	  { 503, "5.5.1", "Send MAIL first", 0 },
-	[REPLY_SIZE] =	  { 552, "5.3.4", "Message size exceeds fixed limit",
-			    0 },
-	[REPLY_PARAM] =	  { 555, "5.5.4", "Unsupported parameter", 1 },
-	[REPLY_UTF8ADDR] =	  { 553, "5.6.7",
-			    "Non-ASCII address requires SMTPUTF8", 1 },
-	[REPLY_RCPTUNKNOWN] = { 550, "5.1.1", "Recipient unknown", 1 },
-	[REPLY_TOOMANYRCPT] = { 452, "4.5.3", "Too many recipients", 0 },
-	[REPLY_NORCPT] =	  { 554, "5.5.1", "No valid recipients", 0 },
-	[REPLY_LINETOOLONG] = { 500, "5.5.2", "Line too long", 1 },
-	[REPLY_UNKNOWN] =	  { 500, "5.5.1", "Command unrecognized", 1 },
-	[REPLY_SYNTAX] =	  { 501, "5.5.4", "Syntax error", 1 },
-	[REPLY_MAXERRORS] =	  { 421, "4.7.0", "Too many errors, closing", 0 },
-	[REPLY_HTTP] =	  { 421, "4.7.0", "This is an SMTP server, closing",
-			    0 },
-	[REPLY_AUTH] =	  { 502, "5.5.1", "AUTH not available", 0 },
-	[REPLY_VRFY] =	  { 252, "2.5.0",
-			    "Cannot VRFY user, but will accept message", 0 },
-	[REPLY_EXPN] =	  { 502, "5.5.1", "EXPN not available", 0 },
-	[REPLY_HELP] =	  { 214, "2.0.0", "See RFC 5321", 0 },
-	[REPLY_TIMEOUT] =	  { 421, "4.4.2", "Timeout, closing", 0 },
-	[REPLY_NOTOKEN] =	  { 550, "5.7.0", "No FIRM token found in message",
-			    0 },
-	[REPLY_OK] =	  { 250, "2.0.0", "OK", 0 },
-	[REPLY_MAILOK] =	  { 250, "2.1.0", "Sender OK", 0 },
-	[REPLY_RCPTOK] =	  { 250, "2.1.5", "Recipient OK", 0 },
-	[REPLY_DATA] =	  { 354, NULL, "End data with <CR><LF>.<CR><LF>", 0 },
-	[REPLY_QUIT] =	  { 221, "2.0.0", "Bye", 0 },
-	[REPLY_SHUTDOWN] =	  { 421, "4.3.2", "Service shutting down", 0 },
-	[REPLY_BARELF] =	  { 550, "5.5.2",
-			    "Bare CR or LF in message not allowed", 0 },
-	[REPLY_TEXTLINE] =	  { 554, "5.6.0", "Message has a line over 1000 octets",
-			    0 },
-	[REPLY_MSGSIZE] =	  { 552, "5.3.4", "Message size exceeds fixed limit",
-			    0 },
-	[REPLY_API_DOWN] = { 451, "4.4.1",
-			    "FIRM API unreachable, try again later", 0 },
-	[REPLY_API_TIMEOUT] = { 451, "4.4.2",
-			    "FIRM API timed out, try again later", 0 },
-	[REPLY_API_TEMP] = { 451, "4.4.0", "FIRM API busy, try again later",
-			    0 },
-	[REPLY_FIRMREJECT] = { 554, "5.7.0", "", 0 },
-	[REPLY_ACCEPTED] =	  { 250, "2.0.0", "OK", 0 },
-	[REPLY_LOCALERR] =	  { 451, "4.3.0", "Local error, try again later", 0 },
-	[REPLY_NOSPACE] =	  { 452, "4.3.1",
-			    "Insufficient system storage, try again later", 0 },
-	[REPLY_FROM] =	  { 550, "5.7.1",
-			    "Message must have one From field with one mailbox",
-			    0 },
-	[REPLY_REPEATED] =	  { 550, "5.7.1",
-			    "Message must not repeat the header field", 0 },
-	[REPLY_AUTHFAIL] =	  { 550, "5.7.26",
-			    "Sender authentication below the required level", 0 },
-	[REPLY_AUTHTEMP] =	  { 451, "4.4.3",
-			    "Sender authentication failed temporarily (DNS), "
-			    "try again later", 0 },
-};
 
 enum phase {
 	P_GREETED,	/* waiting for EHLO/HELO */
@@ -436,18 +347,17 @@ session_scrub(void)
 static void
 session_reply(struct session *s, enum reply r, const char *arg)
 {
-	const struct reply_entry *e = &replies[r];
 	char		 line[SMTP_REPLY_MAX];
 	int		 n;
 
 	metrics_add(M_REPLY + r, 1);
-	if ((n = session_reply_line(r, arg, line, sizeof(line))) == -1)
+	if ((n = reply_line(r, arg, line, sizeof(line))) == -1)
 		return;
 	session_trace(s, "smtp_out", line, (size_t)n - 2);
 	log_sanitize(s->last_reply, sizeof(s->last_reply), line,
 	    (size_t)n - 2);
 	session_output(s, line, (size_t)n);
-	if (e->code == 421)
+	if (reply_code(r) == 421)
 		s->quit = 1;
 }
 
@@ -464,7 +374,7 @@ session_output(struct session *s, const char *p, size_t n)
 static int
 session_error(struct session *s, enum reply r)
 {
-	if (replies[r].error && ++s->errors >= s->conf->max_errors) {
+	if (reply_is_error(r) && ++s->errors >= s->conf->max_errors) {
 		session_reply(s, REPLY_MAXERRORS, NULL);
 		s->closing = 1;
 		s->reason = "max-errors";
@@ -1752,10 +1662,10 @@ session_deliver(struct session *s)
 	session_reply(s, r, arg);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 
-	status = replies[r].code < 300 ? "accepted" :
-	    replies[r].code < 500 ? "tempfail" : "rejected";
-	metrics_add(replies[r].code < 300 ? M_MSG_ACCEPTED :
-	    replies[r].code < 500 ? M_MSG_TEMPFAIL : M_MSG_REJECTED, 1);
+	status = reply_code(r) < 300 ? "accepted" :
+	    reply_code(r) < 500 ? "tempfail" : "rejected";
+	metrics_add(reply_code(r) < 300 ? M_MSG_ACCEPTED :
+	    reply_code(r) < 500 ? M_MSG_TEMPFAIL : M_MSG_REJECTED, 1);
 	if (s->auth.raw != NULL) {
 		metrics_add(M_VERDICT + s->auth.verdict, 1);
 		metrics_add(M_DNS_QUERIES, s->auth.dns.queries);
@@ -1792,40 +1702,6 @@ session_deliver(struct session *s)
 		    NULL,
 		    "verdict", authed ? auth_verdict_name(au->verdict) : NULL);
 	}
-}
-
-/*
- * Reply r from the table, with arg after its text, as the line sent:
- * CRLF-terminated in line (cut to fit, CRLF kept; len >= 3).  Its
- * length, or -1.
- */
-int
-session_reply_line(enum reply r, const char *arg, char *line, size_t len)
-{
-	const struct reply_entry *e = &replies[r];
-	int		 n;
-
-	n = snprintf(line, len, "%d%s%s%s%s%s%s\r\n", e->code,
-	    e->enh ? " " : "", e->enh ? e->enh : "",
-	    e->text[0] ? " " : "", e->text,
-	    arg ? " " : "", arg ? arg : "");
-	if (n < 0)
-		return -1;
-	if ((size_t)n >= len) {
-		n = (int)len - 1;
-		line[n - 2] = '\r';
-		line[n - 1] = '\n';
-	}
-	return n;
-}
-
-/* The SMTP code of a reply, for the metrics' labels; -1 if unknown. */
-int
-session_reply_code(int r)
-{
-	if (r < 0 || r >= REPLY_COUNT)
-		return -1;
-	return replies[r].code;
 }
 
 void

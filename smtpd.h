@@ -323,7 +323,7 @@ struct envelope {
 	time_t			 received;
 };
 
-/* Replies, from one table in session.c. */
+/* Replies, from one table in reply.c. */
 enum reply {
 	REPLY_GREETING,
 	REPLY_HELO,
@@ -478,6 +478,11 @@ int		 addr_parse_mail_params(const char *, int, long long *, int *);
 int		 addr_parse_from(const char *, size_t, char *, size_t,
 		    size_t *);
 
+/* reply.c: every reply line, from one table */
+int		 reply_line(enum reply, const char *, char *, size_t);
+int		 reply_code(int);
+int		 reply_is_error(enum reply);
+
 /* alabel.c: a domain name's A-label form (IDNA), for SPF and DMARC */
 int		 alabel_domain(const char *, char *, size_t);
 
@@ -504,8 +509,6 @@ size_t		 session_data_feed(struct message *, const char *, size_t,
 void		 session_addr_key(const struct sockaddr_storage *, uint8_t *);
 void		 session_addr_str(const struct sockaddr_storage *, char *,
 		    size_t);
-int		 session_reply_code(int);
-int		 session_reply_line(enum reply, const char *, char *, size_t);
 
 /* firm.c (smtpd-relay) */
 #define FIRM_KEY_MAX		1024
