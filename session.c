@@ -169,7 +169,7 @@ session_run(struct session_ctx *ctx)
 	}
 	session_init(s, ctx);
 	if (ctx->via.ss_family != AF_UNSPEC) {
-		session_addr_str(&ctx->via, via, sizeof(via));
+		addr_str(&ctx->via, via, sizeof(via));
 		log_event(LOG_INFO, "connect", s->id, "{s:s, s:s, s:i}",
 		    "client_ip", s->client_ip, "proxy_ip", via,
 		    "pid", (int)getpid());
@@ -261,7 +261,7 @@ session_init(struct session *s, struct session_ctx *ctx)
 	s->fd_out = ctx->fd_out;
 	s->chan = ctx->chan;
 	random_hex(s->id, sizeof(s->id));
-	session_addr_str(&ctx->peer, s->client_ip, sizeof(s->client_ip));
+	addr_str(&ctx->peer, s->client_ip, sizeof(s->client_ip));
 	memcpy(&s->peer, &ctx->peer, sizeof(s->peer));
 	s->phase = P_GREETED;
 	clock_gettime(CLOCK_MONOTONIC, &s->deadline);
@@ -1020,28 +1020,6 @@ session_helo(struct session *s, const char *args, int esmtp)
 	session_output(s, line, (size_t)n);
 }
 
-/* 1 when addr is accepted by a -r rule. */
-int
-session_rcpt_match(const struct smtpd_conf *conf, const char *addr)
-{
-	const char	*at;
-	size_t		 i, llen;
-
-	if ((at = strrchr(addr, '@')) == NULL)
-		return 0;
-	llen = (size_t)(at - addr);
-	for (i = 0; i < conf->nrcpts; i++) {
-		const struct recipient_rule *r = &conf->rcpts[i];
-
-		if (strcasecmp(at + 1, r->domain) != 0)
-			continue;
-		if (r->local == NULL || (strlen(r->local) == llen &&
-		    strncmp(addr, r->local, llen) == 0))
-			return 1;
-	}
-	return 0;
-}
-
 static int
 session_has_8bit(const char *p)
 {
@@ -1186,7 +1164,7 @@ session_rcpt(struct session *s, const char *args)
 		return;
 	}
 	log_sanitize(clean, sizeof(clean), path, strlen(path));
-	ok = session_rcpt_match(s->conf, path);
+	ok = addr_rcpt_match(s->conf, path);
 	if (ok && s->nrcpts >= (size_t)s->conf->max_rcpt) {
 		log_event(LOG_INFO, "rcpt", s->id, "{s:s, s:s, s:s}",
 		    "client_ip", s->client_ip, "rcpt", clean, "status",
@@ -1701,48 +1679,5 @@ session_deliver(struct session *s)
 		    "dmarc", authed ? dmarc_result_name(au->dmarc.result) :
 		    NULL,
 		    "verdict", authed ? auth_verdict_name(au->verdict) : NULL);
-	}
-}
-
-void
-session_addr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
-{
-	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
-	const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-
-	if (ss->ss_family == AF_INET) {
-		if (inet_ntop(AF_INET, &sin->sin_addr, buf, len) != NULL)
-			return;
-	} else if (ss->ss_family == AF_INET6) {
-		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-			if (inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12],
-			    buf, len) != NULL)
-				return;
-		} else if (inet_ntop(AF_INET6, &sin6->sin6_addr, buf,
-		    len) != NULL)
-			return;
-	}
-	strlcpy(buf, "unknown", len);
-}
-
-/*
- * The key for --max-per-ip: an IPv4 address as IPv4-mapped IPv6, an
- * IPv6 address cut to its /64.
- */
-void
-session_addr_key(const struct sockaddr_storage *ss, uint8_t *key)
-{
-	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
-	const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-
-	memset(key, 0, 16);
-	if (ss->ss_family == AF_INET) {
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &sin->sin_addr, 4);
-	} else if (ss->ss_family == AF_INET6) {
-		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
-			memcpy(key, &sin6->sin6_addr, 16);
-		else
-			memcpy(key, &sin6->sin6_addr, 8);
 	}
 }

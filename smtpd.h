@@ -474,9 +474,12 @@ extern volatile sig_atomic_t	 smtpd_reload;
 int		 addr_parse_path(const char *, char *, size_t, const char **,
 		    int);
 int		 addr_parse_mail_params(const char *, int, long long *, int *);
+int		 addr_rcpt_match(const struct smtpd_conf *, const char *);
 #define FROM_COMMENT_DEPTH	8	/* nested comments in From: */
 int		 addr_parse_from(const char *, size_t, char *, size_t,
 		    size_t *);
+void		 addr_str(const struct sockaddr_storage *, char *, size_t);
+void		 addr_key(const struct sockaddr_storage *, uint8_t *);
 
 /* reply.c: every reply line, from one table */
 int		 reply_line(enum reply, const char *, char *, size_t);
@@ -502,13 +505,9 @@ struct session_ctx {
 };
 void		 session_run(struct session_ctx *);
 void		 session_scrub(void);
-int		 session_rcpt_match(const struct smtpd_conf *, const char *);
 void		 session_data_start(struct message *, size_t);
 size_t		 session_data_feed(struct message *, const char *, size_t,
 		    int *);
-void		 session_addr_key(const struct sockaddr_storage *, uint8_t *);
-void		 session_addr_str(const struct sockaddr_storage *, char *,
-		    size_t);
 
 /* firm.c (smtpd-relay) */
 #define FIRM_KEY_MAX		1024

@@ -158,19 +158,19 @@ test_rcpt_match(void)
 	conf.rcpts[1].domain = "example.org";
 	conf.nrcpts = 2;
 
-	CHECK(session_rcpt_match(&conf, "verify@localhost"), "exact");
-	CHECK(session_rcpt_match(&conf, "verify@LOCALHOST"),
+	CHECK(addr_rcpt_match(&conf, "verify@localhost"), "exact");
+	CHECK(addr_rcpt_match(&conf, "verify@LOCALHOST"),
 	    "domain case-insensitive");
-	CHECK(!session_rcpt_match(&conf, "Verify@localhost"),
+	CHECK(!addr_rcpt_match(&conf, "Verify@localhost"),
 	    "local part is compared as given");
-	CHECK(!session_rcpt_match(&conf, "verify2@localhost"), "prefix");
-	CHECK(!session_rcpt_match(&conf, "verif@localhost"), "shorter");
-	CHECK(!session_rcpt_match(&conf, "verify@localhost.evil"), "suffix");
-	CHECK(session_rcpt_match(&conf, "anyone@example.org"), "@domain");
-	CHECK(session_rcpt_match(&conf, "x@EXAMPLE.ORG"), "@domain case");
-	CHECK(!session_rcpt_match(&conf, "x@sub.example.org"),
+	CHECK(!addr_rcpt_match(&conf, "verify2@localhost"), "prefix");
+	CHECK(!addr_rcpt_match(&conf, "verif@localhost"), "shorter");
+	CHECK(!addr_rcpt_match(&conf, "verify@localhost.evil"), "suffix");
+	CHECK(addr_rcpt_match(&conf, "anyone@example.org"), "@domain");
+	CHECK(addr_rcpt_match(&conf, "x@EXAMPLE.ORG"), "@domain case");
+	CHECK(!addr_rcpt_match(&conf, "x@sub.example.org"),
 	    "subdomain is not the domain");
-	CHECK(!session_rcpt_match(&conf, "nobody"), "no @");
+	CHECK(!addr_rcpt_match(&conf, "nobody"), "no @");
 }
 
 struct feed_case {
