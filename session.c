@@ -57,15 +57,6 @@ enum line_status {
 	LINE_ERROR,
 };
 
-/* Data state machine, see session_data_feed(). */
-enum dstate {
-	D_BOL = 0,	/* at a line start */
-	D_DOT,		/* saw '.' at a line start */
-	D_DOTCR,	/* saw ".\r" at a line start */
-	D_TEXT,		/* inside a line */
-	D_CR,		/* saw '\r' inside a line */
-};
-
 /*
  * A worker serves one session, so its buffers are static: pages of
  * BSS are only faulted in as far as they are used.
@@ -142,12 +133,10 @@ static void	session_data(struct session *, const char *);
 static void	session_bdat(struct session *, const char *);
 static int	session_bdat_read(struct session *, unsigned long long, int);
 static int	session_read_more(struct session *);
-static void	session_msg_put(struct message *, const char *, size_t);
 static void	session_reset(struct session *);
 static int	session_read_data(struct session *);
 static void	session_deliver(struct session *);
 static int	session_received(struct session *);
-static int	session_msg_alloc(struct message *, size_t);
 static int	session_verb(const char *, const char *, const char **);
 static void	session_line_head(char *, size_t, const char *, size_t);
 static void	session_http(struct session *);
@@ -1198,15 +1187,7 @@ session_reset(struct session *s)
 	s->nrcpts = 0;
 	s->from[0] = '\0';
 	s->smtputf8 = 0;
-	if (s->msg.buf != NULL)	/* no message outlives its transaction */
-		explicit_bzero(s->msg.buf, s->msg.len);
-	s->msg.len = 0;
-	s->msg.hdrlen = 0;
-	s->msg.datalen = 0;
-	s->msg.bare_cr = 0;
-	s->msg.bare_lf = 0;
-	s->msg.long_line = 0;
-	s->msg.too_big = 0;
+	message_reset(&s->msg);	/* no message outlives its transaction */
 	s->bdat = 0;
 	auth_reset(&s->auth);
 }
@@ -1250,8 +1231,7 @@ session_bdat(struct session *s, const char *args)
 		if (session_received(s) == -1)
 			refuse = REPLY_LOCALERR;
 		else {
-			session_data_start(&s->msg,
-			    (size_t)s->conf->max_size);
+			message_start(&s->msg, (size_t)s->conf->max_size);
 			s->msg.raw = 1;
 			s->bdat = 1;
 		}
@@ -1273,10 +1253,7 @@ session_bdat(struct session *s, const char *args)
 		session_reply(s, REPLY_OK, text);
 		return;
 	}
-	if (s->msg.dstate == D_CR) {	/* a bare CR ended the last chunk */
-		s->msg.bare_cr++;
-		session_msg_put(&s->msg, "\r", 1);
-	}
+	message_last_chunk(&s->msg);
 	session_deliver(s);
 	session_reset(s);
 	s->phase = P_READY;
@@ -1327,8 +1304,8 @@ session_bdat_read(struct session *s, unsigned long long size, int keep)
 			if (n > size)
 				n = (size_t)size;
 			if (keep)
-				(void)session_data_feed(&s->msg,
-				    s->ibuf + s->ioff, n, &done);
+				(void)message_feed(&s->msg, s->ibuf + s->ioff,
+				    n, &done);
 			s->ioff += n;
 			s->data_bytes += n;
 			size -= n;
@@ -1376,24 +1353,6 @@ session_data(struct session *s, const char *args)
 	s->phase = P_READY;
 }
 
-static int
-session_msg_alloc(struct message *m, size_t want)
-{
-	size_t	 cap;
-	char	*p;
-
-	if (want <= m->cap)
-		return 0;
-	cap = m->cap ? m->cap : 16384;
-	while (cap < want)
-		cap *= 2;
-	if ((p = realloc(m->buf, cap)) == NULL)
-		return -1;
-	m->buf = p;
-	m->cap = cap;
-	return 0;
-}
-
 /* Our Received: header (RFC 5321 4.4), first in the message buffer. */
 static int
 session_received(struct session *s)
@@ -1404,7 +1363,7 @@ session_received(struct session *s)
 	time_t		 now;
 	int		 n;
 
-	if (session_msg_alloc(&s->msg, RECEIVED_MAX) == -1)
+	if (message_alloc(&s->msg, RECEIVED_MAX) == -1)
 		return -1;
 	now = time(NULL);
 	gmtime_r(&now, &tm);
@@ -1435,139 +1394,6 @@ session_received(struct session *s)
 	return 0;
 }
 
-void
-session_data_start(struct message *m, size_t limit)
-{
-	m->limit = limit;
-	m->datalen = 0;
-	m->bare_cr = m->bare_lf = 0;
-	m->long_line = m->too_big = m->error = 0;
-	m->dstate = D_BOL;
-	m->raw = 0;
-	m->crlf_start = 1;	/* data starts after DATA's CRLF */
-	m->linelen = 0;
-}
-
-static void
-session_msg_put(struct message *m, const char *p, size_t n)
-{
-	m->datalen += n;
-	if (m->too_big || m->error)
-		return;
-	if (m->datalen > m->limit) {
-		m->too_big = 1;
-		return;
-	}
-	if (session_msg_alloc(m, m->len + n) == -1) {
-		m->error = 1;
-		return;
-	}
-	memcpy(m->buf + m->len, p, n);
-	m->len += n;
-}
-
-static void
-session_line_add(struct message *m, size_t n)
-{
-	m->linelen += n;
-	if (m->linelen > SMTP_TEXT_LINE_MAX)
-		m->long_line = 1;
-}
-
-static void
-session_line_end(struct message *m, int crlf)
-{
-	session_msg_put(m, "\r\n", 2);
-	m->dstate = D_BOL;
-	m->crlf_start = crlf;
-	m->linelen = 0;
-}
-
-/*
- * Feed data octets to the message.  A small state machine that knows
- * CR, LF and CRLF apart: a bare LF ends a line (stored as CRLF) but
- * never ends data, a bare CR is kept as it is, a leading dot is
- * removed, and data ends only at a "." line that both started and
- * ended with CRLF.  Returns the octets consumed; *done is set once the
- * end of data has been consumed, and the rest of buf is left alone.
- */
-size_t
-session_data_feed(struct message *m, const char *buf, size_t len,
-    int *done)
-{
-	size_t	 i = 0, j;
-
-	*done = 0;
-	while (i < len) {
-		switch (m->dstate) {
-		case D_BOL:
-			if (buf[i] == '.' && !m->raw) {
-				m->dstate = D_DOT;
-				session_line_add(m, 1);
-				i++;
-			} else
-				m->dstate = D_TEXT;
-			break;
-		case D_TEXT:
-			for (j = i; j < len && buf[j] != '\r' &&
-			    buf[j] != '\n'; j++)
-				;
-			if (j > i) {
-				session_msg_put(m, buf + i, j - i);
-				session_line_add(m, j - i);
-				i = j;
-			} else if (buf[i] == '\r') {
-				m->dstate = D_CR;
-				session_line_add(m, 1);
-				i++;
-			} else {
-				m->bare_lf++;
-				session_line_add(m, 1);
-				session_line_end(m, 0);
-				i++;
-			}
-			break;
-		case D_CR:
-			if (buf[i] == '\n') {
-				session_line_add(m, 1);
-				session_line_end(m, 1);
-				i++;
-			} else {
-				/* a bare CR stays; look at buf[i] again */
-				m->bare_cr++;
-				session_msg_put(m, "\r", 1);
-				m->dstate = D_TEXT;
-			}
-			break;
-		case D_DOT:
-			if (buf[i] == '\r') {
-				m->dstate = D_DOTCR;
-				session_line_add(m, 1);
-				i++;
-			} else
-				m->dstate = D_TEXT;	/* dot dropped */
-			break;
-		case D_DOTCR:
-			if (buf[i] == '\n') {
-				i++;
-				if (m->crlf_start) {
-					*done = 1;
-					return i;
-				}
-				/* "." line begun by a bare LF: not the end */
-				session_line_add(m, 1);
-				session_line_end(m, 1);
-			} else {
-				m->bare_cr++;
-				session_msg_put(m, "\r", 1);
-				m->dstate = D_TEXT;
-			}
-			break;
-		}
-	}
-	return i;
-}
-
 /* Read data up to its end; -1 when the session ends meanwhile. */
 static int
 session_read_data(struct session *s)
@@ -1575,12 +1401,12 @@ session_read_data(struct session *s)
 	size_t	 n;
 	int	 done;
 
-	session_data_start(&s->msg, (size_t)s->conf->max_size);
+	message_start(&s->msg, (size_t)s->conf->max_size);
 	clock_gettime(CLOCK_MONOTONIC, &s->data_start);
 	s->data_bytes = 0;
 	for (;;) {
 		if (s->ioff < s->ilen) {
-			n = session_data_feed(&s->msg, s->ibuf + s->ioff,
+			n = message_feed(&s->msg, s->ibuf + s->ioff,
 			    s->ilen - s->ioff, &done);
 			s->ioff += n;
 			s->data_bytes += n;

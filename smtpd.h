@@ -304,7 +304,7 @@ struct message {
 	int			 too_big;
 	int			 error;		/* out of memory */
 	int			 raw;		/* BDAT: no dots, no end */
-	/* the data reader, see session_data_feed() */
+	/* the data reader, see message_feed() */
 	int			 dstate;
 	int			 crlf_start;
 	size_t			 linelen;
@@ -481,6 +481,13 @@ int		 addr_parse_from(const char *, size_t, char *, size_t,
 void		 addr_str(const struct sockaddr_storage *, char *, size_t);
 void		 addr_key(const struct sockaddr_storage *, uint8_t *);
 
+/* message.c: a message's data, from DATA or BDAT */
+void		 message_start(struct message *, size_t);
+size_t		 message_feed(struct message *, const char *, size_t, int *);
+void		 message_last_chunk(struct message *);
+int		 message_alloc(struct message *, size_t);
+void		 message_reset(struct message *);
+
 /* reply.c: every reply line, from one table */
 int		 reply_line(enum reply, const char *, char *, size_t);
 int		 reply_code(int);
@@ -505,9 +512,6 @@ struct session_ctx {
 };
 void		 session_run(struct session_ctx *);
 void		 session_scrub(void);
-void		 session_data_start(struct message *, size_t);
-size_t		 session_data_feed(struct message *, const char *, size_t,
-		    int *);
 
 /* firm.c (smtpd-relay) */
 #define FIRM_KEY_MAX		1024
