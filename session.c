@@ -112,6 +112,9 @@ static void	session_close(struct session *);
 static void	session_reply(struct session *, enum reply, const char *);
 static void	session_output(struct session *, const char *, size_t);
 static int	session_error(struct session *, enum reply);
+static void	session_hangup(struct session *, int, const char *);
+static void	session_end(struct session *, int, const char *);
+static void	session_log_reject(struct session *, int, const char *);
 static int	session_flush(struct session *);
 static int	session_read(struct session *);
 static int	session_greet(struct session *);
@@ -131,6 +134,7 @@ static void	session_mail(struct session *, const char *);
 static void	session_rcpt(struct session *, const char *);
 static void	session_data(struct session *, const char *);
 static void	session_bdat(struct session *, const char *);
+static int	session_bdat_size(const char *, unsigned long long *, int *);
 static int	session_bdat_read(struct session *, unsigned long long, int);
 static int	session_read_more(struct session *);
 static void	session_reset(struct session *);
@@ -139,7 +143,6 @@ static void	session_deliver(struct session *);
 static int	session_received(struct session *);
 static int	session_verb(const char *, const char *, const char **);
 static void	session_line_head(char *, size_t, const char *, size_t);
-static void	session_http(struct session *);
 static int	session_has_8bit(const char *);
 static int	session_addr_8bit_check(int, const char *);
 static void	session_trace(struct session *, const char *, const char *,
@@ -151,6 +154,7 @@ session_run(struct session_ctx *ctx)
 	struct session	*s;
 	char		 line[SMTP_LINE_MAX + 1];
 	char		 via[INET6_ADDRSTRLEN];
+	const char	*limit;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		log_warn("session allocation");
@@ -170,25 +174,19 @@ session_run(struct session_ctx *ctx)
 	    ctx->reject == REPLY_MAXPERIP ? M_SESS_MAXPERIP :
 	    ctx->banned ? M_SESS_BANNED : M_SESS_SERVED, 1);
 
+	limit = ctx->reject == REPLY_MAXSESSIONS ? "max-sessions" :
+	    "max-per-ip";
 	if (ctx->smtps && ctx->reject >= 0) {
 		/*
 		 * Over a limit on an implicit-TLS port: a handshake would
 		 * hold this worker for up to --timeout, and nothing may be
 		 * said in clear (RFC 8314).  Close at once.
 		 */
-		s->reason = ctx->reject == REPLY_MAXSESSIONS ? "max-sessions" :
-		    "max-per-ip";
-		log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
-		    "client_ip", s->client_ip, "reason", s->reason);
+		session_end(s, -1, limit);
 	} else if (ctx->smtps && session_tls_start(s, NULL) == -1) {
 		;	/* RFC 8314: nothing in clear on this port */
 	} else if (ctx->reject >= 0) {
-		session_reply(s, ctx->reject, NULL);
-		s->reason = ctx->reject == REPLY_MAXSESSIONS ? "max-sessions" :
-		    "max-per-ip";
-		log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
-		    "client_ip", s->client_ip, "reason", s->reason);
-		s->closing = 1;
+		session_end(s, ctx->reject, limit);
 	} else if (ctx->banned) {
 		session_banned(s);
 	} else if (session_greet(s) == 0) {
@@ -199,42 +197,33 @@ session_run(struct session_ctx *ctx)
 				break;
 			case LINE_TOOLONG:
 				if (session_is_http(line))
-					session_http(s);
+					session_end(s, REPLY_HTTP, "http");
 				else
 					session_error(s, REPLY_LINETOOLONG);
 				break;
 			case LINE_BAD:
 				if (session_is_http(line))
-					session_http(s);
+					session_end(s, REPLY_HTTP, "http");
 				else
 					session_error(s, REPLY_SYNTAX);
 				break;
 			case LINE_TIMEOUT:
-				session_reply(s, REPLY_TIMEOUT, NULL);
-				s->closing = 1;
-				s->reason = s->expired ? "session-timeout" :
-				    "timeout";
+				session_hangup(s, REPLY_TIMEOUT, s->expired ?
+				    "session-timeout" : "timeout");
 				break;
 			case LINE_STOP:
-				session_reply(s, REPLY_SHUTDOWN, NULL);
-				s->closing = 1;
-				s->reason = "shutdown";
+				session_hangup(s, REPLY_SHUTDOWN, "shutdown");
 				break;
 			case LINE_EOF:
-				s->quit = 1;
-				s->reason = "eof";
+				session_hangup(s, -1, "eof");
 				break;
 			case LINE_ERROR:
-				s->quit = 1;
-				s->reason = "io-error";
+				session_hangup(s, -1, "io-error");
 				break;
 			}
 			/* stopping: answer once the pipelined input is done */
-			if (!s->quit && smtpd_stop && s->ioff == s->ilen) {
-				session_reply(s, REPLY_SHUTDOWN, NULL);
-				s->closing = 1;
-				s->reason = "shutdown";
-			}
+			if (!s->quit && smtpd_stop && s->ioff == s->ilen)
+				session_hangup(s, REPLY_SHUTDOWN, "shutdown");
 		}
 	}
 	session_close(s);
@@ -364,15 +353,41 @@ static int
 session_error(struct session *s, enum reply r)
 {
 	if (reply_is_error(r) && ++s->errors >= s->conf->max_errors) {
-		session_reply(s, REPLY_MAXERRORS, NULL);
-		s->closing = 1;
-		s->reason = "max-errors";
-		log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
-		    "client_ip", s->client_ip, "reason", s->reason);
+		session_end(s, REPLY_MAXERRORS, "max-errors");
 		return -1;
 	}
 	session_reply(s, r, NULL);
 	return 0;
+}
+
+/*
+ * The session ends for reason: after reply r, if not -1, closing
+ * first (see session_close).
+ */
+static void
+session_hangup(struct session *s, int r, const char *reason)
+{
+	if (r != -1) {
+		session_reply(s, r, NULL);
+		s->closing = 1;
+	}
+	s->quit = 1;
+	s->reason = reason;
+}
+
+/* The session refuses the client: it ends, logged as a "reject". */
+static void
+session_end(struct session *s, int r, const char *reason)
+{
+	session_hangup(s, r, reason);
+	session_log_reject(s, LOG_INFO, reason);
+}
+
+static void
+session_log_reject(struct session *s, int level, const char *reason)
+{
+	log_event(level, "reject", s->id, "{s:s, s:s}", "client_ip",
+	    s->client_ip, "reason", reason);
 }
 
 static void
@@ -583,23 +598,17 @@ session_greet(struct session *s)
 			r = ppoll(&pfd, 1, &ts, &s->waitmask);
 			if (r == -1 && errno == EINTR) {
 				if (smtpd_stop) {
-					session_reply(s, REPLY_SHUTDOWN, NULL);
-					s->closing = 1;
-					s->reason = "shutdown";
+					session_hangup(s, REPLY_SHUTDOWN,
+					    "shutdown");
 					return -1;
 				}
 				continue;
 			}
 			if (r == 0)
 				break;
-			session_reply(s, REPLY_EARLYTALK, NULL);
 			metrics_add(M_SESS_SERVED, (uint64_t)-1);
 			metrics_add(M_SESS_EARLYTALK, 1);
-			s->closing = 1;
-			s->reason = "early-talker";
-			log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
-			    "client_ip", s->client_ip, "reason",
-			    "early-talker");
+			session_end(s, REPLY_EARLYTALK, "early-talker");
 			return -1;
 		}
 	}
@@ -624,8 +633,7 @@ session_tls_start(struct session *s, struct tls *cctx)
 		    strlen(tls_error(s->conf->tls)));
 		log_event(LOG_WARNING, "tls_failed", s->id, "{s:s, s:s}",
 		    "client_ip", s->client_ip, "error", clean);
-		s->quit = 1;
-		s->reason = "tls-failed";
+		session_hangup(s, -1, "tls-failed");
 		return -1;
 	}
 	if (tls_handshake_timed(cctx, s->fd_in, s->conf->timeout,
@@ -634,8 +642,7 @@ session_tls_start(struct session *s, struct tls *cctx)
 		log_event(LOG_INFO, "tls_failed", s->id, "{s:s, s:s}",
 		    "client_ip", s->client_ip, "error", clean);
 		tls_free(cctx);
-		s->quit = 1;
-		s->reason = "tls-failed";
+		session_hangup(s, -1, "tls-failed");
 		return -1;
 	}
 	s->tls = cctx;
@@ -700,8 +707,7 @@ session_banned(struct session *s)
 	    s->conf->hostname);
 	session_reply(s, REPLY_BANNED, text);
 	s->reason = "banned";
-	log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}", "client_ip",
-	    s->client_ip, "reason", s->reason);
+	session_log_reject(s, LOG_INFO, s->reason);
 	while (!s->quit) {
 		switch (session_getline(s, line, sizeof(line))) {
 		case LINE_OK:
@@ -716,15 +722,13 @@ session_banned(struct session *s)
 			session_error(s, REPLY_BANNED_CMD);
 			break;
 		case LINE_TIMEOUT:
-			session_reply(s, REPLY_TIMEOUT, NULL);
-			s->closing = 1;
+			session_hangup(s, REPLY_TIMEOUT, "banned");
 			break;
 		case LINE_STOP:
-			session_reply(s, REPLY_SHUTDOWN, NULL);
-			s->closing = 1;
+			session_hangup(s, REPLY_SHUTDOWN, "banned");
 			break;
 		default:
-			s->quit = 1;
+			session_hangup(s, -1, "banned");
 			break;
 		}
 	}
@@ -872,24 +876,14 @@ session_is_http(const char *line)
 	return 0;
 }
 
-/* One 421 line, nothing echoed, and close. */
-static void
-session_http(struct session *s)
-{
-	session_reply(s, REPLY_HTTP, NULL);
-	s->closing = 1;
-	s->reason = "http";
-	log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
-	    "client_ip", s->client_ip, "reason", s->reason);
-}
-
 static void
 session_command(struct session *s, char *line)
 {
 	const char	*args;
 
 	if (session_is_http(line)) {
-		session_http(s);
+		/* one 421 line, nothing echoed, and close */
+		session_end(s, REPLY_HTTP, "http");
 		return;
 	}
 	if (session_verb(line, "EHLO", &args))
@@ -1086,8 +1080,7 @@ session_mail(struct session *s, const char *args)
 		return;
 	}
 	if (session_spool_full(s)) {
-		log_event(LOG_WARNING, "reject", s->id, "{s:s, s:s}",
-		    "client_ip", s->client_ip, "reason", "spool-full");
+		session_log_reject(s, LOG_WARNING, "spool-full");
 		session_reply(s, REPLY_NOSPACE, NULL);
 		return;
 	}
@@ -1204,23 +1197,10 @@ static void
 session_bdat(struct session *s, const char *args)
 {
 	unsigned long long	 size;
-	const char		*p = args;
-	char			*end;
-	int			 last = 0, refuse = -1;
+	int			 last, refuse = -1;
 
-	if (*p < '0' || *p > '9' || strspn(p, "0123456789") > 18) {
-		session_reply(s, REPLY_SYNTAX, NULL);
-		s->closing = s->quit = 1;
-		s->reason = "bdat-syntax";
-		return;
-	}
-	size = strtoull(p, &end, 10);
-	if (strcasecmp(end, " LAST") == 0)
-		last = 1;
-	else if (*end != '\0') {
-		session_reply(s, REPLY_SYNTAX, NULL);
-		s->closing = s->quit = 1;
-		s->reason = "bdat-syntax";
+	if (session_bdat_size(args, &size, &last) == -1) {
+		session_hangup(s, REPLY_SYNTAX, "bdat-syntax");
 		return;
 	}
 	if (s->phase == P_GREETED)
@@ -1259,6 +1239,19 @@ session_bdat(struct session *s, const char *args)
 	s->phase = P_READY;
 }
 
+/* BDAT's "n" or "n LAST", n of at most 18 digits: 0, or -1. */
+static int
+session_bdat_size(const char *p, unsigned long long *size, int *last)
+{
+	char	*end;
+
+	if (*p < '0' || *p > '9' || strspn(p, "0123456789") > 18)
+		return -1;
+	*size = strtoull(p, &end, 10);
+	*last = strcasecmp(end, " LAST") == 0;
+	return *last || *end == '\0' ? 0 : -1;
+}
+
 /*
  * More of a message's data (DATA or a BDAT chunk): 0, or -1 when the
  * session is over, told why.  SIGTERM lets a message in progress end.
@@ -1271,18 +1264,15 @@ session_read_more(struct session *s)
 	case RD_INTR:
 		return 0;
 	case RD_TIMEOUT:
-		session_reply(s, REPLY_TIMEOUT, NULL);
-		s->closing = 1;
-		s->reason = s->expired ? "session-timeout" :
-		    s->data_slow ? "data-too-slow" : "timeout";
+		session_hangup(s, REPLY_TIMEOUT, s->expired ?
+		    "session-timeout" : s->data_slow ? "data-too-slow" :
+		    "timeout");
 		break;
 	case RD_EOF:
-		s->quit = 1;
-		s->reason = "eof-in-data";
+		session_hangup(s, -1, "eof-in-data");
 		break;
 	default:
-		s->quit = 1;
-		s->reason = "io-error";
+		session_hangup(s, -1, "io-error");
 		break;
 	}
 	s->data_start.tv_sec = 0;
