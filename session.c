@@ -129,11 +129,20 @@ static void	session_test_hook(struct session *, const char *);
 static enum line_status session_getline(struct session *, char *, size_t);
 static void	session_command(struct session *, char *);
 static int	session_is_http(const char *);
-static void	session_helo(struct session *, const char *, int);
+static void	session_hello(struct session *, const char *, int);
+static void	session_ehlo(struct session *, const char *);
+static void	session_helo(struct session *, const char *);
 static void	session_mail(struct session *, const char *);
 static void	session_rcpt(struct session *, const char *);
 static void	session_data(struct session *, const char *);
 static void	session_bdat(struct session *, const char *);
+static void	session_rset(struct session *, const char *);
+static void	session_noop(struct session *, const char *);
+static void	session_quit(struct session *, const char *);
+static void	session_vrfy(struct session *, const char *);
+static void	session_expn(struct session *, const char *);
+static void	session_help(struct session *, const char *);
+static void	session_auth(struct session *, const char *);
 static int	session_bdat_size(const char *, unsigned long long *, int *);
 static int	session_bdat_read(struct session *, unsigned long long, int);
 static int	session_read_more(struct session *);
@@ -147,6 +156,35 @@ static int	session_has_8bit(const char *);
 static int	session_addr_8bit_check(int, const char *);
 static void	session_trace(struct session *, const char *, const char *,
 		    size_t);
+
+/*
+ * The commands: a verb, then the end of the line or a space and its
+ * arguments.  One that needs_helo is answered 503 before EHLO or HELO
+ * and not run; BDAT checks that itself, once its chunk is read.
+ */
+static const struct command {
+	const char	*verb;
+	void		(*handler)(struct session *, const char *);
+	int		 needs_helo;
+} commands[] = {
+	{ "EHLO",	session_ehlo,		0 },
+	{ "HELO",	session_helo,		0 },
+	{ "MAIL",	session_mail,		1 },
+	{ "RCPT",	session_rcpt,		1 },
+	{ "DATA",	session_data,		1 },
+	{ "BDAT",	session_bdat,		0 },
+	{ "RSET",	session_rset,		0 },
+	{ "NOOP",	session_noop,		0 },
+	{ "QUIT",	session_quit,		0 },
+	{ "VRFY",	session_vrfy,		0 },
+	{ "EXPN",	session_expn,		0 },
+	{ "HELP",	session_help,		0 },
+	{ "AUTH",	session_auth,		0 },
+	{ "STARTTLS",	session_starttls,	0 },
+#ifdef SMTPD_TEST_HOOKS
+	{ "XTEST",	session_test_hook,	0 },
+#endif
+};
 
 void
 session_run(struct session_ctx *ctx)
@@ -876,61 +914,88 @@ session_is_http(const char *line)
 	return 0;
 }
 
+/* One command line: its verb's handler from commands[]. */
 static void
 session_command(struct session *s, char *line)
 {
-	const char	*args;
+	const struct command	*c;
+	const char		*args;
+	size_t			 i;
 
 	if (session_is_http(line)) {
 		/* one 421 line, nothing echoed, and close */
 		session_end(s, REPLY_HTTP, "http");
 		return;
 	}
-	if (session_verb(line, "EHLO", &args))
-		session_helo(s, args, 1);
-	else if (session_verb(line, "HELO", &args))
-		session_helo(s, args, 0);
-	else if (session_verb(line, "MAIL", &args))
-		session_mail(s, args);
-	else if (session_verb(line, "RCPT", &args))
-		session_rcpt(s, args);
-	else if (session_verb(line, "DATA", &args))
-		session_data(s, args);
-	else if (session_verb(line, "BDAT", &args))
-		session_bdat(s, args);
-	else if (session_verb(line, "RSET", &args)) {
-		if (*args != '\0') {
-			session_error(s, REPLY_SYNTAX);
-			return;
-		}
-		session_reset(s);
-		if (s->phase == P_MAIL)
-			s->phase = P_READY;
-		session_reply(s, REPLY_OK, NULL);
-	} else if (session_verb(line, "NOOP", &args))
-		session_reply(s, REPLY_OK, NULL);
-	else if (session_verb(line, "QUIT", &args)) {
-		session_reply(s, REPLY_QUIT, NULL);
-		s->quit = 1;
-	} else if (session_verb(line, "VRFY", &args)) {
-		if (*args == '\0')
-			session_error(s, REPLY_SYNTAX);
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		c = &commands[i];
+		if (!session_verb(line, c->verb, &args))
+			continue;
+		if (c->needs_helo && s->phase == P_GREETED)
+			session_reply(s, REPLY_NOHELO, NULL);
 		else
-			session_reply(s, REPLY_VRFY, NULL);
-	} else if (session_verb(line, "EXPN", &args))
-		session_reply(s, REPLY_EXPN, NULL);
-	else if (session_verb(line, "HELP", &args))
-		session_reply(s, REPLY_HELP, NULL);
-	else if (session_verb(line, "AUTH", &args))
-		session_reply(s, REPLY_AUTH, NULL);
-	else if (session_verb(line, "STARTTLS", &args))
-		session_starttls(s, args);
-#ifdef SMTPD_TEST_HOOKS
-	else if (session_verb(line, "XTEST", &args))
-		session_test_hook(s, args);
-#endif
+			c->handler(s, args);
+		return;
+	}
+	session_error(s, REPLY_UNKNOWN);
+}
+
+static void
+session_rset(struct session *s, const char *args)
+{
+	if (*args != '\0') {
+		session_error(s, REPLY_SYNTAX);
+		return;
+	}
+	session_reset(s);
+	if (s->phase == P_MAIL)
+		s->phase = P_READY;
+	session_reply(s, REPLY_OK, NULL);
+}
+
+static void
+session_noop(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, REPLY_OK, NULL);
+}
+
+static void
+session_quit(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, REPLY_QUIT, NULL);
+	s->quit = 1;
+}
+
+static void
+session_vrfy(struct session *s, const char *args)
+{
+	if (*args == '\0')
+		session_error(s, REPLY_SYNTAX);
 	else
-		session_error(s, REPLY_UNKNOWN);
+		session_reply(s, REPLY_VRFY, NULL);
+}
+
+static void
+session_expn(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, REPLY_EXPN, NULL);
+}
+
+static void
+session_help(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, REPLY_HELP, NULL);
+}
+
+static void
+session_auth(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, REPLY_AUTH, NULL);
 }
 
 #ifdef SMTPD_TEST_HOOKS
@@ -947,7 +1012,20 @@ session_test_hook(struct session *s, const char *args)
 #endif
 
 static void
-session_helo(struct session *s, const char *args, int esmtp)
+session_ehlo(struct session *s, const char *args)
+{
+	session_hello(s, args, 1);
+}
+
+static void
+session_helo(struct session *s, const char *args)
+{
+	session_hello(s, args, 0);
+}
+
+/* EHLO or HELO: a new session state, and the greeting's answer. */
+static void
+session_hello(struct session *s, const char *args, int esmtp)
 {
 	char	 text[SMTP_REPLY_MAX];
 	char	 line[SMTP_REPLY_MAX];
@@ -1042,10 +1120,6 @@ session_mail(struct session *s, const char *args)
 	long long	 size;
 	int		 smtputf8, r;
 
-	if (s->phase == P_GREETED) {
-		session_reply(s, REPLY_NOHELO, NULL);
-		return;
-	}
 	if (s->phase == P_MAIL) {
 		session_reply(s, REPLY_NESTEDMAIL, NULL);
 		return;
@@ -1115,10 +1189,6 @@ session_rcpt(struct session *s, const char *args)
 	const char	*p;
 	int		 ok, r;
 
-	if (s->phase == P_GREETED) {
-		session_reply(s, REPLY_NOHELO, NULL);
-		return;
-	}
 	if (s->phase != P_MAIL) {
 		session_reply(s, REPLY_NOMAIL, NULL);
 		return;
@@ -1311,10 +1381,6 @@ session_bdat_read(struct session *s, unsigned long long size, int keep)
 static void
 session_data(struct session *s, const char *args)
 {
-	if (s->phase == P_GREETED) {
-		session_reply(s, REPLY_NOHELO, NULL);
-		return;
-	}
 	if (*args != '\0') {
 		session_error(s, REPLY_SYNTAX);
 		return;
