@@ -149,6 +149,11 @@ static int	session_read_more(struct session *);
 static void	session_reset(struct session *);
 static int	session_read_data(struct session *);
 static void	session_deliver(struct session *);
+static enum reply session_verdict(struct session *, char *, char *, size_t);
+static void	session_envelope(struct session *, struct envelope *);
+static void	session_count_message(struct session *, enum reply);
+static void	session_log_message(struct session *, enum reply,
+		    const char *, long long);
 static int	session_received(struct session *);
 static int	session_verb(const char *, const char *, const char **);
 static void	session_line_head(char *, size_t, const char *, size_t);
@@ -1476,90 +1481,123 @@ session_read_data(struct session *s)
 	}
 }
 
+/*
+ * A message's data has ended: its verdict is the reply, then it is
+ * counted and logged.
+ */
 static void
 session_deliver(struct session *s)
 {
-	struct envelope	 env;
 	struct timespec	 t0, t1;
 	enum reply	 r;
-	json_t		*rcpts;
 	char		 token[TOKEN_LEN + 1], text[256];
-	const char	*arg = NULL, *status;
-	size_t		 i;
+	const char	*arg = NULL;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	random_hex(s->msg.id, sizeof(s->msg.id));
 	s->nmessages++;
 	token[0] = '\0';
 	text[0] = '\0';
-	if (s->msg.too_big)
-		r = REPLY_MSGSIZE;
-	else if (s->msg.long_line)
-		r = REPLY_TEXTLINE;
-	else if (s->conf->reject_bare_lf &&
-	    (s->msg.bare_cr > 0 || s->msg.bare_lf > 0))
-		r = REPLY_BARELF;
-	else if (s->msg.error)
-		r = REPLY_LOCALERR;
-	else {
-		memset(&env, 0, sizeof(env));
-		env.session = s->id;
-		env.client_ip = s->client_ip;
-		env.helo = s->helo;
-		env.peer = &s->peer;
-		env.tls = s->tls != NULL ? tls_conn_version(s->tls) : NULL;
-		env.from = s->from;
-		env.rcpts = s->rcpts;
-		env.nrcpts = s->nrcpts;
-		env.received = time(NULL);
-		r = payload_deliver(s->conf, &env, &s->msg, s->chan, &s->auth,
-		    token, text, sizeof(text));
-	}
+	r = session_verdict(s, token, text, sizeof(text));
 	if (r == REPLY_ACCEPTED)
 		arg = s->msg.id;
 	else if (text[0] != '\0')
 		arg = text;
 	session_reply(s, r, arg);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	session_count_message(s, r);
+	session_log_message(s, r, token, (t1.tv_sec - t0.tv_sec) * 1000 +
+	    (t1.tv_nsec - t0.tv_nsec) / 1000000);
+}
 
-	status = reply_code(r) < 300 ? "accepted" :
-	    reply_code(r) < 500 ? "tempfail" : "rejected";
+/*
+ * The reply to a message: refused here for what the data reader
+ * found, else what delivery answers (token and text as
+ * payload_deliver() sets them).
+ */
+static enum reply
+session_verdict(struct session *s, char *token, char *text, size_t textsz)
+{
+	struct envelope	 env;
+
+	if (s->msg.too_big)
+		return REPLY_MSGSIZE;
+	if (s->msg.long_line)
+		return REPLY_TEXTLINE;
+	if (s->conf->reject_bare_lf &&
+	    (s->msg.bare_cr > 0 || s->msg.bare_lf > 0))
+		return REPLY_BARELF;
+	if (s->msg.error)
+		return REPLY_LOCALERR;
+	session_envelope(s, &env);
+	return payload_deliver(s->conf, &env, &s->msg, s->chan, &s->auth,
+	    token, text, textsz);
+}
+
+/* What the session hands to delivery: the client and the addresses. */
+static void
+session_envelope(struct session *s, struct envelope *env)
+{
+	memset(env, 0, sizeof(*env));
+	env->session = s->id;
+	env->client_ip = s->client_ip;
+	env->helo = s->helo;
+	env->peer = &s->peer;
+	env->tls = s->tls != NULL ? tls_conn_version(s->tls) : NULL;
+	env->from = s->from;
+	env->rcpts = s->rcpts;
+	env->nrcpts = s->nrcpts;
+	env->received = time(NULL);
+}
+
+/* A message's outcome, and its authentication when that ran. */
+static void
+session_count_message(struct session *s, enum reply r)
+{
 	metrics_add(reply_code(r) < 300 ? M_MSG_ACCEPTED :
 	    reply_code(r) < 500 ? M_MSG_TEMPFAIL : M_MSG_REJECTED, 1);
 	if (s->auth.raw != NULL) {
 		metrics_add(M_VERDICT + s->auth.verdict, 1);
 		metrics_add(M_DNS_QUERIES, s->auth.dns.queries);
 	}
+}
+
+/*
+ * The "message" event: one line a message, whatever became of it,
+ * with the reply it got and, when authentication ran, its results.
+ */
+static void
+session_log_message(struct session *s, enum reply r, const char *token,
+    long long latency_ms)
+{
+	const struct auth	*au = &s->auth;
+	json_t			*rcpts;
+	char			 from[LOG_FIELD_MAX], clean[LOG_FIELD_MAX];
+	const char		*status;
+	size_t			 i;
+	int			 authed = au->raw != NULL;	/* it ran */
+
+	status = reply_code(r) < 300 ? "accepted" :
+	    reply_code(r) < 500 ? "tempfail" : "rejected";
 	if ((rcpts = json_array()) != NULL)
 		for (i = 0; i < s->nrcpts; i++) {
-			char clean[LOG_FIELD_MAX];
-
 			log_sanitize(clean, sizeof(clean), s->rcpts[i],
 			    strlen(s->rcpts[i]));
 			json_array_append_new(rcpts, json_string(clean));
 		}
-	{
-		char from[LOG_FIELD_MAX];
-		const struct auth *au = &s->auth;
-		int authed = au->raw != NULL;	/* authentication ran */
-
-		log_sanitize(from, sizeof(from), s->from, strlen(s->from));
-		log_event(LOG_INFO, "message", s->id,
-		    "{s:s, s:s, s:s, s:s, s:o*, s:I, s:s?, s:s, s:s, s:I,"
-		    " s:s*, s:s*, s:s*, s:s*}",
-		    "id", s->msg.id, "client_ip", s->client_ip,
-		    "helo", s->helo, "from", from,
-		    "rcpt", rcpts,
-		    "size", (json_int_t)(authed ? au->rawlen :
-		    s->msg.hdrlen + s->msg.datalen),
-		    "token", token[0] ? token : NULL, "status", status,
-		    "reply", s->last_reply, "latency_ms",
-		    (json_int_t)((t1.tv_sec - t0.tv_sec) * 1000 +
-		    (t1.tv_nsec - t0.tv_nsec) / 1000000),
-		    "spf", authed ? spf_result_name(au->spf) : NULL,
-		    "dkim", authed ? auth_dkim_result(au) : NULL,
-		    "dmarc", authed ? dmarc_result_name(au->dmarc.result) :
-		    NULL,
-		    "verdict", authed ? auth_verdict_name(au->verdict) : NULL);
-	}
+	log_sanitize(from, sizeof(from), s->from, strlen(s->from));
+	log_event(LOG_INFO, "message", s->id,
+	    "{s:s, s:s, s:s, s:s, s:o*, s:I, s:s?, s:s, s:s, s:I,"
+	    " s:s*, s:s*, s:s*, s:s*}",
+	    "id", s->msg.id, "client_ip", s->client_ip,
+	    "helo", s->helo, "from", from,
+	    "rcpt", rcpts,
+	    "size", (json_int_t)(authed ? au->rawlen :
+	    s->msg.hdrlen + s->msg.datalen),
+	    "token", token[0] ? token : NULL, "status", status,
+	    "reply", s->last_reply, "latency_ms", (json_int_t)latency_ms,
+	    "spf", authed ? spf_result_name(au->spf) : NULL,
+	    "dkim", authed ? auth_dkim_result(au) : NULL,
+	    "dmarc", authed ? dmarc_result_name(au->dmarc.result) : NULL,
+	    "verdict", authed ? auth_verdict_name(au->verdict) : NULL);
 }
