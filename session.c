@@ -11,7 +11,6 @@
 #include <sys/socket.h>
 #include <sys/statvfs.h>
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <ctype.h>
@@ -108,6 +107,7 @@ struct session {
 };
 
 static void	session_init(struct session *, struct session_ctx *);
+static void	session_serve(struct session *);
 static void	session_close(struct session *);
 static void	session_reply(struct session *, enum reply, const char *);
 static void	session_output(struct session *, const char *, size_t);
@@ -195,7 +195,6 @@ void
 session_run(struct session_ctx *ctx)
 {
 	struct session	*s;
-	char		 line[SMTP_LINE_MAX + 1];
 	char		 via[INET6_ADDRSTRLEN];
 	const char	*limit;
 
@@ -232,44 +231,52 @@ session_run(struct session_ctx *ctx)
 		session_end(s, ctx->reject, limit);
 	} else if (ctx->banned) {
 		session_banned(s);
-	} else if (session_greet(s) == 0) {
-		while (!s->quit) {
-			switch (session_getline(s, line, sizeof(line))) {
-			case LINE_OK:
-				session_command(s, line);
-				break;
-			case LINE_TOOLONG:
-				if (session_is_http(line))
-					session_end(s, REPLY_HTTP, "http");
-				else
-					session_error(s, REPLY_LINETOOLONG);
-				break;
-			case LINE_BAD:
-				if (session_is_http(line))
-					session_end(s, REPLY_HTTP, "http");
-				else
-					session_error(s, REPLY_SYNTAX);
-				break;
-			case LINE_TIMEOUT:
-				session_hangup(s, REPLY_TIMEOUT, s->expired ?
-				    "session-timeout" : "timeout");
-				break;
-			case LINE_STOP:
-				session_hangup(s, REPLY_SHUTDOWN, "shutdown");
-				break;
-			case LINE_EOF:
-				session_hangup(s, -1, "eof");
-				break;
-			case LINE_ERROR:
-				session_hangup(s, -1, "io-error");
-				break;
-			}
-			/* stopping: answer once the pipelined input is done */
-			if (!s->quit && smtpd_stop && s->ioff == s->ilen)
-				session_hangup(s, REPLY_SHUTDOWN, "shutdown");
-		}
-	}
+	} else if (session_greet(s) == 0)
+		session_serve(s);
 	session_close(s);
+}
+
+/* Command after command, until the session ends. */
+static void
+session_serve(struct session *s)
+{
+	char	 line[SMTP_LINE_MAX + 1];
+
+	while (!s->quit) {
+		switch (session_getline(s, line, sizeof(line))) {
+		case LINE_OK:
+			session_command(s, line);
+			break;
+		case LINE_TOOLONG:
+			if (session_is_http(line))
+				session_end(s, REPLY_HTTP, "http");
+			else
+				session_error(s, REPLY_LINETOOLONG);
+			break;
+		case LINE_BAD:
+			if (session_is_http(line))
+				session_end(s, REPLY_HTTP, "http");
+			else
+				session_error(s, REPLY_SYNTAX);
+			break;
+		case LINE_TIMEOUT:
+			session_hangup(s, REPLY_TIMEOUT, s->expired ?
+			    "session-timeout" : "timeout");
+			break;
+		case LINE_STOP:
+			session_hangup(s, REPLY_SHUTDOWN, "shutdown");
+			break;
+		case LINE_EOF:
+			session_hangup(s, -1, "eof");
+			break;
+		case LINE_ERROR:
+			session_hangup(s, -1, "io-error");
+			break;
+		}
+		/* stopping: answer once the pipelined input is done */
+		if (!s->quit && smtpd_stop && s->ioff == s->ilen)
+			session_hangup(s, REPLY_SHUTDOWN, "shutdown");
+	}
 }
 
 static void
