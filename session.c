@@ -433,6 +433,7 @@ session_end(struct session *s, int r, const char *reason)
 	session_log_reject(s, LOG_INFO, reason);
 }
 
+/* The "reject" log event. */
 static void
 session_log_reject(struct session *s, int level, const char *reason)
 {
