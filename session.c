@@ -832,7 +832,8 @@ session_getline(struct session *s, char *line, size_t linesz)
 		if (!toolong && (lf = memchr(p, '\n', avail)) != NULL) {
 			session_line_head(line, linesz, p, (size_t)(lf - p));
 			if (session_is_http(line)) {
-				session_trace(s, "smtp_in", p, (size_t)(lf - p));
+				session_trace(s, "smtp_in", p,
+				    (size_t)(lf - p));
 				s->ioff = s->ilen;
 				return LINE_BAD;
 			}
