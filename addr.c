@@ -1,8 +1,16 @@
 /*
  * The SMTP path parser (RFC 5321 4.1.2): MAIL FROM and RCPT TO
- * arguments, and the -r flags checked with the same rules.  Pure
- * functions on bytes, shared by the dialogue and the flag parser.
+ * arguments, and the -r flags checked with the same rules; the From
+ * field's parser; a client's address as text and as its --max-per-ip
+ * key.  Pure functions on bytes, shared by the dialogue, the worker
+ * and the flag parser.
  */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <ctype.h>
 #include <limits.h>
@@ -173,6 +181,28 @@ addr_parse_mail_params(const char *p, int esmtp, long long *size,
 			return REPLY_PARAM;
 	}
 	return -1;
+}
+
+/* 1 when addr is accepted by a -r rule. */
+int
+addr_rcpt_match(const struct smtpd_conf *conf, const char *addr)
+{
+	const char	*at;
+	size_t		 i, llen;
+
+	if ((at = strrchr(addr, '@')) == NULL)
+		return 0;
+	llen = (size_t)(at - addr);
+	for (i = 0; i < conf->nrcpts; i++) {
+		const struct recipient_rule *r = &conf->rcpts[i];
+
+		if (strcasecmp(at + 1, r->domain) != 0)
+			continue;
+		if (r->local == NULL || (strlen(r->local) == llen &&
+		    strncmp(addr, r->local, llen) == 0))
+			return 1;
+	}
+	return 0;
 }
 
 /*
@@ -724,4 +754,48 @@ addr_parse_from(const char *v, size_t len, char *out, size_t outsz,
 	if (domain != NULL)
 		*domain = dom;
 	return 1;
+}
+
+/* A client's address as text (IPv4-mapped IPv6 as IPv4), or "unknown". */
+void
+addr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+
+	if (ss->ss_family == AF_INET) {
+		if (inet_ntop(AF_INET, &sin->sin_addr, buf, len) != NULL)
+			return;
+	} else if (ss->ss_family == AF_INET6) {
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			if (inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12],
+			    buf, len) != NULL)
+				return;
+		} else if (inet_ntop(AF_INET6, &sin6->sin6_addr, buf,
+		    len) != NULL)
+			return;
+	}
+	strlcpy(buf, "unknown", len);
+}
+
+/*
+ * The key for --max-per-ip: an IPv4 address as IPv4-mapped IPv6, an
+ * IPv6 address cut to its /64.
+ */
+void
+addr_key(const struct sockaddr_storage *ss, uint8_t *key)
+{
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+
+	memset(key, 0, 16);
+	if (ss->ss_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &sin->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+			memcpy(key, &sin6->sin6_addr, 16);
+		else
+			memcpy(key, &sin6->sin6_addr, 8);
+	}
 }

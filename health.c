@@ -400,12 +400,12 @@ health_render(const struct metrics_map *m, const struct smtpd_conf *conf,
 	/* replies: by code, the enum's entries of one code together */
 	memset(per, 0, sizeof(per));
 	for (r = 0; r < REPLY_COUNT; r++)
-		if ((code = session_reply_code((int)r)) >= 0 && code < 1000)
+		if ((code = reply_code((int)r)) >= 0 && code < 1000)
 			per[code] += metrics_sum(m, M_REPLY + r);
 	PUT("# HELP smtpd_replies_total SMTP replies sent, by code.\n"
 	    "# TYPE smtpd_replies_total counter\n");
 	for (r = 0; r < REPLY_COUNT; r++) {
-		code = session_reply_code((int)r);
+		code = reply_code((int)r);
 		if (code < 0 || code >= 1000 || per[code] == UINT64_MAX)
 			continue;
 		PUT("smtpd_replies_total{code=\"%d\"} %llu\n", code,

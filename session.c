@@ -3,15 +3,14 @@
  *
  * The reader works on a bounded byte buffer and tells CR, LF and CRLF
  * apart.  Command lines end at CRLF only; data ends at CRLF.CRLF only.
- * Every reply comes from the table below, so a code and its enhanced
- * code never drift.
+ * Every reply comes from the table in reply.c, so a code and its
+ * enhanced code never drift.
  */
 
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/statvfs.h>
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <ctype.h>
@@ -32,95 +31,6 @@
 #include <tls.h>
 
 #include "smtpd.h"
-
-struct reply_entry {
-	int		 code;
-	const char	*enh;		/* enhanced status code, or NULL */
-	const char	*text;		/* "" when the caller gives it all */
-	int		 error;		/* counts toward --max-errors */
-};
-
-static const struct reply_entry replies[REPLY_COUNT] = {
-	[REPLY_GREETING] =	  { 220, NULL, "", 0 },
-	[REPLY_HELO] =	  { 250, NULL, "", 0 },
-	[REPLY_BANNED] =  { 554, "5.7.1", "", 0 },
-	[REPLY_STARTTLS] = { 220, "2.0.0", "Ready to start TLS", 0 },
-	[REPLY_NOTLS] =	  { 502, "5.5.1", "STARTTLS not available", 0 },
-	[REPLY_TLSFAIL] = { 454, "4.7.0", "TLS not available, try again later",
-			    0 },
-	[REPLY_INTLS] =	  { 503, "5.5.1", "TLS already active", 0 },
-	[REPLY_NEEDTLS] = { 530, "5.7.0", "Must issue a STARTTLS command first",
-			    0 },
-	[REPLY_BANNED_CMD] = { 503, "5.7.1",
-			    "Your address is banned; only QUIT is accepted", 1 },
-	[REPLY_SENDER_BLOCKED] = { 550, "5.7.1", "Sender blocked", 0 },
-	[REPLY_MAXSESSIONS] = { 421, "4.3.2", "Too many sessions, try again later",
-			    0 },
-	[REPLY_MAXPERIP] =	  { 421, "4.7.0",
-			    "Too many sessions from your address", 0 },
-	[REPLY_EARLYTALK] =	  { 554, "5.5.1",
-			    "Protocol error: you talked before the greeting",
-			    0 },
-	[REPLY_BADSEQ] =	  { 503, "5.5.1", "Bad sequence of commands", 0 },
-	[REPLY_NOHELO] =	  { 503, "5.5.1", "Send EHLO or HELO first", 0 },
-	[REPLY_NESTEDMAIL] =  { 503, "5.5.1", "Nested MAIL command", 0 },
-	[REPLY_NOMAIL] =	  { 503, "5.5.1", "Send MAIL first", 0 },
-	[REPLY_SIZE] =	  { 552, "5.3.4", "Message size exceeds fixed limit",
-			    0 },
-	[REPLY_PARAM] =	  { 555, "5.5.4", "Unsupported parameter", 1 },
-	[REPLY_UTF8ADDR] =	  { 553, "5.6.7",
-			    "Non-ASCII address requires SMTPUTF8", 1 },
-	[REPLY_RCPTUNKNOWN] = { 550, "5.1.1", "Recipient unknown", 1 },
-	[REPLY_TOOMANYRCPT] = { 452, "4.5.3", "Too many recipients", 0 },
-	[REPLY_NORCPT] =	  { 554, "5.5.1", "No valid recipients", 0 },
-	[REPLY_LINETOOLONG] = { 500, "5.5.2", "Line too long", 1 },
-	[REPLY_UNKNOWN] =	  { 500, "5.5.1", "Command unrecognized", 1 },
-	[REPLY_SYNTAX] =	  { 501, "5.5.4", "Syntax error", 1 },
-	[REPLY_MAXERRORS] =	  { 421, "4.7.0", "Too many errors, closing", 0 },
-	[REPLY_HTTP] =	  { 421, "4.7.0", "This is an SMTP server, closing",
-			    0 },
-	[REPLY_AUTH] =	  { 502, "5.5.1", "AUTH not available", 0 },
-	[REPLY_VRFY] =	  { 252, "2.5.0",
-			    "Cannot VRFY user, but will accept message", 0 },
-	[REPLY_EXPN] =	  { 502, "5.5.1", "EXPN not available", 0 },
-	[REPLY_HELP] =	  { 214, "2.0.0", "See RFC 5321", 0 },
-	[REPLY_TIMEOUT] =	  { 421, "4.4.2", "Timeout, closing", 0 },
-	[REPLY_NOTOKEN] =	  { 550, "5.7.0", "No FIRM token found in message",
-			    0 },
-	[REPLY_OK] =	  { 250, "2.0.0", "OK", 0 },
-	[REPLY_MAILOK] =	  { 250, "2.1.0", "Sender OK", 0 },
-	[REPLY_RCPTOK] =	  { 250, "2.1.5", "Recipient OK", 0 },
-	[REPLY_DATA] =	  { 354, NULL, "End data with <CR><LF>.<CR><LF>", 0 },
-	[REPLY_QUIT] =	  { 221, "2.0.0", "Bye", 0 },
-	[REPLY_SHUTDOWN] =	  { 421, "4.3.2", "Service shutting down", 0 },
-	[REPLY_BARELF] =	  { 550, "5.5.2",
-			    "Bare CR or LF in message not allowed", 0 },
-	[REPLY_TEXTLINE] =	  { 554, "5.6.0", "Message has a line over 1000 octets",
-			    0 },
-	[REPLY_MSGSIZE] =	  { 552, "5.3.4", "Message size exceeds fixed limit",
-			    0 },
-	[REPLY_API_DOWN] = { 451, "4.4.1",
-			    "FIRM API unreachable, try again later", 0 },
-	[REPLY_API_TIMEOUT] = { 451, "4.4.2",
-			    "FIRM API timed out, try again later", 0 },
-	[REPLY_API_TEMP] = { 451, "4.4.0", "FIRM API busy, try again later",
-			    0 },
-	[REPLY_FIRMREJECT] = { 554, "5.7.0", "", 0 },
-	[REPLY_ACCEPTED] =	  { 250, "2.0.0", "OK", 0 },
-	[REPLY_LOCALERR] =	  { 451, "4.3.0", "Local error, try again later", 0 },
-	[REPLY_NOSPACE] =	  { 452, "4.3.1",
-			    "Insufficient system storage, try again later", 0 },
-	[REPLY_FROM] =	  { 550, "5.7.1",
-			    "Message must have one From field with one mailbox",
-			    0 },
-	[REPLY_REPEATED] =	  { 550, "5.7.1",
-			    "Message must not repeat the header field", 0 },
-	[REPLY_AUTHFAIL] =	  { 550, "5.7.26",
-			    "Sender authentication below the required level", 0 },
-	[REPLY_AUTHTEMP] =	  { 451, "4.4.3",
-			    "Sender authentication failed temporarily (DNS), "
-			    "try again later", 0 },
-};
 
 enum phase {
 	P_GREETED,	/* waiting for EHLO/HELO */
@@ -144,15 +54,6 @@ enum line_status {
 	LINE_TIMEOUT,
 	LINE_STOP,
 	LINE_ERROR,
-};
-
-/* Data state machine, see session_data_feed(). */
-enum dstate {
-	D_BOL = 0,	/* at a line start */
-	D_DOT,		/* saw '.' at a line start */
-	D_DOTCR,	/* saw ".\r" at a line start */
-	D_TEXT,		/* inside a line */
-	D_CR,		/* saw '\r' inside a line */
 };
 
 /*
@@ -206,10 +107,14 @@ struct session {
 };
 
 static void	session_init(struct session *, struct session_ctx *);
+static void	session_serve(struct session *);
 static void	session_close(struct session *);
 static void	session_reply(struct session *, enum reply, const char *);
 static void	session_output(struct session *, const char *, size_t);
 static int	session_error(struct session *, enum reply);
+static void	session_hangup(struct session *, int, const char *);
+static void	session_end(struct session *, int, const char *);
+static void	session_log_reject(struct session *, int, const char *);
 static int	session_flush(struct session *);
 static int	session_read(struct session *);
 static int	session_greet(struct session *);
@@ -224,33 +129,74 @@ static void	session_test_hook(struct session *, const char *);
 static enum line_status session_getline(struct session *, char *, size_t);
 static void	session_command(struct session *, char *);
 static int	session_is_http(const char *);
-static void	session_helo(struct session *, const char *, int);
+static void	session_hello(struct session *, const char *, int);
+static void	session_ehlo(struct session *, const char *);
+static void	session_helo(struct session *, const char *);
 static void	session_mail(struct session *, const char *);
 static void	session_rcpt(struct session *, const char *);
 static void	session_data(struct session *, const char *);
 static void	session_bdat(struct session *, const char *);
+static void	session_rset(struct session *, const char *);
+static void	session_noop(struct session *, const char *);
+static void	session_quit(struct session *, const char *);
+static void	session_vrfy(struct session *, const char *);
+static void	session_expn(struct session *, const char *);
+static void	session_help(struct session *, const char *);
+static void	session_auth(struct session *, const char *);
+static int	session_bdat_size(const char *, unsigned long long *, int *);
 static int	session_bdat_read(struct session *, unsigned long long, int);
 static int	session_read_more(struct session *);
-static void	session_msg_put(struct message *, const char *, size_t);
 static void	session_reset(struct session *);
 static int	session_read_data(struct session *);
 static void	session_deliver(struct session *);
+static enum reply session_verdict(struct session *, char *, char *, size_t);
+static void	session_envelope(struct session *, struct envelope *);
+static void	session_count_message(struct session *, enum reply);
+static void	session_log_message(struct session *, enum reply,
+		    const char *, long long);
 static int	session_received(struct session *);
-static int	session_msg_alloc(struct message *, size_t);
 static int	session_verb(const char *, const char *, const char **);
 static void	session_line_head(char *, size_t, const char *, size_t);
-static void	session_http(struct session *);
 static int	session_has_8bit(const char *);
 static int	session_addr_8bit_check(int, const char *);
 static void	session_trace(struct session *, const char *, const char *,
 		    size_t);
 
+/*
+ * The commands: a verb, then the end of the line or a space and its
+ * arguments.  One that needs_helo is answered 503 before EHLO or HELO
+ * and not run; BDAT checks that itself, once its chunk is read.
+ */
+static const struct command {
+	const char	*verb;
+	void		(*handler)(struct session *, const char *);
+	int		 needs_helo;
+} commands[] = {
+	{ "EHLO",	session_ehlo,		0 },
+	{ "HELO",	session_helo,		0 },
+	{ "MAIL",	session_mail,		1 },
+	{ "RCPT",	session_rcpt,		1 },
+	{ "DATA",	session_data,		1 },
+	{ "BDAT",	session_bdat,		0 },
+	{ "RSET",	session_rset,		0 },
+	{ "NOOP",	session_noop,		0 },
+	{ "QUIT",	session_quit,		0 },
+	{ "VRFY",	session_vrfy,		0 },
+	{ "EXPN",	session_expn,		0 },
+	{ "HELP",	session_help,		0 },
+	{ "AUTH",	session_auth,		0 },
+	{ "STARTTLS",	session_starttls,	0 },
+#ifdef SMTPD_TEST_HOOKS
+	{ "XTEST",	session_test_hook,	0 },
+#endif
+};
+
 void
 session_run(struct session_ctx *ctx)
 {
 	struct session	*s;
-	char		 line[SMTP_LINE_MAX + 1];
 	char		 via[INET6_ADDRSTRLEN];
+	const char	*limit;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		log_warn("session allocation");
@@ -258,7 +204,7 @@ session_run(struct session_ctx *ctx)
 	}
 	session_init(s, ctx);
 	if (ctx->via.ss_family != AF_UNSPEC) {
-		session_addr_str(&ctx->via, via, sizeof(via));
+		addr_str(&ctx->via, via, sizeof(via));
 		log_event(LOG_INFO, "connect", s->id, "{s:s, s:s, s:i}",
 		    "client_ip", s->client_ip, "proxy_ip", via,
 		    "pid", (int)getpid());
@@ -270,74 +216,67 @@ session_run(struct session_ctx *ctx)
 	    ctx->reject == REPLY_MAXPERIP ? M_SESS_MAXPERIP :
 	    ctx->banned ? M_SESS_BANNED : M_SESS_SERVED, 1);
 
+	limit = ctx->reject == REPLY_MAXSESSIONS ? "max-sessions" :
+	    "max-per-ip";
 	if (ctx->smtps && ctx->reject >= 0) {
 		/*
 		 * Over a limit on an implicit-TLS port: a handshake would
 		 * hold this worker for up to --timeout, and nothing may be
 		 * said in clear (RFC 8314).  Close at once.
 		 */
-		s->reason = ctx->reject == REPLY_MAXSESSIONS ? "max-sessions" :
-		    "max-per-ip";
-		log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
-		    "client_ip", s->client_ip, "reason", s->reason);
+		session_end(s, -1, limit);
 	} else if (ctx->smtps && session_tls_start(s, NULL) == -1) {
 		;	/* RFC 8314: nothing in clear on this port */
 	} else if (ctx->reject >= 0) {
-		session_reply(s, ctx->reject, NULL);
-		s->reason = ctx->reject == REPLY_MAXSESSIONS ? "max-sessions" :
-		    "max-per-ip";
-		log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
-		    "client_ip", s->client_ip, "reason", s->reason);
-		s->closing = 1;
+		session_end(s, ctx->reject, limit);
 	} else if (ctx->banned) {
 		session_banned(s);
-	} else if (session_greet(s) == 0) {
-		while (!s->quit) {
-			switch (session_getline(s, line, sizeof(line))) {
-			case LINE_OK:
-				session_command(s, line);
-				break;
-			case LINE_TOOLONG:
-				if (session_is_http(line))
-					session_http(s);
-				else
-					session_error(s, REPLY_LINETOOLONG);
-				break;
-			case LINE_BAD:
-				if (session_is_http(line))
-					session_http(s);
-				else
-					session_error(s, REPLY_SYNTAX);
-				break;
-			case LINE_TIMEOUT:
-				session_reply(s, REPLY_TIMEOUT, NULL);
-				s->closing = 1;
-				s->reason = s->expired ? "session-timeout" :
-				    "timeout";
-				break;
-			case LINE_STOP:
-				session_reply(s, REPLY_SHUTDOWN, NULL);
-				s->closing = 1;
-				s->reason = "shutdown";
-				break;
-			case LINE_EOF:
-				s->quit = 1;
-				s->reason = "eof";
-				break;
-			case LINE_ERROR:
-				s->quit = 1;
-				s->reason = "io-error";
-				break;
-			}
-			/* stopping: answer once the pipelined input is done */
-			if (!s->quit && smtpd_stop && s->ioff == s->ilen) {
-				session_reply(s, REPLY_SHUTDOWN, NULL);
-				s->closing = 1;
-				s->reason = "shutdown";
-			}
-		}
-	}
+	} else if (session_greet(s) == 0)
+		session_serve(s);
 	session_close(s);
+}
+
+/* Command after command, until the session ends. */
+static void
+session_serve(struct session *s)
+{
+	char	 line[SMTP_LINE_MAX + 1];
+
+	while (!s->quit) {
+		switch (session_getline(s, line, sizeof(line))) {
+		case LINE_OK:
+			session_command(s, line);
+			break;
+		case LINE_TOOLONG:
+			if (session_is_http(line))
+				session_end(s, REPLY_HTTP, "http");
+			else
+				session_error(s, REPLY_LINETOOLONG);
+			break;
+		case LINE_BAD:
+			if (session_is_http(line))
+				session_end(s, REPLY_HTTP, "http");
+			else
+				session_error(s, REPLY_SYNTAX);
+			break;
+		case LINE_TIMEOUT:
+			session_hangup(s, REPLY_TIMEOUT, s->expired ?
+			    "session-timeout" : "timeout");
+			break;
+		case LINE_STOP:
+			session_hangup(s, REPLY_SHUTDOWN, "shutdown");
+			break;
+		case LINE_EOF:
+			session_hangup(s, -1, "eof");
+			break;
+		case LINE_ERROR:
+			session_hangup(s, -1, "io-error");
+			break;
+		}
+		/* stopping: answer once the pipelined input is done */
+		if (!s->quit && smtpd_stop && s->ioff == s->ilen)
+			session_hangup(s, REPLY_SHUTDOWN, "shutdown");
+	}
 }
 
 static void
@@ -350,7 +289,7 @@ session_init(struct session *s, struct session_ctx *ctx)
 	s->fd_out = ctx->fd_out;
 	s->chan = ctx->chan;
 	random_hex(s->id, sizeof(s->id));
-	session_addr_str(&ctx->peer, s->client_ip, sizeof(s->client_ip));
+	addr_str(&ctx->peer, s->client_ip, sizeof(s->client_ip));
 	memcpy(&s->peer, &ctx->peer, sizeof(s->peer));
 	s->phase = P_GREETED;
 	clock_gettime(CLOCK_MONOTONIC, &s->deadline);
@@ -436,18 +375,17 @@ session_scrub(void)
 static void
 session_reply(struct session *s, enum reply r, const char *arg)
 {
-	const struct reply_entry *e = &replies[r];
 	char		 line[SMTP_REPLY_MAX];
 	int		 n;
 
 	metrics_add(M_REPLY + r, 1);
-	if ((n = session_reply_line(r, arg, line, sizeof(line))) == -1)
+	if ((n = reply_line(r, arg, line, sizeof(line))) == -1)
 		return;
 	session_trace(s, "smtp_out", line, (size_t)n - 2);
 	log_sanitize(s->last_reply, sizeof(s->last_reply), line,
 	    (size_t)n - 2);
 	session_output(s, line, (size_t)n);
-	if (e->code == 421)
+	if (reply_code(r) == 421)
 		s->quit = 1;
 }
 
@@ -464,16 +402,43 @@ session_output(struct session *s, const char *p, size_t n)
 static int
 session_error(struct session *s, enum reply r)
 {
-	if (replies[r].error && ++s->errors >= s->conf->max_errors) {
-		session_reply(s, REPLY_MAXERRORS, NULL);
-		s->closing = 1;
-		s->reason = "max-errors";
-		log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
-		    "client_ip", s->client_ip, "reason", s->reason);
+	if (reply_is_error(r) && ++s->errors >= s->conf->max_errors) {
+		session_end(s, REPLY_MAXERRORS, "max-errors");
 		return -1;
 	}
 	session_reply(s, r, NULL);
 	return 0;
+}
+
+/*
+ * The session ends for reason: after reply r, if not -1, closing
+ * first (see session_close).
+ */
+static void
+session_hangup(struct session *s, int r, const char *reason)
+{
+	if (r != -1) {
+		session_reply(s, r, NULL);
+		s->closing = 1;
+	}
+	s->quit = 1;
+	s->reason = reason;
+}
+
+/* The session refuses the client: it ends, logged as a "reject". */
+static void
+session_end(struct session *s, int r, const char *reason)
+{
+	session_hangup(s, r, reason);
+	session_log_reject(s, LOG_INFO, reason);
+}
+
+/* The "reject" log event. */
+static void
+session_log_reject(struct session *s, int level, const char *reason)
+{
+	log_event(level, "reject", s->id, "{s:s, s:s}", "client_ip",
+	    s->client_ip, "reason", reason);
 }
 
 static void
@@ -684,23 +649,17 @@ session_greet(struct session *s)
 			r = ppoll(&pfd, 1, &ts, &s->waitmask);
 			if (r == -1 && errno == EINTR) {
 				if (smtpd_stop) {
-					session_reply(s, REPLY_SHUTDOWN, NULL);
-					s->closing = 1;
-					s->reason = "shutdown";
+					session_hangup(s, REPLY_SHUTDOWN,
+					    "shutdown");
 					return -1;
 				}
 				continue;
 			}
 			if (r == 0)
 				break;
-			session_reply(s, REPLY_EARLYTALK, NULL);
 			metrics_add(M_SESS_SERVED, (uint64_t)-1);
 			metrics_add(M_SESS_EARLYTALK, 1);
-			s->closing = 1;
-			s->reason = "early-talker";
-			log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
-			    "client_ip", s->client_ip, "reason",
-			    "early-talker");
+			session_end(s, REPLY_EARLYTALK, "early-talker");
 			return -1;
 		}
 	}
@@ -725,8 +684,7 @@ session_tls_start(struct session *s, struct tls *cctx)
 		    strlen(tls_error(s->conf->tls)));
 		log_event(LOG_WARNING, "tls_failed", s->id, "{s:s, s:s}",
 		    "client_ip", s->client_ip, "error", clean);
-		s->quit = 1;
-		s->reason = "tls-failed";
+		session_hangup(s, -1, "tls-failed");
 		return -1;
 	}
 	if (tls_handshake_timed(cctx, s->fd_in, s->conf->timeout,
@@ -735,8 +693,7 @@ session_tls_start(struct session *s, struct tls *cctx)
 		log_event(LOG_INFO, "tls_failed", s->id, "{s:s, s:s}",
 		    "client_ip", s->client_ip, "error", clean);
 		tls_free(cctx);
-		s->quit = 1;
-		s->reason = "tls-failed";
+		session_hangup(s, -1, "tls-failed");
 		return -1;
 	}
 	s->tls = cctx;
@@ -801,8 +758,7 @@ session_banned(struct session *s)
 	    s->conf->hostname);
 	session_reply(s, REPLY_BANNED, text);
 	s->reason = "banned";
-	log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}", "client_ip",
-	    s->client_ip, "reason", s->reason);
+	session_log_reject(s, LOG_INFO, s->reason);
 	while (!s->quit) {
 		switch (session_getline(s, line, sizeof(line))) {
 		case LINE_OK:
@@ -817,15 +773,13 @@ session_banned(struct session *s)
 			session_error(s, REPLY_BANNED_CMD);
 			break;
 		case LINE_TIMEOUT:
-			session_reply(s, REPLY_TIMEOUT, NULL);
-			s->closing = 1;
+			session_hangup(s, REPLY_TIMEOUT, "banned");
 			break;
 		case LINE_STOP:
-			session_reply(s, REPLY_SHUTDOWN, NULL);
-			s->closing = 1;
+			session_hangup(s, REPLY_SHUTDOWN, "banned");
 			break;
 		default:
-			s->quit = 1;
+			session_hangup(s, -1, "banned");
 			break;
 		}
 	}
@@ -878,7 +832,8 @@ session_getline(struct session *s, char *line, size_t linesz)
 		if (!toolong && (lf = memchr(p, '\n', avail)) != NULL) {
 			session_line_head(line, linesz, p, (size_t)(lf - p));
 			if (session_is_http(line)) {
-				session_trace(s, "smtp_in", p, (size_t)(lf - p));
+				session_trace(s, "smtp_in", p,
+				    (size_t)(lf - p));
 				s->ioff = s->ilen;
 				return LINE_BAD;
 			}
@@ -973,71 +928,88 @@ session_is_http(const char *line)
 	return 0;
 }
 
-/* One 421 line, nothing echoed, and close. */
-static void
-session_http(struct session *s)
-{
-	session_reply(s, REPLY_HTTP, NULL);
-	s->closing = 1;
-	s->reason = "http";
-	log_event(LOG_INFO, "reject", s->id, "{s:s, s:s}",
-	    "client_ip", s->client_ip, "reason", s->reason);
-}
-
+/* One command line: its verb's handler from commands[]. */
 static void
 session_command(struct session *s, char *line)
 {
-	const char	*args;
+	const struct command	*c;
+	const char		*args;
+	size_t			 i;
 
 	if (session_is_http(line)) {
-		session_http(s);
+		/* one 421 line, nothing echoed, and close */
+		session_end(s, REPLY_HTTP, "http");
 		return;
 	}
-	if (session_verb(line, "EHLO", &args))
-		session_helo(s, args, 1);
-	else if (session_verb(line, "HELO", &args))
-		session_helo(s, args, 0);
-	else if (session_verb(line, "MAIL", &args))
-		session_mail(s, args);
-	else if (session_verb(line, "RCPT", &args))
-		session_rcpt(s, args);
-	else if (session_verb(line, "DATA", &args))
-		session_data(s, args);
-	else if (session_verb(line, "BDAT", &args))
-		session_bdat(s, args);
-	else if (session_verb(line, "RSET", &args)) {
-		if (*args != '\0') {
-			session_error(s, REPLY_SYNTAX);
-			return;
-		}
-		session_reset(s);
-		if (s->phase == P_MAIL)
-			s->phase = P_READY;
-		session_reply(s, REPLY_OK, NULL);
-	} else if (session_verb(line, "NOOP", &args))
-		session_reply(s, REPLY_OK, NULL);
-	else if (session_verb(line, "QUIT", &args)) {
-		session_reply(s, REPLY_QUIT, NULL);
-		s->quit = 1;
-	} else if (session_verb(line, "VRFY", &args)) {
-		if (*args == '\0')
-			session_error(s, REPLY_SYNTAX);
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		c = &commands[i];
+		if (!session_verb(line, c->verb, &args))
+			continue;
+		if (c->needs_helo && s->phase == P_GREETED)
+			session_reply(s, REPLY_NOHELO, NULL);
 		else
-			session_reply(s, REPLY_VRFY, NULL);
-	} else if (session_verb(line, "EXPN", &args))
-		session_reply(s, REPLY_EXPN, NULL);
-	else if (session_verb(line, "HELP", &args))
-		session_reply(s, REPLY_HELP, NULL);
-	else if (session_verb(line, "AUTH", &args))
-		session_reply(s, REPLY_AUTH, NULL);
-	else if (session_verb(line, "STARTTLS", &args))
-		session_starttls(s, args);
-#ifdef SMTPD_TEST_HOOKS
-	else if (session_verb(line, "XTEST", &args))
-		session_test_hook(s, args);
-#endif
+			c->handler(s, args);
+		return;
+	}
+	session_error(s, REPLY_UNKNOWN);
+}
+
+static void
+session_rset(struct session *s, const char *args)
+{
+	if (*args != '\0') {
+		session_error(s, REPLY_SYNTAX);
+		return;
+	}
+	session_reset(s);
+	if (s->phase == P_MAIL)
+		s->phase = P_READY;
+	session_reply(s, REPLY_OK, NULL);
+}
+
+static void
+session_noop(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, REPLY_OK, NULL);
+}
+
+static void
+session_quit(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, REPLY_QUIT, NULL);
+	s->quit = 1;
+}
+
+static void
+session_vrfy(struct session *s, const char *args)
+{
+	if (*args == '\0')
+		session_error(s, REPLY_SYNTAX);
 	else
-		session_error(s, REPLY_UNKNOWN);
+		session_reply(s, REPLY_VRFY, NULL);
+}
+
+static void
+session_expn(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, REPLY_EXPN, NULL);
+}
+
+static void
+session_help(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, REPLY_HELP, NULL);
+}
+
+static void
+session_auth(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, REPLY_AUTH, NULL);
 }
 
 #ifdef SMTPD_TEST_HOOKS
@@ -1054,7 +1026,20 @@ session_test_hook(struct session *s, const char *args)
 #endif
 
 static void
-session_helo(struct session *s, const char *args, int esmtp)
+session_ehlo(struct session *s, const char *args)
+{
+	session_hello(s, args, 1);
+}
+
+static void
+session_helo(struct session *s, const char *args)
+{
+	session_hello(s, args, 0);
+}
+
+/* EHLO or HELO: a new session state, and the greeting's answer. */
+static void
+session_hello(struct session *s, const char *args, int esmtp)
 {
 	char	 text[SMTP_REPLY_MAX];
 	char	 line[SMTP_REPLY_MAX];
@@ -1110,28 +1095,6 @@ session_helo(struct session *s, const char *args, int esmtp)
 	session_output(s, line, (size_t)n);
 }
 
-/* 1 when addr is accepted by a -r rule. */
-int
-session_rcpt_match(const struct smtpd_conf *conf, const char *addr)
-{
-	const char	*at;
-	size_t		 i, llen;
-
-	if ((at = strrchr(addr, '@')) == NULL)
-		return 0;
-	llen = (size_t)(at - addr);
-	for (i = 0; i < conf->nrcpts; i++) {
-		const struct recipient_rule *r = &conf->rcpts[i];
-
-		if (strcasecmp(at + 1, r->domain) != 0)
-			continue;
-		if (r->local == NULL || (strlen(r->local) == llen &&
-		    strncmp(addr, r->local, llen) == 0))
-			return 1;
-	}
-	return 0;
-}
-
 static int
 session_has_8bit(const char *p)
 {
@@ -1171,10 +1134,6 @@ session_mail(struct session *s, const char *args)
 	long long	 size;
 	int		 smtputf8, r;
 
-	if (s->phase == P_GREETED) {
-		session_reply(s, REPLY_NOHELO, NULL);
-		return;
-	}
 	if (s->phase == P_MAIL) {
 		session_reply(s, REPLY_NESTEDMAIL, NULL);
 		return;
@@ -1209,8 +1168,7 @@ session_mail(struct session *s, const char *args)
 		return;
 	}
 	if (session_spool_full(s)) {
-		log_event(LOG_WARNING, "reject", s->id, "{s:s, s:s}",
-		    "client_ip", s->client_ip, "reason", "spool-full");
+		session_log_reject(s, LOG_WARNING, "spool-full");
 		session_reply(s, REPLY_NOSPACE, NULL);
 		return;
 	}
@@ -1245,10 +1203,6 @@ session_rcpt(struct session *s, const char *args)
 	const char	*p;
 	int		 ok, r;
 
-	if (s->phase == P_GREETED) {
-		session_reply(s, REPLY_NOHELO, NULL);
-		return;
-	}
 	if (s->phase != P_MAIL) {
 		session_reply(s, REPLY_NOMAIL, NULL);
 		return;
@@ -1276,7 +1230,7 @@ session_rcpt(struct session *s, const char *args)
 		return;
 	}
 	log_sanitize(clean, sizeof(clean), path, strlen(path));
-	ok = session_rcpt_match(s->conf, path);
+	ok = addr_rcpt_match(s->conf, path);
 	if (ok && s->nrcpts >= (size_t)s->conf->max_rcpt) {
 		log_event(LOG_INFO, "rcpt", s->id, "{s:s, s:s, s:s}",
 		    "client_ip", s->client_ip, "rcpt", clean, "status",
@@ -1310,15 +1264,7 @@ session_reset(struct session *s)
 	s->nrcpts = 0;
 	s->from[0] = '\0';
 	s->smtputf8 = 0;
-	if (s->msg.buf != NULL)	/* no message outlives its transaction */
-		explicit_bzero(s->msg.buf, s->msg.len);
-	s->msg.len = 0;
-	s->msg.hdrlen = 0;
-	s->msg.datalen = 0;
-	s->msg.bare_cr = 0;
-	s->msg.bare_lf = 0;
-	s->msg.long_line = 0;
-	s->msg.too_big = 0;
+	message_reset(&s->msg);	/* no message outlives its transaction */
 	s->bdat = 0;
 	auth_reset(&s->auth);
 }
@@ -1335,23 +1281,10 @@ static void
 session_bdat(struct session *s, const char *args)
 {
 	unsigned long long	 size;
-	const char		*p = args;
-	char			*end;
-	int			 last = 0, refuse = -1;
+	int			 last, refuse = -1;
 
-	if (*p < '0' || *p > '9' || strspn(p, "0123456789") > 18) {
-		session_reply(s, REPLY_SYNTAX, NULL);
-		s->closing = s->quit = 1;
-		s->reason = "bdat-syntax";
-		return;
-	}
-	size = strtoull(p, &end, 10);
-	if (strcasecmp(end, " LAST") == 0)
-		last = 1;
-	else if (*end != '\0') {
-		session_reply(s, REPLY_SYNTAX, NULL);
-		s->closing = s->quit = 1;
-		s->reason = "bdat-syntax";
+	if (session_bdat_size(args, &size, &last) == -1) {
+		session_hangup(s, REPLY_SYNTAX, "bdat-syntax");
 		return;
 	}
 	if (s->phase == P_GREETED)
@@ -1362,8 +1295,7 @@ session_bdat(struct session *s, const char *args)
 		if (session_received(s) == -1)
 			refuse = REPLY_LOCALERR;
 		else {
-			session_data_start(&s->msg,
-			    (size_t)s->conf->max_size);
+			message_start(&s->msg, (size_t)s->conf->max_size);
 			s->msg.raw = 1;
 			s->bdat = 1;
 		}
@@ -1385,13 +1317,23 @@ session_bdat(struct session *s, const char *args)
 		session_reply(s, REPLY_OK, text);
 		return;
 	}
-	if (s->msg.dstate == D_CR) {	/* a bare CR ended the last chunk */
-		s->msg.bare_cr++;
-		session_msg_put(&s->msg, "\r", 1);
-	}
+	message_last_chunk(&s->msg);
 	session_deliver(s);
 	session_reset(s);
 	s->phase = P_READY;
+}
+
+/* BDAT's "n" or "n LAST", n of at most 18 digits: 0, or -1. */
+static int
+session_bdat_size(const char *p, unsigned long long *size, int *last)
+{
+	char	*end;
+
+	if (*p < '0' || *p > '9' || strspn(p, "0123456789") > 18)
+		return -1;
+	*size = strtoull(p, &end, 10);
+	*last = strcasecmp(end, " LAST") == 0;
+	return *last || *end == '\0' ? 0 : -1;
 }
 
 /*
@@ -1406,18 +1348,15 @@ session_read_more(struct session *s)
 	case RD_INTR:
 		return 0;
 	case RD_TIMEOUT:
-		session_reply(s, REPLY_TIMEOUT, NULL);
-		s->closing = 1;
-		s->reason = s->expired ? "session-timeout" :
-		    s->data_slow ? "data-too-slow" : "timeout";
+		session_hangup(s, REPLY_TIMEOUT, s->expired ?
+		    "session-timeout" : s->data_slow ? "data-too-slow" :
+		    "timeout");
 		break;
 	case RD_EOF:
-		s->quit = 1;
-		s->reason = "eof-in-data";
+		session_hangup(s, -1, "eof-in-data");
 		break;
 	default:
-		s->quit = 1;
-		s->reason = "io-error";
+		session_hangup(s, -1, "io-error");
 		break;
 	}
 	s->data_start.tv_sec = 0;
@@ -1439,8 +1378,8 @@ session_bdat_read(struct session *s, unsigned long long size, int keep)
 			if (n > size)
 				n = (size_t)size;
 			if (keep)
-				(void)session_data_feed(&s->msg,
-				    s->ibuf + s->ioff, n, &done);
+				(void)message_feed(&s->msg, s->ibuf + s->ioff,
+				    n, &done);
 			s->ioff += n;
 			s->data_bytes += n;
 			size -= n;
@@ -1456,10 +1395,6 @@ session_bdat_read(struct session *s, unsigned long long size, int keep)
 static void
 session_data(struct session *s, const char *args)
 {
-	if (s->phase == P_GREETED) {
-		session_reply(s, REPLY_NOHELO, NULL);
-		return;
-	}
 	if (*args != '\0') {
 		session_error(s, REPLY_SYNTAX);
 		return;
@@ -1488,24 +1423,6 @@ session_data(struct session *s, const char *args)
 	s->phase = P_READY;
 }
 
-static int
-session_msg_alloc(struct message *m, size_t want)
-{
-	size_t	 cap;
-	char	*p;
-
-	if (want <= m->cap)
-		return 0;
-	cap = m->cap ? m->cap : 16384;
-	while (cap < want)
-		cap *= 2;
-	if ((p = realloc(m->buf, cap)) == NULL)
-		return -1;
-	m->buf = p;
-	m->cap = cap;
-	return 0;
-}
-
 /* Our Received: header (RFC 5321 4.4), first in the message buffer. */
 static int
 session_received(struct session *s)
@@ -1516,7 +1433,7 @@ session_received(struct session *s)
 	time_t		 now;
 	int		 n;
 
-	if (session_msg_alloc(&s->msg, RECEIVED_MAX) == -1)
+	if (message_alloc(&s->msg, RECEIVED_MAX) == -1)
 		return -1;
 	now = time(NULL);
 	gmtime_r(&now, &tm);
@@ -1547,139 +1464,6 @@ session_received(struct session *s)
 	return 0;
 }
 
-void
-session_data_start(struct message *m, size_t limit)
-{
-	m->limit = limit;
-	m->datalen = 0;
-	m->bare_cr = m->bare_lf = 0;
-	m->long_line = m->too_big = m->error = 0;
-	m->dstate = D_BOL;
-	m->raw = 0;
-	m->crlf_start = 1;	/* data starts after DATA's CRLF */
-	m->linelen = 0;
-}
-
-static void
-session_msg_put(struct message *m, const char *p, size_t n)
-{
-	m->datalen += n;
-	if (m->too_big || m->error)
-		return;
-	if (m->datalen > m->limit) {
-		m->too_big = 1;
-		return;
-	}
-	if (session_msg_alloc(m, m->len + n) == -1) {
-		m->error = 1;
-		return;
-	}
-	memcpy(m->buf + m->len, p, n);
-	m->len += n;
-}
-
-static void
-session_line_add(struct message *m, size_t n)
-{
-	m->linelen += n;
-	if (m->linelen > SMTP_TEXT_LINE_MAX)
-		m->long_line = 1;
-}
-
-static void
-session_line_end(struct message *m, int crlf)
-{
-	session_msg_put(m, "\r\n", 2);
-	m->dstate = D_BOL;
-	m->crlf_start = crlf;
-	m->linelen = 0;
-}
-
-/*
- * Feed data octets to the message.  A small state machine that knows
- * CR, LF and CRLF apart: a bare LF ends a line (stored as CRLF) but
- * never ends data, a bare CR is kept as it is, a leading dot is
- * removed, and data ends only at a "." line that both started and
- * ended with CRLF.  Returns the octets consumed; *done is set once the
- * end of data has been consumed, and the rest of buf is left alone.
- */
-size_t
-session_data_feed(struct message *m, const char *buf, size_t len,
-    int *done)
-{
-	size_t	 i = 0, j;
-
-	*done = 0;
-	while (i < len) {
-		switch (m->dstate) {
-		case D_BOL:
-			if (buf[i] == '.' && !m->raw) {
-				m->dstate = D_DOT;
-				session_line_add(m, 1);
-				i++;
-			} else
-				m->dstate = D_TEXT;
-			break;
-		case D_TEXT:
-			for (j = i; j < len && buf[j] != '\r' &&
-			    buf[j] != '\n'; j++)
-				;
-			if (j > i) {
-				session_msg_put(m, buf + i, j - i);
-				session_line_add(m, j - i);
-				i = j;
-			} else if (buf[i] == '\r') {
-				m->dstate = D_CR;
-				session_line_add(m, 1);
-				i++;
-			} else {
-				m->bare_lf++;
-				session_line_add(m, 1);
-				session_line_end(m, 0);
-				i++;
-			}
-			break;
-		case D_CR:
-			if (buf[i] == '\n') {
-				session_line_add(m, 1);
-				session_line_end(m, 1);
-				i++;
-			} else {
-				/* a bare CR stays; look at buf[i] again */
-				m->bare_cr++;
-				session_msg_put(m, "\r", 1);
-				m->dstate = D_TEXT;
-			}
-			break;
-		case D_DOT:
-			if (buf[i] == '\r') {
-				m->dstate = D_DOTCR;
-				session_line_add(m, 1);
-				i++;
-			} else
-				m->dstate = D_TEXT;	/* dot dropped */
-			break;
-		case D_DOTCR:
-			if (buf[i] == '\n') {
-				i++;
-				if (m->crlf_start) {
-					*done = 1;
-					return i;
-				}
-				/* "." line begun by a bare LF: not the end */
-				session_line_add(m, 1);
-				session_line_end(m, 1);
-			} else {
-				m->bare_cr++;
-				session_msg_put(m, "\r", 1);
-				m->dstate = D_TEXT;
-			}
-			break;
-		}
-	}
-	return i;
-}
-
 /* Read data up to its end; -1 when the session ends meanwhile. */
 static int
 session_read_data(struct session *s)
@@ -1687,12 +1471,12 @@ session_read_data(struct session *s)
 	size_t	 n;
 	int	 done;
 
-	session_data_start(&s->msg, (size_t)s->conf->max_size);
+	message_start(&s->msg, (size_t)s->conf->max_size);
 	clock_gettime(CLOCK_MONOTONIC, &s->data_start);
 	s->data_bytes = 0;
 	for (;;) {
 		if (s->ioff < s->ilen) {
-			n = session_data_feed(&s->msg, s->ibuf + s->ioff,
+			n = message_feed(&s->msg, s->ibuf + s->ioff,
 			    s->ilen - s->ioff, &done);
 			s->ioff += n;
 			s->data_bytes += n;
@@ -1706,167 +1490,123 @@ session_read_data(struct session *s)
 	}
 }
 
+/*
+ * A message's data has ended: its verdict is the reply, then it is
+ * counted and logged.
+ */
 static void
 session_deliver(struct session *s)
 {
-	struct envelope	 env;
 	struct timespec	 t0, t1;
 	enum reply	 r;
-	json_t		*rcpts;
 	char		 token[TOKEN_LEN + 1], text[256];
-	const char	*arg = NULL, *status;
-	size_t		 i;
+	const char	*arg = NULL;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	random_hex(s->msg.id, sizeof(s->msg.id));
 	s->nmessages++;
 	token[0] = '\0';
 	text[0] = '\0';
-	if (s->msg.too_big)
-		r = REPLY_MSGSIZE;
-	else if (s->msg.long_line)
-		r = REPLY_TEXTLINE;
-	else if (s->conf->reject_bare_lf &&
-	    (s->msg.bare_cr > 0 || s->msg.bare_lf > 0))
-		r = REPLY_BARELF;
-	else if (s->msg.error)
-		r = REPLY_LOCALERR;
-	else {
-		memset(&env, 0, sizeof(env));
-		env.session = s->id;
-		env.client_ip = s->client_ip;
-		env.helo = s->helo;
-		env.peer = &s->peer;
-		env.tls = s->tls != NULL ? tls_conn_version(s->tls) : NULL;
-		env.from = s->from;
-		env.rcpts = s->rcpts;
-		env.nrcpts = s->nrcpts;
-		env.received = time(NULL);
-		r = payload_deliver(s->conf, &env, &s->msg, s->chan, &s->auth,
-		    token, text, sizeof(text));
-	}
+	r = session_verdict(s, token, text, sizeof(text));
 	if (r == REPLY_ACCEPTED)
 		arg = s->msg.id;
 	else if (text[0] != '\0')
 		arg = text;
 	session_reply(s, r, arg);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	session_count_message(s, r);
+	session_log_message(s, r, token, (t1.tv_sec - t0.tv_sec) * 1000 +
+	    (t1.tv_nsec - t0.tv_nsec) / 1000000);
+}
 
-	status = replies[r].code < 300 ? "accepted" :
-	    replies[r].code < 500 ? "tempfail" : "rejected";
-	metrics_add(replies[r].code < 300 ? M_MSG_ACCEPTED :
-	    replies[r].code < 500 ? M_MSG_TEMPFAIL : M_MSG_REJECTED, 1);
+/*
+ * The reply to a message: refused here for what the data reader
+ * found, else what delivery answers (token and text as
+ * payload_deliver() sets them).
+ */
+static enum reply
+session_verdict(struct session *s, char *token, char *text, size_t textsz)
+{
+	struct envelope	 env;
+
+	if (s->msg.too_big)
+		return REPLY_MSGSIZE;
+	if (s->msg.long_line)
+		return REPLY_TEXTLINE;
+	if (s->conf->reject_bare_lf &&
+	    (s->msg.bare_cr > 0 || s->msg.bare_lf > 0))
+		return REPLY_BARELF;
+	if (s->msg.error)
+		return REPLY_LOCALERR;
+	session_envelope(s, &env);
+	return payload_deliver(s->conf, &env, &s->msg, s->chan, &s->auth,
+	    token, text, textsz);
+}
+
+/* What the session hands to delivery: the client and the addresses. */
+static void
+session_envelope(struct session *s, struct envelope *env)
+{
+	memset(env, 0, sizeof(*env));
+	env->session = s->id;
+	env->client_ip = s->client_ip;
+	env->helo = s->helo;
+	env->peer = &s->peer;
+	env->tls = s->tls != NULL ? tls_conn_version(s->tls) : NULL;
+	env->from = s->from;
+	env->rcpts = s->rcpts;
+	env->nrcpts = s->nrcpts;
+	env->received = time(NULL);
+}
+
+/* A message's outcome, and its authentication when that ran. */
+static void
+session_count_message(struct session *s, enum reply r)
+{
+	metrics_add(reply_code(r) < 300 ? M_MSG_ACCEPTED :
+	    reply_code(r) < 500 ? M_MSG_TEMPFAIL : M_MSG_REJECTED, 1);
 	if (s->auth.raw != NULL) {
 		metrics_add(M_VERDICT + s->auth.verdict, 1);
 		metrics_add(M_DNS_QUERIES, s->auth.dns.queries);
 	}
+}
+
+/*
+ * The "message" event: one line a message, whatever became of it,
+ * with the reply it got and, when authentication ran, its results.
+ */
+static void
+session_log_message(struct session *s, enum reply r, const char *token,
+    long long latency_ms)
+{
+	const struct auth	*au = &s->auth;
+	json_t			*rcpts;
+	char			 from[LOG_FIELD_MAX], clean[LOG_FIELD_MAX];
+	const char		*status;
+	size_t			 i;
+	int			 authed = au->raw != NULL;	/* it ran */
+
+	status = reply_code(r) < 300 ? "accepted" :
+	    reply_code(r) < 500 ? "tempfail" : "rejected";
 	if ((rcpts = json_array()) != NULL)
 		for (i = 0; i < s->nrcpts; i++) {
-			char clean[LOG_FIELD_MAX];
-
 			log_sanitize(clean, sizeof(clean), s->rcpts[i],
 			    strlen(s->rcpts[i]));
 			json_array_append_new(rcpts, json_string(clean));
 		}
-	{
-		char from[LOG_FIELD_MAX];
-		const struct auth *au = &s->auth;
-		int authed = au->raw != NULL;	/* authentication ran */
-
-		log_sanitize(from, sizeof(from), s->from, strlen(s->from));
-		log_event(LOG_INFO, "message", s->id,
-		    "{s:s, s:s, s:s, s:s, s:o*, s:I, s:s?, s:s, s:s, s:I,"
-		    " s:s*, s:s*, s:s*, s:s*}",
-		    "id", s->msg.id, "client_ip", s->client_ip,
-		    "helo", s->helo, "from", from,
-		    "rcpt", rcpts,
-		    "size", (json_int_t)(authed ? au->rawlen :
-		    s->msg.hdrlen + s->msg.datalen),
-		    "token", token[0] ? token : NULL, "status", status,
-		    "reply", s->last_reply, "latency_ms",
-		    (json_int_t)((t1.tv_sec - t0.tv_sec) * 1000 +
-		    (t1.tv_nsec - t0.tv_nsec) / 1000000),
-		    "spf", authed ? spf_result_name(au->spf) : NULL,
-		    "dkim", authed ? auth_dkim_result(au) : NULL,
-		    "dmarc", authed ? dmarc_result_name(au->dmarc.result) :
-		    NULL,
-		    "verdict", authed ? auth_verdict_name(au->verdict) : NULL);
-	}
-}
-
-/*
- * Reply r from the table, with arg after its text, as the line sent:
- * CRLF-terminated in line (cut to fit, CRLF kept; len >= 3).  Its
- * length, or -1.
- */
-int
-session_reply_line(enum reply r, const char *arg, char *line, size_t len)
-{
-	const struct reply_entry *e = &replies[r];
-	int		 n;
-
-	n = snprintf(line, len, "%d%s%s%s%s%s%s\r\n", e->code,
-	    e->enh ? " " : "", e->enh ? e->enh : "",
-	    e->text[0] ? " " : "", e->text,
-	    arg ? " " : "", arg ? arg : "");
-	if (n < 0)
-		return -1;
-	if ((size_t)n >= len) {
-		n = (int)len - 1;
-		line[n - 2] = '\r';
-		line[n - 1] = '\n';
-	}
-	return n;
-}
-
-/* The SMTP code of a reply, for the metrics' labels; -1 if unknown. */
-int
-session_reply_code(int r)
-{
-	if (r < 0 || r >= REPLY_COUNT)
-		return -1;
-	return replies[r].code;
-}
-
-void
-session_addr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
-{
-	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
-	const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-
-	if (ss->ss_family == AF_INET) {
-		if (inet_ntop(AF_INET, &sin->sin_addr, buf, len) != NULL)
-			return;
-	} else if (ss->ss_family == AF_INET6) {
-		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-			if (inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12],
-			    buf, len) != NULL)
-				return;
-		} else if (inet_ntop(AF_INET6, &sin6->sin6_addr, buf,
-		    len) != NULL)
-			return;
-	}
-	strlcpy(buf, "unknown", len);
-}
-
-/*
- * The key for --max-per-ip: an IPv4 address as IPv4-mapped IPv6, an
- * IPv6 address cut to its /64.
- */
-void
-session_addr_key(const struct sockaddr_storage *ss, uint8_t *key)
-{
-	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
-	const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-
-	memset(key, 0, 16);
-	if (ss->ss_family == AF_INET) {
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &sin->sin_addr, 4);
-	} else if (ss->ss_family == AF_INET6) {
-		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
-			memcpy(key, &sin6->sin6_addr, 16);
-		else
-			memcpy(key, &sin6->sin6_addr, 8);
-	}
+	log_sanitize(from, sizeof(from), s->from, strlen(s->from));
+	log_event(LOG_INFO, "message", s->id,
+	    "{s:s, s:s, s:s, s:s, s:o*, s:I, s:s?, s:s, s:s, s:I,"
+	    " s:s*, s:s*, s:s*, s:s*}",
+	    "id", s->msg.id, "client_ip", s->client_ip,
+	    "helo", s->helo, "from", from,
+	    "rcpt", rcpts,
+	    "size", (json_int_t)(authed ? au->rawlen :
+	    s->msg.hdrlen + s->msg.datalen),
+	    "token", token[0] ? token : NULL, "status", status,
+	    "reply", s->last_reply, "latency_ms", (json_int_t)latency_ms,
+	    "spf", authed ? spf_result_name(au->spf) : NULL,
+	    "dkim", authed ? auth_dkim_result(au) : NULL,
+	    "dmarc", authed ? dmarc_result_name(au->dmarc.result) : NULL,
+	    "verdict", authed ? auth_verdict_name(au->verdict) : NULL);
 }

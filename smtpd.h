@@ -304,7 +304,7 @@ struct message {
 	int			 too_big;
 	int			 error;		/* out of memory */
 	int			 raw;		/* BDAT: no dots, no end */
-	/* the data reader, see session_data_feed() */
+	/* the data reader, see message_feed() */
 	int			 dstate;
 	int			 crlf_start;
 	size_t			 linelen;
@@ -323,7 +323,7 @@ struct envelope {
 	time_t			 received;
 };
 
-/* Replies, from one table in session.c. */
+/* Replies, from one table in reply.c. */
 enum reply {
 	REPLY_GREETING,
 	REPLY_HELO,
@@ -474,9 +474,24 @@ extern volatile sig_atomic_t	 smtpd_reload;
 int		 addr_parse_path(const char *, char *, size_t, const char **,
 		    int);
 int		 addr_parse_mail_params(const char *, int, long long *, int *);
+int		 addr_rcpt_match(const struct smtpd_conf *, const char *);
 #define FROM_COMMENT_DEPTH	8	/* nested comments in From: */
 int		 addr_parse_from(const char *, size_t, char *, size_t,
 		    size_t *);
+void		 addr_str(const struct sockaddr_storage *, char *, size_t);
+void		 addr_key(const struct sockaddr_storage *, uint8_t *);
+
+/* message.c: a message's data, from DATA or BDAT */
+void		 message_start(struct message *, size_t);
+size_t		 message_feed(struct message *, const char *, size_t, int *);
+void		 message_last_chunk(struct message *);
+int		 message_alloc(struct message *, size_t);
+void		 message_reset(struct message *);
+
+/* reply.c: every reply line, from one table */
+int		 reply_line(enum reply, const char *, char *, size_t);
+int		 reply_code(int);
+int		 reply_is_error(enum reply);
 
 /* alabel.c: a domain name's A-label form (IDNA), for SPF and DMARC */
 int		 alabel_domain(const char *, char *, size_t);
@@ -497,15 +512,6 @@ struct session_ctx {
 };
 void		 session_run(struct session_ctx *);
 void		 session_scrub(void);
-int		 session_rcpt_match(const struct smtpd_conf *, const char *);
-void		 session_data_start(struct message *, size_t);
-size_t		 session_data_feed(struct message *, const char *, size_t,
-		    int *);
-void		 session_addr_key(const struct sockaddr_storage *, uint8_t *);
-void		 session_addr_str(const struct sockaddr_storage *, char *,
-		    size_t);
-int		 session_reply_code(int);
-int		 session_reply_line(enum reply, const char *, char *, size_t);
 
 /* firm.c (smtpd-relay) */
 #define FIRM_KEY_MAX		1024

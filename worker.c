@@ -222,7 +222,7 @@ worker_proxy(const struct smtpd_conf *conf, struct session_ctx *ctx)
 	case 0:		/* LOCAL or UNKNOWN: the peer itself */
 		return 0;
 	}
-	session_addr_str(&peer, addr, sizeof(addr));
+	addr_str(&peer, addr, sizeof(addr));
 	log_event(LOG_WARNING, "proxy_error", NULL, "{s:s, s:s}",
 	    "proxy_ip", addr, "reason", why);
 	close(ctx->fd_in);
@@ -244,8 +244,7 @@ worker_drain(const struct smtpd_conf *conf)
 	size_t			 i, n;
 	int			 fd, len;
 
-	if ((len = session_reply_line(REPLY_SHUTDOWN, NULL, bye,
-	    sizeof(bye))) == -1)
+	if ((len = reply_line(REPLY_SHUTDOWN, NULL, bye, sizeof(bye))) == -1)
 		return;
 
 	for (i = 0; i < conf->nlisteners; i++) {
@@ -277,7 +276,7 @@ worker_claim(int ctl, const struct sockaddr_storage *peer)
 
 	memset(&c, 0, sizeof(c));
 	c.type = CTL_CLAIM;
-	session_addr_key(peer, c.key);
+	addr_key(peer, c.key);
 	if (send(ctl, &c, sizeof(c), MSG_NOSIGNAL) != sizeof(c))
 		return -2;
 	do {

@@ -96,7 +96,7 @@ FAULTS = ("500", "503", "429", "stall", "drop-before", "drop-after")
 OUTCOMES = ("200",) + FAULTS
 FIRM_2XX = ("200", "stall", "drop-after")   # FIRM has the message
 LATE_2XX = ("stall", "drop-after")          # ... the answer may be lost
-# SPEC section 3 and the reply table in session.c
+# SPEC section 3 and the reply table in reply.c
 EXPECTED = {
     "200": {"250 2.0.0"},
     "500": {"451 4.4.0"},

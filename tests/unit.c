@@ -158,19 +158,19 @@ test_rcpt_match(void)
 	conf.rcpts[1].domain = "example.org";
 	conf.nrcpts = 2;
 
-	CHECK(session_rcpt_match(&conf, "verify@localhost"), "exact");
-	CHECK(session_rcpt_match(&conf, "verify@LOCALHOST"),
+	CHECK(addr_rcpt_match(&conf, "verify@localhost"), "exact");
+	CHECK(addr_rcpt_match(&conf, "verify@LOCALHOST"),
 	    "domain case-insensitive");
-	CHECK(!session_rcpt_match(&conf, "Verify@localhost"),
+	CHECK(!addr_rcpt_match(&conf, "Verify@localhost"),
 	    "local part is compared as given");
-	CHECK(!session_rcpt_match(&conf, "verify2@localhost"), "prefix");
-	CHECK(!session_rcpt_match(&conf, "verif@localhost"), "shorter");
-	CHECK(!session_rcpt_match(&conf, "verify@localhost.evil"), "suffix");
-	CHECK(session_rcpt_match(&conf, "anyone@example.org"), "@domain");
-	CHECK(session_rcpt_match(&conf, "x@EXAMPLE.ORG"), "@domain case");
-	CHECK(!session_rcpt_match(&conf, "x@sub.example.org"),
+	CHECK(!addr_rcpt_match(&conf, "verify2@localhost"), "prefix");
+	CHECK(!addr_rcpt_match(&conf, "verif@localhost"), "shorter");
+	CHECK(!addr_rcpt_match(&conf, "verify@localhost.evil"), "suffix");
+	CHECK(addr_rcpt_match(&conf, "anyone@example.org"), "@domain");
+	CHECK(addr_rcpt_match(&conf, "x@EXAMPLE.ORG"), "@domain case");
+	CHECK(!addr_rcpt_match(&conf, "x@sub.example.org"),
 	    "subdomain is not the domain");
-	CHECK(!session_rcpt_match(&conf, "nobody"), "no @");
+	CHECK(!addr_rcpt_match(&conf, "nobody"), "no @");
 }
 
 struct feed_case {
@@ -221,8 +221,8 @@ test_data_feed(void)
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		/* whole buffer at once */
 		memset(&m, 0, sizeof(m));
-		session_data_start(&m, 1 << 20);
-		n = session_data_feed(&m, t[i].in, t[i].inlen, &done);
+		message_start(&m, 1 << 20);
+		n = message_feed(&m, t[i].in, t[i].inlen, &done);
 		CHECK(done == t[i].done, "%s: done %d", t[i].name, done);
 		if (t[i].done) {
 			CHECK(t[i].inlen - n == t[i].rest, "%s: rest %zu",
@@ -242,10 +242,10 @@ test_data_feed(void)
 
 		/* one octet at a time gives the same result */
 		memset(&m, 0, sizeof(m));
-		session_data_start(&m, 1 << 20);
+		message_start(&m, 1 << 20);
 		done = 0;
 		for (j = 0, total = 0; j < t[i].inlen && !done; j++)
-			total += session_data_feed(&m, t[i].in + j, 1, &done);
+			total += message_feed(&m, t[i].in + j, 1, &done);
 		CHECK(done == t[i].done, "%s bytewise: done", t[i].name);
 		if (t[i].done)
 			CHECK(m.len == strlen(t[i].stored) &&
@@ -265,32 +265,32 @@ test_data_limits(void)
 
 	/* 998 characters and CRLF: 1000 octets, allowed */
 	memset(&m, 0, sizeof(m));
-	session_data_start(&m, 1 << 20);
+	message_start(&m, 1 << 20);
 	memset(line, 'x', 998);
 	memcpy(line + 998, "\r\n.\r\n", 5);
-	session_data_feed(&m, line, 1003, &done);
+	message_feed(&m, line, 1003, &done);
 	CHECK(done && !m.long_line, "1000-octet line refused");
 	free(m.buf);
 
 	/* 999 characters and CRLF: too long */
 	memset(&m, 0, sizeof(m));
-	session_data_start(&m, 1 << 20);
+	message_start(&m, 1 << 20);
 	memset(line, 'x', 999);
 	memcpy(line + 999, "\r\n.\r\n", 5);
-	session_data_feed(&m, line, 1004, &done);
+	message_feed(&m, line, 1004, &done);
 	CHECK(done && m.long_line, "1001-octet line accepted");
 	free(m.buf);
 
 	/* size limit: stops storing, still finds the end */
 	memset(&m, 0, sizeof(m));
-	session_data_start(&m, 10);
-	session_data_feed(&m, S("0123456789\r\n.\r\n"), &done);
+	message_start(&m, 10);
+	message_feed(&m, S("0123456789\r\n.\r\n"), &done);
 	CHECK(done && m.too_big, "over the size limit not flagged");
 	free(m.buf);
 
 	memset(&m, 0, sizeof(m));
-	session_data_start(&m, 12);
-	session_data_feed(&m, S("0123456789\r\n.\r\n"), &done);
+	message_start(&m, 12);
+	message_feed(&m, S("0123456789\r\n.\r\n"), &done);
 	CHECK(done && !m.too_big, "exactly the size limit flagged");
 	free(m.buf);
 }
