@@ -172,12 +172,12 @@ FUZZ_CC?=	clang
 FUZZ_CFLAGS=	-g -O1 -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=undefined $(WARNINGS) -D_GNU_SOURCE \
 		$(PKG_CFLAGS)
-tests/fuzz_mime: tests/fuzz_mime.c mime.c $(HDRS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_mime.c mime.c $(PKG_LIBS)
+tests/fuzz/fuzz_mime: tests/fuzz/fuzz_mime.c mime.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_mime.c mime.c $(PKG_LIBS)
 
 # What a worker taken over could send the relay.
-tests/fuzz_chan: tests/fuzz_chan.c channel.c dns.c $(HDRS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_chan.c channel.c dns.c \
+tests/fuzz/fuzz_chan: tests/fuzz/fuzz_chan.c channel.c dns.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_chan.c channel.c dns.c \
 	    $(PKG_LIBS)
 
 # smtpd-relay's destination guard, linked as smtpd-relay links it.
@@ -197,69 +197,69 @@ tests/dmarc_test: tests/dmarc_test.c tests/check.h $(AUTH_TEST_OBJS) $(HDRS)
 	    $(LDLIBS)
 
 # The parsers of sender authentication, each fed hostile bytes.
-tests/fuzz_spf: tests/fuzz_spf.c spf.c dns.c channel.c $(HDRS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_spf.c spf.c dns.c \
+tests/fuzz/fuzz_spf: tests/fuzz/fuzz_spf.c spf.c dns.c channel.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_spf.c spf.c dns.c \
 	    channel.c $(PKG_LIBS)
 
-tests/fuzz_dmarc: tests/fuzz_dmarc.c dmarc.c dns.c channel.c $(HDRS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_dmarc.c dmarc.c dns.c \
+tests/fuzz/fuzz_dmarc: tests/fuzz/fuzz_dmarc.c dmarc.c dns.c channel.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_dmarc.c dmarc.c dns.c \
 	    channel.c $(PKG_LIBS)
 
-tests/fuzz_from: tests/fuzz_from.c addr.c $(HDRS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_from.c addr.c $(PKG_LIBS)
+tests/fuzz/fuzz_from: tests/fuzz/fuzz_from.c addr.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_from.c addr.c $(PKG_LIBS)
 
 # What a trusted proxy could send before the SMTP dialogue.
-tests/fuzz_proxy: tests/fuzz_proxy.c proxy.c $(HDRS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_proxy.c proxy.c $(PKG_LIBS)
+tests/fuzz/fuzz_proxy: tests/fuzz/fuzz_proxy.c proxy.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_proxy.c proxy.c $(PKG_LIBS)
 
 # A whole session from a client's bytes, in process: every source of
 # smtpd but smtpd.c, instrumented, and a fake relay on the channel.
 FUZZ_SESSION_SRCS= $(filter-out smtpd.c,$(SMTPD_SRCS)) $(COMMON_SRCS)
-tests/fuzz_session: tests/fuzz_session.c $(FUZZ_SESSION_SRCS) $(HDRS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -pthread -o $@ tests/fuzz_session.c \
+tests/fuzz/fuzz_session: tests/fuzz/fuzz_session.c $(FUZZ_SESSION_SRCS) $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -pthread -o $@ tests/fuzz/fuzz_session.c \
 	    $(FUZZ_SESSION_SRCS) $(PKG_LIBS) $(IDN_LIBS)
 
 # The paths and parameters of MAIL FROM and RCPT TO.
-tests/fuzz_addr: tests/fuzz_addr.c addr.c $(HDRS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_addr.c addr.c $(PKG_LIBS)
+tests/fuzz/fuzz_addr: tests/fuzz/fuzz_addr.c addr.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_addr.c addr.c $(PKG_LIBS)
 
 # DKIM tag lists and the tag rules of a signature.
-tests/fuzz_dkimtag: tests/fuzz_dkimtag.c dkimtag.c $(HDRS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_dkimtag.c dkimtag.c \
+tests/fuzz/fuzz_dkimtag: tests/fuzz/fuzz_dkimtag.c dkimtag.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_dkimtag.c dkimtag.c \
 	    $(PKG_LIBS)
 
 # FIRM's ban lists: the JSON answers, their entries, the table.
-tests/fuzz_banlist: tests/fuzz_banlist.c banlist.c log.c util.c $(HDRS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz_banlist.c banlist.c \
+tests/fuzz/fuzz_banlist: tests/fuzz/fuzz_banlist.c banlist.c log.c util.c $(HDRS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_banlist.c banlist.c \
 	    log.c util.c $(PKG_LIBS)
 
-# Seeded with the corpus; new inputs gather in tests/fuzz-corpus, a
-# crash is kept as tests/fuzz-crash-*.
+# Seeded with the corpus; new inputs gather in tests/fuzz/mime-work, a
+# crash is kept as tests/fuzz/crash-*.
 fuzz: deps
-	@$(MAKE) --no-print-directory tests/fuzz_mime
-	@mkdir -p tests/fuzz-corpus
-	cp tests/mime/*.eml tests/fuzz-corpus/
-	./tests/fuzz_mime -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
-	    -timeout=10 -rss_limit_mb=2048 -dict=tests/fuzz_mime.dict \
-	    -artifact_prefix=tests/fuzz-crash- tests/fuzz-corpus
-	@$(MAKE) --no-print-directory tests/fuzz_chan
-	@mkdir -p tests/fuzz-chan-corpus
-	cp tests/chan/* tests/fuzz-chan-corpus/
-	./tests/fuzz_chan -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	@$(MAKE) --no-print-directory tests/fuzz/fuzz_mime
+	@mkdir -p tests/fuzz/mime-work
+	cp tests/mime/*.eml tests/fuzz/mime-work/
+	./tests/fuzz/fuzz_mime -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    -timeout=10 -rss_limit_mb=2048 -dict=tests/fuzz/fuzz_mime.dict \
+	    -artifact_prefix=tests/fuzz/crash- tests/fuzz/mime-work
+	@$(MAKE) --no-print-directory tests/fuzz/fuzz_chan
+	@mkdir -p tests/fuzz/chan-work
+	cp tests/fuzz/chan-corpus/* tests/fuzz/chan-work/
+	./tests/fuzz/fuzz_chan -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    -timeout=10 -rss_limit_mb=2048 \
-	    -artifact_prefix=tests/fuzz-crash-chan- tests/fuzz-chan-corpus
+	    -artifact_prefix=tests/fuzz/crash-chan- tests/fuzz/chan-work
 	@for t in spf dmarc from proxy addr banlist session dkimtag; do \
-		$(MAKE) --no-print-directory tests/fuzz_$$t || exit 1; \
-		mkdir -p tests/fuzz-$$t-corpus; \
-		cp tests/$$t-corpus/* tests/fuzz-$$t-corpus/; \
-		dict=; [ -f tests/fuzz_$$t.dict ] && \
-		    dict=-dict=tests/fuzz_$$t.dict; \
+		$(MAKE) --no-print-directory tests/fuzz/fuzz_$$t || exit 1; \
+		mkdir -p tests/fuzz/$$t-work; \
+		cp tests/fuzz/$$t-corpus/* tests/fuzz/$$t-work/; \
+		dict=; [ -f tests/fuzz/fuzz_$$t.dict ] && \
+		    dict=-dict=tests/fuzz/fuzz_$$t.dict; \
 		len=4096; [ $$t = session ] && len=32768; \
 		echo "fuzz: $$t"; \
-		./tests/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+		./tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
 		    -max_len=$$len -timeout=10 -rss_limit_mb=2048 $$dict \
-		    -artifact_prefix=tests/fuzz-crash-$$t- \
-		    tests/fuzz-$$t-corpus || exit 1; \
+		    -artifact_prefix=tests/fuzz/crash-$$t- \
+		    tests/fuzz/$$t-work || exit 1; \
 	done
 
 test:
@@ -267,7 +267,7 @@ test:
 	@$(MAKE) --no-print-directory -j2 build $(PROG)-test tests/unit \
 	    tests/mime_test tests/banlist_test tests/tls_keyless_test \
 	    tests/spf_test tests/dmarc_test tests/guard_test \
-	    tests/fsync_fail.so lint asan
+	    tests/fakes/fsync_fail.so lint asan
 	@$(ASAN_ENV) $(ASAN_PYTEST) > $(ASAN_DIR)/pytest.log 2>&1 & \
 	asan=$$!; \
 	$(PYTHON) -m pytest -q tests; status=$$?; \
@@ -434,18 +434,19 @@ lint-openbsd:
 clean:
 	rm -f $(PROG) $(RELAY) $(PROG)-test $(OBJS) $(RELAY_OBJS) \
 	    $(TEST_OBJS) tests/unit
-	rm -f tests/mime_test tests/fuzz_mime tests/fuzz_chan bench/mime-bench
+	rm -f tests/mime_test tests/fuzz/fuzz_mime tests/fuzz/fuzz_chan bench/mime-bench
 	rm -f tests/banlist_test bench/banlist-bench tests/tls_keyless_test
 	rm -f tests/spf_test tests/dmarc_test tests/guard_test \
-	    tests/fuzz_spf tests/fuzz_dmarc \
-	    tests/fsync_fail.so tests/fuzz_from tests/fuzz_proxy \
-	    tests/fuzz_session tests/fuzz_addr tests/fuzz_banlist
+	    tests/fuzz/fuzz_spf tests/fuzz/fuzz_dmarc \
+	    tests/fakes/fsync_fail.so tests/fuzz/fuzz_from tests/fuzz/fuzz_proxy \
+	    tests/fuzz/fuzz_session tests/fuzz/fuzz_addr tests/fuzz/fuzz_banlist \
+	    tests/fuzz/fuzz_dkimtag
 	rm -rf $(ASAN_DIR)
 
 # A file system whose fsync fails, for the workers (LD_PRELOAD).
-tests/fsync_fail.so: tests/fsync_fail.c
+tests/fakes/fsync_fail.so: tests/fakes/fsync_fail.c
 	$(CC) $(CFLAGS) $(WARNINGS) -D_GNU_SOURCE -shared -fPIC -o $@ \
-	    tests/fsync_fail.c -ldl
+	    tests/fakes/fsync_fail.c -ldl
 
 # tls keyless test
 tests/tls_keyless_test: tests/tls_keyless_test.c tests/check.h $(LIB_OBJS) \

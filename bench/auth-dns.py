@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """A DNS server for the authentication benchmark (bench/auth.sh): the
-tests' fake DNS server (tests/fake_dns.py) on 127.0.0.1, its port
+tests' fake DNS server (tests/fakes/fake_dns.py) on 127.0.0.1, its port
 written to PORTFILE, serving until process OWNER is gone.
 
     auth-dns.py records|empty PORTFILE OWNER
@@ -12,7 +12,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "tests"))
+                                "..", "tests", "fakes"))
 from fake_dns import FakeDNS  # noqa: E402
 
 MAX_SECONDS = 3600

@@ -2,7 +2,7 @@
 """soak.py - fault-injection soak of smtpd against a failing FIRM API.
 
 Starts the real ./smtpd on 127.0.0.1 with -a pointing at a fake FIRM API
-on loopback (tests/fake_firm.py) and a fake DNS server (tests/fake_dns.py,
+on loopback (tests/fakes/fake_firm.py) and a fake DNS server (tests/fakes/fake_dns.py,
 NXDOMAIN for every name, so no lookup leaves the machine), then sends
 --messages distinct messages from --concurrency client threads, one
 session per try, each with its own FIRM-TOKEN.  The fake answers 200 to
@@ -82,6 +82,7 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "fakes"))
 from fake_dns import FakeDNS  # noqa: E402
 from fake_firm import Answer, FakeFirm  # noqa: E402
 

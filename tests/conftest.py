@@ -15,10 +15,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
+
+# the fakes (DNS, FIRM, the ban-list API) live in tests/fakes
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "fakes"))
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # SMTPD_BINARY lets a developer point the suite at another build.
@@ -555,7 +559,7 @@ class SmtpdServer:
 # ---------------------------------------------------------------- DNS
 
 # Every server the tests start asks a fake DNS server on loopback
-# (tests/fake_dns.py), never the machine's resolver: CI has no network,
+# (tests/fakes/fake_dns.py), never the machine's resolver: CI has no network,
 # and sender authentication (SPEC section 6) looks up every message.
 # The session-wide default answers NXDOMAIN for every name; a test that
 # needs records uses the `dns` fixture and smtpd(..., resolver=dns).
@@ -584,7 +588,7 @@ def _stop_default_dns():
 
 @pytest.fixture
 def dns():
-    """A fake DNS server of the test's own (tests/fake_dns.py), fresh
+    """A fake DNS server of the test's own (tests/fakes/fake_dns.py), fresh
     zones; start smtpd on it with smtpd(..., resolver=dns)."""
     from fake_dns import FakeDNS
     fake = FakeDNS().start()
@@ -722,7 +726,7 @@ def run_smtpd(args, timeout=5.0, cwd=None):
 
 @pytest.fixture
 def firm():
-    """A fake FIRM API (tests/fake_firm.py) on 127.0.0.1, answering
+    """A fake FIRM API (tests/fakes/fake_firm.py) on 127.0.0.1, answering
     200 until told otherwise; stopped at teardown."""
     from fake_firm import FakeFirm
     fake = FakeFirm().start()

@@ -3,7 +3,7 @@ the Authentication-Results header, --require-auth, --auth-id, and the
 From rules of section 3.
 
 End to end: the real ./smtpd in --spool mode, asking a fake DNS server
-of the test's own (tests/fake_dns.py, the `dns` fixture) through
+of the test's own (tests/fakes/fake_dns.py, the `dns` fixture) through
 --resolver; messages signed with python3-dkim (tests/dkim_util.py) and
 sent by a real SMTP client from 127.0.0.1.  Every signed message is
 first checked with python3-dkim's own verifier against the same DNS

@@ -4,7 +4,7 @@ table, keeps the last good lists through failures, alarms once per
 outage, caches them across restarts; workers and -i sessions obey them.
 
 smtpd runs with -a http://127.0.0.1:PORT against the fake API of
-tests/fake_banlist.py, --poll 1 (fast polls) and --banlist-cache in a
+tests/fakes/fake_banlist.py, --poll 1 (fast polls) and --banlist-cache in a
 temporary directory writable by the worker user.  Clients connect from
 127.0.0.1, or from 127.0.0.2 (all of 127/8 is loopback on Linux) when
 a test needs one banned and one free client side by side.

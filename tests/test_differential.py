@@ -3,7 +3,7 @@ against independent verifiers, case by case (tests/diffcases.py).
 
 Each case (a DNS zone, a message, an envelope) is delivered to one real
 ./smtpd (--spool, --resolver pointed at one fake DNS server that serves
-every case's zone, tests/fake_dns.py), from the case's own loopback
+every case's zone, tests/fakes/fake_dns.py), from the case's own loopback
 address; its payload's auth object is then compared field by field
 with what the RFCs say (the case's `expect`) and with:
 

@@ -1,4 +1,4 @@
-"""Self-test of tests/fake_dns.py, the fake DNS server the sender
+"""Self-test of tests/fakes/fake_dns.py, the fake DNS server the sender
 authentication tests point smtpd at: real UDP and TCP on loopback,
 checked with dnslib's own client and raw sockets."""
 

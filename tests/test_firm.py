@@ -1,7 +1,7 @@
 """The FIRM API client: POST /inbound (SPEC sections 3, 4, 5).
 
 smtpd runs with -a http://127.0.0.1:PORT against the fake FIRM API of
-tests/fake_firm.py (the `firm` fixture), a real HTTP/1.1 server in the
+tests/fakes/fake_firm.py (the `firm` fixture), a real HTTP/1.1 server in the
 test process that records every request and answers as each test says.
 mime.c is being rewritten: decoded subject/body are checked loosely.
 """

@@ -367,9 +367,9 @@ def test_a_failed_fsync_of_the_file_or_its_directory_is_never_250(
     """The spool file is written, fsynced, renamed into place and its
     directory fsynced; if either fsync fails, the message may not be on
     disk: the sender hears 451 and tries again, and nothing is left in
-    the spool.  (tests/fsync_fail.so fails the workers' fsync.)"""
-    shim = REPO / "tests" / "fsync_fail.so"
-    assert shim.exists(), "make tests/fsync_fail.so"
+    the spool.  (tests/fakes/fsync_fail.so fails the workers' fsync.)"""
+    shim = REPO / "tests" / "fakes" / "fsync_fail.so"
+    assert shim.exists(), "make tests/fakes/fsync_fail.so"
     monkeypatch.setenv("LD_PRELOAD", str(shim))
     monkeypatch.setenv("SMTPD_TEST_FSYNC_FAIL", fail)
     # the sanitizer build wants its runtime first, the shim comes first

@@ -1,5 +1,5 @@
 """The RFC 7208 test suite's PTR cases end to end: a real smtpd and
-smtpd-relay, with --resolver pointed at the fake DNS (tests/fake_dns.py)
+smtpd-relay, with --resolver pointed at the fake DNS (tests/fakes/fake_dns.py)
 serving the case's zone, and the client address the case names given
 by a PROXY v2 header (--proxy-from 127.0.0.1/32).  The SPF result in
 the spool payload (auth.spf) must be the suite's.

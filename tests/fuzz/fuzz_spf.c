@@ -23,7 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../smtpd.h"
+#include "../../smtpd.h"
 
 #define FUZZ_LINES	256
 

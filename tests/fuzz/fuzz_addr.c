@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for the arguments of MAIL FROM and RCPT TO (make
- * tests/fuzz_addr): addr_parse_path() and addr_parse_mail_params() on
+ * tests/fuzz/fuzz_addr): addr_parse_path() and addr_parse_mail_params() on
  * any bytes, as session_mail() and session_rcpt() call them.  The
  * first octet chooses: bit 0 a null path "<>" allowed (MAIL), bit 1
  * after EHLO (parameters allowed), bits 2-7 the size of a second, small
@@ -31,7 +31,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../smtpd.h"
+#include "../../smtpd.h"
 
 /* the harness's own reading is not what libFuzzer should explore */
 #define FUZZ_NOCOV	__attribute__((no_sanitize("coverage")))

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the DKIM tag lists (make tests/fuzz_dkimtag):
+ * libFuzzer target for the DKIM tag lists (make tests/fuzz/fuzz_dkimtag):
  * dkimtag_parse(), dkimtag_sig_parse(), dkimtag_h_count(),
  * dkimtag_same_value() and dkimtag_key_parse() on any bytes, each in a heap
  * copy of the input's exact size so that ASan sees any overrun.
@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../smtpd.h"
+#include "../../smtpd.h"
 
 int		 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the whole SMTP session (make tests/fuzz_session):
+ * libFuzzer target for the whole SMTP session (make tests/fuzz/fuzz_session):
  * session_run() in this process, as a worker runs it.  The input's
  * first two octets choose the set-up:
  *	0: bit 0 STARTTLS offered (a test certificate made at start),
@@ -62,7 +62,7 @@
 #include <openssl/x509.h>
 #include <tls.h>
 
-#include "../smtpd.h"
+#include "../../smtpd.h"
 
 #define FUZZ_MAX_SIZE	"8192"		/* -s: a message over it is cheap */
 #define FUZZ_OUT_MAX	(8 * 1024 * 1024)	/* replies kept */

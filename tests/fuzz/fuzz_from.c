@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the From field parser (make tests/fuzz_from):
+ * libFuzzer target for the From field parser (make tests/fuzz/fuzz_from):
  * addr_parse_from() on any bytes.  On 1 the result is NUL-terminated
  * inside out and the domain offset points just past an '@': before it a
  * local part with no '@' outside its quoted strings, none of them left
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../smtpd.h"
+#include "../../smtpd.h"
 
 #define FUZZ_OUT	512
 #define FUZZ_SMALL	24

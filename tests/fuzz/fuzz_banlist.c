@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the ban lists (make tests/fuzz_banlist): what
+ * libFuzzer target for the ban lists (make tests/fuzz/fuzz_banlist): what
  * FIRM's two lists could hold, parsed, published and looked up.  The
  * first octet chooses the mode: bits 0-1 the rest as a JSON answer for
  * networks (banlist_parse(), key "banned_subnets") or for senders (key
@@ -44,7 +44,7 @@
 
 #include <jansson.h>
 
-#include "../smtpd.h"
+#include "../../smtpd.h"
 
 #define FUZZ_INPUT_MAX	(1024 * 1024)	/* longer inputs are let be */
 #define FUZZ_HALF	(32 * FUZZ_INPUT_MAX)	/* the table: room for any */

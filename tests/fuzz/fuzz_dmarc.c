@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for DMARC (make tests/fuzz_dmarc).  The input is
+ * libFuzzer target for DMARC (make tests/fuzz/fuzz_dmarc).  The input is
  * fed to dmarc_record_parse() whole, then read as a scenario for
  * dmarc_check() and dmarc_org_domain():
  *	line 1		the From domain
@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../smtpd.h"
+#include "../../smtpd.h"
 
 #define FUZZ_NAME	300
 

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../smtpd.h"
+#include "../../smtpd.h"
 
 #define FUZZ_MAXBODY	65536
 

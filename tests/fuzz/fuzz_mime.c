@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../smtpd.h"
+#include "../../smtpd.h"
 
 int		 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the PROXY protocol parser (make tests/fuzz_proxy):
+ * libFuzzer target for the PROXY protocol parser (make tests/fuzz/fuzz_proxy):
  * proxy_parse() on any bytes, as a trusted peer could send them.  The
  * input is fed as it could arrive, one octet more each time, as
  * proxy_read() would see it.  Whatever the input: the result is one of
@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../smtpd.h"
+#include "../../smtpd.h"
 
 int		 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 static void	 fuzz_check(const uint8_t *, size_t, int,
