@@ -11,8 +11,9 @@
  * holds no ';' and only VALCHAR or FWS octets; no name repeats (a
  * repeat is reported, not kept); the list parsed again from a copy
  * with its tags rewritten as "name=value;" gives the same tags.  A key
- * record valid for an algorithm is valid without one.  dkimtag_sig_parse() accepts only
- * a list dkimtag_parse() accepts, with v=1 and every required tag;
+ * record valid for an algorithm is valid without one.
+ * dkimtag_sig_parse() accepts only a list dkimtag_parse() accepts
+ * without a repeat, with v=1 and every required tag;
  * d= and s= are printable or empty; a= is "unknown" or letters, digits
  * and '-'; t= and x= are -1 or at most 12 digits, and x >= t when
  * accepted.  Any breach aborts, so that libFuzzer keeps the input.
