@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "smtpd.h"
+#include "relay.h"
 
 struct fetcher;
 static json_t	*fetcher_fetch(struct fetcher *, const char *, const char *,

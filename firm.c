@@ -30,6 +30,7 @@
 #include <tls.h>
 
 #include "smtpd.h"
+#include "relay.h"
 
 static size_t	firm_write_cb(char *, size_t, size_t, void *);
 static int	firm_header(struct curl_slist **, const char *,

@@ -50,6 +50,7 @@
 #include <unbound.h>
 
 #include "smtpd.h"
+#include "relay.h"
 
 #define RELAY_CTL_FD		3
 #define RELAY_FETCHER_ALIVE_FD	3

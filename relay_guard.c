@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "smtpd.h"
+#include "relay.h"
 
 static const struct smtpd_conf	*guard_conf;	/* NULL: local only */
 static int			 guard_dns_any;	/* no resolver: port 53 */

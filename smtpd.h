@@ -513,40 +513,6 @@ struct session_ctx {
 void		 session_run(struct session_ctx *);
 void		 session_scrub(void);
 
-/* firm.c (smtpd-relay) */
-#define FIRM_KEY_MAX		1024
-#define FIRM_SIG_HEX		64
-#define FIRM_URL_MAX		2048
-#define FIRM_ERROR_MAX		200
-#define FIRM_RESPONSE_MAX	4096
-struct firm_response {
-	long			 status;
-	char			*body;		/* NUL-terminated, or NULL */
-	size_t			 len;
-	size_t			 cap;
-	size_t			 max;
-	int			 truncated;
-	int			 curl_error;
-	char			 error[256];	/* >= CURL_ERROR_SIZE */
-};
-#ifdef CURLINC_CURL_H
-int		 firm_prepare(const struct smtpd_conf *, CURL *, const char *,
-		    const char *, size_t, const char *, size_t, long,
-		    struct firm_response *, struct curl_slist **);
-int		 firm_finish(CURL *, CURLcode, struct firm_response *);
-#endif
-void		 firm_setup_priv(struct smtpd_conf *);
-int		 firm_opensocket_ok(const struct smtpd_conf *,
-		    const struct sockaddr *);
-const char	*firm_key_load_priv(const char *);
-void		 firm_key_wipe(void);
-void		 firm_sign(const char *, const char *, size_t, char *);
-int		 firm_request(const struct smtpd_conf *, const char *,
-		    const char *, size_t, const char *, size_t,
-		    struct firm_response *);
-void		 firm_response_free(struct firm_response *);
-void		 firm_error_text(const char *, size_t, char *, size_t);
-
 /* payload.c */
 int		 payload_token_find(const char *, size_t, char *);
 struct auth;
@@ -845,13 +811,6 @@ __dead void	 flag_error(const char *, const char *, ...)
 
 /* worker.c */
 __dead void	 worker_main(struct smtpd_conf *, int, int, int);
-
-/* fetcher.c (smtpd-relay) */
-__dead void	 fetcher_main(struct smtpd_conf *, int);
-
-/* relay_guard.c (smtpd-relay): where its libraries may connect and send */
-void		 relay_guard_init(const struct smtpd_conf *);
-void		 relay_guard_dns_any(void);
 
 /* banlist.c */
 #define BANLIST_HDR_SIZE	4096

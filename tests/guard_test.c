@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "../smtpd.h"
+#include "../relay.h"
 #include "check.h"
 
 static struct smtpd_conf	 conf;
