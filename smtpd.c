@@ -3,8 +3,8 @@
  * that needs root, starts the relay and the ban-list fetcher (the
  * smtpd-relay program, which alone links an HTTP client), and keeps a
  * pool of preforked workers.  It never reads a byte from a client, holds
- * no HTTP client and no API key, and trusts nothing a worker can write:
- * its table of workers is its own memory, and a worker only ever asks
+ * no HTTP client and no API key, and trusts nothing a child can write:
+ * its table of children is its own memory, and a worker only ever asks
  * it something over the socketpair it was born with.
  */
 
@@ -66,48 +66,118 @@ struct pool {
 	size_t			 busy;		/* W_BUSY entries */
 };
 
-#define RELAY_DRAINING_MAX	8
+/*
+ * The master's children, one row a kind: its name, how one is started,
+ * when the kind runs and how it is started again, and what the master
+ * holds of it.  Reaping, restarting, the gauges and the shutdown are
+ * each one loop over this table.  Workers are many: the pool keeps
+ * each one's pid and control socket, their row the rest.  Pids come
+ * from fork() alone; 0 is none, and is never signalled.
+ */
+enum child_kind {
+	CHILD_RELAY,
+	CHILD_FETCHER,
+	CHILD_HEALTH,
+	CHILD_WORKER,		/* after the relay: they need its channels */
+	CHILD_KINDS
+};
+
+enum child_when {		/* which configurations run a kind */
+	WHEN_SERVING,		/* all but --fetch-only */
+	WHEN_API,		/* with --api */
+	WHEN_HEALTH,		/* with --health */
+	WHEN_RELAY_UP,		/* serving, and with --api once a relay runs */
+};
+
+/* How a kind is (re)started; without CF_POOL, at most once a second. */
+#define CF_POOL		0x01	/* many: --spare idle, made up every turn */
+#define CF_RELOAD	0x02	/* replaced on SIGHUP */
+#define CF_OVERLAP	0x04	/* the next starts while the old drains */
+#define CF_CHANNELS	0x08	/* workers hold channels to it: its death
+				   makes a new generation of workers */
+
+#define CHILD_OLD_MAX	8	/* old ones of a kind, draining */
+#define CHILD_FDS_MAX	4
+
+struct child {
+	const char	*name;		/* its role on the exec line */
+	const char	*exited;	/* the event of its death */
+	enum child_when	 when;
+	int		 flags;		/* CF_* */
+	int		(*start)(struct child *);	/* 0, or -1 */
+	enum metric	 gauge;		/* 1 while one runs; M_COUNT: none */
+	pid_t		 pid;		/* the one running, or 0 */
+	pid_t		 old[CHILD_OLD_MAX];	/* told to leave, not reaped */
+	time_t		 started;	/* monotime() of the last start */
+	int		 ctl;		/* our end of its control socket */
+	int		 fds[CHILD_FDS_MAX];	/* kept for the kind, or -1 */
+};
+
+/* fds[] of the fetcher: a pipe whose read end is each one's 3 */
+#define FETCHER_ALIVE_R	0	/* hangs up when the master is gone */
+#define FETCHER_ALIVE_W	1	/* the master's */
+
+static int	master_relay_start_priv(struct child *);
+static int	master_fetcher_start_priv(struct child *);
+static int	master_health_start_priv(struct child *);
+static int	master_workers_start(struct child *);
+
+static struct child		 children[CHILD_KINDS] = {
+	[CHILD_RELAY] = { .name = "relay", .exited = "relay_exited",
+	    .when = WHEN_SERVING, .flags = CF_RELOAD | CF_OVERLAP |
+	    CF_CHANNELS, .start = master_relay_start_priv,
+	    .gauge = M_RELAY_UP, .ctl = -1, .fds = { -1, -1, -1, -1 } },
+	[CHILD_FETCHER] = { .name = "fetcher", .exited = "fetcher_exited",
+	    .when = WHEN_API, .flags = CF_RELOAD,
+	    .start = master_fetcher_start_priv, .gauge = M_FETCHER_UP,
+	    .ctl = -1, .fds = { -1, -1, -1, -1 } },
+	[CHILD_HEALTH] = { .name = "health", .exited = "health_exited",
+	    .when = WHEN_HEALTH, .flags = 0,
+	    .start = master_health_start_priv, .gauge = M_COUNT,
+	    .ctl = -1, .fds = { -1, -1, -1, -1 } },
+	[CHILD_WORKER] = { .name = "worker", .exited = NULL,
+	    .when = WHEN_RELAY_UP, .flags = CF_POOL,
+	    .start = master_workers_start, .gauge = M_COUNT,
+	    .ctl = -1, .fds = { -1, -1, -1, -1 } },
+};
 
 static struct smtpd_conf	 conf;
 static struct pool		 pool;
 static uint32_t			 generation;
 static char			**master_argv;
-static pid_t			 fetcher_pid = -1;
-static time_t			 fetcher_started;	/* CLOCK_MONOTONIC */
-static int			 fetcher_alive[2] = { -1, -1 };
-static pid_t			 relay_pid = -1;
-static int			 relay_fd = -1;	/* control socket */
-static time_t			 relay_started;
-static pid_t			 relay_draining[RELAY_DRAINING_MAX];
 static uint32_t			 tls_key_gen;	/* of the key in use */
 static struct metrics_map	*metrics;	/* with --health */
 static int			 metrics_fd = -1;
-static pid_t			 health_pid = -1;
-static time_t			 health_started;
 
-static void	conf_spool(struct smtpd_conf *, int);
-static void	conf_relay_path(struct smtpd_conf *, const char *);
-static int	relay_check_priv(void);
-static void	banlist_setup_priv(struct smtpd_conf *);
-static int	banlist_attach_priv(struct smtpd_conf *);
-static pid_t	helper_exec_priv(const char *, int, int);
-static void	fetcher_start(void);
-static int	relay_start(void);
-static void	relay_drain_old(void);
-static int	relay_attach(int);
+static void	master_spool_priv(struct smtpd_conf *, int);
+static void	master_relay_path(struct smtpd_conf *, const char *);
+static int	master_relay_check_priv(void);
+static void	master_banlist_setup_priv(struct smtpd_conf *);
+static int	master_banlist_attach_priv(struct smtpd_conf *);
+static void	master_listeners_bind_priv(struct smtpd_conf *);
+static void	master_health_bind_priv(struct smtpd_conf *);
+static pid_t	master_exec_priv(const char *, int, int);
+static int	master_relay_attach(int);
+static int	master_child_wanted(const struct child *);
+static void	master_children_start(void);
+static void	master_child_stop(struct child *);
+static void	master_child_signal(struct child *, int);
+static size_t	master_child_live(const struct child *);
+static int	master_child_reaped(struct child *, pid_t, int);
 static time_t	monotime(void);
 static void	master_tls_reload(void);
 static void	master_tls_sign(int, const struct ctl_sign *, int);
 static void	master_reload(void);
-static void	listeners_bind_priv(struct smtpd_conf *);
 static void	pool_create(struct pool *, size_t);
 static struct worker *pool_find_pid(struct pool *, pid_t);
 static size_t	pool_idle(const struct pool *);
+static int	pool_fork(struct pool *, struct worker *, int);
 static void	pool_spawn(struct pool *);
 static void	pool_retire_old(struct pool *);
 static void	pool_kill_all(struct pool *, int);
 static size_t	pool_live(const struct pool *);
 static void	pool_drop(struct pool *, struct worker *);
+static void	pool_reaped(struct pool *, struct worker *, int);
 static void	pool_ctl(struct pool *, struct worker *);
 static void	pool_claim(struct pool *, struct worker *,
 		    const struct ctl_claim *);
@@ -115,8 +185,6 @@ static void	master_signals(void);
 static void	master_loop(void);
 static void	master_reap(void);
 static void	master_gauges(void);
-static void	health_bind_priv(struct smtpd_conf *);
-static void	health_start(void);
 static __dead void master_shutdown(void);
 static __dead void inetd_main(void);
 static void	sig_handler(int);
@@ -142,11 +210,11 @@ main(int argc, char *argv[])
 	    tls_check_cert(&conf, 0) != 0)
 		return 1;
 	conf_user(&conf);
-	conf_relay_path(&conf, argv[0]);
-	if (conf.api != NULL && relay_check_priv() != 0)
+	master_relay_path(&conf, argv[0]);
+	if (conf.api != NULL && master_relay_check_priv() != 0)
 		return 1;	/* smtpd-relay named the flag */
-	conf_spool(&conf, !conf.config_test);
-	banlist_setup_priv(&conf);
+	master_spool_priv(&conf, !conf.config_test);
+	master_banlist_setup_priv(&conf);
 	if (conf.config_test) {
 		printf("configuration OK\n");
 		return 0;
@@ -168,11 +236,11 @@ main(int argc, char *argv[])
 	}
 
 	if (!conf.fetch_only)
-		listeners_bind_priv(&conf);
+		master_listeners_bind_priv(&conf);
 	pool_create(&pool, (size_t)(conf.max_sessions + conf.spare +
 	    SLOT_SLACK));
 	if (conf.health != NULL) {
-		health_bind_priv(&conf);
+		master_health_bind_priv(&conf);
 		metrics = metrics_create_priv(METRICS_SLOT_WORKERS + pool.cap,
 		    &metrics_fd);
 		metrics_use(metrics, METRICS_SLOT_MASTER);
@@ -199,10 +267,7 @@ main(int argc, char *argv[])
 	    "spare", (json_int_t)conf.spare,
 	    "max_sessions", (json_int_t)conf.max_sessions,
 	    "max_use", (json_int_t)conf.max_use);
-	if (!conf.fetch_only)
-		(void)relay_start();
-	if (conf.health != NULL)
-		health_start();
+	master_children_start();
 	master_loop();
 	/* NOTREACHED */
 	return 1;
@@ -213,7 +278,7 @@ main(int argc, char *argv[])
  * found now, so a missing one is a start-up error, not a dead relay.
  */
 static void
-conf_relay_path(struct smtpd_conf *c, const char *argv0)
+master_relay_path(struct smtpd_conf *c, const char *argv0)
 {
 	char	 self[PATH_MAX], *slash;
 	ssize_t	 n;
@@ -246,7 +311,7 @@ conf_relay_path(struct smtpd_conf *c, const char *argv0)
  * with fd as its descriptor 3 and fd2 (or -1) as 4; nothing else open.
  */
 static pid_t
-helper_exec_priv(const char *role, int fd, int fd2)
+master_exec_priv(const char *role, int fd, int fd2)
 {
 	char	**av;
 	int	  ac, i;
@@ -298,13 +363,12 @@ helper_exec_priv(const char *role, int fd, int fd2)
 
 /* -n and every start with --api: smtpd-relay checks the API flags. */
 static int
-relay_check_priv(void)
+master_relay_check_priv(void)
 {
 	pid_t	 pid;
 	int	 status;
 
-	if ((pid = helper_exec_priv("check",
-	    -1, -1)) == -1)
+	if ((pid = master_exec_priv("check", -1, -1)) == -1)
 		err(1, "fork");
 	while (waitpid(pid, &status, 0) == -1)
 		if (errno != EINTR)
@@ -318,7 +382,7 @@ relay_check_priv(void)
  * workers write through the descriptor.
  */
 static void
-conf_spool(struct smtpd_conf *c, int create)
+master_spool_priv(struct smtpd_conf *c, int create)
 {
 	struct stat	 st;
 	int		 w;
@@ -380,7 +444,7 @@ conf_spool(struct smtpd_conf *c, int create)
  * With --fetch-only it is a file beside the cache, for -i sessions.
  */
 static void
-banlist_setup_priv(struct smtpd_conf *c)
+master_banlist_setup_priv(struct smtpd_conf *c)
 {
 	struct banlist_map	*rw;
 	struct banlist_set	 set;
@@ -391,7 +455,7 @@ banlist_setup_priv(struct smtpd_conf *c)
 	conf_banlist_dir(c);
 	if (c->config_test)
 		return;
-	if (c->inetd && banlist_attach_priv(c))
+	if (c->inetd && master_banlist_attach_priv(c))
 		return;
 	if (c->fetch_only) {
 		/*
@@ -446,7 +510,7 @@ banlist_setup_priv(struct smtpd_conf *c)
  * cache, when its fetcher is alive.  Returns 1 when attached.
  */
 static int
-banlist_attach_priv(struct smtpd_conf *c)
+master_banlist_attach_priv(struct smtpd_conf *c)
 {
 	struct banlist_map	*m;
 	struct stat		 st;
@@ -488,7 +552,7 @@ monotime(void)
 }
 
 static void
-listeners_bind_priv(struct smtpd_conf *c)
+master_listeners_bind_priv(struct smtpd_conf *c)
 {
 	struct listener	*l;
 	size_t		 i, n = 0;
@@ -565,85 +629,253 @@ master_tls_sign(int fd, const struct ctl_sign *m, int previous)
 	explicit_bzero(&res, sizeof(res));
 }
 
-/* The fetcher: polls FIRM for the lists, writes the table and cache. */
-static void
-fetcher_start(void)
-{
-	pid_t	 pid;
-
-	fetcher_started = monotime();
-	if (fetcher_alive[1] == -1 &&
-	    pipe2(fetcher_alive, O_CLOEXEC) == -1) {
-		log_warn("pipe");
-		return;
-	}
-	/* its descriptor 3 hangs up when the master is gone */
-	if ((pid = helper_exec_priv("fetcher", fetcher_alive[0],
-	    conf.banlist_rwfd)) == -1) {
-		log_warn("fork fetcher");
-		return;
-	}
-	fetcher_pid = pid;
-	if (conf.fetch_only) {
-		struct banlist_map *m = banlist_map(conf.banlist_rwfd,
-		    banlist_region_size(BANLIST_HALF_SIZE), 1);
-
-		if (m != NULL) {
-			banlist_set_writer(m, pid);
-			banlist_unmap(m);
-		}
-	}
-}
-
 /*
  * The relay: one per master, the only process that talks to FIRM.
  * Its descriptor 3 is a control socket on which the master hands it
  * one end of each worker's channel.  A relay that is replaced (SIGHUP)
- * is told to drain: it serves the channels it has and leaves.
+ * drains: it serves the channels it has and leaves.
  */
 static int
-relay_start(void)
+master_relay_start_priv(struct child *c)
 {
 	int	 sp[2];
 	pid_t	 pid;
 
-	relay_drain_old();
-	relay_started = monotime();
+	c->started = monotime();
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1) {
-		log_warn("relay: socketpair");
+		log_warn("%s: socketpair", c->name);
 		return -1;
 	}
-	if ((pid = helper_exec_priv("relay", sp[1], -1)) == -1) {
-		log_warn("relay: fork");
+	if ((pid = master_exec_priv(c->name, sp[1], -1)) == -1) {
+		log_warn("%s: fork", c->name);
 		close(sp[0]);
 		close(sp[1]);
 		return -1;
 	}
 	close(sp[1]);
-	relay_pid = pid;
-	relay_fd = sp[0];
+	c->pid = pid;
+	c->ctl = sp[0];
 	return 0;
 }
 
+/*
+ * The fetcher: polls FIRM for the lists, writes the table (its 4) and
+ * the cache.  Its 3 is a pipe that hangs up when the master is gone.
+ */
+static int
+master_fetcher_start_priv(struct child *c)
+{
+	struct banlist_map	*m;
+	pid_t			 pid;
+
+	c->started = monotime();
+	if (c->fds[FETCHER_ALIVE_W] == -1 &&
+	    pipe2(&c->fds[FETCHER_ALIVE_R], O_CLOEXEC) == -1) {
+		log_warn("%s: pipe", c->name);
+		return -1;
+	}
+	if ((pid = master_exec_priv(c->name, c->fds[FETCHER_ALIVE_R],
+	    conf.banlist_rwfd)) == -1) {
+		log_warn("%s: fork", c->name);
+		return -1;
+	}
+	c->pid = pid;
+	if (conf.fetch_only && (m = banlist_map(conf.banlist_rwfd,
+	    banlist_region_size(BANLIST_HALF_SIZE), 1)) != NULL) {
+		banlist_set_writer(m, pid);
+		banlist_unmap(m);
+	}
+	return 0;
+}
+
+/*
+ * The health process: forked with the metrics and its socket only.
+ */
+static int
+master_health_start_priv(struct child *c)
+{
+	pid_t	 pid;
+	size_t	 i;
+
+	c->started = monotime();
+	switch (pid = fork()) {
+	case -1:
+		log_warn("%s: fork", c->name);
+		return -1;
+	case 0:
+		for (i = 0; i < pool.cap; i++)
+			if (pool.w[i].fd != -1)
+				close(pool.w[i].fd);
+		for (i = 0; i < conf.nlisteners; i++)
+			if (conf.listeners[i].fd != -1)
+				close(conf.listeners[i].fd);
+		if (children[CHILD_RELAY].ctl != -1)
+			close(children[CHILD_RELAY].ctl);
+		if (conf.banlist_rwfd != -1)
+			close(conf.banlist_rwfd);
+		if (conf.banlist_dirfd != -1)
+			close(conf.banlist_dirfd);
+		conf.banlist_rwfd = conf.banlist_dirfd = -1;
+		close(metrics_fd);
+		metrics_use(NULL, 0);
+		health_main(&conf, metrics);
+	}
+	c->pid = pid;
+	return 0;
+}
+
+/* Workers: forked until --spare of them wait in accept. */
+static int
+master_workers_start(struct child *c)
+{
+	(void)c;
+	pool_spawn(&pool);
+	return 0;
+}
+
+/* Does this configuration run kind c now? */
+static int
+master_child_wanted(const struct child *c)
+{
+	switch (c->when) {
+	case WHEN_SERVING:
+		return !conf.fetch_only;
+	case WHEN_API:
+		return conf.api != NULL;
+	case WHEN_HEALTH:
+		return conf.health != NULL;
+	case WHEN_RELAY_UP:
+		/* with --api, a worker without a relay could only say 451 */
+		return !conf.fetch_only && (conf.api == NULL ||
+		    children[CHILD_RELAY].pid != 0);
+	}
+	return 0;
+}
+
+/*
+ * Start what should run and does not.  One that died is started again
+ * at once, unless it started in this very second (then in the next).
+ */
 static void
-relay_drain_old(void)
+master_children_start(void)
+{
+	struct child	*c;
+
+	for (c = children; c < children + CHILD_KINDS; c++) {
+		if (!master_child_wanted(c))
+			continue;
+		if ((c->flags & CF_POOL) ||
+		    (c->pid == 0 && monotime() > c->started))
+			(void)c->start(c);
+	}
+}
+
+/*
+ * Tell every child of kind c to leave (SIGTERM): workers finish their
+ * sessions.  One that may overlap its successor joins the old ones,
+ * which drain meanwhile, and the next may start now; else the next
+ * starts once this one is reaped.
+ */
+static void
+master_child_stop(struct child *c)
 {
 	size_t	 i;
 
-	if (relay_pid == -1)
+	if (c->flags & CF_POOL) {
+		pool_kill_all(&pool, SIGTERM);
 		return;
-	kill(relay_pid, SIGTERM);
-	for (i = 0; i < RELAY_DRAINING_MAX; i++)
-		if (relay_draining[i] == 0) {
-			relay_draining[i] = relay_pid;
-			break;
+	}
+	if (c->pid == 0)
+		return;
+	kill(c->pid, SIGTERM);
+	c->started = 0;
+	if (!(c->flags & CF_OVERLAP))
+		return;
+	for (i = 0; i < CHILD_OLD_MAX && c->old[i] != 0; i++)
+		;
+	if (i < CHILD_OLD_MAX)
+		c->old[i] = c->pid;
+	else
+		kill(c->pid, SIGKILL);	/* reaped as a stranger */
+	c->pid = 0;
+	if (c->ctl != -1)
+		close(c->ctl);
+	c->ctl = -1;
+}
+
+/* Signal every child of kind c, old ones too. */
+static void
+master_child_signal(struct child *c, int sig)
+{
+	size_t	 i;
+
+	if (c->flags & CF_POOL) {
+		pool_kill_all(&pool, sig);
+		return;
+	}
+	if (c->pid != 0)
+		kill(c->pid, sig);
+	for (i = 0; i < CHILD_OLD_MAX; i++)
+		if (c->old[i] != 0)
+			kill(c->old[i], sig);
+}
+
+/* How many children of kind c are not reaped yet. */
+static size_t
+master_child_live(const struct child *c)
+{
+	size_t	 i, n;
+
+	if (c->flags & CF_POOL)
+		return pool_live(&pool);
+	n = c->pid != 0;
+	for (i = 0; i < CHILD_OLD_MAX; i++)
+		n += c->old[i] != 0;
+	return n;
+}
+
+/*
+ * The reaper found pid: if it is of kind c, its entry is free again,
+ * its death logged (not while stopping, when every child leaves), and
+ * 1 returned.  The loop starts the next one.
+ */
+static int
+master_child_reaped(struct child *c, pid_t pid, int status)
+{
+	struct worker	*w;
+	size_t		 i;
+
+	if (c->flags & CF_POOL) {
+		if ((w = pool_find_pid(&pool, pid)) == NULL)
+			return 0;
+		pool_reaped(&pool, w, status);
+		return 1;
+	}
+	for (i = 0; i < CHILD_OLD_MAX; i++)
+		if (c->old[i] == pid) {
+			c->old[i] = 0;
+			return 1;
 		}
-	if (i == RELAY_DRAINING_MAX)
-		kill(relay_pid, SIGKILL);	/* reaped as a stranger */
-	relay_pid = -1;
-	if (relay_fd != -1)
-		close(relay_fd);
-	relay_fd = -1;
+	if (pid != c->pid)
+		return 0;
+	c->pid = 0;
+	if (c->ctl != -1)
+		close(c->ctl);
+	c->ctl = -1;
+	if (smtpd_stop)
+		return 1;
+	log_event(LOG_WARNING, c->exited, NULL, "{s:i, s:i}", "status",
+	    WIFEXITED(status) ? WEXITSTATUS(status) : -1, "signal",
+	    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	if (c->flags & CF_CHANNELS) {
+		/*
+		 * Idle workers hold dead channels: a new generation
+		 * replaces them, attached to the next one.
+		 */
+		generation++;
+		pool_retire_old(&pool);
+	}
+	return 1;
 }
 
 /*
@@ -651,11 +883,13 @@ relay_drain_old(void)
  * the worker keeps a channel nobody reads: its deliveries get 451.
  */
 static int
-relay_attach(int fd)
+master_relay_attach(int fd)
 {
-	if (relay_fd == -1)
+	int	 ctl = children[CHILD_RELAY].ctl;
+
+	if (ctl == -1)
 		return -1;
-	if (fd_send(relay_fd, fd) == -1) {
+	if (fd_send(ctl, fd) == -1) {
 		log_warn("relay: handing over a channel");
 		return -1;
 	}
@@ -729,7 +963,7 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
 		close(ctl[1]);
 		return -1;
 	}
-	(void)relay_attach(ch[1]);
+	(void)master_relay_attach(ch[1]);
 	close(ch[1]);
 	switch (pid = fork()) {
 	case -1:
@@ -742,12 +976,11 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
 		for (i = 0; i < p->cap; i++)
 			if (p->w[i].fd != -1)
 				close(p->w[i].fd);
-		if (relay_fd != -1)
-			close(relay_fd);
-		if (fetcher_alive[1] != -1)
-			close(fetcher_alive[1]);
-		if (fetcher_alive[0] != -1)
-			close(fetcher_alive[0]);
+		if (children[CHILD_RELAY].ctl != -1)
+			close(children[CHILD_RELAY].ctl);
+		for (i = 0; i < CHILD_FDS_MAX; i++)
+			if (children[CHILD_FETCHER].fds[i] != -1)
+				close(children[CHILD_FETCHER].fds[i]);
 		/* the table's writable descriptor never reaches a worker */
 		if (conf.banlist_rwfd != -1)
 			close(conf.banlist_rwfd);
@@ -823,6 +1056,26 @@ pool_drop(struct pool *p, struct worker *w)
 		p->busy--;
 	memset(w, 0, sizeof(*w));
 	w->fd = -1;
+}
+
+/* A worker was reaped: its entry is free, its death counted. */
+static void
+pool_reaped(struct pool *p, struct worker *w, int status)
+{
+	pid_t	 pid = w->pid;
+
+	pool_drop(p, w);
+	if (WIFSIGNALED(status) || (WIFEXITED(status) &&
+	    WEXITSTATUS(status) != 0))
+		metrics_add(M_WORKER_DEATHS, 1);
+	if (WIFSIGNALED(status))
+		log_event(LOG_WARNING, "worker_died", NULL,
+		    "{s:i, s:i}", "pid", (int)pid, "signal",
+		    WTERMSIG(status));
+	else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+		log_event(LOG_WARNING, "worker_failed", NULL,
+		    "{s:i, s:i}", "pid", (int)pid, "status",
+		    WEXITSTATUS(status));
 }
 
 /*
@@ -966,19 +1219,17 @@ master_signals(void)
 static void
 master_reload(void)
 {
+	struct child	*c;
+
 	generation++;
 	log_event(LOG_INFO, "reload", NULL, "{s:i}", "generation",
 	    (int)generation);
 	master_tls_reload();
-	if (fetcher_pid != -1) {
-		kill(fetcher_pid, SIGTERM);
-		fetcher_started = 0;
-	}
-	if (!conf.fetch_only) {
-		(void)relay_start();
-		pool_spawn(&pool);
-		pool_retire_old(&pool);
-	}
+	for (c = children; c < children + CHILD_KINDS; c++)
+		if (c->flags & CF_RELOAD)
+			master_child_stop(c);
+	master_children_start();
+	pool_retire_old(&pool);
 }
 
 static void
@@ -1005,19 +1256,7 @@ master_loop(void)
 			smtpd_reload = 0;
 			master_reload();
 		}
-		if (conf.api != NULL && fetcher_pid == -1 &&
-		    monotime() > fetcher_started)
-			fetcher_start();
-		if (!conf.fetch_only && relay_pid == -1 &&
-		    monotime() > relay_started)
-			(void)relay_start();
-		/* with --api, a worker without a relay could only say 451 */
-		if (!conf.fetch_only &&
-		    (relay_pid != -1 || conf.api == NULL))
-			pool_spawn(&pool);
-		if (conf.health != NULL && health_pid == -1 &&
-		    monotime() > health_started)
-			health_start();
+		master_children_start();
 		master_gauges();
 		for (i = n = 0; i < pool.cap; i++) {
 			if (pool.w[i].pid == 0 || pool.w[i].fd == -1)
@@ -1045,85 +1284,36 @@ master_loop(void)
 	}
 }
 
+/* Every child that exited, off the table of its kind. */
 static void
 master_reap(void)
 {
-	struct worker	*w;
+	struct child	*c;
 	pid_t		 pid;
-	size_t		 i;
 	int		 status;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (pid == health_pid) {
-			health_pid = -1;	/* restarted by the loop */
-			if (!smtpd_stop)
-				log_event(LOG_WARNING, "health_exited", NULL,
-				    "{s:i, s:i}", "status", WIFEXITED(status) ?
-				    WEXITSTATUS(status) : -1, "signal",
-				    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-			continue;
-		}
-		if (pid == fetcher_pid) {
-			fetcher_pid = -1;	/* restarted by the loop */
-			if (!smtpd_stop)
-				log_event(LOG_WARNING, "fetcher_exited", NULL,
-				    "{s:i, s:i}", "status", WIFEXITED(status) ?
-				    WEXITSTATUS(status) : -1, "signal",
-				    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-			continue;
-		}
-		if (pid == relay_pid) {
-			relay_pid = -1;
-			close(relay_fd);
-			relay_fd = -1;
-			if (smtpd_stop)
-				continue;
-			log_event(LOG_WARNING, "relay_exited", NULL,
-			    "{s:i, s:i}", "status", WIFEXITED(status) ?
-			    WEXITSTATUS(status) : -1, "signal",
-			    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-			/*
-			 * Idle workers hold dead channels: a new generation
-			 * replaces them, attached to a new relay, started
-			 * now unless this one died young (then in a second).
-			 */
-			generation++;
-			pool_retire_old(&pool);
-			if (monotime() > relay_started)
-				(void)relay_start();
-			continue;
-		}
-		for (i = 0; i < RELAY_DRAINING_MAX; i++)
-			if (relay_draining[i] == pid)
-				relay_draining[i] = 0;
-		if ((w = pool_find_pid(&pool, pid)) == NULL)
-			continue;
-		pool_drop(&pool, w);
-		if (WIFSIGNALED(status) || (WIFEXITED(status) &&
-		    WEXITSTATUS(status) != 0))
-			metrics_add(M_WORKER_DEATHS, 1);
-		if (WIFSIGNALED(status))
-			log_event(LOG_WARNING, "worker_died", NULL,
-			    "{s:i, s:i}", "pid", (int)pid, "signal",
-			    WTERMSIG(status));
-		else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
-			log_event(LOG_WARNING, "worker_failed", NULL,
-			    "{s:i, s:i}", "pid", (int)pid, "status",
-			    WEXITSTATUS(status));
-	}
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		for (c = children; c < children + CHILD_KINDS; c++)
+			if (master_child_reaped(c, pid, status))
+				break;
 }
 
 /* The master's gauges, for the health process: written, never read. */
 static void
 master_gauges(void)
 {
+	const struct child	*c;
+
 	if (metrics == NULL)
 		return;
-	metrics_set(M_SESSIONS_ACTIVE, pool.busy);
-	metrics_set(M_WORKERS_IDLE, pool_idle(&pool));
-	metrics_set(M_WORKERS_BUSY, pool.busy);
-	metrics_set(M_RELAY_UP, relay_pid != -1);
-	metrics_set(M_FETCHER_UP, fetcher_pid != -1);
+	for (c = children; c < children + CHILD_KINDS; c++) {
+		if (c->flags & CF_POOL) {
+			metrics_set(M_SESSIONS_ACTIVE, pool.busy);
+			metrics_set(M_WORKERS_IDLE, pool_idle(&pool));
+			metrics_set(M_WORKERS_BUSY, pool.busy);
+		} else if (c->gauge != M_COUNT)
+			metrics_set(c->gauge, c->pid != 0);
+	}
 }
 
 /*
@@ -1131,7 +1321,7 @@ master_gauges(void)
  * only the health process accepts on it.
  */
 static void
-health_bind_priv(struct smtpd_conf *c)
+master_health_bind_priv(struct smtpd_conf *c)
 {
 	struct listener	*l = &c->health_l;
 	int		 on = 1;
@@ -1147,39 +1337,6 @@ health_bind_priv(struct smtpd_conf *c)
 		err(1, "--health %s", l->name);
 }
 
-/* The health process: forked with the metrics and its socket only. */
-static void
-health_start(void)
-{
-	pid_t	 pid;
-	size_t	 i;
-
-	health_started = monotime();
-	switch (pid = fork()) {
-	case -1:
-		log_warn("fork health");
-		return;
-	case 0:
-		for (i = 0; i < pool.cap; i++)
-			if (pool.w[i].fd != -1)
-				close(pool.w[i].fd);
-		for (i = 0; i < conf.nlisteners; i++)
-			if (conf.listeners[i].fd != -1)
-				close(conf.listeners[i].fd);
-		if (relay_fd != -1)
-			close(relay_fd);
-		if (conf.banlist_rwfd != -1)
-			close(conf.banlist_rwfd);
-		if (conf.banlist_dirfd != -1)
-			close(conf.banlist_dirfd);
-		conf.banlist_rwfd = conf.banlist_dirfd = -1;
-		close(metrics_fd);
-		metrics_use(NULL, 0);
-		health_main(&conf, metrics);
-	}
-	health_pid = pid;
-}
-
 /*
  * SIGTERM/SIGINT: stop accepting, let idle sessions hear 421 and
  * sessions in DATA finish within --grace, then exit 0.  The relay
@@ -1190,6 +1347,7 @@ static __dead void
 master_shutdown(void)
 {
 	struct timespec	 deadline, now, ts;
+	struct child	*c;
 	sigset_t	 empty;
 	size_t		 i, live;
 
@@ -1198,12 +1356,8 @@ master_shutdown(void)
 	for (i = 0; i < conf.nlisteners; i++)
 		if (conf.listeners[i].fd != -1)
 			close(conf.listeners[i].fd);
-	pool_kill_all(&pool, SIGTERM);
-	if (fetcher_pid != -1)
-		kill(fetcher_pid, SIGTERM);
-	if (health_pid != -1)
-		kill(health_pid, SIGTERM);
-	relay_drain_old();
+	for (c = children; c < children + CHILD_KINDS; c++)
+		master_child_stop(c);
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	/* even with --grace 0, idle sessions get a moment to say 421 */
 	deadline.tv_sec += conf.grace > 0 ? conf.grace : 1;
@@ -1213,9 +1367,8 @@ master_shutdown(void)
 		for (i = 0; i < pool.cap; i++)
 			if (pool.w[i].pid != 0 && pool.w[i].fd != -1)
 				pool_ctl(&pool, &pool.w[i]);
-		live = pool_live(&pool) + (fetcher_pid != -1);
-		for (i = 0; i < RELAY_DRAINING_MAX; i++)
-			live += relay_draining[i] != 0;
+		for (live = 0, c = children; c < children + CHILD_KINDS; c++)
+			live += master_child_live(c);
 		if (live == 0)
 			break;
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -1224,14 +1377,8 @@ master_shutdown(void)
 		    now.tv_nsec >= deadline.tv_nsec)) {
 			log_event(LOG_WARNING, "grace_expired", NULL,
 			    "{s:i}", "sessions", (int)live);
-			pool_kill_all(&pool, SIGKILL);
-			if (fetcher_pid != -1)
-				kill(fetcher_pid, SIGKILL);
-			if (health_pid != -1)
-				kill(health_pid, SIGKILL);
-			for (i = 0; i < RELAY_DRAINING_MAX; i++)
-				if (relay_draining[i] != 0)
-					kill(relay_draining[i], SIGKILL);
+			for (c = children; c < children + CHILD_KINDS; c++)
+				master_child_signal(c, SIGKILL);
 			while (waitpid(-1, NULL, 0) > 0)
 				;
 			break;
@@ -1264,7 +1411,7 @@ inetd_main(void)
 	master_signals();
 	sandbox_master(&conf);
 	pool_create(&pool, 1);
-	(void)relay_start();
+	(void)master_relay_start_priv(&children[CHILD_RELAY]);
 	w = &pool.w[0];
 	if (pool_fork(&pool, w, 1) == -1)
 		fatal("fork");
@@ -1277,7 +1424,7 @@ inetd_main(void)
 	for (;;) {
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 			if (pid == w->pid) {
-				relay_drain_old();
+				master_child_stop(&children[CHILD_RELAY]);
 				exit(WIFEXITED(status) ? WEXITSTATUS(status) :
 				    1);
 			}
