@@ -1,11 +1,13 @@
 /*
  * smtpd: the master.  Parses and checks the flags, opens everything
- * that needs root, starts the relay and the ban-list fetcher (the
- * smtpd-relay program, which alone links an HTTP client), and keeps a
- * pool of preforked workers.  It never reads a byte from a client, holds
- * no HTTP client and no API key, and trusts nothing a child can write:
- * its table of children is its own memory, and a worker only ever asks
- * it something over the socketpair it was born with.
+ * that needs root, and starts its children: the relay and the ban-list
+ * fetcher (the smtpd-relay program, which alone links an HTTP client)
+ * and the health process (this program again), each by exec with only
+ * the descriptors it keeps, and a pool of preforked workers.  It never
+ * reads a byte from a client, holds no HTTP client and no API key, and
+ * trusts nothing a child can write: its table of children is its own
+ * memory, and a worker only ever asks it something over the socketpair
+ * it was born with.
  */
 
 #include <sys/types.h>
@@ -131,7 +133,7 @@ static struct child		 children[CHILD_KINDS] = {
 	    .when = WHEN_API, .flags = CF_RELOAD,
 	    .start = master_fetcher_start_priv, .gauge = M_FETCHER_UP,
 	    .ctl = -1, .fds = { -1, -1, -1, -1 } },
-	[CHILD_HEALTH] = { .name = "health", .exited = "health_exited",
+	[CHILD_HEALTH] = { .name = HEALTH_ROLE, .exited = "health_exited",
 	    .when = WHEN_HEALTH, .flags = 0,
 	    .start = master_health_start_priv, .gauge = M_COUNT,
 	    .ctl = -1, .fds = { -1, -1, -1, -1 } },
@@ -150,13 +152,14 @@ static struct metrics_map	*metrics;	/* with --health */
 static int			 metrics_fd = -1;
 
 static void	master_spool_priv(struct smtpd_conf *, int);
-static void	master_relay_path(struct smtpd_conf *, const char *);
+static void	master_exec_paths(struct smtpd_conf *, const char *);
 static int	master_relay_check_priv(void);
 static void	master_banlist_setup_priv(struct smtpd_conf *);
 static int	master_banlist_attach_priv(struct smtpd_conf *);
 static void	master_listeners_bind_priv(struct smtpd_conf *);
 static void	master_health_bind_priv(struct smtpd_conf *);
-static pid_t	master_exec_priv(const char *, int, int);
+static pid_t	master_exec_priv(const char *, const char *, int, int);
+static int	master_exec_fds(const int *, size_t);
 static int	master_relay_attach(int);
 static int	master_child_wanted(const struct child *);
 static void	master_children_start(void);
@@ -194,6 +197,10 @@ main(int argc, char *argv[])
 {
 	char	 why[1024];
 
+	/* the health process: this program again, started by the master */
+	if (argc > 1 && strcmp(argv[1], HEALTH_ROLE) == 0)
+		health_main(argc - 1, argv + 1);
+
 	/* before anything touches libcrypto: see tls.c */
 	if (server_tls_init(why, sizeof(why)) == -1)
 		errx(1, "%s", why);
@@ -210,7 +217,7 @@ main(int argc, char *argv[])
 	    tls_check_cert(&conf, 0) != 0)
 		return 1;
 	conf_user(&conf);
-	master_relay_path(&conf, argv[0]);
+	master_exec_paths(&conf, argv[0]);
 	if (conf.api != NULL && master_relay_check_priv() != 0)
 		return 1;	/* smtpd-relay named the flag */
 	master_spool_priv(&conf, !conf.config_test);
@@ -274,32 +281,40 @@ main(int argc, char *argv[])
 }
 
 /*
- * smtpd-relay lives beside smtpd (or at RELAY_PATH when built so):
- * found now, so a missing one is a start-up error, not a dead relay.
+ * The programs the master starts by exec, found now, so that a missing
+ * one is a start-up error, not a dead child: this one (the health
+ * process), and smtpd-relay beside it (or at RELAY_PATH when built so).
  */
 static void
-master_relay_path(struct smtpd_conf *c, const char *argv0)
+master_exec_paths(struct smtpd_conf *c, const char *argv0)
 {
-	char	 self[PATH_MAX], *slash;
+	char	 dir[PATH_MAX], *slash;
 	ssize_t	 n;
 
+	if ((n = readlink("/proc/self/exe", c->self_path,
+	    sizeof(c->self_path) - 1)) > 0)
+		c->self_path[n] = '\0';
+	else if (strlcpy(c->self_path, argv0, sizeof(c->self_path)) >=
+	    sizeof(c->self_path))
+		errx(1, "%s: path too long", argv0);
+	if (c->health != NULL && access(c->self_path, X_OK) == -1)
+		errx(1, "%s: %s (the health process is smtpd itself)",
+		    c->self_path, strerror(errno));
 #ifdef RELAY_PATH
-	(void)argv0;
+	(void)dir;
+	(void)slash;
 	if (strlcpy(c->relay_path, RELAY_PATH, sizeof(c->relay_path)) >=
 	    sizeof(c->relay_path))
 		errx(1, "RELAY_PATH too long");
 #else
-	if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) > 0)
-		self[n] = '\0';
-	else if (strlcpy(self, argv0, sizeof(self)) >= sizeof(self))
-		errx(1, "%s: path too long", argv0);
-	if ((slash = strrchr(self, '/')) == NULL)
-		strlcpy(self, ".", sizeof(self));
+	strlcpy(dir, c->self_path, sizeof(dir));
+	if ((slash = strrchr(dir, '/')) == NULL)
+		strlcpy(dir, ".", sizeof(dir));
 	else
 		*slash = '\0';
 	if (snprintf(c->relay_path, sizeof(c->relay_path), "%s/smtpd-relay",
-	    self) >= (int)sizeof(c->relay_path))
-		errx(1, "%s: path too long", self);
+	    dir) >= (int)sizeof(c->relay_path))
+		errx(1, "%s: path too long", dir);
 #endif
 	if (access(c->relay_path, X_OK) == -1)
 		errx(1, "%s: %s (smtpd-relay is installed beside smtpd)",
@@ -307,21 +322,29 @@ master_relay_path(struct smtpd_conf *c, const char *argv0)
 }
 
 /*
- * Start a helper program with our own flags: smtpd-relay ROLE FLAGS...,
- * with fd as its descriptor 3 and fd2 (or -1) as 4; nothing else open.
+ * Start a program of ours by exec, with our own flags: PATH ROLE
+ * FLAGS...  Its descriptor 3 is fd, 4 is fd2 and METRICS_FD the metrics
+ * region (each one only if there is one), 0 to 2 are ours, and nothing
+ * else we hold reaches it.
  */
+#if METRICS_FD != 5
+#error "master_exec_priv() hands the metrics region over as descriptor 5"
+#endif
 static pid_t
-master_exec_priv(const char *role, int fd, int fd2)
+master_exec_priv(const char *path, const char *role, int fd, int fd2)
 {
-	char	**av;
-	int	  ac, i;
-	pid_t	  pid;
+	const int	  from[] = { fd, fd2, metrics_fd };	/* 3, 4, 5 */
+	const char	 *name;
+	char		**av;
+	int		  ac, i;
+	pid_t		  pid;
 
 	for (ac = 0; master_argv[ac] != NULL; ac++)
 		;
 	if ((av = calloc((size_t)ac + 2, sizeof(*av))) == NULL)
 		return -1;
-	av[0] = "smtpd-relay";
+	name = strrchr(path, '/');
+	av[0] = (char *)(uintptr_t)(name != NULL ? name + 1 : path);
 	av[1] = (char *)(uintptr_t)role;
 	for (i = 1; i < ac; i++)
 		av[i + 1] = master_argv[i];
@@ -331,34 +354,43 @@ master_exec_priv(const char *role, int fd, int fd2)
 		free(av);
 		return -1;
 	case 0:
-		if (fd2 != -1 && fd2 != 4) {
-			if (fd == 4 && (fd = dup(fd)) == -1)
-				_exit(1);
-			if (dup2(fd2, 4) == -1)
-				_exit(1);
-		}
-		if (fd != -1 && fd != 3 && dup2(fd, 3) == -1)
+		if (master_exec_fds(from, sizeof(from) / sizeof(from[0])) ==
+		    -1)
 			_exit(1);
-		if (fd != -1)
-			(void)fcntl(3, F_SETFD, 0);
-		if (fd2 != -1)
-			(void)fcntl(4, F_SETFD, 0);
-		/* the metrics region, at 5 when there is one */
-		if (metrics_fd != -1) {
-			if (dup2(metrics_fd, METRICS_FD) == -1)
-				_exit(1);
-			(void)fcntl(METRICS_FD, F_SETFD, 0);
-		}
-		for (i = metrics_fd != -1 ? METRICS_FD + 1 : fd2 != -1 ? 5 :
-		    fd != -1 ? 4 : 3; i < 1024; i++)
-			(void)close(i);
-		execv(conf.relay_path, av);
-		fprintf(stderr, "smtpd: %s: %s\n", conf.relay_path,
-		    strerror(errno));
+		execv(path, av);
+		fprintf(stderr, "smtpd: %s: %s\n", path, strerror(errno));
 		_exit(1);
 	}
 	free(av);
 	return pid;
+}
+
+/*
+ * In a child about to exec: its descriptors 3, 4... become from[0],
+ * from[1]... (closed where that is -1), and every other one above 2 is
+ * closed.  Each is first copied above them all, so that no dup2()
+ * overwrites one yet to be copied.  0, or -1.
+ */
+static int
+master_exec_fds(const int *from, size_t n)
+{
+	int	 tmp[CHILD_FDS_MAX], top = STDERR_FILENO + (int)n;
+	size_t	 i;
+
+	if (n > CHILD_FDS_MAX)
+		return -1;
+	for (i = 0; i < n; i++)
+		if ((tmp[i] = from[i]) != -1 &&
+		    (tmp[i] = fcntl(from[i], F_DUPFD, top + 1)) == -1)
+			return -1;
+	for (i = 0; i < n; i++) {
+		if (tmp[i] == -1)
+			(void)close(STDERR_FILENO + 1 + (int)i);
+		else if (dup2(tmp[i], STDERR_FILENO + 1 + (int)i) == -1)
+			return -1;
+	}
+	closefrom(top + 1);
+	return 0;
 }
 
 /* -n and every start with --api: smtpd-relay checks the API flags. */
@@ -368,7 +400,7 @@ master_relay_check_priv(void)
 	pid_t	 pid;
 	int	 status;
 
-	if ((pid = master_exec_priv("check", -1, -1)) == -1)
+	if ((pid = master_exec_priv(conf.relay_path, "check", -1, -1)) == -1)
 		err(1, "fork");
 	while (waitpid(pid, &status, 0) == -1)
 		if (errno != EINTR)
@@ -442,6 +474,8 @@ master_spool_priv(struct smtpd_conf *c, int create)
  * The shared ban table: created here, filled from the cache so bans
  * hold from the first session, and mapped read-only for the workers.
  * With --fetch-only it is a file beside the cache, for -i sessions.
+ * The fetcher gets its writable descriptor, the health process a
+ * read-only one.
  */
 static void
 master_banlist_setup_priv(struct smtpd_conf *c)
@@ -498,7 +532,10 @@ master_banlist_setup_priv(struct smtpd_conf *c)
 	banlist_unmap(rw);
 	if ((c->banlist = banlist_map(rofd, size, 0)) == NULL)
 		err(1, "ban table: mmap");
-	close(rofd);
+	if (c->health != NULL)
+		c->banlist_rofd = rofd;
+	else
+		close(rofd);
 	if (c->api != NULL)
 		c->banlist_rwfd = rwfd;
 	else
@@ -646,7 +683,8 @@ master_relay_start_priv(struct child *c)
 		log_warn("%s: socketpair", c->name);
 		return -1;
 	}
-	if ((pid = master_exec_priv(c->name, sp[1], -1)) == -1) {
+	if ((pid = master_exec_priv(conf.relay_path, c->name, sp[1],
+	    -1)) == -1) {
 		log_warn("%s: fork", c->name);
 		close(sp[0]);
 		close(sp[1]);
@@ -674,8 +712,8 @@ master_fetcher_start_priv(struct child *c)
 		log_warn("%s: pipe", c->name);
 		return -1;
 	}
-	if ((pid = master_exec_priv(c->name, c->fds[FETCHER_ALIVE_R],
-	    conf.banlist_rwfd)) == -1) {
+	if ((pid = master_exec_priv(conf.relay_path, c->name,
+	    c->fds[FETCHER_ALIVE_R], conf.banlist_rwfd)) == -1) {
 		log_warn("%s: fork", c->name);
 		return -1;
 	}
@@ -689,36 +727,20 @@ master_fetcher_start_priv(struct child *c)
 }
 
 /*
- * The health process: forked with the metrics and its socket only.
+ * The health process: this program again, by exec, with the listening
+ * socket as its 3 and the ban table, read-only, as its 4.  A fork would
+ * hand it a copy of our memory, the TLS key in it.
  */
 static int
 master_health_start_priv(struct child *c)
 {
 	pid_t	 pid;
-	size_t	 i;
 
 	c->started = monotime();
-	switch (pid = fork()) {
-	case -1:
+	if ((pid = master_exec_priv(conf.self_path, c->name,
+	    conf.health_l.fd, conf.banlist_rofd)) == -1) {
 		log_warn("%s: fork", c->name);
 		return -1;
-	case 0:
-		for (i = 0; i < pool.cap; i++)
-			if (pool.w[i].fd != -1)
-				close(pool.w[i].fd);
-		for (i = 0; i < conf.nlisteners; i++)
-			if (conf.listeners[i].fd != -1)
-				close(conf.listeners[i].fd);
-		if (children[CHILD_RELAY].ctl != -1)
-			close(children[CHILD_RELAY].ctl);
-		if (conf.banlist_rwfd != -1)
-			close(conf.banlist_rwfd);
-		if (conf.banlist_dirfd != -1)
-			close(conf.banlist_dirfd);
-		conf.banlist_rwfd = conf.banlist_dirfd = -1;
-		close(metrics_fd);
-		metrics_use(NULL, 0);
-		health_main(&conf, metrics);
 	}
 	c->pid = pid;
 	return 0;
@@ -986,7 +1008,10 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
 			close(conf.banlist_rwfd);
 		if (conf.banlist_dirfd != -1)
 			close(conf.banlist_dirfd);
+		if (conf.banlist_rofd != -1)
+			close(conf.banlist_rofd);
 		conf.banlist_rwfd = conf.banlist_dirfd = -1;
+		conf.banlist_rofd = -1;
 		/* nor the health socket, which only the health process uses */
 		if (conf.health != NULL && conf.health_l.fd != -1)
 			close(conf.health_l.fd);
