@@ -3,11 +3,12 @@
  * that needs root, and starts its children: the relay and the ban-list
  * fetcher (the smtpd-relay program, which alone links an HTTP client)
  * and the health process (this program again), each by exec with only
- * the descriptors it keeps, and a pool of preforked workers.  It never
- * reads a byte from a client, holds no HTTP client and no API key, and
- * trusts nothing a child can write: its table of children is its own
- * memory, and a worker only ever asks it something over the socketpair
- * it was born with.
+ * the descriptors it keeps, and a pool of preforked workers, each of
+ * which keeps what master_worker_keep() lists and nothing else.  It
+ * never reads a byte from a client, holds no HTTP client and no API
+ * key, and trusts nothing a child can write: its table of children is
+ * its own memory, and a worker only ever asks it something over the
+ * socketpair it was born with.
  */
 
 #include <sys/types.h>
@@ -137,11 +138,18 @@ static struct child		 children[CHILD_KINDS] = {
 	    .when = WHEN_HEALTH, .flags = 0,
 	    .start = master_health_start_priv, .gauge = M_COUNT,
 	    .ctl = -1, .fds = { -1, -1, -1, -1 } },
+	/* fds[]: what the workers' sandbox was prepared with */
 	[CHILD_WORKER] = { .name = "worker", .exited = NULL,
 	    .when = WHEN_RELAY_UP, .flags = CF_POOL,
 	    .start = master_workers_start, .gauge = M_COUNT,
 	    .ctl = -1, .fds = { -1, -1, -1, -1 } },
 };
+
+/*
+ * sandbox_prepare_priv() opens few descriptors, each at the lowest free
+ * number: far below this at start, where it is called.
+ */
+#define MASTER_FD_SCAN	1024
 
 static struct smtpd_conf	 conf;
 static struct pool		 pool;
@@ -158,6 +166,7 @@ static void	master_banlist_setup_priv(struct smtpd_conf *);
 static int	master_banlist_attach_priv(struct smtpd_conf *);
 static void	master_listeners_bind_priv(struct smtpd_conf *);
 static void	master_health_bind_priv(struct smtpd_conf *);
+static void	master_sandbox_prepare_priv(void);
 static pid_t	master_exec_priv(const char *, const char *, int, int);
 static int	master_exec_fds(const int *, size_t);
 static int	master_relay_attach(int);
@@ -167,6 +176,7 @@ static void	master_child_stop(struct child *);
 static void	master_child_signal(struct child *, int);
 static size_t	master_child_live(const struct child *);
 static int	master_child_reaped(struct child *, pid_t, int);
+static void	master_worker_keep(struct pool *, struct worker *, int, int);
 static time_t	monotime(void);
 static void	master_tls_reload(void);
 static void	master_tls_sign(int, const struct ctl_sign *, int);
@@ -238,7 +248,7 @@ main(int argc, char *argv[])
 			errx(1, "%s", why);
 	}
 	if (conf.inetd) {
-		sandbox_prepare_priv(&conf);
+		master_sandbox_prepare_priv();
 		inetd_main();
 	}
 
@@ -253,7 +263,7 @@ main(int argc, char *argv[])
 		metrics_use(metrics, METRICS_SLOT_MASTER);
 		metrics_set(M_START_TIME, (uint64_t)time(NULL));
 	}
-	sandbox_prepare_priv(&conf);	/* knows the listening sockets */
+	master_sandbox_prepare_priv();	/* knows the listening sockets */
 	if (!conf.debug && daemon(0, 0) == -1)
 		err(1, "daemon");
 	log_init(conf.debug ? STDOUT_FILENO : -1, conf.verbose);
@@ -968,14 +978,13 @@ pool_live(const struct pool *p)
 
 /*
  * Fork one worker into w: its control socket, its relay channel, and
- * nothing of the other workers' (a worker that could speak for another
- * could free that one's slot).  inetd: the session is on stdin/stdout.
+ * what master_worker_keep() lists.  inetd: the session is on stdin and
+ * stdout.
  */
 static int
 pool_fork(struct pool *p, struct worker *w, int inetd)
 {
 	int	 ctl[2], ch[2];
-	size_t	 i;
 	pid_t	 pid;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) == -1)
@@ -994,31 +1003,7 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
 		close(ch[0]);
 		return -1;
 	case 0:
-		close(ctl[0]);
-		for (i = 0; i < p->cap; i++)
-			if (p->w[i].fd != -1)
-				close(p->w[i].fd);
-		if (children[CHILD_RELAY].ctl != -1)
-			close(children[CHILD_RELAY].ctl);
-		for (i = 0; i < CHILD_FDS_MAX; i++)
-			if (children[CHILD_FETCHER].fds[i] != -1)
-				close(children[CHILD_FETCHER].fds[i]);
-		/* the table's writable descriptor never reaches a worker */
-		if (conf.banlist_rwfd != -1)
-			close(conf.banlist_rwfd);
-		if (conf.banlist_dirfd != -1)
-			close(conf.banlist_dirfd);
-		if (conf.banlist_rofd != -1)
-			close(conf.banlist_rofd);
-		conf.banlist_rwfd = conf.banlist_dirfd = -1;
-		conf.banlist_rofd = -1;
-		/* nor the health socket, which only the health process uses */
-		if (conf.health != NULL && conf.health_l.fd != -1)
-			close(conf.health_l.fd);
-		conf.health_l.fd = -1;
-		metrics_use(metrics, METRICS_SLOT_WORKERS +
-		    (size_t)(w - p->w));
-		free(p->w);
+		master_worker_keep(p, w, ctl[1], ch[0]);
 		worker_main(&conf, ctl[1], ch[0], inetd);
 	}
 	close(ctl[1]);
@@ -1029,6 +1014,59 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
 	w->gen = generation;
 	w->state = W_IDLE;
 	return 0;
+}
+
+/*
+ * A worker, first thing after fork, keeps of what the master holds:
+ *
+ *	0, 1, 2		its standard descriptors (with -i, the client)
+ *	listeners	the SMTP sockets it accepts on
+ *	ctl, chan	its own control socket and relay channel
+ *	spool_fd	the spool directory, with --spool
+ *	fds[]		what its sandbox was prepared with
+ *
+ * and closes every other descriptor: the other workers' sockets, the
+ * relay's, the fetcher's pipe, the ban table's and the metrics region's
+ * descriptors (their mappings stay, the table's read-only), the health
+ * socket, whatever the master holds next.  It wipes its copy of the
+ * TLS key, which the master keeps for signing, and frees its copy of
+ * the pool.  syslog's connection is libc's, at a number of its own:
+ * closed first, made again.
+ */
+static void
+master_worker_keep(struct pool *p, struct worker *w, int ctl, int chan)
+{
+	const struct child	*c = &children[CHILD_WORKER];
+	int			 keep[3 + MAX_LISTENERS + CHILD_FDS_MAX];
+	int			 fd, top = STDERR_FILENO;
+	size_t			 i, n = 0;
+
+	keep[n++] = ctl;
+	keep[n++] = chan;
+	keep[n++] = conf.spool_fd;
+	for (i = 0; i < conf.nlisteners; i++)
+		keep[n++] = conf.listeners[i].fd;
+	for (i = 0; i < CHILD_FDS_MAX; i++)
+		keep[n++] = c->fds[i];
+	for (i = 0; i < n; i++)
+		if (keep[i] > top)
+			top = keep[i];
+	if (!conf.debug)
+		closelog();
+	for (fd = STDERR_FILENO + 1; fd <= top; fd++) {
+		for (i = 0; i < n && keep[i] != fd; i++)
+			;
+		if (i == n)
+			(void)close(fd);
+	}
+	closefrom(top + 1);
+	if (!conf.debug)
+		log_init(-1, conf.verbose);
+	conf.banlist_rwfd = conf.banlist_rofd = conf.banlist_dirfd = -1;
+	conf.health_l.fd = -1;
+	server_tls_key_forget();
+	metrics_use(metrics, METRICS_SLOT_WORKERS + (size_t)(w - p->w));
+	free(p->w);
 }
 
 /* Fork workers until --spare of them wait in accept. */
@@ -1360,6 +1398,36 @@ master_health_bind_priv(struct smtpd_conf *c)
 	    bind(l->fd, (struct sockaddr *)&l->ss, l->sslen) == -1 ||
 	    listen(l->fd, 64) == -1)
 		err(1, "--health %s", l->name);
+}
+
+/*
+ * The workers' sandbox, made once here for every worker to apply
+ * (sandbox_prepare_priv).  The descriptors it leaves open for them (on
+ * Linux the Landlock ruleset, on OpenBSD none) are the ones it opened:
+ * found by looking, they go on the worker's keep-list.
+ */
+static void
+master_sandbox_prepare_priv(void)
+{
+	struct child	*c = &children[CHILD_WORKER];
+	uint8_t		 before[MASTER_FD_SCAN / 8];
+	size_t		 n = 0;
+	int		 fd;
+
+	memset(before, 0, sizeof(before));
+	for (fd = 0; fd < MASTER_FD_SCAN; fd++)
+		if (fcntl(fd, F_GETFD) != -1)
+			before[fd / 8] |= 1 << (fd % 8);
+	sandbox_prepare_priv(&conf);
+	for (fd = 0; fd < MASTER_FD_SCAN; fd++) {
+		if ((before[fd / 8] & (1 << (fd % 8))) ||
+		    fcntl(fd, F_GETFD) == -1)
+			continue;
+		if (n == CHILD_FDS_MAX)
+			fatalx("sandbox: more descriptors for the workers "
+			    "than their keep-list has room for");
+		c->fds[n++] = fd;
+	}
 }
 
 /*

@@ -994,6 +994,7 @@ void		 server_tls_sign_priv(const struct tls_sign_req *,
 struct tls	*server_tls_setup_keyless(const struct smtpd_conf *, char *,
 		    size_t);
 void		 server_tls_set_signer(server_tls_signer, void *);
+void		 server_tls_key_forget(void);
 struct ctl_sign {
 	uint32_t		 type;		/* CTL_TLS_SIGN */
 	struct tls_sign_req	 req;
