@@ -162,6 +162,7 @@ conf_defaults(struct smtpd_conf *c)
 	memset(c, 0, sizeof(*c));
 	c->spool_fd = -1;
 	c->banlist_rwfd = -1;
+	c->banlist_rofd = -1;
 	c->banlist_dirfd = -1;
 	c->health_l.fd = -1;
 	c->api_timeout = DEF_API_TIMEOUT;

@@ -1,7 +1,9 @@
 /*
  * The health process (SPEC section 7): with --health ADDR:PORT the
- * master forks it with the listening socket it bound and the metrics
- * region, and it answers HTTP:
+ * master starts it by exec, as smtpd health FLAGS..., with the listening
+ * socket it bound as descriptor 3, the ban table (read-only) as 4 and
+ * the metrics region as METRICS_FD, and nothing else of the master's: a
+ * fresh image, which never held the TLS key.  It answers HTTP:
  *
  *	GET /healthz	200 "ok", or 503 and the reason in one line
  *	GET /metrics	the Prometheus text format, version 0.0.4
@@ -17,7 +19,9 @@
  */
 
 #include <sys/types.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <poll.h>
@@ -28,7 +32,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "smtpd.h"
+
+#define HEALTH_LISTEN_FD	3	/* the master's exec: the socket */
+#define HEALTH_TABLE_FD		4	/* the ban table, read-only */
 
 struct hconn {
 	int		 fd;		/* -1: free */
@@ -41,7 +50,12 @@ struct hconn {
 };
 
 static struct hconn	 conns[HEALTH_CONN_MAX];
+static struct smtpd_conf health_conf;
 
+static const struct metrics_map *health_metrics(void);
+static void	health_sig(int);
+static __dead void health_serve(const struct smtpd_conf *,
+		    const struct metrics_map *);
 static void	health_accept(int);
 static void	health_read(struct hconn *, const struct smtpd_conf *,
 		    const struct metrics_map *);
@@ -102,8 +116,76 @@ static const struct {
 	    M_START_TIME, "When the master started." },
 };
 
+/*
+ * smtpd health FLAGS...: our flags, then what the master handed over,
+ * checked, then the sandbox, then HTTP.
+ */
 __dead void
-health_main(struct smtpd_conf *conf, struct metrics_map *m)
+health_main(int argc, char *argv[])
+{
+	static const int	 caught[] = { SIGTERM, SIGINT, 0 };
+	static const int	 ignored[] = { SIGHUP, SIGUSR1, 0 };
+	struct smtpd_conf	*conf = &health_conf;
+	const struct metrics_map *m;
+	socklen_t		 len = sizeof(int);
+	int			 on = 0;
+
+	conf_init(conf, argc, argv);
+	conf_user(conf);
+	log_init(conf->debug ? STDOUT_FILENO : -1, conf->verbose);
+	log_setproc("health");
+	signals_set(health_sig, caught, ignored);
+	json_object_seed(0);	/* reads /dev/urandom now, not sandboxed */
+	if (getsockopt(HEALTH_LISTEN_FD, SOL_SOCKET, SO_ACCEPTCONN, &on,
+	    &len) == -1 || !on)
+		fatalx("health: no listening socket (smtpd starts this "
+		    "process itself)");
+	conf->health_l.fd = HEALTH_LISTEN_FD;
+	if ((m = health_metrics()) == NULL)
+		fatalx("health: no metrics region");
+	conf->banlist = banlist_map(HEALTH_TABLE_FD,
+	    banlist_region_size(BANLIST_HALF_SIZE), 0);
+	(void)close(HEALTH_TABLE_FD);
+	sandbox_health(conf);
+	health_serve(conf, m);
+}
+
+/* SIGTERM, SIGINT: leave. */
+static void
+health_sig(int sig)
+{
+	(void)sig;
+	smtpd_stop = 1;
+}
+
+/*
+ * The master's metrics region, at METRICS_FD, mapped read-only: this
+ * process only sums it.  NULL if it is not one.
+ */
+static const struct metrics_map *
+health_metrics(void)
+{
+	const struct metrics_map	*m;
+	struct stat			 st;
+	void				*p;
+
+	if (fstat(METRICS_FD, &st) == -1 || st.st_size < 0 ||
+	    (size_t)st.st_size < metrics_size(METRICS_SLOT_WORKERS))
+		return NULL;
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, METRICS_FD,
+	    0);
+	(void)close(METRICS_FD);
+	if (p == MAP_FAILED)
+		return NULL;
+	m = p;
+	if (m->magic != METRICS_MAGIC ||
+	    metrics_size(m->nslots) > (size_t)st.st_size)
+		return NULL;
+	return m;
+}
+
+static __dead void
+health_serve(const struct smtpd_conf *conf, const struct metrics_map *m)
 {
 	struct pollfd	 pfd[HEALTH_CONN_MAX + 1];
 	sigset_t	 none;
@@ -111,8 +193,6 @@ health_main(struct smtpd_conf *conf, struct metrics_map *m)
 	long long	 ms, wait;
 	int		 lfd = conf->health_l.fd;
 
-	log_setproc("health");
-	sandbox_health(conf);
 	for (i = 0; i < HEALTH_CONN_MAX; i++)
 		conns[i].fd = -1;
 	sigemptyset(&none);

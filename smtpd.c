@@ -1,11 +1,14 @@
 /*
  * smtpd: the master.  Parses and checks the flags, opens everything
- * that needs root, starts the relay and the ban-list fetcher (the
- * smtpd-relay program, which alone links an HTTP client), and keeps a
- * pool of preforked workers.  It never reads a byte from a client, holds
- * no HTTP client and no API key, and trusts nothing a worker can write:
- * its table of workers is its own memory, and a worker only ever asks
- * it something over the socketpair it was born with.
+ * that needs root, and starts its children: the relay and the ban-list
+ * fetcher (the smtpd-relay program, which alone links an HTTP client)
+ * and the health process (this program again), each by exec with only
+ * the descriptors it keeps, and a pool of preforked workers, each of
+ * which keeps what master_worker_keep() lists and nothing else.  It
+ * never reads a byte from a client, holds no HTTP client and no API
+ * key, and trusts nothing a child can write: its table of children is
+ * its own memory, and a worker only ever asks it something over the
+ * socketpair it was born with.
  */
 
 #include <sys/types.h>
@@ -66,48 +69,128 @@ struct pool {
 	size_t			 busy;		/* W_BUSY entries */
 };
 
-#define RELAY_DRAINING_MAX	8
+/*
+ * The master's children, one row a kind: its name, how one is started,
+ * when the kind runs and how it is started again, and what the master
+ * holds of it.  Reaping, restarting, the gauges and the shutdown are
+ * each one loop over this table.  Workers are many: the pool keeps
+ * each one's pid and control socket, their row the rest.  Pids come
+ * from fork() alone; 0 is none, and is never signalled.
+ */
+enum child_kind {
+	CHILD_RELAY,
+	CHILD_FETCHER,
+	CHILD_HEALTH,
+	CHILD_WORKER,		/* after the relay: they need its channels */
+	CHILD_KINDS
+};
+
+enum child_when {		/* which configurations run a kind */
+	WHEN_SERVING,		/* all but --fetch-only */
+	WHEN_API,		/* with --api */
+	WHEN_HEALTH,		/* with --health */
+	WHEN_RELAY_UP,		/* serving, and with --api once a relay runs */
+};
+
+/* How a kind is (re)started; without CF_POOL, at most once a second. */
+#define CF_POOL		0x01	/* many: --spare idle, made up every turn */
+#define CF_RELOAD	0x02	/* replaced on SIGHUP */
+#define CF_OVERLAP	0x04	/* the next starts while the old drains */
+#define CF_CHANNELS	0x08	/* workers hold channels to it: its death
+				   makes a new generation of workers */
+
+#define CHILD_OLD_MAX	8	/* old ones of a kind, draining */
+#define CHILD_FDS_MAX	4
+
+struct child {
+	const char	*name;		/* its role on the exec line */
+	const char	*exited;	/* the event of its death */
+	enum child_when	 when;
+	int		 flags;		/* CF_* */
+	int		(*start)(struct child *);	/* 0, or -1 */
+	enum metric	 gauge;		/* 1 while one runs; M_COUNT: none */
+	pid_t		 pid;		/* the one running, or 0 */
+	pid_t		 old[CHILD_OLD_MAX];	/* told to leave, not reaped */
+	time_t		 started;	/* monotime() of the last start */
+	int		 ctl;		/* our end of its control socket */
+	int		 fds[CHILD_FDS_MAX];	/* kept for the kind, or -1 */
+};
+
+/* fds[] of the fetcher: a pipe whose read end is each one's 3 */
+#define FETCHER_ALIVE_R	0	/* hangs up when the master is gone */
+#define FETCHER_ALIVE_W	1	/* the master's */
+
+static int	master_relay_start_priv(struct child *);
+static int	master_fetcher_start_priv(struct child *);
+static int	master_health_start_priv(struct child *);
+static int	master_workers_start(struct child *);
+
+static struct child		 children[CHILD_KINDS] = {
+	[CHILD_RELAY] = { .name = "relay", .exited = "relay_exited",
+	    .when = WHEN_SERVING, .flags = CF_RELOAD | CF_OVERLAP |
+	    CF_CHANNELS, .start = master_relay_start_priv,
+	    .gauge = M_RELAY_UP, .ctl = -1, .fds = { -1, -1, -1, -1 } },
+	[CHILD_FETCHER] = { .name = "fetcher", .exited = "fetcher_exited",
+	    .when = WHEN_API, .flags = CF_RELOAD,
+	    .start = master_fetcher_start_priv, .gauge = M_FETCHER_UP,
+	    .ctl = -1, .fds = { -1, -1, -1, -1 } },
+	[CHILD_HEALTH] = { .name = HEALTH_ROLE, .exited = "health_exited",
+	    .when = WHEN_HEALTH, .flags = 0,
+	    .start = master_health_start_priv, .gauge = M_COUNT,
+	    .ctl = -1, .fds = { -1, -1, -1, -1 } },
+	/* fds[]: what the workers' sandbox was prepared with */
+	[CHILD_WORKER] = { .name = "worker", .exited = NULL,
+	    .when = WHEN_RELAY_UP, .flags = CF_POOL,
+	    .start = master_workers_start, .gauge = M_COUNT,
+	    .ctl = -1, .fds = { -1, -1, -1, -1 } },
+};
+
+/*
+ * sandbox_prepare_priv() opens few descriptors, each at the lowest free
+ * number: far below this at start, where it is called.
+ */
+#define MASTER_FD_SCAN	1024
 
 static struct smtpd_conf	 conf;
 static struct pool		 pool;
 static uint32_t			 generation;
 static char			**master_argv;
-static pid_t			 fetcher_pid = -1;
-static time_t			 fetcher_started;	/* CLOCK_MONOTONIC */
-static int			 fetcher_alive[2] = { -1, -1 };
-static pid_t			 relay_pid = -1;
-static int			 relay_fd = -1;	/* control socket */
-static time_t			 relay_started;
-static pid_t			 relay_draining[RELAY_DRAINING_MAX];
 static uint32_t			 tls_key_gen;	/* of the key in use */
 static struct metrics_map	*metrics;	/* with --health */
 static int			 metrics_fd = -1;
-static pid_t			 health_pid = -1;
-static time_t			 health_started;
 
-static void	conf_spool(struct smtpd_conf *, int);
-static void	conf_relay_path(struct smtpd_conf *, const char *);
-static int	relay_check_priv(void);
-static void	banlist_setup_priv(struct smtpd_conf *);
-static int	banlist_attach_priv(struct smtpd_conf *);
-static pid_t	helper_exec_priv(const char *, int, int);
-static void	fetcher_start(void);
-static int	relay_start(void);
-static void	relay_drain_old(void);
-static int	relay_attach(int);
+static void	master_spool_priv(struct smtpd_conf *, int);
+static void	master_exec_paths(struct smtpd_conf *, const char *);
+static int	master_relay_check_priv(void);
+static void	master_banlist_setup_priv(struct smtpd_conf *);
+static int	master_banlist_attach_priv(struct smtpd_conf *);
+static void	master_listeners_bind_priv(struct smtpd_conf *);
+static void	master_health_bind_priv(struct smtpd_conf *);
+static void	master_sandbox_prepare_priv(void);
+static pid_t	master_exec_priv(const char *, const char *, int, int);
+static int	master_exec_fds(const int *, size_t);
+static int	master_relay_attach(int);
+static int	master_child_wanted(const struct child *);
+static void	master_children_start(void);
+static void	master_child_stop(struct child *);
+static void	master_child_signal(struct child *, int);
+static size_t	master_child_live(const struct child *);
+static int	master_child_reaped(struct child *, pid_t, int);
+static void	master_worker_keep(struct pool *, struct worker *, int, int);
 static time_t	monotime(void);
 static void	master_tls_reload(void);
 static void	master_tls_sign(int, const struct ctl_sign *, int);
 static void	master_reload(void);
-static void	listeners_bind_priv(struct smtpd_conf *);
 static void	pool_create(struct pool *, size_t);
 static struct worker *pool_find_pid(struct pool *, pid_t);
 static size_t	pool_idle(const struct pool *);
+static int	pool_fork(struct pool *, struct worker *, int);
 static void	pool_spawn(struct pool *);
 static void	pool_retire_old(struct pool *);
 static void	pool_kill_all(struct pool *, int);
 static size_t	pool_live(const struct pool *);
 static void	pool_drop(struct pool *, struct worker *);
+static void	pool_reaped(struct pool *, struct worker *, int);
 static void	pool_ctl(struct pool *, struct worker *);
 static void	pool_claim(struct pool *, struct worker *,
 		    const struct ctl_claim *);
@@ -115,8 +198,6 @@ static void	master_signals(void);
 static void	master_loop(void);
 static void	master_reap(void);
 static void	master_gauges(void);
-static void	health_bind_priv(struct smtpd_conf *);
-static void	health_start(void);
 static __dead void master_shutdown(void);
 static __dead void inetd_main(void);
 static void	sig_handler(int);
@@ -125,6 +206,10 @@ int
 main(int argc, char *argv[])
 {
 	char	 why[1024];
+
+	/* the health process: this program again, started by the master */
+	if (argc > 1 && strcmp(argv[1], HEALTH_ROLE) == 0)
+		health_main(argc - 1, argv + 1);
 
 	/* before anything touches libcrypto: see tls.c */
 	if (server_tls_init(why, sizeof(why)) == -1)
@@ -142,11 +227,11 @@ main(int argc, char *argv[])
 	    tls_check_cert(&conf, 0) != 0)
 		return 1;
 	conf_user(&conf);
-	conf_relay_path(&conf, argv[0]);
-	if (conf.api != NULL && relay_check_priv() != 0)
+	master_exec_paths(&conf, argv[0]);
+	if (conf.api != NULL && master_relay_check_priv() != 0)
 		return 1;	/* smtpd-relay named the flag */
-	conf_spool(&conf, !conf.config_test);
-	banlist_setup_priv(&conf);
+	master_spool_priv(&conf, !conf.config_test);
+	master_banlist_setup_priv(&conf);
 	if (conf.config_test) {
 		printf("configuration OK\n");
 		return 0;
@@ -163,22 +248,22 @@ main(int argc, char *argv[])
 			errx(1, "%s", why);
 	}
 	if (conf.inetd) {
-		sandbox_prepare_priv(&conf);
+		master_sandbox_prepare_priv();
 		inetd_main();
 	}
 
 	if (!conf.fetch_only)
-		listeners_bind_priv(&conf);
+		master_listeners_bind_priv(&conf);
 	pool_create(&pool, (size_t)(conf.max_sessions + conf.spare +
 	    SLOT_SLACK));
 	if (conf.health != NULL) {
-		health_bind_priv(&conf);
+		master_health_bind_priv(&conf);
 		metrics = metrics_create_priv(METRICS_SLOT_WORKERS + pool.cap,
 		    &metrics_fd);
 		metrics_use(metrics, METRICS_SLOT_MASTER);
 		metrics_set(M_START_TIME, (uint64_t)time(NULL));
 	}
-	sandbox_prepare_priv(&conf);	/* knows the listening sockets */
+	master_sandbox_prepare_priv();	/* knows the listening sockets */
 	if (!conf.debug && daemon(0, 0) == -1)
 		err(1, "daemon");
 	log_init(conf.debug ? STDOUT_FILENO : -1, conf.verbose);
@@ -199,42 +284,47 @@ main(int argc, char *argv[])
 	    "spare", (json_int_t)conf.spare,
 	    "max_sessions", (json_int_t)conf.max_sessions,
 	    "max_use", (json_int_t)conf.max_use);
-	if (!conf.fetch_only)
-		(void)relay_start();
-	if (conf.health != NULL)
-		health_start();
+	master_children_start();
 	master_loop();
 	/* NOTREACHED */
 	return 1;
 }
 
 /*
- * smtpd-relay lives beside smtpd (or at RELAY_PATH when built so):
- * found now, so a missing one is a start-up error, not a dead relay.
+ * The programs the master starts by exec, found now, so that a missing
+ * one is a start-up error, not a dead child: this one (the health
+ * process), and smtpd-relay beside it (or at RELAY_PATH when built so).
  */
 static void
-conf_relay_path(struct smtpd_conf *c, const char *argv0)
+master_exec_paths(struct smtpd_conf *c, const char *argv0)
 {
-	char	 self[PATH_MAX], *slash;
+	char	 dir[PATH_MAX], *slash;
 	ssize_t	 n;
 
+	if ((n = readlink("/proc/self/exe", c->self_path,
+	    sizeof(c->self_path) - 1)) > 0)
+		c->self_path[n] = '\0';
+	else if (strlcpy(c->self_path, argv0, sizeof(c->self_path)) >=
+	    sizeof(c->self_path))
+		errx(1, "%s: path too long", argv0);
+	if (c->health != NULL && access(c->self_path, X_OK) == -1)
+		errx(1, "%s: %s (the health process is smtpd itself)",
+		    c->self_path, strerror(errno));
 #ifdef RELAY_PATH
-	(void)argv0;
+	(void)dir;
+	(void)slash;
 	if (strlcpy(c->relay_path, RELAY_PATH, sizeof(c->relay_path)) >=
 	    sizeof(c->relay_path))
 		errx(1, "RELAY_PATH too long");
 #else
-	if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) > 0)
-		self[n] = '\0';
-	else if (strlcpy(self, argv0, sizeof(self)) >= sizeof(self))
-		errx(1, "%s: path too long", argv0);
-	if ((slash = strrchr(self, '/')) == NULL)
-		strlcpy(self, ".", sizeof(self));
+	strlcpy(dir, c->self_path, sizeof(dir));
+	if ((slash = strrchr(dir, '/')) == NULL)
+		strlcpy(dir, ".", sizeof(dir));
 	else
 		*slash = '\0';
 	if (snprintf(c->relay_path, sizeof(c->relay_path), "%s/smtpd-relay",
-	    self) >= (int)sizeof(c->relay_path))
-		errx(1, "%s: path too long", self);
+	    dir) >= (int)sizeof(c->relay_path))
+		errx(1, "%s: path too long", dir);
 #endif
 	if (access(c->relay_path, X_OK) == -1)
 		errx(1, "%s: %s (smtpd-relay is installed beside smtpd)",
@@ -242,21 +332,29 @@ conf_relay_path(struct smtpd_conf *c, const char *argv0)
 }
 
 /*
- * Start a helper program with our own flags: smtpd-relay ROLE FLAGS...,
- * with fd as its descriptor 3 and fd2 (or -1) as 4; nothing else open.
+ * Start a program of ours by exec, with our own flags: PATH ROLE
+ * FLAGS...  Its descriptor 3 is fd, 4 is fd2 and METRICS_FD the metrics
+ * region (each one only if there is one), 0 to 2 are ours, and nothing
+ * else we hold reaches it.
  */
+#if METRICS_FD != 5
+#error "master_exec_priv() hands the metrics region over as descriptor 5"
+#endif
 static pid_t
-helper_exec_priv(const char *role, int fd, int fd2)
+master_exec_priv(const char *path, const char *role, int fd, int fd2)
 {
-	char	**av;
-	int	  ac, i;
-	pid_t	  pid;
+	const int	  from[] = { fd, fd2, metrics_fd };	/* 3, 4, 5 */
+	const char	 *name;
+	char		**av;
+	int		  ac, i;
+	pid_t		  pid;
 
 	for (ac = 0; master_argv[ac] != NULL; ac++)
 		;
 	if ((av = calloc((size_t)ac + 2, sizeof(*av))) == NULL)
 		return -1;
-	av[0] = "smtpd-relay";
+	name = strrchr(path, '/');
+	av[0] = (char *)(uintptr_t)(name != NULL ? name + 1 : path);
 	av[1] = (char *)(uintptr_t)role;
 	for (i = 1; i < ac; i++)
 		av[i + 1] = master_argv[i];
@@ -266,45 +364,53 @@ helper_exec_priv(const char *role, int fd, int fd2)
 		free(av);
 		return -1;
 	case 0:
-		if (fd2 != -1 && fd2 != 4) {
-			if (fd == 4 && (fd = dup(fd)) == -1)
-				_exit(1);
-			if (dup2(fd2, 4) == -1)
-				_exit(1);
-		}
-		if (fd != -1 && fd != 3 && dup2(fd, 3) == -1)
+		if (master_exec_fds(from, sizeof(from) / sizeof(from[0])) ==
+		    -1)
 			_exit(1);
-		if (fd != -1)
-			(void)fcntl(3, F_SETFD, 0);
-		if (fd2 != -1)
-			(void)fcntl(4, F_SETFD, 0);
-		/* the metrics region, at 5 when there is one */
-		if (metrics_fd != -1) {
-			if (dup2(metrics_fd, METRICS_FD) == -1)
-				_exit(1);
-			(void)fcntl(METRICS_FD, F_SETFD, 0);
-		}
-		for (i = metrics_fd != -1 ? METRICS_FD + 1 : fd2 != -1 ? 5 :
-		    fd != -1 ? 4 : 3; i < 1024; i++)
-			(void)close(i);
-		execv(conf.relay_path, av);
-		fprintf(stderr, "smtpd: %s: %s\n", conf.relay_path,
-		    strerror(errno));
+		execv(path, av);
+		fprintf(stderr, "smtpd: %s: %s\n", path, strerror(errno));
 		_exit(1);
 	}
 	free(av);
 	return pid;
 }
 
+/*
+ * In a child about to exec: its descriptors 3, 4... become from[0],
+ * from[1]... (closed where that is -1), and every other one above 2 is
+ * closed.  Each is first copied above them all, so that no dup2()
+ * overwrites one yet to be copied.  0, or -1.
+ */
+static int
+master_exec_fds(const int *from, size_t n)
+{
+	int	 tmp[CHILD_FDS_MAX], top = STDERR_FILENO + (int)n;
+	size_t	 i;
+
+	if (n > CHILD_FDS_MAX)
+		return -1;
+	for (i = 0; i < n; i++)
+		if ((tmp[i] = from[i]) != -1 &&
+		    (tmp[i] = fcntl(from[i], F_DUPFD, top + 1)) == -1)
+			return -1;
+	for (i = 0; i < n; i++) {
+		if (tmp[i] == -1)
+			(void)close(STDERR_FILENO + 1 + (int)i);
+		else if (dup2(tmp[i], STDERR_FILENO + 1 + (int)i) == -1)
+			return -1;
+	}
+	closefrom(top + 1);
+	return 0;
+}
+
 /* -n and every start with --api: smtpd-relay checks the API flags. */
 static int
-relay_check_priv(void)
+master_relay_check_priv(void)
 {
 	pid_t	 pid;
 	int	 status;
 
-	if ((pid = helper_exec_priv("check",
-	    -1, -1)) == -1)
+	if ((pid = master_exec_priv(conf.relay_path, "check", -1, -1)) == -1)
 		err(1, "fork");
 	while (waitpid(pid, &status, 0) == -1)
 		if (errno != EINTR)
@@ -318,7 +424,7 @@ relay_check_priv(void)
  * workers write through the descriptor.
  */
 static void
-conf_spool(struct smtpd_conf *c, int create)
+master_spool_priv(struct smtpd_conf *c, int create)
 {
 	struct stat	 st;
 	int		 w;
@@ -378,9 +484,11 @@ conf_spool(struct smtpd_conf *c, int create)
  * The shared ban table: created here, filled from the cache so bans
  * hold from the first session, and mapped read-only for the workers.
  * With --fetch-only it is a file beside the cache, for -i sessions.
+ * The fetcher gets its writable descriptor, the health process a
+ * read-only one.
  */
 static void
-banlist_setup_priv(struct smtpd_conf *c)
+master_banlist_setup_priv(struct smtpd_conf *c)
 {
 	struct banlist_map	*rw;
 	struct banlist_set	 set;
@@ -391,7 +499,7 @@ banlist_setup_priv(struct smtpd_conf *c)
 	conf_banlist_dir(c);
 	if (c->config_test)
 		return;
-	if (c->inetd && banlist_attach_priv(c))
+	if (c->inetd && master_banlist_attach_priv(c))
 		return;
 	if (c->fetch_only) {
 		/*
@@ -434,7 +542,10 @@ banlist_setup_priv(struct smtpd_conf *c)
 	banlist_unmap(rw);
 	if ((c->banlist = banlist_map(rofd, size, 0)) == NULL)
 		err(1, "ban table: mmap");
-	close(rofd);
+	if (c->health != NULL)
+		c->banlist_rofd = rofd;
+	else
+		close(rofd);
 	if (c->api != NULL)
 		c->banlist_rwfd = rwfd;
 	else
@@ -446,7 +557,7 @@ banlist_setup_priv(struct smtpd_conf *c)
  * cache, when its fetcher is alive.  Returns 1 when attached.
  */
 static int
-banlist_attach_priv(struct smtpd_conf *c)
+master_banlist_attach_priv(struct smtpd_conf *c)
 {
 	struct banlist_map	*m;
 	struct stat		 st;
@@ -488,7 +599,7 @@ monotime(void)
 }
 
 static void
-listeners_bind_priv(struct smtpd_conf *c)
+master_listeners_bind_priv(struct smtpd_conf *c)
 {
 	struct listener	*l;
 	size_t		 i, n = 0;
@@ -565,85 +676,238 @@ master_tls_sign(int fd, const struct ctl_sign *m, int previous)
 	explicit_bzero(&res, sizeof(res));
 }
 
-/* The fetcher: polls FIRM for the lists, writes the table and cache. */
-static void
-fetcher_start(void)
-{
-	pid_t	 pid;
-
-	fetcher_started = monotime();
-	if (fetcher_alive[1] == -1 &&
-	    pipe2(fetcher_alive, O_CLOEXEC) == -1) {
-		log_warn("pipe");
-		return;
-	}
-	/* its descriptor 3 hangs up when the master is gone */
-	if ((pid = helper_exec_priv("fetcher", fetcher_alive[0],
-	    conf.banlist_rwfd)) == -1) {
-		log_warn("fork fetcher");
-		return;
-	}
-	fetcher_pid = pid;
-	if (conf.fetch_only) {
-		struct banlist_map *m = banlist_map(conf.banlist_rwfd,
-		    banlist_region_size(BANLIST_HALF_SIZE), 1);
-
-		if (m != NULL) {
-			banlist_set_writer(m, pid);
-			banlist_unmap(m);
-		}
-	}
-}
-
 /*
  * The relay: one per master, the only process that talks to FIRM.
  * Its descriptor 3 is a control socket on which the master hands it
  * one end of each worker's channel.  A relay that is replaced (SIGHUP)
- * is told to drain: it serves the channels it has and leaves.
+ * drains: it serves the channels it has and leaves.
  */
 static int
-relay_start(void)
+master_relay_start_priv(struct child *c)
 {
 	int	 sp[2];
 	pid_t	 pid;
 
-	relay_drain_old();
-	relay_started = monotime();
+	c->started = monotime();
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1) {
-		log_warn("relay: socketpair");
+		log_warn("%s: socketpair", c->name);
 		return -1;
 	}
-	if ((pid = helper_exec_priv("relay", sp[1], -1)) == -1) {
-		log_warn("relay: fork");
+	if ((pid = master_exec_priv(conf.relay_path, c->name, sp[1],
+	    -1)) == -1) {
+		log_warn("%s: fork", c->name);
 		close(sp[0]);
 		close(sp[1]);
 		return -1;
 	}
 	close(sp[1]);
-	relay_pid = pid;
-	relay_fd = sp[0];
+	c->pid = pid;
+	c->ctl = sp[0];
 	return 0;
 }
 
+/*
+ * The fetcher: polls FIRM for the lists, writes the table (its 4) and
+ * the cache.  Its 3 is a pipe that hangs up when the master is gone.
+ */
+static int
+master_fetcher_start_priv(struct child *c)
+{
+	struct banlist_map	*m;
+	pid_t			 pid;
+
+	c->started = monotime();
+	if (c->fds[FETCHER_ALIVE_W] == -1 &&
+	    pipe2(&c->fds[FETCHER_ALIVE_R], O_CLOEXEC) == -1) {
+		log_warn("%s: pipe", c->name);
+		return -1;
+	}
+	if ((pid = master_exec_priv(conf.relay_path, c->name,
+	    c->fds[FETCHER_ALIVE_R], conf.banlist_rwfd)) == -1) {
+		log_warn("%s: fork", c->name);
+		return -1;
+	}
+	c->pid = pid;
+	if (conf.fetch_only && (m = banlist_map(conf.banlist_rwfd,
+	    banlist_region_size(BANLIST_HALF_SIZE), 1)) != NULL) {
+		banlist_set_writer(m, pid);
+		banlist_unmap(m);
+	}
+	return 0;
+}
+
+/*
+ * The health process: this program again, by exec, with the listening
+ * socket as its 3 and the ban table, read-only, as its 4.  A fork would
+ * hand it a copy of our memory, the TLS key in it.
+ */
+static int
+master_health_start_priv(struct child *c)
+{
+	pid_t	 pid;
+
+	c->started = monotime();
+	if ((pid = master_exec_priv(conf.self_path, c->name,
+	    conf.health_l.fd, conf.banlist_rofd)) == -1) {
+		log_warn("%s: fork", c->name);
+		return -1;
+	}
+	c->pid = pid;
+	return 0;
+}
+
+/* Workers: forked until --spare of them wait in accept. */
+static int
+master_workers_start(struct child *c)
+{
+	(void)c;
+	pool_spawn(&pool);
+	return 0;
+}
+
+/* Does this configuration run kind c now? */
+static int
+master_child_wanted(const struct child *c)
+{
+	switch (c->when) {
+	case WHEN_SERVING:
+		return !conf.fetch_only;
+	case WHEN_API:
+		return conf.api != NULL;
+	case WHEN_HEALTH:
+		return conf.health != NULL;
+	case WHEN_RELAY_UP:
+		/* with --api, a worker without a relay could only say 451 */
+		return !conf.fetch_only && (conf.api == NULL ||
+		    children[CHILD_RELAY].pid != 0);
+	}
+	return 0;
+}
+
+/*
+ * Start what should run and does not.  One that died is started again
+ * at once, unless it started in this very second (then in the next).
+ */
 static void
-relay_drain_old(void)
+master_children_start(void)
+{
+	struct child	*c;
+
+	for (c = children; c < children + CHILD_KINDS; c++) {
+		if (!master_child_wanted(c))
+			continue;
+		if ((c->flags & CF_POOL) ||
+		    (c->pid == 0 && monotime() > c->started))
+			(void)c->start(c);
+	}
+}
+
+/*
+ * Tell every child of kind c to leave (SIGTERM): workers finish their
+ * sessions.  One that may overlap its successor joins the old ones,
+ * which drain meanwhile, and the next may start now; else the next
+ * starts once this one is reaped.
+ */
+static void
+master_child_stop(struct child *c)
 {
 	size_t	 i;
 
-	if (relay_pid == -1)
+	if (c->flags & CF_POOL) {
+		pool_kill_all(&pool, SIGTERM);
 		return;
-	kill(relay_pid, SIGTERM);
-	for (i = 0; i < RELAY_DRAINING_MAX; i++)
-		if (relay_draining[i] == 0) {
-			relay_draining[i] = relay_pid;
-			break;
+	}
+	if (c->pid == 0)
+		return;
+	kill(c->pid, SIGTERM);
+	c->started = 0;
+	if (!(c->flags & CF_OVERLAP))
+		return;
+	for (i = 0; i < CHILD_OLD_MAX && c->old[i] != 0; i++)
+		;
+	if (i < CHILD_OLD_MAX)
+		c->old[i] = c->pid;
+	else
+		kill(c->pid, SIGKILL);	/* reaped as a stranger */
+	c->pid = 0;
+	if (c->ctl != -1)
+		close(c->ctl);
+	c->ctl = -1;
+}
+
+/* Signal every child of kind c, old ones too. */
+static void
+master_child_signal(struct child *c, int sig)
+{
+	size_t	 i;
+
+	if (c->flags & CF_POOL) {
+		pool_kill_all(&pool, sig);
+		return;
+	}
+	if (c->pid != 0)
+		kill(c->pid, sig);
+	for (i = 0; i < CHILD_OLD_MAX; i++)
+		if (c->old[i] != 0)
+			kill(c->old[i], sig);
+}
+
+/* How many children of kind c are not reaped yet. */
+static size_t
+master_child_live(const struct child *c)
+{
+	size_t	 i, n;
+
+	if (c->flags & CF_POOL)
+		return pool_live(&pool);
+	n = c->pid != 0;
+	for (i = 0; i < CHILD_OLD_MAX; i++)
+		n += c->old[i] != 0;
+	return n;
+}
+
+/*
+ * The reaper found pid: if it is of kind c, its entry is free again,
+ * its death logged (not while stopping, when every child leaves), and
+ * 1 returned.  The loop starts the next one.
+ */
+static int
+master_child_reaped(struct child *c, pid_t pid, int status)
+{
+	struct worker	*w;
+	size_t		 i;
+
+	if (c->flags & CF_POOL) {
+		if ((w = pool_find_pid(&pool, pid)) == NULL)
+			return 0;
+		pool_reaped(&pool, w, status);
+		return 1;
+	}
+	for (i = 0; i < CHILD_OLD_MAX; i++)
+		if (c->old[i] == pid) {
+			c->old[i] = 0;
+			return 1;
 		}
-	if (i == RELAY_DRAINING_MAX)
-		kill(relay_pid, SIGKILL);	/* reaped as a stranger */
-	relay_pid = -1;
-	if (relay_fd != -1)
-		close(relay_fd);
-	relay_fd = -1;
+	if (pid != c->pid)
+		return 0;
+	c->pid = 0;
+	if (c->ctl != -1)
+		close(c->ctl);
+	c->ctl = -1;
+	if (smtpd_stop)
+		return 1;
+	log_event(LOG_WARNING, c->exited, NULL, "{s:i, s:i}", "status",
+	    WIFEXITED(status) ? WEXITSTATUS(status) : -1, "signal",
+	    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	if (c->flags & CF_CHANNELS) {
+		/*
+		 * Idle workers hold dead channels: a new generation
+		 * replaces them, attached to the next one.
+		 */
+		generation++;
+		pool_retire_old(&pool);
+	}
+	return 1;
 }
 
 /*
@@ -651,11 +915,13 @@ relay_drain_old(void)
  * the worker keeps a channel nobody reads: its deliveries get 451.
  */
 static int
-relay_attach(int fd)
+master_relay_attach(int fd)
 {
-	if (relay_fd == -1)
+	int	 ctl = children[CHILD_RELAY].ctl;
+
+	if (ctl == -1)
 		return -1;
-	if (fd_send(relay_fd, fd) == -1) {
+	if (fd_send(ctl, fd) == -1) {
 		log_warn("relay: handing over a channel");
 		return -1;
 	}
@@ -712,14 +978,13 @@ pool_live(const struct pool *p)
 
 /*
  * Fork one worker into w: its control socket, its relay channel, and
- * nothing of the other workers' (a worker that could speak for another
- * could free that one's slot).  inetd: the session is on stdin/stdout.
+ * what master_worker_keep() lists.  inetd: the session is on stdin and
+ * stdout.
  */
 static int
 pool_fork(struct pool *p, struct worker *w, int inetd)
 {
 	int	 ctl[2], ch[2];
-	size_t	 i;
 	pid_t	 pid;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) == -1)
@@ -729,7 +994,7 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
 		close(ctl[1]);
 		return -1;
 	}
-	(void)relay_attach(ch[1]);
+	(void)master_relay_attach(ch[1]);
 	close(ch[1]);
 	switch (pid = fork()) {
 	case -1:
@@ -738,29 +1003,7 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
 		close(ch[0]);
 		return -1;
 	case 0:
-		close(ctl[0]);
-		for (i = 0; i < p->cap; i++)
-			if (p->w[i].fd != -1)
-				close(p->w[i].fd);
-		if (relay_fd != -1)
-			close(relay_fd);
-		if (fetcher_alive[1] != -1)
-			close(fetcher_alive[1]);
-		if (fetcher_alive[0] != -1)
-			close(fetcher_alive[0]);
-		/* the table's writable descriptor never reaches a worker */
-		if (conf.banlist_rwfd != -1)
-			close(conf.banlist_rwfd);
-		if (conf.banlist_dirfd != -1)
-			close(conf.banlist_dirfd);
-		conf.banlist_rwfd = conf.banlist_dirfd = -1;
-		/* nor the health socket, which only the health process uses */
-		if (conf.health != NULL && conf.health_l.fd != -1)
-			close(conf.health_l.fd);
-		conf.health_l.fd = -1;
-		metrics_use(metrics, METRICS_SLOT_WORKERS +
-		    (size_t)(w - p->w));
-		free(p->w);
+		master_worker_keep(p, w, ctl[1], ch[0]);
 		worker_main(&conf, ctl[1], ch[0], inetd);
 	}
 	close(ctl[1]);
@@ -771,6 +1014,59 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
 	w->gen = generation;
 	w->state = W_IDLE;
 	return 0;
+}
+
+/*
+ * A worker, first thing after fork, keeps of what the master holds:
+ *
+ *	0, 1, 2		its standard descriptors (with -i, the client)
+ *	listeners	the SMTP sockets it accepts on
+ *	ctl, chan	its own control socket and relay channel
+ *	spool_fd	the spool directory, with --spool
+ *	fds[]		what its sandbox was prepared with
+ *
+ * and closes every other descriptor: the other workers' sockets, the
+ * relay's, the fetcher's pipe, the ban table's and the metrics region's
+ * descriptors (their mappings stay, the table's read-only), the health
+ * socket, whatever the master holds next.  It wipes its copy of the
+ * TLS key, which the master keeps for signing, and frees its copy of
+ * the pool.  syslog's connection is libc's, at a number of its own:
+ * closed first, made again.
+ */
+static void
+master_worker_keep(struct pool *p, struct worker *w, int ctl, int chan)
+{
+	const struct child	*c = &children[CHILD_WORKER];
+	int			 keep[3 + MAX_LISTENERS + CHILD_FDS_MAX];
+	int			 fd, top = STDERR_FILENO;
+	size_t			 i, n = 0;
+
+	keep[n++] = ctl;
+	keep[n++] = chan;
+	keep[n++] = conf.spool_fd;
+	for (i = 0; i < conf.nlisteners; i++)
+		keep[n++] = conf.listeners[i].fd;
+	for (i = 0; i < CHILD_FDS_MAX; i++)
+		keep[n++] = c->fds[i];
+	for (i = 0; i < n; i++)
+		if (keep[i] > top)
+			top = keep[i];
+	if (!conf.debug)
+		closelog();
+	for (fd = STDERR_FILENO + 1; fd <= top; fd++) {
+		for (i = 0; i < n && keep[i] != fd; i++)
+			;
+		if (i == n)
+			(void)close(fd);
+	}
+	closefrom(top + 1);
+	if (!conf.debug)
+		log_init(-1, conf.verbose);
+	conf.banlist_rwfd = conf.banlist_rofd = conf.banlist_dirfd = -1;
+	conf.health_l.fd = -1;
+	server_tls_key_forget();
+	metrics_use(metrics, METRICS_SLOT_WORKERS + (size_t)(w - p->w));
+	free(p->w);
 }
 
 /* Fork workers until --spare of them wait in accept. */
@@ -823,6 +1119,26 @@ pool_drop(struct pool *p, struct worker *w)
 		p->busy--;
 	memset(w, 0, sizeof(*w));
 	w->fd = -1;
+}
+
+/* A worker was reaped: its entry is free, its death counted. */
+static void
+pool_reaped(struct pool *p, struct worker *w, int status)
+{
+	pid_t	 pid = w->pid;
+
+	pool_drop(p, w);
+	if (WIFSIGNALED(status) || (WIFEXITED(status) &&
+	    WEXITSTATUS(status) != 0))
+		metrics_add(M_WORKER_DEATHS, 1);
+	if (WIFSIGNALED(status))
+		log_event(LOG_WARNING, "worker_died", NULL,
+		    "{s:i, s:i}", "pid", (int)pid, "signal",
+		    WTERMSIG(status));
+	else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+		log_event(LOG_WARNING, "worker_failed", NULL,
+		    "{s:i, s:i}", "pid", (int)pid, "status",
+		    WEXITSTATUS(status));
 }
 
 /*
@@ -966,19 +1282,17 @@ master_signals(void)
 static void
 master_reload(void)
 {
+	struct child	*c;
+
 	generation++;
 	log_event(LOG_INFO, "reload", NULL, "{s:i}", "generation",
 	    (int)generation);
 	master_tls_reload();
-	if (fetcher_pid != -1) {
-		kill(fetcher_pid, SIGTERM);
-		fetcher_started = 0;
-	}
-	if (!conf.fetch_only) {
-		(void)relay_start();
-		pool_spawn(&pool);
-		pool_retire_old(&pool);
-	}
+	for (c = children; c < children + CHILD_KINDS; c++)
+		if (c->flags & CF_RELOAD)
+			master_child_stop(c);
+	master_children_start();
+	pool_retire_old(&pool);
 }
 
 static void
@@ -1005,19 +1319,7 @@ master_loop(void)
 			smtpd_reload = 0;
 			master_reload();
 		}
-		if (conf.api != NULL && fetcher_pid == -1 &&
-		    monotime() > fetcher_started)
-			fetcher_start();
-		if (!conf.fetch_only && relay_pid == -1 &&
-		    monotime() > relay_started)
-			(void)relay_start();
-		/* with --api, a worker without a relay could only say 451 */
-		if (!conf.fetch_only &&
-		    (relay_pid != -1 || conf.api == NULL))
-			pool_spawn(&pool);
-		if (conf.health != NULL && health_pid == -1 &&
-		    monotime() > health_started)
-			health_start();
+		master_children_start();
 		master_gauges();
 		for (i = n = 0; i < pool.cap; i++) {
 			if (pool.w[i].pid == 0 || pool.w[i].fd == -1)
@@ -1045,85 +1347,36 @@ master_loop(void)
 	}
 }
 
+/* Every child that exited, off the table of its kind. */
 static void
 master_reap(void)
 {
-	struct worker	*w;
+	struct child	*c;
 	pid_t		 pid;
-	size_t		 i;
 	int		 status;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (pid == health_pid) {
-			health_pid = -1;	/* restarted by the loop */
-			if (!smtpd_stop)
-				log_event(LOG_WARNING, "health_exited", NULL,
-				    "{s:i, s:i}", "status", WIFEXITED(status) ?
-				    WEXITSTATUS(status) : -1, "signal",
-				    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-			continue;
-		}
-		if (pid == fetcher_pid) {
-			fetcher_pid = -1;	/* restarted by the loop */
-			if (!smtpd_stop)
-				log_event(LOG_WARNING, "fetcher_exited", NULL,
-				    "{s:i, s:i}", "status", WIFEXITED(status) ?
-				    WEXITSTATUS(status) : -1, "signal",
-				    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-			continue;
-		}
-		if (pid == relay_pid) {
-			relay_pid = -1;
-			close(relay_fd);
-			relay_fd = -1;
-			if (smtpd_stop)
-				continue;
-			log_event(LOG_WARNING, "relay_exited", NULL,
-			    "{s:i, s:i}", "status", WIFEXITED(status) ?
-			    WEXITSTATUS(status) : -1, "signal",
-			    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-			/*
-			 * Idle workers hold dead channels: a new generation
-			 * replaces them, attached to a new relay, started
-			 * now unless this one died young (then in a second).
-			 */
-			generation++;
-			pool_retire_old(&pool);
-			if (monotime() > relay_started)
-				(void)relay_start();
-			continue;
-		}
-		for (i = 0; i < RELAY_DRAINING_MAX; i++)
-			if (relay_draining[i] == pid)
-				relay_draining[i] = 0;
-		if ((w = pool_find_pid(&pool, pid)) == NULL)
-			continue;
-		pool_drop(&pool, w);
-		if (WIFSIGNALED(status) || (WIFEXITED(status) &&
-		    WEXITSTATUS(status) != 0))
-			metrics_add(M_WORKER_DEATHS, 1);
-		if (WIFSIGNALED(status))
-			log_event(LOG_WARNING, "worker_died", NULL,
-			    "{s:i, s:i}", "pid", (int)pid, "signal",
-			    WTERMSIG(status));
-		else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
-			log_event(LOG_WARNING, "worker_failed", NULL,
-			    "{s:i, s:i}", "pid", (int)pid, "status",
-			    WEXITSTATUS(status));
-	}
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		for (c = children; c < children + CHILD_KINDS; c++)
+			if (master_child_reaped(c, pid, status))
+				break;
 }
 
 /* The master's gauges, for the health process: written, never read. */
 static void
 master_gauges(void)
 {
+	const struct child	*c;
+
 	if (metrics == NULL)
 		return;
-	metrics_set(M_SESSIONS_ACTIVE, pool.busy);
-	metrics_set(M_WORKERS_IDLE, pool_idle(&pool));
-	metrics_set(M_WORKERS_BUSY, pool.busy);
-	metrics_set(M_RELAY_UP, relay_pid != -1);
-	metrics_set(M_FETCHER_UP, fetcher_pid != -1);
+	for (c = children; c < children + CHILD_KINDS; c++) {
+		if (c->flags & CF_POOL) {
+			metrics_set(M_SESSIONS_ACTIVE, pool.busy);
+			metrics_set(M_WORKERS_IDLE, pool_idle(&pool));
+			metrics_set(M_WORKERS_BUSY, pool.busy);
+		} else if (c->gauge != M_COUNT)
+			metrics_set(c->gauge, c->pid != 0);
+	}
 }
 
 /*
@@ -1131,7 +1384,7 @@ master_gauges(void)
  * only the health process accepts on it.
  */
 static void
-health_bind_priv(struct smtpd_conf *c)
+master_health_bind_priv(struct smtpd_conf *c)
 {
 	struct listener	*l = &c->health_l;
 	int		 on = 1;
@@ -1147,37 +1400,34 @@ health_bind_priv(struct smtpd_conf *c)
 		err(1, "--health %s", l->name);
 }
 
-/* The health process: forked with the metrics and its socket only. */
+/*
+ * The workers' sandbox, made once here for every worker to apply
+ * (sandbox_prepare_priv).  The descriptors it leaves open for them (on
+ * Linux the Landlock ruleset, on OpenBSD none) are the ones it opened:
+ * found by looking, they go on the worker's keep-list.
+ */
 static void
-health_start(void)
+master_sandbox_prepare_priv(void)
 {
-	pid_t	 pid;
-	size_t	 i;
+	struct child	*c = &children[CHILD_WORKER];
+	uint8_t		 before[MASTER_FD_SCAN / 8];
+	size_t		 n = 0;
+	int		 fd;
 
-	health_started = monotime();
-	switch (pid = fork()) {
-	case -1:
-		log_warn("fork health");
-		return;
-	case 0:
-		for (i = 0; i < pool.cap; i++)
-			if (pool.w[i].fd != -1)
-				close(pool.w[i].fd);
-		for (i = 0; i < conf.nlisteners; i++)
-			if (conf.listeners[i].fd != -1)
-				close(conf.listeners[i].fd);
-		if (relay_fd != -1)
-			close(relay_fd);
-		if (conf.banlist_rwfd != -1)
-			close(conf.banlist_rwfd);
-		if (conf.banlist_dirfd != -1)
-			close(conf.banlist_dirfd);
-		conf.banlist_rwfd = conf.banlist_dirfd = -1;
-		close(metrics_fd);
-		metrics_use(NULL, 0);
-		health_main(&conf, metrics);
+	memset(before, 0, sizeof(before));
+	for (fd = 0; fd < MASTER_FD_SCAN; fd++)
+		if (fcntl(fd, F_GETFD) != -1)
+			before[fd / 8] |= 1 << (fd % 8);
+	sandbox_prepare_priv(&conf);
+	for (fd = 0; fd < MASTER_FD_SCAN; fd++) {
+		if ((before[fd / 8] & (1 << (fd % 8))) ||
+		    fcntl(fd, F_GETFD) == -1)
+			continue;
+		if (n == CHILD_FDS_MAX)
+			fatalx("sandbox: more descriptors for the workers "
+			    "than their keep-list has room for");
+		c->fds[n++] = fd;
 	}
-	health_pid = pid;
 }
 
 /*
@@ -1190,6 +1440,7 @@ static __dead void
 master_shutdown(void)
 {
 	struct timespec	 deadline, now, ts;
+	struct child	*c;
 	sigset_t	 empty;
 	size_t		 i, live;
 
@@ -1198,12 +1449,8 @@ master_shutdown(void)
 	for (i = 0; i < conf.nlisteners; i++)
 		if (conf.listeners[i].fd != -1)
 			close(conf.listeners[i].fd);
-	pool_kill_all(&pool, SIGTERM);
-	if (fetcher_pid != -1)
-		kill(fetcher_pid, SIGTERM);
-	if (health_pid != -1)
-		kill(health_pid, SIGTERM);
-	relay_drain_old();
+	for (c = children; c < children + CHILD_KINDS; c++)
+		master_child_stop(c);
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	/* even with --grace 0, idle sessions get a moment to say 421 */
 	deadline.tv_sec += conf.grace > 0 ? conf.grace : 1;
@@ -1213,9 +1460,8 @@ master_shutdown(void)
 		for (i = 0; i < pool.cap; i++)
 			if (pool.w[i].pid != 0 && pool.w[i].fd != -1)
 				pool_ctl(&pool, &pool.w[i]);
-		live = pool_live(&pool) + (fetcher_pid != -1);
-		for (i = 0; i < RELAY_DRAINING_MAX; i++)
-			live += relay_draining[i] != 0;
+		for (live = 0, c = children; c < children + CHILD_KINDS; c++)
+			live += master_child_live(c);
 		if (live == 0)
 			break;
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -1224,14 +1470,8 @@ master_shutdown(void)
 		    now.tv_nsec >= deadline.tv_nsec)) {
 			log_event(LOG_WARNING, "grace_expired", NULL,
 			    "{s:i}", "sessions", (int)live);
-			pool_kill_all(&pool, SIGKILL);
-			if (fetcher_pid != -1)
-				kill(fetcher_pid, SIGKILL);
-			if (health_pid != -1)
-				kill(health_pid, SIGKILL);
-			for (i = 0; i < RELAY_DRAINING_MAX; i++)
-				if (relay_draining[i] != 0)
-					kill(relay_draining[i], SIGKILL);
+			for (c = children; c < children + CHILD_KINDS; c++)
+				master_child_signal(c, SIGKILL);
 			while (waitpid(-1, NULL, 0) > 0)
 				;
 			break;
@@ -1264,7 +1504,7 @@ inetd_main(void)
 	master_signals();
 	sandbox_master(&conf);
 	pool_create(&pool, 1);
-	(void)relay_start();
+	(void)master_relay_start_priv(&children[CHILD_RELAY]);
 	w = &pool.w[0];
 	if (pool_fork(&pool, w, 1) == -1)
 		fatal("fork");
@@ -1277,7 +1517,7 @@ inetd_main(void)
 	for (;;) {
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 			if (pid == w->pid) {
-				relay_drain_old();
+				master_child_stop(&children[CHILD_RELAY]);
 				exit(WIFEXITED(status) ? WEXITSTATUS(status) :
 				    1);
 			}

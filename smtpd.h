@@ -205,6 +205,7 @@ struct smtpd_conf {
 	int			 fetch_only;
 	long long		 max_use;
 	char			 relay_path[4096];	/* smtpd-relay */
+	char			 self_path[4096];	/* smtpd: health */
 	struct resolver {
 		int		 af;
 		uint8_t		 addr[16];
@@ -217,6 +218,7 @@ struct smtpd_conf {
 
 	struct banlist_map	*banlist;	/* read-only for workers */
 	int			 banlist_rwfd;	/* master and fetcher only */
+	int			 banlist_rofd;	/* master: for health */
 	int			 banlist_dirfd;	/* of --banlist-cache */
 	char			 banlist_file[64];	/* its base name */
 	char			 banlist_dir[4096];	/* of the cache */
@@ -460,11 +462,12 @@ extern const long long metrics_firm_le_us[METRICS_FIRM_BUCKETS - 1];
 #define HEALTH_REQUEST_MAX	2048	/* octets of one request */
 #define HEALTH_TIMEOUT_MS	5000	/* to send a request */
 #define HEALTH_OUT_MAX		65536	/* one answer */
+#define HEALTH_ROLE		"health"	/* smtpd health FLAGS... */
 int		 health_render(const struct metrics_map *,
 		    const struct smtpd_conf *, char *, size_t);
 int		 health_check(const struct metrics_map *,
 		    const struct smtpd_conf *, char *, size_t);
-__dead void	 health_main(struct smtpd_conf *, struct metrics_map *);
+__dead void	 health_main(int, char **);
 
 /* smtpd.c */
 extern volatile sig_atomic_t	 smtpd_stop;
@@ -971,6 +974,7 @@ void		 server_tls_sign_priv(const struct tls_sign_req *,
 struct tls	*server_tls_setup_keyless(const struct smtpd_conf *, char *,
 		    size_t);
 void		 server_tls_set_signer(server_tls_signer, void *);
+void		 server_tls_key_forget(void);
 struct ctl_sign {
 	uint32_t		 type;		/* CTL_TLS_SIGN */
 	struct tls_sign_req	 req;

@@ -18,7 +18,7 @@
  * A worker is a fork of the master, so what the master's heap ever held
  * a worker holds too.  libcrypto's memory therefore comes from
  * allocation functions that wipe it when it is freed, and a worker
- * frees the holder's key (server_tls_set_signer) before it reads a byte.
+ * frees the holder's key (server_tls_key_forget) before it reads a byte.
  */
 
 /* RSA_METHOD, EC_KEY_METHOD and ENGINE are deprecated, not gone. */
@@ -650,6 +650,17 @@ server_tls_set_signer(server_tls_signer fn, void *arg)
 {
 	server_tls_signer_fn = fn;
 	server_tls_signer_arg = arg;
+	server_tls_key_forget();
+}
+
+/*
+ * A fork of the holder that must hold no key (a worker, first thing):
+ * the holder's keys, this and the one before the last reload, are
+ * freed, which wipes them (server_tls_free).
+ */
+void
+server_tls_key_forget(void)
+{
 	EVP_PKEY_free(server_tls_key);
 	EVP_PKEY_free(server_tls_key_prev);
 	server_tls_key = server_tls_key_prev = NULL;

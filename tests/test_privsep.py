@@ -1,7 +1,8 @@
 """Privilege separation (SPEC section 1): the relay alone talks to FIRM
 and holds the API key; a worker holds no secret, maps no HTTP client and
-cannot corrupt the master; --max-use reuses a worker, each session from
-a clean state."""
+cannot corrupt the master; every child, first started or restarted,
+holds only the master's descriptors its role keeps and no TLS key;
+--max-use reuses a worker, each session from a clean state."""
 
 import collections
 import os
@@ -11,9 +12,10 @@ import signal
 import pytest
 
 from conftest import (SANITIZER, LOOPBACK, TOKEN, SMTPD_TEST, assert_reply,
-                      make_message, wait_for)
-from test_sandbox import (LOCALERR, assert_serving, socket_inodes,
-                          split_children, worker_of)
+                      children, free_port, make_message, wait_for)
+from test_sandbox import (LOCALERR, assert_serving, proc_status,
+                          socket_inodes, split_children, tcp_inodes,
+                          worker_of)
 
 MEM_CHUNK = 1 << 20
 
@@ -21,9 +23,11 @@ MEM_CHUNK = 1 << 20
 SANITIZER_MAP_MAX = 128 << 20
 
 
-def read_memory(pid):
+def read_memory(pid, tables=True):
     """Every readable mapping of pid, as one bytes (root reads
-    /proc/PID/mem of any process)."""
+    /proc/PID/mem of any process); without tables, but the shared
+    memory the master makes (the ban table, 192 MB, and the metrics),
+    the same pages in every process that maps them."""
     out = []
     with open("/proc/%d/maps" % pid) as maps, \
             open("/proc/%d/mem" % pid, "rb", 0) as mem:
@@ -32,6 +36,9 @@ def read_memory(pid):
             lo, hi = (int(x, 16) for x in fields[0].split("-"))
             name = fields[5] if len(fields) > 5 else ""
             if "r" not in fields[1] or name in ("[vvar]", "[vsyscall]"):
+                continue
+            if not tables and fields[1][3] == "s" and \
+                    name.startswith("/memfd:smtpd-"):
                 continue
             # the sanitizer build's shadow memory: terabytes reserved,
             # which a read through /proc would make the process touch
@@ -357,3 +364,209 @@ def test_relay_closes_a_channel_that_breaks_the_rules(smtpd, firm):
         assert_reply(c.deliver(make_message()), "250 2.0.0")
         c.quit()
     assert len(firm.wait_inbound(1)) == 1
+
+
+# ------------------------------------------------------ what a child holds
+
+def fd_identities(pid):
+    """{fd: (identity, link)} of the descriptors pid holds, or {} if it
+    is gone.  Two descriptors of one object share its identity: the
+    link of a socket, pipe or anonymous inode, else the file's device
+    and inode (a directory, a memfd)."""
+    out = {}
+    try:
+        names = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return out
+    for name in names:
+        path = "/proc/%d/fd/%s" % (pid, name)
+        try:
+            link = os.readlink(path)
+            if link.startswith(("socket:", "pipe:", "anon_inode:")):
+                ident = link
+            else:
+                st = os.stat(path)
+                ident = ("file", st.st_dev, st.st_ino)
+        except OSError:
+            continue            # closed meanwhile
+        out[int(name)] = (ident, link)
+    return out
+
+
+def shared_regions(pid):
+    """{identity: name} of the shared memory the master maps: the ban
+    table read-only, the metrics region writable (both memfds are
+    called smtpd-banlist)."""
+    out = {}
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 5 and fields[1] in ("r--s", "rw-s") and \
+                    fields[5].startswith("/memfd:smtpd-"):
+                st = os.stat("/proc/%d/map_files/%s" % (pid, fields[0]))
+                out[("file", st.st_dev, st.st_ino)] = \
+                    "the ban table" if fields[1] == "r--s" else \
+                    "the metrics region"
+    return out
+
+
+def child_roles(srv):
+    """{pid: role} of the master's children: the relay and the fetcher
+    are smtpd-relay's roles, the health process holds the listening
+    health socket, every other child is a worker (one serving its last
+    session has closed the listeners)."""
+    health = {"socket:[%s]" % i for i in tcp_inodes(srv.hport, "0A")} \
+        if getattr(srv, "hport", None) else set()
+    roles = {}
+    for pid in children(srv.proc.pid):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue            # gone meanwhile
+        if len(argv) > 1 and argv[1] in (b"relay", b"fetcher"):
+            roles[pid] = argv[1].decode()
+        elif {l for _, l in fd_identities(pid).values()} & health:
+            roles[pid] = "health"
+        else:
+            roles[pid] = "worker"
+    return roles
+
+
+def settled_roles(srv, want):
+    """child_roles(srv) once it has every role in want and each child
+    runs under its system-call filter, the last step of its start (one
+    caught between fork and exec still holds all the master holds);
+    else None."""
+    roles = child_roles(srv)
+    if not set(roles.values()) >= want:
+        return None
+    for pid in roles:
+        try:
+            if proc_status(pid).get("Seccomp") != "2":
+                return None
+        except OSError:
+            pass                # gone meanwhile: not checked
+    return roles
+
+
+def what_each_child_may_share(srv, master, cache=None):
+    """{role: identities of the master's descriptors it may hold}: every
+    child its standard descriptors; a worker the SMTP listeners and the
+    spool; the health process its listening socket; the fetcher the
+    pipe that tells it the master is gone, the ban table it writes and
+    the directory of its cache; the relay nothing more."""
+    std = {master[fd][0] for fd in (0, 1, 2) if fd in master}
+    smtp = {"socket:[%s]" % i for i in tcp_inodes(srv.port, "0A")}
+    spool = set()
+    if srv.spool is not None:
+        st = os.stat(srv.spool)
+        spool.add(("file", st.st_dev, st.st_ino))
+    health = {"socket:[%s]" % i for i in tcp_inodes(srv.hport, "0A")}
+    pipes = {i for i, l in master.values() if l.startswith("pipe:")}
+    table = {i for i, name in shared_regions(srv.proc.pid).items()
+             if name == "the ban table"}
+    fetcher = pipes | table
+    if cache is not None:
+        st = os.stat(os.path.dirname(cache))
+        fetcher.add(("file", st.st_dev, st.st_ino))
+    return {"worker": std | smtp | spool, "health": std | health,
+            "relay": std, "fetcher": std | fetcher}
+
+
+def assert_children_hold_only_what_they_keep(srv, roles, key, secret,
+                                             cache=None):
+    """Every child in roles (pid: role) holds no descriptor of the
+    master's but those its role keeps, no byte of the TLS key, and (but
+    the relay and the fetcher, which sign for FIRM) no byte of the API
+    secret (None: there is none)."""
+    master = fd_identities(srv.proc.pid)
+    owner = {ident: (fd, link) for fd, (ident, link) in master.items()}
+    owner.update({ident: (owner[ident][0], name) for ident, name in
+                  shared_regions(srv.proc.pid).items() if ident in owner})
+    may = what_each_child_may_share(srv, master, cache)
+    tls_key = key_secrets(key)
+    wrong, seen = [], set()
+    for pid, role in sorted(roles.items()):
+        fds = fd_identities(pid)
+        try:
+            memory = read_memory(pid, tables=False)
+        except OSError:
+            continue            # a worker that has left meanwhile
+        seen.add(role)
+        for fd, (ident, _) in sorted(fds.items()):
+            if ident in owner and ident not in may[role]:
+                wrong.append("%s %d: fd %d is the master's fd %d, %s" % (
+                    role, pid, fd, owner[ident][0], owner[ident][1]))
+        if [s for s in tls_key if s in memory]:
+            wrong.append("%s %d: holds the TLS private key" % (role, pid))
+        if role not in ("relay", "fetcher") and secret is not None and \
+                secret in memory:
+            wrong.append("%s %d: holds the API secret" % (role, pid))
+    assert not wrong, "\n".join(wrong)
+    assert seen == set(roles.values()), (seen, roles)
+    # the searches find what is there: they work
+    assert [s for s in tls_key if s in read_memory(srv.proc.pid, False)]
+    relays = [p for p, r in roles.items() if r == "relay"]
+    assert secret is None or secret in read_memory(relays[0], False)
+
+
+def start_every_child(smtpd, tmp_path, api):
+    """A server with every kind of child, TLS and --health; with api,
+    also an API secret and the fetcher.  (srv, key, secret, cache)."""
+    from test_tls import make_pair, starttls
+    cert, key = make_pair(tmp_path / "tls")
+    secret = secrets.token_hex(24).encode() if api is not None else None
+    hport = free_port()
+    extra = ["--spare", "2", "--tls-cert", cert, "--tls-key", key,
+             "--health", "%s:%d" % (LOOPBACK, hport)]
+    cache = None
+    if api is not None:
+        cache = str(tmp_path / "cache" / "banlist.json")
+        os.makedirs(os.path.dirname(cache))
+        os.chmod(os.path.dirname(cache), 0o777)
+        (tmp_path / "secret").write_bytes(secret + b"\n")
+        extra += ["--api-secret", str(tmp_path / "secret"),
+                  "--banlist-cache", cache]
+    srv = smtpd(*extra, api=api)
+    srv.hport = hport
+    want = {"worker", "relay", "health"} | ({"fetcher"} if api else set())
+    assert wait_for(lambda: settled_roles(srv, want), 5), child_roles(srv)
+    # a worker that has served a STARTTLS session, signatures and all
+    with srv.session() as c:
+        c.ehlo()
+        starttls(c)
+        assert_reply(c.deliver(make_message()), "250 2.0.0")
+        c.quit()
+    return srv, key, secret, cache
+
+
+@pytest.mark.parametrize("api", [True, False], ids=["api", "spool"])
+def test_each_child_holds_only_what_it_keeps(smtpd, firm, tmp_path, api):
+    srv, key, secret, cache = start_every_child(
+        smtpd, tmp_path, firm.url if api else None)
+    want = {"worker", "relay", "health"} | ({"fetcher"} if api else set())
+    with srv.session() as c:
+        busy = worker_of(srv, c)
+        roles = wait_for(lambda: settled_roles(srv, want), 5)
+        assert roles and roles.get(busy) == "worker", child_roles(srv)
+        assert_children_hold_only_what_they_keep(srv, roles, key, secret,
+                                                 cache)
+        c.quit()
+
+
+def test_each_restarted_child_holds_only_what_it_keeps(smtpd, firm,
+                                                       tmp_path):
+    srv, key, secret, cache = start_every_child(smtpd, tmp_path, firm.url)
+    first = child_roles(srv)
+    helpers = {p: r for p, r in first.items() if r != "worker"}
+    assert sorted(helpers.values()) == ["fetcher", "health", "relay"]
+    for pid in helpers:
+        os.kill(pid, signal.SIGKILL)
+
+    def restarted():
+        now = settled_roles(srv, {"worker", "relay", "fetcher", "health"})
+        return now if now and not set(now) & set(helpers) else None
+    roles = wait_for(restarted, 10)
+    assert roles, child_roles(srv)
+    assert_children_hold_only_what_they_keep(srv, roles, key, secret, cache)
