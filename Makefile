@@ -39,7 +39,7 @@ RELAY_SRCS=	relay.c relay_guard.c fetcher.c firm.c
 SRCS=		$(SMTPD_SRCS) $(RELAY_SRCS) $(COMMON_SRCS)
 OBJS=		$(SMTPD_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
 RELAY_OBJS=	$(RELAY_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
-HDRS=		smtpd.h sandbox.h relay.h
+HDRS=		smtpd.h privsep.h sandbox.h relay.h
 
 CC?=		cc
 PKG_CONFIG?=	pkg-config

@@ -36,8 +36,6 @@
 
 #include "smtpd.h"
 
-#define HEALTH_LISTEN_FD	3	/* the master's exec: the socket */
-#define HEALTH_TABLE_FD		4	/* the ban table, read-only */
 
 struct hconn {
 	int		 fd;		/* -1: free */

@@ -52,9 +52,6 @@
 #include "smtpd.h"
 #include "relay.h"
 
-#define RELAY_CTL_FD		3
-#define RELAY_FETCHER_ALIVE_FD	3
-#define RELAY_FETCHER_TABLE_FD	4
 #define RELAY_CHAN_MAX		(2 * (MAX_MAX_SESSIONS + MAX_SPARE))
 #define RELAY_BUFFERED_MAX	(1024UL * 1024 * 1024)	/* all channels */
 #define RELAY_DNS_PER_CHAN	16	/* questions in flight, one worker */

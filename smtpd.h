@@ -225,72 +225,6 @@ struct smtpd_conf {
 	char			 banlist_table[4096];	/* --fetch-only */
 };
 
-/*
- * The master and a worker talk over a socketpair the master made at
- * fork (SOCK_SEQPACKET: one message a record).  The master knows the
- * worker by that descriptor, never by anything the worker says, and
- * checks every record's type and exact size.
- */
-enum ctl_type {
-	CTL_CLAIM = 1,		/* a session starts: key of the client */
-	CTL_RELEASE,		/* that session is over; idle again */
-	CTL_TLS_SIGN,		/* a private-key operation of a handshake */
-};
-
-struct ctl_claim {
-	uint32_t		 type;		/* CTL_CLAIM */
-	uint8_t			 key[16];	/* IPv4 mapped, or IPv6 /64 */
-};
-
-struct ctl_answer {
-	uint32_t		 type;		/* CTL_CLAIM */
-	int32_t			 reply;		/* -1 to serve, else enum reply */
-};
-
-/*
- * The worker-relay channel (channel.c): a stream socket carrying
- * length-checked, versioned messages, after OpenBSD's imsg.  The relay
- * treats everything a worker sends as hostile.
- */
-#define CHAN_VERSION		1
-#define IDEM_KEY_LEN		32	/* hex characters */
-enum chan_type {
-	CHAN_INBOUND = 1,	/* worker: POST this payload to FIRM */
-	CHAN_VERDICT,		/* relay: what FIRM said */
-	CHAN_DNS_QUERY,		/* worker: a DNS question (dns.c) */
-	CHAN_DNS_ANSWER,	/* relay: its answer */
-	CHAN_TYPE_MAX
-};
-
-struct chan_hdr {
-	uint16_t		 version;	/* CHAN_VERSION */
-	uint16_t		 type;		/* enum chan_type */
-	uint32_t		 id;		/* request id, echoed */
-	uint32_t		 len;		/* octets of body that follow */
-};
-
-struct chan_inbound {		/* followed by the JSON payload */
-	char			 session[SESSION_ID_LEN + 1];
-	char			 msgid[MSG_ID_LEN + 1];
-	char			 idem[IDEM_KEY_LEN + 1];
-	char			 pad;
-};
-
-enum verdict_kind {
-	VERDICT_ACCEPTED = 1,	/* FIRM answered 2xx */
-	VERDICT_HTTP,		/* any other HTTP status */
-	VERDICT_TIMEOUT,	/* --api-timeout ran out */
-	VERDICT_UNREACHABLE,	/* no answer: connection failed */
-	VERDICT_LOCAL,		/* the relay could not make the request */
-};
-
-struct chan_verdict {
-	int32_t			 kind;		/* enum verdict_kind */
-	int32_t			 status;	/* HTTP status, or 0 */
-	char			 text[200 + 1];	/* FIRM's error, printable */
-	char			 pad[3];
-};
-
 /* A message being received. */
 struct message {
 	char			 id[MSG_ID_LEN + 1];
@@ -384,6 +318,14 @@ enum reply {
 	REPLY_COUNT
 };
 
+/* in privsep.h, included at the end */
+struct chan_hdr;
+struct chan_inbound;
+struct metrics_map;
+struct metrics_slot;
+struct tls_sign_req;
+struct tls_sign_res;
+
 /*
  * Metrics (SPEC section 7), in shared memory made by the master:
  * one slot a process (the master, the relay, the fetcher, each worker
@@ -393,13 +335,7 @@ enum reply {
  * numbers, never another process's state.  Nothing in them is a client
  * byte: every label is an index into a fixed table.
  */
-#define METRICS_MAGIC		0x736d7470u	/* "smtp" */
-#define METRICS_SLOT_MASTER	0
-#define METRICS_SLOT_RELAY	1
-#define METRICS_SLOT_FETCHER	2
-#define METRICS_SLOT_WORKERS	3	/* first worker slot */
 #define METRICS_FIRM_BUCKETS	12	/* le= of the histogram, +Inf last */
-#define METRICS_FD		5	/* smtpd-relay finds the region here */
 enum metric {
 	/* counters: smtpd_sessions_total{result} */
 	M_SESS_SERVED = 0,
@@ -437,15 +373,6 @@ enum metric {
 	/* smtpd_replies_total{code}: one per enum reply */
 	M_REPLY,
 	M_COUNT = M_REPLY + REPLY_COUNT,
-};
-struct metrics_slot {
-	uint64_t		 v[M_COUNT];
-} __attribute__((__aligned__(64)));
-struct metrics_map {
-	uint32_t		 magic;
-	uint32_t		 nslots;
-	uint64_t		 pad[7];
-	struct metrics_slot	 slot[];
 };
 extern struct metrics_slot	*metrics_self;	/* this process's slot */
 size_t		 metrics_size(size_t);
@@ -947,23 +874,6 @@ int		 tls_handshake_timed(struct tls *, int, long long,
 		    const sigset_t *, char *, size_t);
 int		 tls_check_cert(const struct smtpd_conf *, int);
 /* the TLS private key stays with its holder, the master */
-#define TLS_SIGN_MAX	1024	/* largest input or output */
-enum server_tls_op {
-	TLS_OP_RSA_PRIV_ENC = 1,	/* RSA_private_encrypt() with padding */
-	TLS_OP_ECDSA_SIGN = 2,		/* ECDSA of a digest, DER out */
-};
-struct tls_sign_req {			/* a worker asks the holder */
-	uint32_t		 op;		/* enum server_tls_op */
-	uint32_t		 padding;	/* RSA_PKCS1_PADDING or
-						   RSA_NO_PADDING; 0 for EC */
-	uint32_t		 len;		/* of in */
-	uint8_t			 in[TLS_SIGN_MAX];
-};
-struct tls_sign_res {			/* the holder answers */
-	int32_t			 status;	/* 0 ok, -1 failed */
-	uint32_t		 len;		/* of out */
-	uint8_t			 out[TLS_SIGN_MAX];
-};
 typedef int (*server_tls_signer)(void *, const struct tls_sign_req *,
 		    struct tls_sign_res *);
 int		 server_tls_init(char *, size_t);
@@ -975,11 +885,6 @@ struct tls	*server_tls_setup_keyless(const struct smtpd_conf *, char *,
 		    size_t);
 void		 server_tls_set_signer(server_tls_signer, void *);
 void		 server_tls_key_forget(void);
-struct ctl_sign {
-	uint32_t		 type;		/* CTL_TLS_SIGN */
-	struct tls_sign_req	 req;
-};
-
 #ifdef SMTPD_TEST_HOOKS
 /* testhooks.c (smtpd-test only) */
 void		 testhook_worker_start(void);
@@ -996,5 +901,8 @@ int		 file_write_atomic(int, const char *, const struct iovec *, int,
 void		 signals_set(void (*)(int), const int *, const int *);
 int		 fd_send(int, int);
 int		 fd_recv(int, int *);
+
+/* The records that cross a process boundary, each with its gate. */
+#include "privsep.h"
 
 #endif /* SMTPD_H */

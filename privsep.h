@@ -1,0 +1,165 @@
+/*
+ * The records that cross a process boundary, on one page (after
+ * OpenSSH's monitor.h).  Every one of them is sent by a process that
+ * may be hostile: a worker parses a stranger's bytes and is assumed
+ * taken over, so whatever it sends is checked by its receiver before
+ * anything is believed.  Each record says who sends it, who receives
+ * it, and the gate that checks it; both ends are built from this
+ * header, and the sizes below are pinned so that no padding or field
+ * moves unseen.  Included by smtpd.h, at its end.
+ */
+
+#ifndef SMTPD_PRIVSEP_H
+#define SMTPD_PRIVSEP_H
+
+#define PRIVSEP_SIZE(rec, n)						\
+	_Static_assert(sizeof(struct rec) == (n), #rec " has moved")
+
+/*
+ * Descriptors a program of ours finds at exec (master_exec_priv() in
+ * smtpd.c hands descriptor 3, 4 and METRICS_FD over, and closes every
+ * other one above 2).
+ */
+#define EXEC_FD_FIRST		3	/* the first handed over */
+#define RELAY_CTL_FD		3	/* relay: the master's control */
+#define RELAY_FETCHER_ALIVE_FD	3	/* fetcher: closes when the master
+					   is gone */
+#define RELAY_FETCHER_TABLE_FD	4	/* fetcher: the ban table, writable */
+#define HEALTH_LISTEN_FD	3	/* health: the listening socket */
+#define HEALTH_TABLE_FD		4	/* health: the ban table, read-only */
+#define METRICS_FD		5	/* every exec'd child: the metrics */
+
+/*
+ * Worker -> master: the control socket (smtpd.c, pool_ctl()).
+ */
+/*
+ * The master and a worker talk over a socketpair the master made at
+ * fork (SOCK_SEQPACKET: one message a record).  The master knows the
+ * worker by that descriptor, never by anything the worker says, and
+ * checks every record's type and exact size (pool_ctl()) and the
+ * worker's state (a claim only when idle, a signature only when busy);
+ * anything else kills the worker.  The master's answer is trusted.
+ */
+enum ctl_type {
+	CTL_CLAIM = 1,		/* a session starts: key of the client */
+	CTL_RELEASE,		/* that session is over; idle again */
+	CTL_TLS_SIGN,		/* a private-key operation of a handshake */
+};
+
+struct ctl_claim {
+	uint32_t		 type;		/* CTL_CLAIM */
+	uint8_t			 key[16];	/* IPv4 mapped, or IPv6 /64 */
+};
+
+struct ctl_answer {
+	uint32_t		 type;		/* CTL_CLAIM */
+	int32_t			 reply;		/* -1 to serve, else enum reply */
+};
+
+PRIVSEP_SIZE(ctl_claim, 4 + 16);
+PRIVSEP_SIZE(ctl_answer, 4 + 4);
+
+/*
+ * Worker -> master: a private-key operation of the worker's own TLS
+ * handshake (tls.c).  Gate: pool_ctl() (size, a busy worker), then
+ * server_tls_sign_priv() (op known, len <= TLS_SIGN_MAX).
+ */
+#define TLS_SIGN_MAX	1024	/* largest input or output */
+enum server_tls_op {
+	TLS_OP_RSA_PRIV_ENC = 1,	/* RSA_private_encrypt() with padding */
+	TLS_OP_ECDSA_SIGN = 2,		/* ECDSA of a digest, DER out */
+};
+struct tls_sign_req {			/* a worker asks the holder */
+	uint32_t		 op;		/* enum server_tls_op */
+	uint32_t		 padding;	/* RSA_PKCS1_PADDING or
+						   RSA_NO_PADDING; 0 for EC */
+	uint32_t		 len;		/* of in */
+	uint8_t			 in[TLS_SIGN_MAX];
+};
+struct tls_sign_res {			/* the holder answers */
+	int32_t			 status;	/* 0 ok, -1 failed */
+	uint32_t		 len;		/* of out */
+	uint8_t			 out[TLS_SIGN_MAX];
+};
+struct ctl_sign {
+	uint32_t		 type;		/* CTL_TLS_SIGN */
+	struct tls_sign_req	 req;
+};
+PRIVSEP_SIZE(tls_sign_req, 12 + TLS_SIGN_MAX);
+PRIVSEP_SIZE(tls_sign_res, 8 + TLS_SIGN_MAX);
+PRIVSEP_SIZE(ctl_sign, 4 + sizeof(struct tls_sign_req));
+
+/*
+ * The worker-relay channel (channel.c): a stream socket carrying
+ * length-checked, versioned messages, after OpenBSD's imsg.  The relay
+ * treats everything a worker sends as hostile.  Gate: chan_decode()
+ * (version, a type the receiver takes, the id, a body within its
+ * bound), with its own fuzz target (tests/fuzz/fuzz_chan.c); the
+ * relay then checks each field of chan_inbound, and dns.c each answer.
+ */
+#define CHAN_VERSION		1
+#define IDEM_KEY_LEN		32	/* hex characters */
+enum chan_type {
+	CHAN_INBOUND = 1,	/* worker: POST this payload to FIRM */
+	CHAN_VERDICT,		/* relay: what FIRM said */
+	CHAN_DNS_QUERY,		/* worker: a DNS question (dns.c) */
+	CHAN_DNS_ANSWER,	/* relay: its answer */
+	CHAN_TYPE_MAX
+};
+
+struct chan_hdr {
+	uint16_t		 version;	/* CHAN_VERSION */
+	uint16_t		 type;		/* enum chan_type */
+	uint32_t		 id;		/* request id, echoed */
+	uint32_t		 len;		/* octets of body that follow */
+};
+
+struct chan_inbound {		/* followed by the JSON payload */
+	char			 session[SESSION_ID_LEN + 1];
+	char			 msgid[MSG_ID_LEN + 1];
+	char			 idem[IDEM_KEY_LEN + 1];
+	char			 pad;
+};
+
+enum verdict_kind {
+	VERDICT_ACCEPTED = 1,	/* FIRM answered 2xx */
+	VERDICT_HTTP,		/* any other HTTP status */
+	VERDICT_TIMEOUT,	/* --api-timeout ran out */
+	VERDICT_UNREACHABLE,	/* no answer: connection failed */
+	VERDICT_LOCAL,		/* the relay could not make the request */
+};
+
+struct chan_verdict {
+	int32_t			 kind;		/* enum verdict_kind */
+	int32_t			 status;	/* HTTP status, or 0 */
+	char			 text[200 + 1];	/* FIRM's error, printable */
+	char			 pad[3];
+};
+PRIVSEP_SIZE(chan_hdr, 12);
+PRIVSEP_SIZE(chan_inbound, SESSION_ID_LEN + 1 + MSG_ID_LEN + 1 +
+    IDEM_KEY_LEN + 1 + 1);
+PRIVSEP_SIZE(chan_verdict, 4 + 4 + 201 + 3);
+
+/*
+ * Every process -> health: the metrics region (metrics.c), shared
+ * memory made by the master, one slot a process, each written by its
+ * owner alone.  Gate: health_metrics() in health.c checks the magic
+ * and that nslots fits the region when it maps it (read-only); every
+ * label is an index into a fixed table, never a client byte.
+ */
+#define METRICS_MAGIC		0x736d7470u	/* "smtp" */
+#define METRICS_SLOT_MASTER	0
+#define METRICS_SLOT_RELAY	1
+#define METRICS_SLOT_FETCHER	2
+#define METRICS_SLOT_WORKERS	3	/* first worker slot */
+struct metrics_slot {
+	uint64_t		 v[M_COUNT];
+} __attribute__((__aligned__(64)));
+struct metrics_map {
+	uint32_t		 magic;
+	uint32_t		 nslots;
+	uint64_t		 pad[7];
+	struct metrics_slot	 slot[];
+};
+
+#endif /* SMTPD_PRIVSEP_H */
