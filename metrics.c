@@ -31,16 +31,17 @@ metrics_size(size_t nslots)
 	    sizeof(struct metrics_slot);
 }
 
-/* The master: a shared region of nslots slots; its descriptor in *fd. */
+/*
+ * The master: a shared region of nslots slots; its descriptor in *fd,
+ * and in *rofd one that maps it read-only for good (for health).
+ */
 struct metrics_map *
-metrics_create_priv(size_t nslots, int *fd)
+metrics_create_priv(size_t nslots, int *fd, int *rofd)
 {
 	struct metrics_map	*m;
-	int			 ro;
 
-	if (shm_create(metrics_size(nslots), fd, &ro) == -1)
+	if (shm_create(metrics_size(nslots), fd, rofd) == -1)
 		fatal("metrics: shared memory");
-	close(ro);
 	if ((m = metrics_attach(*fd, nslots)) == NULL)
 		fatal("metrics: mmap");
 	m->magic = METRICS_MAGIC;

@@ -158,6 +158,7 @@ static char			**master_argv;
 static uint32_t			 tls_key_gen;	/* of the key in use */
 static struct metrics_map	*metrics;	/* with --health */
 static int			 metrics_fd = -1;
+static int			 metrics_rofd = -1;	/* for health */
 
 static void	master_spool_priv(struct smtpd_conf *, int);
 static void	master_exec_paths(struct smtpd_conf *, const char *);
@@ -167,7 +168,7 @@ static int	master_banlist_attach_priv(struct smtpd_conf *);
 static void	master_listeners_bind_priv(struct smtpd_conf *);
 static void	master_health_bind_priv(struct smtpd_conf *);
 static void	master_sandbox_prepare_priv(void);
-static pid_t	master_exec_priv(const char *, const char *, int, int);
+static pid_t	master_exec_priv(const char *, const char *, int, int, int);
 static int	master_exec_fds(const int *, size_t);
 static int	master_relay_attach(int);
 static int	master_child_wanted(const struct child *);
@@ -259,7 +260,7 @@ main(int argc, char *argv[])
 	if (conf.health != NULL) {
 		master_health_bind_priv(&conf);
 		metrics = metrics_create_priv(METRICS_SLOT_WORKERS + pool.cap,
-		    &metrics_fd);
+		    &metrics_fd, &metrics_rofd);
 		metrics_use(metrics, METRICS_SLOT_MASTER);
 		metrics_set(M_START_TIME, (uint64_t)time(NULL));
 	}
@@ -333,17 +334,20 @@ master_exec_paths(struct smtpd_conf *c, const char *argv0)
 
 /*
  * Start a program of ours by exec, with our own flags: PATH ROLE
- * FLAGS...  Its descriptor 3 is fd, 4 is fd2 and METRICS_FD the metrics
- * region (each one only if there is one), 0 to 2 are ours, and nothing
- * else we hold reaches it.
+ * FLAGS...  Its descriptor 3 is fd, 4 is fd2 and METRICS_FD is mfd, the
+ * metrics region (writable for the relay and fetcher, which count in
+ * it; read-only for good for health, which only sums it), each one
+ * only if there is one; 0 to 2 are ours, and nothing else we hold
+ * reaches it.
  */
 #if METRICS_FD != 5
 #error "master_exec_priv() hands the metrics region over as descriptor 5"
 #endif
 static pid_t
-master_exec_priv(const char *path, const char *role, int fd, int fd2)
+master_exec_priv(const char *path, const char *role, int fd, int fd2,
+    int mfd)
 {
-	const int	  from[] = { fd, fd2, metrics_fd };	/* 3, 4, 5 */
+	const int	  from[] = { fd, fd2, mfd };	/* 3, 4, 5 */
 	const char	 *name;
 	char		**av;
 	int		  ac, i;
@@ -410,7 +414,8 @@ master_relay_check_priv(void)
 	pid_t	 pid;
 	int	 status;
 
-	if ((pid = master_exec_priv(conf.relay_path, "check", -1, -1)) == -1)
+	if ((pid = master_exec_priv(conf.relay_path, "check", -1, -1,
+	    metrics_fd)) == -1)
 		err(1, "fork");
 	while (waitpid(pid, &status, 0) == -1)
 		if (errno != EINTR)
@@ -694,7 +699,7 @@ master_relay_start_priv(struct child *c)
 		return -1;
 	}
 	if ((pid = master_exec_priv(conf.relay_path, c->name, sp[1],
-	    -1)) == -1) {
+	    -1, metrics_fd)) == -1) {
 		log_warn("%s: fork", c->name);
 		close(sp[0]);
 		close(sp[1]);
@@ -723,7 +728,7 @@ master_fetcher_start_priv(struct child *c)
 		return -1;
 	}
 	if ((pid = master_exec_priv(conf.relay_path, c->name,
-	    c->fds[FETCHER_ALIVE_R], conf.banlist_rwfd)) == -1) {
+	    c->fds[FETCHER_ALIVE_R], conf.banlist_rwfd, metrics_fd)) == -1) {
 		log_warn("%s: fork", c->name);
 		return -1;
 	}
@@ -748,7 +753,7 @@ master_health_start_priv(struct child *c)
 
 	c->started = monotime();
 	if ((pid = master_exec_priv(conf.self_path, c->name,
-	    conf.health_l.fd, conf.banlist_rofd)) == -1) {
+	    conf.health_l.fd, conf.banlist_rofd, metrics_rofd)) == -1) {
 		log_warn("%s: fork", c->name);
 		return -1;
 	}

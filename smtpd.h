@@ -376,7 +376,7 @@ enum metric {
 };
 extern struct metrics_slot	*metrics_self;	/* this process's slot */
 size_t		 metrics_size(size_t);
-struct metrics_map *metrics_create_priv(size_t, int *);
+struct metrics_map *metrics_create_priv(size_t, int *, int *);
 struct metrics_map *metrics_attach(int, size_t);
 void		 metrics_use(struct metrics_map *, size_t);
 void		 metrics_add(enum metric, uint64_t);
