@@ -302,12 +302,18 @@ master_exec_paths(struct smtpd_conf *c, const char *argv0)
 	char	 dir[PATH_MAX], *slash;
 	ssize_t	 n;
 
+	/*
+	 * Without /proc (OpenBSD): argv[0], made absolute now, before
+	 * daemon() moves to /; one found through PATH cannot be.
+	 */
 	if ((n = readlink("/proc/self/exe", c->self_path,
 	    sizeof(c->self_path) - 1)) > 0)
 		c->self_path[n] = '\0';
-	else if (strlcpy(c->self_path, argv0, sizeof(c->self_path)) >=
-	    sizeof(c->self_path))
-		errx(1, "%s: path too long", argv0);
+	else if (strchr(argv0, '/') == NULL)
+		errx(1, "%s: start smtpd by its path (as rc.d and systemd "
+		    "do), so that it finds smtpd-relay beside it", argv0);
+	else if (realpath(argv0, c->self_path) == NULL)	/* PATH_MAX fits */
+		errx(1, "%s: %s", argv0, strerror(errno));
 	if (c->health != NULL && access(c->self_path, X_OK) == -1)
 		errx(1, "%s: %s (the health process is smtpd itself)",
 		    c->self_path, strerror(errno));
