@@ -130,6 +130,7 @@ $(PROG)-test: $(TEST_OBJS)
 	$(CC) $(ALL_CFLAGS) -DSMTPD_TEST_HOOKS -c -o $@ $<
 
 run: all
+	@sh scripts/deps.sh run
 	./$(PROG) -d -l 127.0.0.1:2525 -H localhost -r verify@localhost \
 	    --spool ./spool
 
@@ -323,6 +324,7 @@ install: $(PROG) $(RELAY)
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8
 	$(INSTALL) -m 0755 $(PROG) $(RELAY) $(DESTDIR)$(SBINDIR)/
 	$(INSTALL) -m 0644 smtpd.8 $(DESTDIR)$(MANDIR)/man8/smtpd.8
+	$(INSTALL) -m 0644 smtpd-relay.8 $(DESTDIR)$(MANDIR)/man8/smtpd-relay.8
 ifeq ($(UNAME_S),OpenBSD)
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(RCDIR)
 	sed 's|/usr/local/sbin|$(SBINDIR)|g' rc.d/smtpd > $(DESTDIR)$(RCDIR)/smtpd
@@ -369,7 +371,7 @@ install-user:
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/$(PROG) $(DESTDIR)$(SBINDIR)/$(RELAY)
-	rm -f $(DESTDIR)$(MANDIR)/man8/smtpd.8
+	rm -f $(DESTDIR)$(MANDIR)/man8/smtpd.8 $(DESTDIR)$(MANDIR)/man8/smtpd-relay.8
 ifeq ($(UNAME_S),OpenBSD)
 	rm -f $(DESTDIR)$(RCDIR)/smtpd
 else

@@ -1,7 +1,7 @@
 #!/bin/sh
-# Install what smtpd needs to build ("build") or to build and test
-# ("test"), when it is missing.  Debian: apt-get.  OpenBSD: prints the
-# pkg_add line.
+# Install what smtpd needs to build ("build"), to build and try it with
+# swaks ("run"), or to build and test ("test"), when it is missing.
+# Debian: apt-get.  OpenBSD: prints the pkg_add line.
 set -eu
 
 what=${1:-build}
@@ -31,6 +31,8 @@ systemd man-db debhelper dpkg-dev fakeroot adduser haproxy python3-spf"
 
 pkgs=$build
 [ "$what" = "test" ] && pkgs="$build $test"
+# run: make run, and the swaks that README's next line uses
+[ "$what" = "run" ] && pkgs="$build swaks"
 
 missing=
 for p in $pkgs; do

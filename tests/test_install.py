@@ -46,6 +46,7 @@ INSTALLED = {
     "usr/sbin/smtpd": 0o755,
     "usr/sbin/smtpd-relay": 0o755,
     "usr/share/man/man8/smtpd.8": 0o644,
+    "usr/share/man/man8/smtpd-relay.8": 0o644,
     "usr/lib/systemd/system/smtpd.service": 0o644,
     "usr/lib/systemd/system/smtpd.socket": 0o644,
     "usr/lib/systemd/system/smtpd@.service": 0o644,
@@ -414,7 +415,8 @@ def copy_tree(dest):
 
 
 PACKAGE_FILES = ("/usr/sbin/smtpd", "/usr/sbin/smtpd-relay",
-                 "/usr/share/man/man8/smtpd.8.gz", "/etc/default/smtpd",
+                 "/usr/share/man/man8/smtpd.8.gz",
+                 "/usr/share/man/man8/smtpd-relay.8.gz", "/etc/default/smtpd",
                  "/lib/systemd/system/smtpd.service",
                  "/lib/systemd/system/smtpd.socket",
                  "/lib/systemd/system/smtpd@.service")
@@ -431,27 +433,43 @@ def enablement_links():
     return out
 
 
-def test_debian_package_installs_disabled_and_purges_cleanly(tmp_path):
-    assert not package_installed(), \
-        "%s is installed on this machine: not touching it" % PACKAGE
-    assert not os.path.exists("/usr/sbin/smtpd"), \
-        "/usr/sbin/smtpd exists: not overwriting it"
-    user_existed = True
-    try:
-        pwd.getpwnam("_smtpd")
-    except KeyError:
-        user_existed = False
-    src = tmp_path / "src"
+LOCK = ["-o", "DPkg::Lock::Timeout=60"]
+
+
+@pytest.fixture(scope="module")
+def deb(tmp_path_factory):
+    """The package, built once from the tree (dpkg-buildpackage)."""
+    tmp = tmp_path_factory.mktemp("deb")
+    src = tmp / "src"
     copy_tree(src)
     status, out = run(["dpkg-buildpackage", "-us", "-uc", "-b"],
                       DEB_BUILD_TIMEOUT, cwd=str(src))
     assert status == 0, out[-3000:]
-    debs = [p for p in tmp_path.glob(PACKAGE + "_*.deb")]
+    debs = [p for p in tmp.glob(PACKAGE + "_*.deb")]
     assert len(debs) == 1, (debs, out[-1000:])
-    lock = ["-o", "DPkg::Lock::Timeout=60"]
+    return debs[0]
+
+
+def nothing_of_ours_installed():
+    assert not package_installed(), \
+        "%s is installed on this machine: not touching it" % PACKAGE
+    assert not os.path.exists("/usr/sbin/smtpd"), \
+        "/usr/sbin/smtpd exists: not overwriting it"
+    assert not os.path.exists("/var/db"), \
+        "/var/db exists: the tests would not see what the package makes"
+    try:
+        pwd.getpwnam("_smtpd")
+        return True
+    except KeyError:
+        return False
+
+
+def test_debian_package_installs_disabled_and_purges_cleanly(tmp_path, deb):
+    user_existed = nothing_of_ours_installed()
+    lock = LOCK
     try:
         status, out = run(["apt-get", "install", "-y", "-q"] + lock +
-                          [str(debs[0])], APT_TIMEOUT)
+                          [str(deb)], APT_TIMEOUT)
         assert status == 0, out
         assert package_installed()
 
@@ -488,11 +506,46 @@ def test_debian_package_installs_disabled_and_purges_cleanly(tmp_path):
     try:
         assert status == 0, out
         assert not package_installed()
-        for path in PACKAGE_FILES + ("/var/db/smtpd",):
+        for path in PACKAGE_FILES + ("/var/db/smtpd", "/var/db",
+                                     "/var/lib/firm-smtpd"):
             assert not os.path.exists(path), path
         assert enablement_links() == []
         # Debian keeps system users on purge (see debian/firm-smtpd.postrm)
         pwd.getpwnam("_smtpd")
     finally:
+        if not user_existed:
+            run(["userdel", "_smtpd"], 30)
+
+
+def test_debian_package_takes_over_a_cache_dir_and_purges_only_its_own(
+        tmp_path, deb):
+    # an operator's /var/db/smtpd, owned by root and readable by all:
+    # installing makes it the worker user's alone; purging removes the
+    # package's cache file, never the directories it did not make
+    user_existed = nothing_of_ours_installed()
+    os.makedirs("/var/db/smtpd", mode=0o755)
+    os.chmod("/var/db/smtpd", 0o755)
+    (pathlib.Path("/var/db/smtpd") / "notes").write_text("mine\n")
+    (pathlib.Path("/var/db/smtpd") / "banlist.json").write_text("[]\n")
+    try:
+        status, out = run(["apt-get", "install", "-y", "-q"] + LOCK +
+                          [str(deb)], APT_TIMEOUT)
+        assert status == 0, out
+        user = pwd.getpwnam("_smtpd")
+        st = os.stat("/var/db/smtpd")
+        assert (st.st_uid, st.st_gid) == (user.pw_uid, user.pw_gid)
+        assert stat.S_IMODE(st.st_mode) == 0o700
+        status, out = run(["apt-get", "purge", "-y", "-q"] + LOCK +
+                          [PACKAGE], APT_TIMEOUT)
+        assert status == 0, out
+        assert (pathlib.Path("/var/db/smtpd") / "notes").read_text() == \
+            "mine\n"
+        assert not os.path.exists("/var/db/smtpd/banlist.json")
+        assert not os.path.exists("/var/lib/firm-smtpd")
+    finally:
+        if package_installed():
+            run(["apt-get", "purge", "-y", "-q"] + LOCK + [PACKAGE],
+                APT_TIMEOUT)
+        shutil.rmtree("/var/db", ignore_errors=True)
         if not user_existed:
             run(["userdel", "_smtpd"], 30)
