@@ -182,6 +182,7 @@ static time_t	monotime(void);
 static void	master_tls_reload(void);
 static void	master_tls_sign(int, const struct ctl_sign *, int);
 static void	master_reload(void);
+static json_t	*master_listener_names(const struct smtpd_conf *);
 static void	pool_create(struct pool *, size_t);
 static struct worker *pool_find_pid(struct pool *, pid_t);
 static size_t	pool_idle(const struct pool *);
@@ -280,8 +281,9 @@ main(int argc, char *argv[])
 	cpu_pin();
 	if (!conf.fetch_only)
 		sandbox_worker_report(&conf);
-	log_event(LOG_INFO, "start", NULL, "{s:s, s:i, s:I, s:I, s:I}",
-	    "version", SMTPD_VERSION, "listeners", (int)conf.nlisteners,
+	log_event(LOG_INFO, "start", NULL, "{s:s, s:o, s:I, s:I, s:I}",
+	    "version", SMTPD_VERSION, "listeners",
+	    master_listener_names(&conf),
 	    "spare", (json_int_t)conf.spare,
 	    "max_sessions", (json_int_t)conf.max_sessions,
 	    "max_use", (json_int_t)conf.max_use);
@@ -289,6 +291,44 @@ main(int argc, char *argv[])
 	master_loop();
 	/* NOTREACHED */
 	return 1;
+}
+
+/*
+ * The start event's "listeners": each bound address as "ADDR:PORT"
+ * ("[ADDR]:PORT" for IPv6; "*" is bound as 0.0.0.0 and [::]),
+ * followed by " smtps" for an implicit-TLS one.
+ */
+static json_t *
+master_listener_names(const struct smtpd_conf *c)
+{
+	const struct listener	*l;
+	const struct sockaddr_in *sin;
+	const struct sockaddr_in6 *sin6;
+	json_t			*a;
+	char			 host[INET6_ADDRSTRLEN], name[96];
+	int			 port, r, v6;
+	size_t			 i;
+
+	if ((a = json_array()) == NULL)
+		return NULL;
+	for (i = 0; i < c->nlisteners; i++) {
+		l = &c->listeners[i];
+		if (l->ss.ss_family == AF_INET6) {
+			sin6 = (const struct sockaddr_in6 *)&l->ss;
+			port = ntohs(sin6->sin6_port);
+		} else {
+			sin = (const struct sockaddr_in *)&l->ss;
+			port = ntohs(sin->sin_port);
+		}
+		addr_str(&l->ss, host, sizeof(host));
+		v6 = strchr(host, ':') != NULL;
+		r = snprintf(name, sizeof(name), "%s%s%s:%d%s", v6 ? "[" : "",
+		    host, v6 ? "]" : "", port, l->smtps ? " smtps" : "");
+		if (r < 0 || (size_t)r >= sizeof(name))
+			strlcpy(name, l->name, sizeof(name));
+		json_array_append_new(a, json_string(name));
+	}
+	return a;
 }
 
 /*

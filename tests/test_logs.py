@@ -169,3 +169,17 @@ def test_no_priority_prefix_unless_stdout_is_the_journal(
     assert lines
     for line in lines:
         assert line.startswith("{"), line
+
+
+def test_start_event_names_every_listener_and_marks_smtps(smtpd, tmp_path):
+    from conftest import LOOPBACK, free_port
+    from test_tls import make_pair
+    cert, key = make_pair(tmp_path / "tls")
+    second, tls = free_port(), free_port()
+    srv = smtpd("-l", "%s:%d" % (LOOPBACK, second), "--tls-cert", cert,
+                "--tls-key", key, "--smtps", "%s:%d" % (LOOPBACK, tls))
+    srv.stop()
+    [start] = events(srv.logs(), "start")
+    assert sorted(start["listeners"]) == sorted([
+        "%s:%d" % (LOOPBACK, srv.port), "%s:%d" % (LOOPBACK, second),
+        "%s:%d smtps" % (LOOPBACK, tls)]), start
