@@ -105,12 +105,14 @@ enum child_when {		/* which configurations run a kind */
 struct child {
 	const char	*name;		/* its role on the exec line */
 	const char	*exited;	/* the event of its death */
+	const char	*replaced;	/* of its leaving for a reload */
 	enum child_when	 when;
 	int		 flags;		/* CF_* */
 	int		(*start)(struct child *);	/* 0, or -1 */
 	enum metric	 gauge;		/* 1 while one runs; M_COUNT: none */
 	pid_t		 pid;		/* the one running, or 0 */
 	pid_t		 old[CHILD_OLD_MAX];	/* told to leave, not reaped */
+	pid_t		 leaving;	/* pid, told to leave: no overlap */
 	time_t		 started;	/* monotime() of the last start */
 	int		 ctl;		/* our end of its control socket */
 	int		 fds[CHILD_FDS_MAX];	/* kept for the kind, or -1 */
@@ -131,6 +133,7 @@ static struct child		 children[CHILD_KINDS] = {
 	    CF_CHANNELS, .start = master_relay_start_priv,
 	    .gauge = M_RELAY_UP, .ctl = -1, .fds = { -1, -1, -1, -1 } },
 	[CHILD_FETCHER] = { .name = "fetcher", .exited = "fetcher_exited",
+	    .replaced = "fetcher_replaced",
 	    .when = WHEN_API, .flags = CF_RELOAD,
 	    .start = master_fetcher_start_priv, .gauge = M_FETCHER_UP,
 	    .ctl = -1, .fds = { -1, -1, -1, -1 } },
@@ -872,8 +875,10 @@ master_child_stop(struct child *c)
 		return;
 	kill(c->pid, SIGTERM);
 	c->started = 0;
-	if (!(c->flags & CF_OVERLAP))
+	if (!(c->flags & CF_OVERLAP)) {
+		c->leaving = c->pid;	/* its exit is no failure */
 		return;
+	}
 	for (i = 0; i < CHILD_OLD_MAX && c->old[i] != 0; i++)
 		;
 	if (i < CHILD_OLD_MAX)
@@ -927,6 +932,7 @@ master_child_reaped(struct child *c, pid_t pid, int status)
 {
 	struct worker	*w;
 	size_t		 i;
+	int		 told;
 
 	if (c->flags & CF_POOL) {
 		if ((w = pool_find_pid(&pool, pid)) == NULL)
@@ -945,11 +951,20 @@ master_child_reaped(struct child *c, pid_t pid, int status)
 	if (c->ctl != -1)
 		close(c->ctl);
 	c->ctl = -1;
+	told = c->leaving == pid;
+	c->leaving = 0;
 	if (smtpd_stop)
 		return 1;
-	log_event(LOG_WARNING, c->exited, NULL, "{s:i, s:i}", "status",
-	    WIFEXITED(status) ? WEXITSTATUS(status) : -1, "signal",
-	    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	if (told && c->replaced != NULL && (WIFEXITED(status) ||
+	    (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM)))
+		/* we stopped it for a reload: it did as told */
+		log_event(LOG_INFO, c->replaced, NULL, "{s:i, s:i}",
+		    "status", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+		    "signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	else
+		log_event(LOG_WARNING, c->exited, NULL, "{s:i, s:i}",
+		    "status", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+		    "signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	if (c->flags & CF_CHANNELS) {
 		/*
 		 * Idle workers hold dead channels: a new generation
