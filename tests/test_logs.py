@@ -183,3 +183,15 @@ def test_start_event_names_every_listener_and_marks_smtps(smtpd, tmp_path):
     assert sorted(start["listeners"]) == sorted([
         "%s:%d" % (LOOPBACK, srv.port), "%s:%d" % (LOOPBACK, second),
         "%s:%d smtps" % (LOOPBACK, tls)]), start
+
+
+def test_protocol_trace_logs_each_line_of_a_multi_line_reply(smtpd):
+    srv = smtpd("-vv")
+    with srv.session() as c:
+        c.ehlo()
+        c.quit()
+    srv.stop()
+    out = [x.get("line", "") for x in events(srv.logs(), "smtp_out")]
+    assert not [x for x in out if "??" in x], out
+    assert "250-PIPELINING" in out and "250 ENHANCEDSTATUSCODES" in out, out
+    assert any(x.startswith("250-test.example Hello") for x in out), out
