@@ -161,6 +161,7 @@ static char			**master_argv;
 static uint32_t			 tls_key_gen;	/* of the key in use */
 static struct metrics_map	*metrics;	/* with --health */
 static int			 metrics_fd = -1;
+static int			 risk_key_open, risk_secret_open;
 static int			 metrics_rofd = -1;	/* for health */
 
 static void	master_spool_priv(struct smtpd_conf *, int);
@@ -186,6 +187,8 @@ static void	master_tls_reload(void);
 static void	master_tls_sign(int, const struct ctl_sign *, int);
 static void	master_reload(void);
 static json_t	*master_listener_names(const struct smtpd_conf *);
+static void	master_risks_priv(void);
+static void	master_risks_log(void);
 static void	pool_create(struct pool *, size_t);
 static struct worker *pool_find_pid(struct pool *, pid_t);
 static size_t	pool_idle(const struct pool *);
@@ -269,9 +272,11 @@ main(int argc, char *argv[])
 		metrics_set(M_START_TIME, (uint64_t)time(NULL));
 	}
 	master_sandbox_prepare_priv();	/* knows the listening sockets */
+	master_risks_priv();		/* relative paths: before daemon() */
 	if (!conf.debug && daemon(0, 0) == -1)
 		err(1, "daemon");
 	log_init(conf.debug ? STDOUT_FILENO : -1, conf.verbose);
+	master_risks_log();
 	if (geteuid() != 0)
 		log_warnx("not started as root: workers keep uid %u, "
 		    "--user is not applied", (unsigned)geteuid());
@@ -294,6 +299,44 @@ main(int argc, char *argv[])
 	master_loop();
 	/* NOTREACHED */
 	return 1;
+}
+
+/*
+ * Flags that work but expose something: a secret file every local user
+ * may read (the key of the certificate, the key that signs for FIRM).
+ */
+static void
+master_risks_priv(void)
+{
+	struct stat	 sb;
+
+	risk_key_open = conf.tls_key != NULL &&
+	    stat(conf.tls_key, &sb) == 0 && (sb.st_mode & S_IROTH);
+	risk_secret_open = conf.api_secret != NULL &&
+	    stat(conf.api_secret, &sb) == 0 && (sb.st_mode & S_IROTH);
+}
+
+/* A warning at start for each; and for a --proxy-from of /0. */
+static void
+master_risks_log(void)
+{
+	const char	*why = "readable by every user: chmod o-r";
+	size_t		 i;
+
+	if (risk_key_open)
+		log_event(LOG_WARNING, "flag_risk", NULL, "{s:s, s:s, s:s}",
+		    "flag", "--tls-key", "value", conf.tls_key, "risk", why);
+	if (risk_secret_open)
+		log_event(LOG_WARNING, "flag_risk", NULL, "{s:s, s:s, s:s}",
+		    "flag", "--api-secret", "value", conf.api_secret,
+		    "risk", why);
+	for (i = 0; i < conf.nproxy_from; i++)
+		if (conf.proxy_from[i].prefixlen == 0)
+			log_event(LOG_WARNING, "flag_risk", NULL,
+			    "{s:s, s:s, s:s}", "flag", "--proxy-from",
+			    "value", conf.proxy_from[i].af == AF_INET ?
+			    "0.0.0.0/0" : "::/0", "risk", "any peer may "
+			    "claim any client address in a PROXY header");
 }
 
 /*
