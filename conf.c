@@ -94,6 +94,8 @@ static void	conf_check(struct smtpd_conf *);
 static long long conf_number(const char *, const char *, long long,
 		    long long);
 static size_t	conf_addr(const char *, const char *, struct listener *, size_t);
+static int	conf_same_addr(const struct sockaddr_storage *,
+		    const struct sockaddr_storage *);
 static void	conf_listen(struct smtpd_conf *, const char *, const char *,
 		    int);
 static void	conf_recipient(struct smtpd_conf *, const char *);
@@ -252,6 +254,10 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 			    strncmp(optarg, "https://", 8) != 0)
 				flag_error(f, "'%s' is not an http:// or "
 				    "https:// URL", optarg);
+			if (strpbrk(optarg, "?#") != NULL)
+				flag_error(f, "'%s' has a query or fragment: "
+				    "give the base URL, /inbound and the "
+				    "others are appended to it", optarg);
 			c->api = optarg;
 			break;
 		case OPT_SPOOL:
@@ -484,8 +490,10 @@ conf_check(struct smtpd_conf *c)
 			flag_error("smtps", "needs --tls-cert and --tls-key");
 	if (c->max_per_ip > c->max_sessions)
 		c->max_per_ip = c->max_sessions;
-	if (c->inetd && c->nlisteners > 0 && c->listeners[0].smtps)
-		flag_error("smtps", "not available with --inetd");
+	if (c->inetd && c->nlisteners > 0)
+		flag_error(c->listeners[0].smtps ? "smtps" : "listen",
+		    "not available with --inetd (the session is on standard "
+		    "input and output)");
 	if (c->inetd && c->health != NULL)
 		flag_error("health", "not available with --inetd (one "
 		    "session a process: nothing to watch)");
@@ -554,12 +562,43 @@ static void
 conf_listen(struct smtpd_conf *c, const char *flag, const char *arg,
     int smtps)
 {
-	size_t	 i, n;
+	struct listener	*l, *prev;
+	size_t		 i, n;
 
 	n = conf_addr(flag, arg, c->listeners + c->nlisteners,
 	    MAX_LISTENERS - c->nlisteners);
-	for (i = 0; i < n; i++)
-		c->listeners[c->nlisteners++].smtps = smtps;
+	for (i = 0; i < n; i++) {
+		l = &c->listeners[c->nlisteners];
+		for (prev = c->listeners; prev < l; prev++)
+			if (conf_same_addr(&prev->ss, &l->ss))
+				flag_error(flag, "'%s' is already a listener "
+				    "(as '%s')", arg, prev->name);
+		l->smtps = smtps;
+		c->nlisteners++;
+	}
+}
+
+/* Do a and b name the same address and port? */
+static int
+conf_same_addr(const struct sockaddr_storage *a,
+    const struct sockaddr_storage *b)
+{
+	const struct sockaddr_in	*a4 = (const struct sockaddr_in *)a;
+	const struct sockaddr_in	*b4 = (const struct sockaddr_in *)b;
+	const struct sockaddr_in6	*a6 = (const struct sockaddr_in6 *)a;
+	const struct sockaddr_in6	*b6 = (const struct sockaddr_in6 *)b;
+
+	if (a->ss_family != b->ss_family)
+		return 0;
+	if (a->ss_family == AF_INET)
+		return a4->sin_port == b4->sin_port &&
+		    a4->sin_addr.s_addr == b4->sin_addr.s_addr;
+	if (a->ss_family == AF_INET6)
+		return a6->sin6_port == b6->sin6_port &&
+		    a6->sin6_scope_id == b6->sin6_scope_id &&
+		    memcmp(&a6->sin6_addr, &b6->sin6_addr,
+		    sizeof(a6->sin6_addr)) == 0;
+	return 0;
 }
 
 /* "local@domain" or "@domain"; the domain compares case-insensitively. */

@@ -4,6 +4,8 @@
  * lines from concurrent workers never interleave.
  */
 
+#include <sys/types.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include <errno.h>
@@ -20,12 +22,15 @@
 
 static int		 log_fd = STDERR_FILENO;	/* -1: syslog */
 static int		 log_verbosity;
+static int		 log_journal;	/* log_fd is the systemd journal */
 static const char	*log_proc = "master";
 
 static void	log_emit(int, json_t *);
 static void	log_msg(int, const char *, const char *, va_list)
 		    __attribute__((__format__ (printf, 3, 0)));
 static const char *log_level_name(int);
+static int	log_priority(int);
+static int	log_is_journal(int);
 
 /* Log lines go to fd, or to syslog when fd is -1. */
 void
@@ -33,6 +38,7 @@ log_init(int fd, int verbose)
 {
 	log_fd = fd;
 	log_verbosity = verbose;
+	log_journal = fd != -1 && log_is_journal(fd);
 	if (fd == -1)
 		openlog("smtpd", LOG_PID | LOG_NDELAY, LOG_MAIL);
 	tzset();
@@ -48,6 +54,53 @@ int
 log_verbose(void)
 {
 	return log_verbosity;
+}
+
+/*
+ * sd-daemon's rule: the service manager sets JOURNAL_STREAM to the
+ * "DEV:INO" of the stream it connected; fd is the journal only if its
+ * own device and inode are those (a child whose output was redirected
+ * inherits the variable, not the stream).
+ */
+static int
+log_is_journal(int fd)
+{
+	struct stat		 sb;
+	const char		*env;
+	char			*end;
+	unsigned long long	 dev, ino;
+
+	if ((env = getenv("JOURNAL_STREAM")) == NULL || *env == '\0')
+		return 0;
+	errno = 0;
+	dev = strtoull(env, &end, 10);
+	if (errno != 0 || end == env || *end != ':')
+		return 0;
+	env = end + 1;
+	ino = strtoull(env, &end, 10);
+	if (errno != 0 || end == env || *end != '\0')
+		return 0;
+	if (fstat(fd, &sb) == -1)
+		return 0;
+	return (unsigned long long)sb.st_dev == dev &&
+	    (unsigned long long)sb.st_ino == ino;
+}
+
+/* The syslog priority of a line's level, as its journal prefix <N>. */
+static int
+log_priority(int level)
+{
+	switch (level) {
+	case LOG_DEBUG:
+		return LOG_DEBUG;
+	case LOG_INFO:
+	case LOG_NOTICE:
+		return LOG_INFO;
+	case LOG_WARNING:
+		return LOG_WARNING;
+	default:
+		return LOG_ERR;
+	}
 }
 
 static const char *
@@ -87,8 +140,9 @@ log_timestamp(char *buf, size_t len, int ms)
 static void
 log_emit(int level, json_t *obj)
 {
-	char	*s, *line;
-	size_t	 n;
+	char	*s, *line, prefix[8];
+	size_t	 n, plen = 0;
+	int	 r;
 
 	if ((s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
 		return;
@@ -107,13 +161,24 @@ log_emit(int level, json_t *obj)
 		if (s == NULL)
 			return;
 	}
+	if (log_journal) {
+		/* "<N>": the level journalctl -p filters on */
+		r = snprintf(prefix, sizeof(prefix), "<%d>",
+		    log_priority(level));
+		if (r > 0 && (size_t)r < sizeof(prefix))
+			plen = (size_t)r;
+	}
 	n = strlen(s);
-	if ((line = realloc(s, n + 1)) == NULL) {
+	if ((line = realloc(s, plen + n + 1)) == NULL) {
 		free(s);
 		return;
 	}
-	line[n] = '\n';	/* replaces the NUL: one write, one line */
-	(void)fd_write_all(log_fd, line, n + 1);
+	if (plen > 0) {
+		memmove(line + plen, line, n);
+		memcpy(line, prefix, plen);
+	}
+	line[plen + n] = '\n';	/* replaces the NUL: one write, one line */
+	(void)fd_write_all(log_fd, line, plen + n + 1);
 	free(line);
 }
 

@@ -441,16 +441,36 @@ session_log_reject(struct session *s, int level, const char *reason)
 	    s->client_ip, "reason", reason);
 }
 
+/*
+ * With -vv, one event for each line of p (a multi-line reply is split
+ * at its CRLFs, not logged with them as "??").
+ */
 static void
 session_trace(struct session *s, const char *event, const char *p,
     size_t len)
 {
-	char	 clean[LOG_FIELD_MAX];
+	char		 clean[LOG_FIELD_MAX];
+	const char	*eol;
+	size_t		 n;
 
 	if (log_verbose() < 2)
 		return;
-	log_sanitize(clean, sizeof(clean), p, len);
-	log_event(LOG_DEBUG, event, s->id, "{s:s}", "line", clean);
+	for (;;) {
+		eol = NULL;
+		for (n = 0; n + 1 < len; n++)
+			if (p[n] == '\r' && p[n + 1] == '\n') {
+				eol = p + n;
+				break;
+			}
+		if (eol == NULL)
+			n = len;
+		log_sanitize(clean, sizeof(clean), p, n);
+		log_event(LOG_DEBUG, event, s->id, "{s:s}", "line", clean);
+		if (eol == NULL)
+			break;
+		p += n + 2;
+		len -= n + 2;
+	}
 }
 
 static int

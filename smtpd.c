@@ -105,12 +105,14 @@ enum child_when {		/* which configurations run a kind */
 struct child {
 	const char	*name;		/* its role on the exec line */
 	const char	*exited;	/* the event of its death */
+	const char	*replaced;	/* of its leaving for a reload */
 	enum child_when	 when;
 	int		 flags;		/* CF_* */
 	int		(*start)(struct child *);	/* 0, or -1 */
 	enum metric	 gauge;		/* 1 while one runs; M_COUNT: none */
 	pid_t		 pid;		/* the one running, or 0 */
 	pid_t		 old[CHILD_OLD_MAX];	/* told to leave, not reaped */
+	pid_t		 leaving;	/* pid, told to leave: no overlap */
 	time_t		 started;	/* monotime() of the last start */
 	int		 ctl;		/* our end of its control socket */
 	int		 fds[CHILD_FDS_MAX];	/* kept for the kind, or -1 */
@@ -131,6 +133,7 @@ static struct child		 children[CHILD_KINDS] = {
 	    CF_CHANNELS, .start = master_relay_start_priv,
 	    .gauge = M_RELAY_UP, .ctl = -1, .fds = { -1, -1, -1, -1 } },
 	[CHILD_FETCHER] = { .name = "fetcher", .exited = "fetcher_exited",
+	    .replaced = "fetcher_replaced",
 	    .when = WHEN_API, .flags = CF_RELOAD,
 	    .start = master_fetcher_start_priv, .gauge = M_FETCHER_UP,
 	    .ctl = -1, .fds = { -1, -1, -1, -1 } },
@@ -158,6 +161,7 @@ static char			**master_argv;
 static uint32_t			 tls_key_gen;	/* of the key in use */
 static struct metrics_map	*metrics;	/* with --health */
 static int			 metrics_fd = -1;
+static int			 risk_key_open, risk_secret_open;
 static int			 metrics_rofd = -1;	/* for health */
 
 static void	master_spool_priv(struct smtpd_conf *, int);
@@ -182,6 +186,9 @@ static time_t	monotime(void);
 static void	master_tls_reload(void);
 static void	master_tls_sign(int, const struct ctl_sign *, int);
 static void	master_reload(void);
+static json_t	*master_listener_names(const struct smtpd_conf *);
+static void	master_risks_priv(void);
+static void	master_risks_log(void);
 static void	pool_create(struct pool *, size_t);
 static struct worker *pool_find_pid(struct pool *, pid_t);
 static size_t	pool_idle(const struct pool *);
@@ -265,9 +272,11 @@ main(int argc, char *argv[])
 		metrics_set(M_START_TIME, (uint64_t)time(NULL));
 	}
 	master_sandbox_prepare_priv();	/* knows the listening sockets */
+	master_risks_priv();		/* relative paths: before daemon() */
 	if (!conf.debug && daemon(0, 0) == -1)
 		err(1, "daemon");
 	log_init(conf.debug ? STDOUT_FILENO : -1, conf.verbose);
+	master_risks_log();
 	if (geteuid() != 0)
 		log_warnx("not started as root: workers keep uid %u, "
 		    "--user is not applied", (unsigned)geteuid());
@@ -280,8 +289,9 @@ main(int argc, char *argv[])
 	cpu_pin();
 	if (!conf.fetch_only)
 		sandbox_worker_report(&conf);
-	log_event(LOG_INFO, "start", NULL, "{s:s, s:i, s:I, s:I, s:I}",
-	    "version", SMTPD_VERSION, "listeners", (int)conf.nlisteners,
+	log_event(LOG_INFO, "start", NULL, "{s:s, s:o, s:I, s:I, s:I}",
+	    "version", SMTPD_VERSION, "listeners",
+	    master_listener_names(&conf),
 	    "spare", (json_int_t)conf.spare,
 	    "max_sessions", (json_int_t)conf.max_sessions,
 	    "max_use", (json_int_t)conf.max_use);
@@ -289,6 +299,82 @@ main(int argc, char *argv[])
 	master_loop();
 	/* NOTREACHED */
 	return 1;
+}
+
+/*
+ * Flags that work but expose something: a secret file every local user
+ * may read (the key of the certificate, the key that signs for FIRM).
+ */
+static void
+master_risks_priv(void)
+{
+	struct stat	 sb;
+
+	risk_key_open = conf.tls_key != NULL &&
+	    stat(conf.tls_key, &sb) == 0 && (sb.st_mode & S_IROTH);
+	risk_secret_open = conf.api_secret != NULL &&
+	    stat(conf.api_secret, &sb) == 0 && (sb.st_mode & S_IROTH);
+}
+
+/* A warning at start for each; and for a --proxy-from of /0. */
+static void
+master_risks_log(void)
+{
+	const char	*why = "readable by every user: chmod o-r";
+	size_t		 i;
+
+	if (risk_key_open)
+		log_event(LOG_WARNING, "flag_risk", NULL, "{s:s, s:s, s:s}",
+		    "flag", "--tls-key", "value", conf.tls_key, "risk", why);
+	if (risk_secret_open)
+		log_event(LOG_WARNING, "flag_risk", NULL, "{s:s, s:s, s:s}",
+		    "flag", "--api-secret", "value", conf.api_secret,
+		    "risk", why);
+	for (i = 0; i < conf.nproxy_from; i++)
+		if (conf.proxy_from[i].prefixlen == 0)
+			log_event(LOG_WARNING, "flag_risk", NULL,
+			    "{s:s, s:s, s:s}", "flag", "--proxy-from",
+			    "value", conf.proxy_from[i].af == AF_INET ?
+			    "0.0.0.0/0" : "::/0", "risk", "any peer may "
+			    "claim any client address in a PROXY header");
+}
+
+/*
+ * The start event's "listeners": each bound address as "ADDR:PORT"
+ * ("[ADDR]:PORT" for IPv6; "*" is bound as 0.0.0.0 and [::]),
+ * followed by " smtps" for an implicit-TLS one.
+ */
+static json_t *
+master_listener_names(const struct smtpd_conf *c)
+{
+	const struct listener	*l;
+	const struct sockaddr_in *sin;
+	const struct sockaddr_in6 *sin6;
+	json_t			*a;
+	char			 host[INET6_ADDRSTRLEN], name[96];
+	int			 port, r, v6;
+	size_t			 i;
+
+	if ((a = json_array()) == NULL)
+		return NULL;
+	for (i = 0; i < c->nlisteners; i++) {
+		l = &c->listeners[i];
+		if (l->ss.ss_family == AF_INET6) {
+			sin6 = (const struct sockaddr_in6 *)&l->ss;
+			port = ntohs(sin6->sin6_port);
+		} else {
+			sin = (const struct sockaddr_in *)&l->ss;
+			port = ntohs(sin->sin_port);
+		}
+		addr_str(&l->ss, host, sizeof(host));
+		v6 = strchr(host, ':') != NULL;
+		r = snprintf(name, sizeof(name), "%s%s%s:%d%s", v6 ? "[" : "",
+		    host, v6 ? "]" : "", port, l->smtps ? " smtps" : "");
+		if (r < 0 || (size_t)r >= sizeof(name))
+			strlcpy(name, l->name, sizeof(name));
+		json_array_append_new(a, json_string(name));
+	}
+	return a;
 }
 
 /*
@@ -832,8 +918,10 @@ master_child_stop(struct child *c)
 		return;
 	kill(c->pid, SIGTERM);
 	c->started = 0;
-	if (!(c->flags & CF_OVERLAP))
+	if (!(c->flags & CF_OVERLAP)) {
+		c->leaving = c->pid;	/* its exit is no failure */
 		return;
+	}
 	for (i = 0; i < CHILD_OLD_MAX && c->old[i] != 0; i++)
 		;
 	if (i < CHILD_OLD_MAX)
@@ -887,6 +975,7 @@ master_child_reaped(struct child *c, pid_t pid, int status)
 {
 	struct worker	*w;
 	size_t		 i;
+	int		 told;
 
 	if (c->flags & CF_POOL) {
 		if ((w = pool_find_pid(&pool, pid)) == NULL)
@@ -905,11 +994,20 @@ master_child_reaped(struct child *c, pid_t pid, int status)
 	if (c->ctl != -1)
 		close(c->ctl);
 	c->ctl = -1;
+	told = c->leaving == pid;
+	c->leaving = 0;
 	if (smtpd_stop)
 		return 1;
-	log_event(LOG_WARNING, c->exited, NULL, "{s:i, s:i}", "status",
-	    WIFEXITED(status) ? WEXITSTATUS(status) : -1, "signal",
-	    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	if (told && c->replaced != NULL && (WIFEXITED(status) ||
+	    (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM)))
+		/* we stopped it for a reload: it did as told */
+		log_event(LOG_INFO, c->replaced, NULL, "{s:i, s:i}",
+		    "status", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+		    "signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	else
+		log_event(LOG_WARNING, c->exited, NULL, "{s:i, s:i}",
+		    "status", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+		    "signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	if (c->flags & CF_CHANNELS) {
 		/*
 		 * Idle workers hold dead channels: a new generation

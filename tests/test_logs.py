@@ -106,3 +106,92 @@ def test_log_lines_are_written_while_the_server_runs(smtpd):
         found = wait_for(lambda: events(srv.logs(strict=False), "connect"),
                          3.0)
         assert found, "no connect event on stdout while the session is open"
+
+
+def journal_server(tmp_path, spool_root, monkeypatch, stream):
+    """smtpd -d whose stdout is a file; stream(stat of that file) gives
+    JOURNAL_STREAM (None: unset).  Started, one session, stopped."""
+    import os
+    import tempfile
+    from conftest import SmtpdServer, build_args, free_port
+    workdir = tmp_path / "journal"
+    workdir.mkdir()
+    parent = tempfile.mkdtemp(dir=str(spool_root))
+    os.chmod(parent, 0o711)
+    spool = os.path.join(parent, "spool")
+    port = free_port()
+    srv = SmtpdServer(workdir, build_args(port, spool), port, spool)
+    srv.log_path.touch()        # opened "wb" at start: the same inode
+    value = stream(os.stat(srv.log_path))
+    if value is None:
+        monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    else:
+        monkeypatch.setenv("JOURNAL_STREAM", value)
+    try:
+        srv.start()
+        with srv.session() as c:
+            c.ehlo()
+            assert_reply(c.cmd("MAIL FROM:<a@b.c> BOGUS=1"), "555")
+            c.quit()
+    finally:
+        srv.stop()
+    return srv.log_path.read_bytes().decode("utf-8").splitlines()
+
+
+def test_journal_stream_prefixes_each_line_with_its_priority(
+        tmp_path, spool_root, monkeypatch):
+    import json
+    import re
+    lines = journal_server(tmp_path, spool_root, monkeypatch,
+                           lambda st: "%d:%d" % (st.st_dev, st.st_ino))
+    assert lines
+    want = {"error": 3, "warning": 4, "info": 6, "debug": 7}
+    seen = set()
+    for line in lines:
+        m = re.match(r"<(\d)>(\{.*)$", line)
+        assert m, "no <N> prefix: %r" % line
+        obj = json.loads(m.group(2))
+        assert int(m.group(1)) == want[obj["level"]], line
+        seen.add(obj["event"])
+    assert "start" in seen and "connect" in seen, seen
+
+
+@pytest.mark.parametrize("stream", [
+    None,
+    lambda st: "%d:%d" % (st.st_dev, st.st_ino + 1),
+    lambda st: "%d:%d" % (st.st_dev + 1, st.st_ino),
+    lambda st: "garbage",
+], ids=["unset", "other-inode", "other-device", "garbage"])
+def test_no_priority_prefix_unless_stdout_is_the_journal(
+        tmp_path, spool_root, monkeypatch, stream):
+    lines = journal_server(tmp_path, spool_root, monkeypatch,
+                           stream or (lambda st: None))
+    assert lines
+    for line in lines:
+        assert line.startswith("{"), line
+
+
+def test_start_event_names_every_listener_and_marks_smtps(smtpd, tmp_path):
+    from conftest import LOOPBACK, free_port
+    from test_tls import make_pair
+    cert, key = make_pair(tmp_path / "tls")
+    second, tls = free_port(), free_port()
+    srv = smtpd("-l", "%s:%d" % (LOOPBACK, second), "--tls-cert", cert,
+                "--tls-key", key, "--smtps", "%s:%d" % (LOOPBACK, tls))
+    srv.stop()
+    [start] = events(srv.logs(), "start")
+    assert sorted(start["listeners"]) == sorted([
+        "%s:%d" % (LOOPBACK, srv.port), "%s:%d" % (LOOPBACK, second),
+        "%s:%d smtps" % (LOOPBACK, tls)]), start
+
+
+def test_protocol_trace_logs_each_line_of_a_multi_line_reply(smtpd):
+    srv = smtpd("-vv")
+    with srv.session() as c:
+        c.ehlo()
+        c.quit()
+    srv.stop()
+    out = [x.get("line", "") for x in events(srv.logs(), "smtp_out")]
+    assert not [x for x in out if "??" in x], out
+    assert "250-PIPELINING" in out and "250 ENHANCEDSTATUSCODES" in out, out
+    assert any(x.startswith("250-test.example Hello") for x in out), out

@@ -71,3 +71,27 @@ def test_user_flag_names_an_unknown_user(tmp_path):
     assert_no_sanitizer_report(r.stderr)
     assert r.returncode == 1
     assert "--user" in r.stderr and "no-such-user-x" in r.stderr
+
+
+def test_sighup_replaces_the_fetcher_at_info_not_as_a_warning(smtpd, firm):
+    srv = smtpd(api=firm.url)
+
+    def fetcher_sandboxes():
+        return [e for e in srv.logs(strict=False)
+                if e.get("event") == "sandbox" and
+                e.get("role") == "fetcher"]
+    assert wait_for(lambda: len(fetcher_sandboxes()) >= 1, 5), \
+        srv.log_text()[-2000:]
+    srv.signal(signal.SIGHUP)
+
+    def fetcher_gone():
+        return [e for e in srv.logs(strict=False)
+                if e.get("event") in ("fetcher_exited", "fetcher_replaced")]
+    assert wait_for(lambda: fetcher_gone() and
+                    len(fetcher_sandboxes()) >= 2, 5), srv.log_text()[-2000:]
+    srv.stop()
+    [gone] = fetcher_gone()
+    assert gone["event"] == "fetcher_replaced", gone
+    assert gone["level"] == "info", gone
+    assert not [e for e in srv.logs() if e.get("level") == "warning"
+                and "fetcher" in e.get("event", "")], srv.log_text()
