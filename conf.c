@@ -34,7 +34,8 @@ enum {
 	OPT_BANLIST_CACHE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_REQUIRE_TLS,
 	OPT_PROXY_FROM, OPT_HEALTH, OPT_GRACE, OPT_REJECT_BARE_LF,
 	OPT_GREET_DELAY, OPT_FETCH_ONLY, OPT_MAX_USE, OPT_RESOLVER,
-	OPT_REQUIRE_AUTH, OPT_AUTH_ID, OPT_SESSION_TIMEOUT, OPT_SPOOL_RESERVE
+	OPT_REQUIRE_AUTH, OPT_AUTH_ID, OPT_SESSION_TIMEOUT, OPT_SPOOL_RESERVE,
+	OPT_PIN_CPU
 };
 
 static const struct option longopts[] = {
@@ -83,6 +84,7 @@ static const struct option longopts[] = {
 	    OPT_SPOOL_RESERVE },
 	{ "require-auth",	required_argument,	NULL, OPT_REQUIRE_AUTH },
 	{ "auth-id",		required_argument,	NULL, OPT_AUTH_ID },
+	{ "pin-cpu",		no_argument,		NULL, OPT_PIN_CPU },
 	{ NULL,			0,			NULL, 0 }
 };
 
@@ -133,8 +135,8 @@ usage(int status)
 	    "[--api-timeout sec]\n"
 	    "\t[--banlist-cache file] [--ca-file file] [--fetch-only]\n"
 	    "\t[--grace sec] [--greet-delay ms] [--health addr:port]\n"
-	    "\t[--max-errors n] [--max-rcpt n] [--max-use n] [--poll sec] "
-	    "[--proxy-from cidr]\n"
+	    "\t[--max-errors n] [--max-rcpt n] [--max-use n] [--pin-cpu]\n"
+	    "\t[--poll sec] [--proxy-from cidr]\n"
 	    "\t[--reject-bare-lf] [--require-auth none|weak|strong] "
 	    "[--require-tls]\n"
 	    "\t[--resolver addr[:port]] [--session-timeout sec] "
@@ -333,6 +335,9 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 			break;
 		case OPT_REJECT_BARE_LF:
 			c->reject_bare_lf = 1;
+			break;
+		case OPT_PIN_CPU:
+			c->pin_cpu = 1;
 			break;
 		case OPT_GREET_DELAY:
 			c->greet_delay = conf_number(f, optarg, 0,

@@ -283,10 +283,11 @@ main(int argc, char *argv[])
 	master_signals();
 	sandbox_master(&conf);
 	/*
-	 * The master, and every process it forks, on one CPU: see
-	 * cpu_pin() for why.
+	 * With --pin-cpu, the master and every process it forks on one
+	 * CPU: see cpu_pin() for when that pays.
 	 */
-	cpu_pin();
+	if (conf.pin_cpu)
+		cpu_pin();
 	if (!conf.fetch_only)
 		sandbox_worker_report(&conf);
 	log_event(LOG_INFO, "start", NULL, "{s:s, s:o, s:I, s:I, s:I}",

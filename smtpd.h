@@ -201,6 +201,7 @@ struct smtpd_conf {
 	struct listener		 health_l;	/* --health, bound by master */
 	long long		 grace;
 	int			 reject_bare_lf;
+	int			 pin_cpu;	/* --pin-cpu */
 	long long		 greet_delay;	/* milliseconds */
 	int			 fetch_only;
 	long long		 max_use;

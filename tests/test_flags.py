@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import RCPT, run_smtpd
+from conftest import RCPT, children, run_smtpd
 from test_tls import make_pair
 
 
@@ -78,3 +78,55 @@ def test_no_warning_for_private_files_and_a_narrow_proxy_from(
     srv = smtpd("--tls-cert", cert, "--tls-key", key, "--api-secret",
                 secret, "--proxy-from", "127.0.0.1/32", api=firm.url)
     assert risks(srv) == set()
+
+
+def cpus_allowed(pid):
+    """The CPUs a process may run on, as /proc says."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Cpus_allowed_list:"):
+                return line.split(":", 1)[1].strip()
+    raise AssertionError("no Cpus_allowed_list for %d" % pid)
+
+
+def worker_cpus(srv):
+    """The CPU lists of the master and of each of its children."""
+    kids = children(srv.proc.pid)
+    assert kids, "no children"
+    return cpus_allowed(srv.proc.pid), {cpus_allowed(k) for k in kids}
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
+                    reason="one CPU: pinned and not pinned look the same")
+def test_nothing_is_pinned_to_one_cpu_by_default(smtpd):
+    # SPEC 2: the server uses every CPU it is given, pins nothing
+    # unless told to
+    mine = os.sched_getaffinity(0)
+    srv = smtpd()
+    master, kids = worker_cpus(srv)
+    want = cpu_list(mine)
+    assert master == want and kids == {want}, (master, kids, want)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
+                    reason="one CPU: pinned and not pinned look the same")
+def test_pin_cpu_keeps_the_master_and_its_children_on_one_cpu(smtpd):
+    srv = smtpd("--pin-cpu")
+    master, kids = worker_cpus(srv)
+    assert "," not in master and "-" not in master, master
+    assert kids == {master}, (master, kids)
+
+
+def cpu_list(cpus):
+    """A set of CPUs as the kernel writes a list: 0-1,3."""
+    out, run = [], []
+    for c in sorted(cpus):
+        if run and c == run[-1] + 1:
+            run.append(c)
+            continue
+        if run:
+            out.append(run)
+        run = [c]
+    out.append(run)
+    return ",".join("%d" % r[0] if len(r) == 1 else "%d-%d" % (r[0], r[-1])
+                    for r in out)
