@@ -93,6 +93,11 @@ static const struct reply_entry replies[REPLY_COUNT] = {
 	[REPLY_AUTHTEMP] = { 451, "4.4.3",
 	    "Sender authentication failed temporarily (DNS), "
 	    "try again later", 0 },
+	/* our key or URL is wrong, not the message: never FIRM's text */
+	[REPLY_FIRM_CONFIG] = { 451, "4.3.5",
+	    "FIRM API configuration error, try again later", 0 },
+	[REPLY_FIRM_TOOBIG] = { 552, "5.3.4",
+	    "Message too large for FIRM", 0 },
 };
 
 /*

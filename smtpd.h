@@ -315,6 +315,8 @@ enum reply {
 	REPLY_NOSPACE,
 	REPLY_AUTHFAIL,
 	REPLY_AUTHTEMP,
+	REPLY_FIRM_CONFIG,
+	REPLY_FIRM_TOOBIG,
 	REPLY_COUNT
 };
 
@@ -335,6 +337,15 @@ struct tls_sign_res;
  * numbers, never another process's state.  Nothing in them is a client
  * byte: every label is an index into a fixed table.
  */
+/*
+ * FIRM answered POST /inbound with a status that blames our key or
+ * URL, not the message: 451 4.3.5, logged as an error, counted, and
+ * /healthz answers 503 until a later call gets a 2xx or for
+ * FIRM_CONFIG_HOLD seconds after the last one, whichever comes first.
+ */
+#define FIRM_CONFIG_ERROR(st)	((st) == 401 || (st) == 403 ||	\
+				 (st) == 404 || (st) == 405)
+#define FIRM_CONFIG_HOLD	300
 #define METRICS_FIRM_BUCKETS	12	/* le= of the histogram, +Inf last */
 enum metric {
 	/* counters: smtpd_sessions_total{result} */
@@ -361,6 +372,7 @@ enum metric {
 	M_VERDICT,
 	M_WORKER_DEATHS = M_VERDICT + 5,
 	M_DNS_QUERIES,		/* smtpd_dns_queries_total */
+	M_FIRM_CONFIG_ERRORS,	/* relay: smtpd_firm_config_errors_total */
 	/* gauges, each written by its one owner */
 	M_SESSIONS_ACTIVE,	/* master */
 	M_WORKERS_IDLE,		/* master */
@@ -370,9 +382,14 @@ enum metric {
 	M_BANLIST_LAST_OK,	/* fetcher: wall clock of the last good poll */
 	M_BANLIST_FAILURES,	/* fetcher: polls failed in a row */
 	M_START_TIME,		/* master: wall clock at start */
+	M_FIRM_CONFIG_STATUS,	/* relay: FIRM's status of the last config
+				   error, 0 once a later call got a 2xx */
+	M_FIRM_CONFIG_AT,	/* relay: wall clock of that error */
 	/* smtpd_replies_total{code}: one per enum reply */
 	M_REPLY,
-	M_COUNT = M_REPLY + REPLY_COUNT,
+	/* the same, sent as their 4xx by --soft-bounce */
+	M_REPLY_SOFT = M_REPLY + REPLY_COUNT,
+	M_COUNT = M_REPLY_SOFT + REPLY_COUNT,
 };
 extern struct metrics_slot	*metrics_self;	/* this process's slot */
 size_t		 metrics_size(size_t);

@@ -235,6 +235,27 @@ def test_healthz_is_503_while_the_lists_fail_then_200_again(
     assert get(srv, "/healthz")[2] == "ok\n"
 
 
+def test_firm_config_error_counts_and_healthz_says_why_until_a_2xx(
+        smtpd, firm, cache):  # noqa: F811
+    srv = start_health(smtpd, "--banlist-cache", str(cache), api=firm.url)
+    assert wait_for(lambda: get(srv, "/healthz")[0] == 200, 10)
+    assert value(metrics(srv)[0], "smtpd_firm_config_errors_total") == 0
+    firm.answer(401, b'{"error": "bad key"}')
+    with srv.session() as c:
+        assert_reply(c.deliver(make_message()), "451 4.3.5")
+        c.quit()
+    vals, types = metrics(srv)
+    assert types["smtpd_firm_config_errors_total"] == "counter"
+    assert value(vals, "smtpd_firm_config_errors_total") == 1
+    status, _, body = get(srv, "/healthz")
+    assert (status, body) == (503, "firm config error: HTTP 401\n"), body
+    # FIRM's answer is right again: the next message clears it
+    firm.answer(200)
+    deliver(srv)
+    assert get(srv, "/healthz")[:3:2] == (200, "ok\n")
+    assert value(metrics(srv)[0], "smtpd_firm_config_errors_total") == 1
+
+
 def test_other_paths_are_404_other_methods_405_head_has_no_body(smtpd):
     srv = start_health(smtpd)
     assert get(srv, "/")[0] == 404
