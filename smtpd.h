@@ -201,6 +201,7 @@ struct smtpd_conf {
 	struct listener		 health_l;	/* --health, bound by master */
 	long long		 grace;
 	int			 reject_bare_lf;
+	int			 soft_bounce;	/* refusals sent as 4xx */
 	long long		 greet_delay;	/* milliseconds */
 	int			 fetch_only;
 	long long		 max_use;
@@ -436,7 +437,8 @@ int		 message_alloc(struct message *, size_t);
 void		 message_reset(struct message *);
 
 /* reply.c: every reply line, from one table */
-int		 reply_line(enum reply, const char *, char *, size_t);
+int		 reply_line(enum reply, int, const char *, char *, size_t);
+int		 reply_softened(enum reply, int);
 int		 reply_code(int);
 int		 reply_is_error(enum reply);
 
