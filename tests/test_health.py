@@ -256,6 +256,19 @@ def test_firm_config_error_counts_and_healthz_says_why_until_a_2xx(
     assert value(metrics(srv)[0], "smtpd_firm_config_errors_total") == 1
 
 
+def test_soft_bounced_replies_count_under_the_code_sent(smtpd):
+    srv = start_health(smtpd, "--soft-bounce")
+    with srv.session() as c:
+        c.ehlo()
+        assert_reply(c.cmd("MAIL FROM:<a@example.net>"), "250 2.1.0")
+        assert_reply(c.cmd("RCPT TO:<nobody@elsewhere.example>"),
+                     "450 4.1.1")
+        c.quit()
+    vals, _ = metrics(srv)
+    assert value(vals, "smtpd_replies_total", code="450") == 1
+    assert value(vals, "smtpd_replies_total", code="550") == 0
+
+
 def test_other_paths_are_404_other_methods_405_head_has_no_body(smtpd):
     srv = start_health(smtpd)
     assert get(srv, "/")[0] == 404
