@@ -32,6 +32,7 @@ SPEC_METRICS = {
     "smtpd_banlist_last_success_timestamp_seconds": ("gauge", set()),
     "smtpd_workers": ("gauge", {"state"}),
     "smtpd_worker_deaths_total": ("counter", set()),
+    "smtpd_firm_config_errors_total": ("counter", set()),
 }
 SAMPLE = re.compile(r'^([a-z_]+)(?:\{([^}]*)\})? (\S+)$')
 
