@@ -35,7 +35,7 @@ enum {
 	OPT_PROXY_FROM, OPT_HEALTH, OPT_GRACE, OPT_REJECT_BARE_LF,
 	OPT_GREET_DELAY, OPT_FETCH_ONLY, OPT_MAX_USE, OPT_RESOLVER,
 	OPT_REQUIRE_AUTH, OPT_AUTH_ID, OPT_SESSION_TIMEOUT, OPT_SPOOL_RESERVE,
-	OPT_PIN_CPU
+	OPT_PIN_CPU, OPT_SOFT_BOUNCE
 };
 
 static const struct option longopts[] = {
@@ -75,6 +75,7 @@ static const struct option longopts[] = {
 	{ "reject-bare-lf",	no_argument,		NULL,
 	    OPT_REJECT_BARE_LF },
 	{ "greet-delay",	required_argument,	NULL, OPT_GREET_DELAY },
+	{ "soft-bounce",	no_argument,		NULL, OPT_SOFT_BOUNCE },
 	{ "fetch-only",		no_argument,		NULL, OPT_FETCH_ONLY },
 	{ "max-use",		required_argument,	NULL, OPT_MAX_USE },
 	{ "resolver",		required_argument,	NULL, OPT_RESOLVER },
@@ -141,7 +142,7 @@ usage(int status)
 	    "[--require-tls]\n"
 	    "\t[--resolver addr[:port]] [--session-timeout sec] "
 	    "[--smtps addr:port] [--spare n]\n"
-	    "\t[--spool-reserve bytes]\n"
+	    "\t[--soft-bounce] [--spool-reserve bytes]\n"
 	    "\t[--auth-id name] [--tls-cert file --tls-key file]\n");
 	exit(status);
 }
@@ -338,6 +339,9 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 			break;
 		case OPT_PIN_CPU:
 			c->pin_cpu = 1;
+			break;
+		case OPT_SOFT_BOUNCE:
+			c->soft_bounce = 1;
 			break;
 		case OPT_GREET_DELAY:
 			c->greet_delay = conf_number(f, optarg, 0,

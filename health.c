@@ -110,6 +110,9 @@ static const struct {
 	    M_BANLIST_FAILURES, "Ban-list polls failed in a row." },
 	{ "smtpd_worker_deaths_total", "counter", -1, M_WORKER_DEATHS,
 	    "Workers that died of a signal or failed." },
+	{ "smtpd_firm_config_errors_total", "counter", METRICS_SLOT_RELAY,
+	    M_FIRM_CONFIG_ERRORS, "POST /inbound answered 401, 403, 404 or "
+	    "405: our key or URL is wrong." },
 	{ "smtpd_start_time_seconds", "gauge", METRICS_SLOT_MASTER,
 	    M_START_TIME, "When the master started." },
 };
@@ -410,14 +413,16 @@ metrics_get(const struct metrics_map *m, size_t slot, enum metric k)
 
 /*
  * Is the MX fit to serve (SPEC section 7)?  1, or 0 with the reason in
- * why: no idle worker; with --api, no relay, no fetcher, or no good
- * ban-list poll for 3 --poll intervals.
+ * why: no idle worker; with --api, no relay, no fetcher, FIRM said our
+ * key or URL is wrong (FIRM_CONFIG_ERROR: until a later POST /inbound
+ * gets a 2xx, or FIRM_CONFIG_HOLD seconds after the last such answer),
+ * or no good ban-list poll for 3 --poll intervals.
  */
 int
 health_check(const struct metrics_map *m, const struct smtpd_conf *conf,
     char *why, size_t len)
 {
-	uint64_t	 last, now = (uint64_t)time(NULL);
+	uint64_t	 last, status, now = (uint64_t)time(NULL);
 
 	if (metrics_get(m, METRICS_SLOT_MASTER, M_WORKERS_IDLE) == 0) {
 		snprintf(why, len, "no idle worker");
@@ -431,6 +436,14 @@ health_check(const struct metrics_map *m, const struct smtpd_conf *conf,
 	}
 	if (metrics_get(m, METRICS_SLOT_MASTER, M_FETCHER_UP) == 0) {
 		snprintf(why, len, "the ban-list fetcher is down");
+		return 0;
+	}
+	/* the relay's slot: only the relay sees FIRM's answers */
+	status = metrics_get(m, METRICS_SLOT_RELAY, M_FIRM_CONFIG_STATUS);
+	last = metrics_get(m, METRICS_SLOT_RELAY, M_FIRM_CONFIG_AT);
+	if (status != 0 && now - last < FIRM_CONFIG_HOLD) {
+		snprintf(why, len, "firm config error: HTTP %llu",
+		    (unsigned long long)status);
 		return 0;
 	}
 	last = metrics_get(m, METRICS_SLOT_FETCHER, M_BANLIST_LAST_OK);
@@ -463,6 +476,7 @@ health_render(const struct metrics_map *m, const struct smtpd_conf *conf,
 {
 	size_t		 o = 0, i, j, r, nsub, nban, n6, ns;
 	uint64_t	 cum, per[1000];
+	char		 listed[1000];
 	int		 code;
 
 	for (i = 0; i < sizeof(labelled) / sizeof(labelled[0]); i++) {
@@ -477,19 +491,25 @@ health_render(const struct metrics_map *m, const struct smtpd_conf *conf,
 
 	/* replies: by code, the enum's entries of one code together */
 	memset(per, 0, sizeof(per));
-	for (r = 0; r < REPLY_COUNT; r++)
-		if ((code = reply_code((int)r)) >= 0 && code < 1000)
-			per[code] += metrics_sum(m, M_REPLY + r);
+	memset(listed, 0, sizeof(listed));
+	for (r = 0; r < REPLY_COUNT; r++) {
+		if ((code = reply_code((int)r)) < 0 || code >= 1000)
+			continue;
+		per[code] += metrics_sum(m, M_REPLY + r);
+		listed[code] = 1;
+		/* --soft-bounce sent it as its 4xx: counted as sent */
+		if (code >= 500 && code < 600 && (cum = metrics_sum(m,
+		    M_REPLY_SOFT + r)) != 0) {
+			per[code - 100] += cum;
+			listed[code - 100] = 1;
+		}
+	}
 	PUT("# HELP smtpd_replies_total SMTP replies sent, by code.\n"
 	    "# TYPE smtpd_replies_total counter\n");
-	for (r = 0; r < REPLY_COUNT; r++) {
-		code = reply_code((int)r);
-		if (code < 0 || code >= 1000 || per[code] == UINT64_MAX)
-			continue;
-		PUT("smtpd_replies_total{code=\"%d\"} %llu\n", code,
-		    (unsigned long long)per[code]);
-		per[code] = UINT64_MAX;		/* once a code */
-	}
+	for (code = 0; code < 1000; code++)
+		if (listed[code])
+			PUT("smtpd_replies_total{code=\"%d\"} %llu\n", code,
+			    (unsigned long long)per[code]);
 
 	PUT("# HELP smtpd_firm_request_seconds Time of POST /inbound calls "
 	    "to FIRM.\n# TYPE smtpd_firm_request_seconds histogram\n");

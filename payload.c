@@ -300,6 +300,10 @@ payload_post(const struct smtpd_conf *conf, const struct envelope *env,
 	}
 	if (v.status >= 200 && v.status < 300)
 		return REPLY_ACCEPTED;
+	if (FIRM_CONFIG_ERROR(v.status))
+		return REPLY_FIRM_CONFIG;	/* the relay logged it */
+	if (v.status == 413)
+		return REPLY_FIRM_TOOBIG;
 	/* printable already; checked again: the relay is not the reply */
 	log_sanitize(text, textlen, v.text, strlen(v.text));
 	if (text[0] == '\0')

@@ -802,6 +802,17 @@ relay_done(CURL *h, CURLcode rc)
 	} else if ((status = c->resp.status) >= 200 && status < 300) {
 		v.kind = VERDICT_ACCEPTED;
 		v.status = (int32_t)status;
+		metrics_set(M_FIRM_CONFIG_STATUS, 0);	/* key and URL work */
+	} else if (FIRM_CONFIG_ERROR(status)) {
+		/* our key or URL is wrong: FIRM's text is not the sender's */
+		v.kind = VERDICT_HTTP;
+		v.status = (int32_t)status;
+		log_event(LOG_ERR, "firm_config_error", c->inb.session,
+		    "{s:s, s:s, s:i}", "id", c->inb.msgid, "call",
+		    "POST /inbound", "status", (int)status);
+		metrics_add(M_FIRM_CONFIG_ERRORS, 1);
+		metrics_set(M_FIRM_CONFIG_AT, (uint64_t)time(NULL));
+		metrics_set(M_FIRM_CONFIG_STATUS, (uint64_t)status);
 	} else {
 		v.kind = VERDICT_HTTP;
 		v.status = (int32_t)status;

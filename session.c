@@ -110,6 +110,7 @@ static void	session_init(struct session *, struct session_ctx *);
 static void	session_serve(struct session *);
 static void	session_close(struct session *);
 static void	session_reply(struct session *, enum reply, const char *);
+static int	session_code(const struct session *, enum reply);
 static void	session_output(struct session *, const char *, size_t);
 static int	session_error(struct session *, enum reply);
 static void	session_hangup(struct session *, int, const char *);
@@ -376,10 +377,12 @@ static void
 session_reply(struct session *s, enum reply r, const char *arg)
 {
 	char		 line[SMTP_REPLY_MAX];
-	int		 n;
+	int		 n, soft;
 
-	metrics_add(M_REPLY + r, 1);
-	if ((n = reply_line(r, arg, line, sizeof(line))) == -1)
+	/* --soft-bounce: here, the one place a reply is sent */
+	soft = reply_softened(r, s->conf->soft_bounce);
+	metrics_add((soft ? M_REPLY_SOFT : M_REPLY) + r, 1);
+	if ((n = reply_line(r, soft, arg, line, sizeof(line))) == -1)
 		return;
 	session_trace(s, "smtp_out", line, (size_t)n - 2);
 	log_sanitize(s->last_reply, sizeof(s->last_reply), line,
@@ -387,6 +390,14 @@ session_reply(struct session *s, enum reply r, const char *arg)
 	session_output(s, line, (size_t)n);
 	if (reply_code(r) == 421)
 		s->quit = 1;
+}
+
+/* The code reply r is sent with (its 4xx under --soft-bounce). */
+static int
+session_code(const struct session *s, enum reply r)
+{
+	return reply_code(r) - (reply_softened(r, s->conf->soft_bounce) ?
+	    100 : 0);
 }
 
 static void
@@ -1583,8 +1594,10 @@ session_envelope(struct session *s, struct envelope *env)
 static void
 session_count_message(struct session *s, enum reply r)
 {
-	metrics_add(reply_code(r) < 300 ? M_MSG_ACCEPTED :
-	    reply_code(r) < 500 ? M_MSG_TEMPFAIL : M_MSG_REJECTED, 1);
+	int	 code = session_code(s, r);
+
+	metrics_add(code < 300 ? M_MSG_ACCEPTED :
+	    code < 500 ? M_MSG_TEMPFAIL : M_MSG_REJECTED, 1);
 	if (s->auth.raw != NULL) {
 		metrics_add(M_VERDICT + s->auth.verdict, 1);
 		metrics_add(M_DNS_QUERIES, s->auth.dns.queries);
@@ -1606,8 +1619,8 @@ session_log_message(struct session *s, enum reply r, const char *token,
 	size_t			 i;
 	int			 authed = au->raw != NULL;	/* it ran */
 
-	status = reply_code(r) < 300 ? "accepted" :
-	    reply_code(r) < 500 ? "tempfail" : "rejected";
+	status = session_code(s, r) < 300 ? "accepted" :
+	    session_code(s, r) < 500 ? "tempfail" : "rejected";
 	if ((rcpts = json_array()) != NULL)
 		for (i = 0; i < s->nrcpts; i++) {
 			log_sanitize(clean, sizeof(clean), s->rcpts[i],

@@ -202,6 +202,7 @@ struct smtpd_conf {
 	long long		 grace;
 	int			 reject_bare_lf;
 	int			 pin_cpu;	/* --pin-cpu */
+	int			 soft_bounce;	/* refusals sent as 4xx */
 	long long		 greet_delay;	/* milliseconds */
 	int			 fetch_only;
 	long long		 max_use;
@@ -316,6 +317,8 @@ enum reply {
 	REPLY_NOSPACE,
 	REPLY_AUTHFAIL,
 	REPLY_AUTHTEMP,
+	REPLY_FIRM_CONFIG,
+	REPLY_FIRM_TOOBIG,
 	REPLY_COUNT
 };
 
@@ -336,6 +339,15 @@ struct tls_sign_res;
  * numbers, never another process's state.  Nothing in them is a client
  * byte: every label is an index into a fixed table.
  */
+/*
+ * FIRM answered POST /inbound with a status that blames our key or
+ * URL, not the message: 451 4.3.5, logged as an error, counted, and
+ * /healthz answers 503 until a later call gets a 2xx or for
+ * FIRM_CONFIG_HOLD seconds after the last one, whichever comes first.
+ */
+#define FIRM_CONFIG_ERROR(st)	((st) == 401 || (st) == 403 ||	\
+				 (st) == 404 || (st) == 405)
+#define FIRM_CONFIG_HOLD	300
 #define METRICS_FIRM_BUCKETS	12	/* le= of the histogram, +Inf last */
 enum metric {
 	/* counters: smtpd_sessions_total{result} */
@@ -362,6 +374,7 @@ enum metric {
 	M_VERDICT,
 	M_WORKER_DEATHS = M_VERDICT + 5,
 	M_DNS_QUERIES,		/* smtpd_dns_queries_total */
+	M_FIRM_CONFIG_ERRORS,	/* relay: smtpd_firm_config_errors_total */
 	/* gauges, each written by its one owner */
 	M_SESSIONS_ACTIVE,	/* master */
 	M_WORKERS_IDLE,		/* master */
@@ -371,9 +384,14 @@ enum metric {
 	M_BANLIST_LAST_OK,	/* fetcher: wall clock of the last good poll */
 	M_BANLIST_FAILURES,	/* fetcher: polls failed in a row */
 	M_START_TIME,		/* master: wall clock at start */
+	M_FIRM_CONFIG_STATUS,	/* relay: FIRM's status of the last config
+				   error, 0 once a later call got a 2xx */
+	M_FIRM_CONFIG_AT,	/* relay: wall clock of that error */
 	/* smtpd_replies_total{code}: one per enum reply */
 	M_REPLY,
-	M_COUNT = M_REPLY + REPLY_COUNT,
+	/* the same, sent as their 4xx by --soft-bounce */
+	M_REPLY_SOFT = M_REPLY + REPLY_COUNT,
+	M_COUNT = M_REPLY_SOFT + REPLY_COUNT,
 };
 extern struct metrics_slot	*metrics_self;	/* this process's slot */
 size_t		 metrics_size(size_t);
@@ -420,7 +438,8 @@ int		 message_alloc(struct message *, size_t);
 void		 message_reset(struct message *);
 
 /* reply.c: every reply line, from one table */
-int		 reply_line(enum reply, const char *, char *, size_t);
+int		 reply_line(enum reply, int, const char *, char *, size_t);
+int		 reply_softened(enum reply, int);
 int		 reply_code(int);
 int		 reply_is_error(enum reply);
 

@@ -244,7 +244,7 @@ worker_drain(const struct smtpd_conf *conf)
 	size_t			 i, n;
 	int			 fd, len;
 
-	if ((len = reply_line(REPLY_SHUTDOWN, NULL, bye, sizeof(bye))) == -1)
+	if ((len = reply_line(REPLY_SHUTDOWN, 0, NULL, bye, sizeof(bye))) == -1)
 		return;
 
 	for (i = 0; i < conf->nlisteners; i++) {

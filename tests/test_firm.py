@@ -166,7 +166,7 @@ def test_api_2xx_gives_250_with_the_message_id(api, firm, status):
     only_request(firm)
 
 
-@pytest.mark.parametrize("status", [400, 404, 422])
+@pytest.mark.parametrize("status", [400, 422])
 def test_api_4xx_gives_554_with_the_first_line_of_its_json_error(
         api, firm, status):
     line = error_reply(api, firm, status,
@@ -215,6 +215,37 @@ def test_api_retryable_status_gives_451_4_4_0_and_no_retry(
     r = deliver(api)
     assert_reply(r, "451 4.4.0")
     only_request(firm)      # exactly one: smtpd does not retry or queue
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 405])
+def test_api_config_error_gives_451_4_3_5_without_firms_text(
+        api, firm, status):
+    firm.answer(status, json.dumps({"error": "bad api key k3y"}))
+    r = deliver(api)
+    assert_reply(r, "451 4.3.5")
+    assert len(r.lines) == 1, r
+    assert "k3y" not in r.lines[0] and "api key" not in r.lines[0], r
+    only_request(firm)      # one call: nothing retried or queued
+
+
+def test_api_config_error_is_logged_as_an_error_with_the_status(api, firm):
+    firm.answer(401, json.dumps({"error": "bad api key"}))
+    assert_reply(deliver(api), "451 4.3.5")
+    [event] = wait_event(api, "firm_config_error")
+    assert event["level"] == "error", event
+    assert event["status"] == 401, event
+    [message] = wait_event(api, "message")
+    assert message["status"] == "tempfail", message
+    assert event["session"] == message["session"], (event, message)
+
+
+def test_api_413_gives_552_5_3_4(api, firm):
+    firm.answer(413, json.dumps({"error": "payload too large"}))
+    r = deliver(api)
+    assert_reply(r, "552 5.3.4")
+    assert "payload too large" not in r.lines[0], r
+    only_request(firm)
+    assert events(api, "firm_config_error") == []
 
 
 def test_api_slower_than_api_timeout_gives_451_4_4_2_in_time(smtpd, firm):

@@ -32,6 +32,7 @@ SPEC_METRICS = {
     "smtpd_banlist_last_success_timestamp_seconds": ("gauge", set()),
     "smtpd_workers": ("gauge", {"state"}),
     "smtpd_worker_deaths_total": ("counter", set()),
+    "smtpd_firm_config_errors_total": ("counter", set()),
 }
 SAMPLE = re.compile(r'^([a-z_]+)(?:\{([^}]*)\})? (\S+)$')
 
@@ -233,6 +234,40 @@ def test_healthz_is_503_while_the_lists_fail_then_200_again(
     banapi.set_lists([])
     assert wait_for(lambda: get(srv, "/healthz")[0] == 200, 10)
     assert get(srv, "/healthz")[2] == "ok\n"
+
+
+def test_firm_config_error_counts_and_healthz_says_why_until_a_2xx(
+        smtpd, firm, cache):  # noqa: F811
+    srv = start_health(smtpd, "--banlist-cache", str(cache), api=firm.url)
+    assert wait_for(lambda: get(srv, "/healthz")[0] == 200, 10)
+    assert value(metrics(srv)[0], "smtpd_firm_config_errors_total") == 0
+    firm.answer(401, b'{"error": "bad key"}')
+    with srv.session() as c:
+        assert_reply(c.deliver(make_message()), "451 4.3.5")
+        c.quit()
+    vals, types = metrics(srv)
+    assert types["smtpd_firm_config_errors_total"] == "counter"
+    assert value(vals, "smtpd_firm_config_errors_total") == 1
+    status, _, body = get(srv, "/healthz")
+    assert (status, body) == (503, "firm config error: HTTP 401\n"), body
+    # FIRM's answer is right again: the next message clears it
+    firm.answer(200)
+    deliver(srv)
+    assert get(srv, "/healthz")[:3:2] == (200, "ok\n")
+    assert value(metrics(srv)[0], "smtpd_firm_config_errors_total") == 1
+
+
+def test_soft_bounced_replies_count_under_the_code_sent(smtpd):
+    srv = start_health(smtpd, "--soft-bounce")
+    with srv.session() as c:
+        c.ehlo()
+        assert_reply(c.cmd("MAIL FROM:<a@example.net>"), "250 2.1.0")
+        assert_reply(c.cmd("RCPT TO:<nobody@elsewhere.example>"),
+                     "450 4.1.1")
+        c.quit()
+    vals, _ = metrics(srv)
+    assert value(vals, "smtpd_replies_total", code="450") == 1
+    assert value(vals, "smtpd_replies_total", code="550") == 0
 
 
 def test_other_paths_are_404_other_methods_405_head_has_no_body(smtpd):
