@@ -31,10 +31,11 @@ cpu_pin(void)
  * and the relay wakes a process on another CPU: on a virtual machine
  * every one of those is an interrupt through the hypervisor.  On an
  * older kernel (2 vCPUs, conn mode, c=10) that cost 12.5 ms of CPU per
- * message spread over both CPUs against 4.3 ms on one; on the kernel
- * of December 2026 the same build pinned ran 582/683 messages a second
- * at c=10/50 against 854/916 unpinned, so pinning is off by default
- * and kept only for the hosts where it still pays (smtpd.8).
+ * message spread over both CPUs against 4.3 ms on one; on Linux 6.18
+ * (2 vCPUs, one message a connection) the same build pinned ran 415/409
+ * messages a second at c=10/50 against 716/639 unpinned, for about the
+ * same CPU per message, so pinning is off by default and kept only for
+ * the hosts where it still pays (smtpd.8).
  */
 void
 cpu_pin(void)
