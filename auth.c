@@ -67,8 +67,8 @@ static const char *auth_field_value(const struct auth_field *, size_t *);
 static void	auth_dkim(struct auth *, const char *, size_t, size_t,
 		    const struct mime_msg *, const char *, int);
 static DKIM_CBSTAT auth_dkim_key(DKIM *, DKIM_SIGINFO *, u_char *, size_t);
-static int	auth_dkim_lookup(struct auth *, const char *, const char *,
-		    const char *, size_t *);
+static int	auth_dkim_lookup(struct auth *, struct dkimtag_sig *);
+static void	auth_sigtags_free(struct auth *);
 static int	auth_dkim_same(const struct dkimtag_sig *, DKIM_SIGINFO *);
 static void	auth_dkim_sig(struct auth *, const struct dkimtag_sig *,
 		    DKIM_SIGINFO *);
@@ -122,6 +122,7 @@ auth_reset(struct auth *au)
 {
 	free(au->raw);
 	free(au->ans);
+	auth_sigtags_free(au);
 	free(au->sigtags);
 	memset(au, 0, sizeof(*au));
 }
@@ -439,6 +440,7 @@ auth_dkim(struct auth *au, const char *data, size_t len, size_t body,
 	    (au->sigtags = calloc(DMARC_DKIM_MAX, sizeof(*au->sigtags))) ==
 	    NULL))
 		return;
+	auth_sigtags_free(au);
 	au->nsigtags = au->nsigfed = 0;
 	d = dkim_verify(auth_dkim_lib, (const u_char *)"smtpd", NULL, &stat);
 	if (d == NULL)
@@ -463,20 +465,16 @@ auth_dkim(struct auth *au, const char *data, size_t len, size_t body,
 			/*
 			 * No key, no hashing: libopendkim would digest the
 			 * body once for each distinct l= and c= before it
-			 * asks for a key.
+			 * asks for a key.  The key found is kept for it.
 			 */
-			if ((st->key = auth_dkim_lookup(au, st->d, st->s,
-			    st->a, NULL)) != DKIM_KEY_FOUND)
+			if ((st->key = auth_dkim_lookup(au, st)) !=
+			    DKIM_KEY_FOUND)
 				continue;
 			au->sigfed[au->nsigfed++] = au->nsigtags - 1;
 		}
 		(void)dkim_header(d, (u_char *)(uintptr_t)f.p, f.len);
 	}
-	/*
-	 * A key lookup that must be tried again makes dkim_eom() give up
-	 * on that signature (and maybe the later ones): the callback
-	 * notes it, and they are temperrors.
-	 */
+	/* every signature handed over has its key already: no DNS here */
 	if (dkim_eoh(d) == DKIM_STAT_OK) {
 		(void)dkim_body(d, (u_char *)(uintptr_t)data + body,
 		    len - body);
@@ -568,9 +566,7 @@ auth_dkim_sig(struct auth *au, const struct dkimtag_sig *st,
 	else if ((flags & DKIM_SIGFLAG_PASSED) != 0 &&
 	    dkim_sig_getbh(sig) == DKIM_SIGBH_MATCH)
 		k->result = DKIM_R_PASS;
-	else if (err == DKIM_SIGERROR_KEYFAIL || (au->dkim_tempfail &&
-	    (flags & DKIM_SIGFLAG_PROCESSED) == 0 &&
-	    (flags & DKIM_SIGFLAG_KEYLOADED) == 0))
+	else if (err == DKIM_SIGERROR_KEYFAIL)
 		k->result = DKIM_R_TEMPERROR;	/* DNS failed */
 	else if (err == DKIM_SIGERROR_OK || err == DKIM_SIGERROR_BADSIG ||
 	    err == DKIM_SIGERROR_CORRUPT_B || err == DKIM_SIGERROR_CORRUPT_BH ||
@@ -626,60 +622,45 @@ auth_dkim_covers(const struct dkimtag_sig *st, const struct mime_msg *mm,
 }
 
 /*
- * libopendkim asks for the key of a signature: TXT at
- * selector._domainkey.domain, through the relay.  A record whose tag
- * list is invalid (RFC 6376 3.2) is no key; one whose t= says "s"
- * marks the signature, which then fails if its i= is in a subdomain.
+ * libopendkim asks for the key of a signature: the record
+ * auth_dkim_lookup() kept for the field it was handed, paired by every
+ * tag (auth_dkim_same), so no DNS question is asked twice.
  */
 static DKIM_CBSTAT
 auth_dkim_key(DKIM *d, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
 {
 	struct auth		*au = dkim_get_user_context(d);
-	const char		*dom, *sel, *alg;
-	size_t			 i, k;
-	int			 strict;
+	const struct dkimtag_sig *st;
+	size_t			 k;
 
-	dom = (const char *)dkim_sig_getdomain(sig);
-	sel = (const char *)dkim_sig_getselector(sig);
-	if (au == NULL || dom == NULL || sel == NULL)
-		return DKIM_CBSTAT_NOTFOUND;
-	alg = (const char *)dkim_sig_gettagvalue(sig, false, (u_char *)"a");
-	switch (auth_dkim_lookup(au, dom, sel, alg, &i)) {
-	case DKIM_KEY_TEMP:
-		au->dkim_tempfail = 1;
-		return DKIM_CBSTAT_TRYAGAIN;
-	case DKIM_KEY_NONE:
-		return DKIM_CBSTAT_NOTFOUND;
+	for (k = 0; au != NULL && k < au->nsigfed; k++) {
+		st = &au->sigtags[au->sigfed[k]];
+		if (!auth_dkim_same(st, sig))
+			continue;
+		if (st->keyrec == NULL || st->keylen >= buflen)
+			return DKIM_CBSTAT_NOTFOUND;
+		memcpy(buf, st->keyrec, st->keylen);
+		buf[st->keylen] = '\0';
+		return DKIM_CBSTAT_CONTINUE;
 	}
-	if (au->ans->rr[i].len >= buflen)
-		return DKIM_CBSTAT_NOTFOUND;
-	(void)dkimtag_key_parse((const char *)au->ans->rr[i].data,
-	    au->ans->rr[i].len, NULL, &strict);
-	for (k = 0; k < au->nsigfed; k++)
-		if (auth_dkim_same(&au->sigtags[au->sigfed[k]], sig))
-			au->sigtags[au->sigfed[k]].key_strict = strict;
-	memcpy(buf, au->ans->rr[i].data, au->ans->rr[i].len);
-	buf[au->ans->rr[i].len] = '\0';
-	return DKIM_CBSTAT_CONTINUE;
+	return DKIM_CBSTAT_NOTFOUND;
 }
 
 /*
  * The key record of a signature: TXT at selector._domainkey.domain,
- * through the relay (which caches it for the second ask).  RFC 6376
- * 3.6.2.2: of several records, the first that is valid for a signature
- * of algorithm alg (3.6.1: tag list, v=, k=, h=); its index in au->ans
- * goes to *which.
+ * through the relay.  RFC 6376 3.6.2.2: of several records, the first
+ * that is valid for a signature of its algorithm (3.6.1: tag list, v=,
+ * k=, h=), kept in st with its t=s flag.
  */
 static int
-auth_dkim_lookup(struct auth *au, const char *dom, const char *sel,
-    const char *alg, size_t *which)
+auth_dkim_lookup(struct auth *au, struct dkimtag_sig *st)
 {
 	char		 name[DNS_NAME_MAX + 2];
 	size_t		 i;
 	int		 strict;
 
-	if ((size_t)snprintf(name, sizeof(name), "%s._domainkey.%s", sel,
-	    dom) >= sizeof(name))
+	if ((size_t)snprintf(name, sizeof(name), "%s._domainkey.%s", st->s,
+	    st->d) >= sizeof(name))
 		return DKIM_KEY_NONE;
 	if (au->ans == NULL && (au->ans = malloc(sizeof(*au->ans))) == NULL)
 		return DKIM_KEY_TEMP;
@@ -692,13 +673,28 @@ auth_dkim_lookup(struct auth *au, const char *dom, const char *sel,
 		if (memchr(au->ans->rr[i].data, '\0', au->ans->rr[i].len) !=
 		    NULL ||
 		    dkimtag_key_parse((const char *)au->ans->rr[i].data,
-		    au->ans->rr[i].len, alg, &strict) == -1)
+		    au->ans->rr[i].len, st->a, &strict) == -1)
 			continue;
-		if (which != NULL)
-			*which = i;
+		if ((st->keyrec = malloc(au->ans->rr[i].len)) == NULL)
+			return DKIM_KEY_TEMP;
+		memcpy(st->keyrec, au->ans->rr[i].data, au->ans->rr[i].len);
+		st->keylen = au->ans->rr[i].len;
+		st->key_strict = strict;
 		return DKIM_KEY_FOUND;
 	}
 	return DKIM_KEY_NONE;
+}
+
+/* The key records kept for the signatures of the last message. */
+static void
+auth_sigtags_free(struct auth *au)
+{
+	size_t	 k;
+
+	for (k = 0; au->sigtags != NULL && k < au->nsigtags; k++) {
+		free(au->sigtags[k].keyrec);
+		au->sigtags[k].keyrec = NULL;
+	}
 }
 
 /* A name we put in a header or a payload: letters, digits, . - _ */

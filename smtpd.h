@@ -643,6 +643,8 @@ struct dkimtag_sig {
 	long long		 l;		/* -1: absent */
 	int			 i_subdomain;	/* i= below d= */
 	int			 key_strict;	/* its key said t=s */
+	char			*keyrec;	/* auth.c: that key record */
+	size_t			 keylen;
 	int			 key;		/* auth.c: DKIM_KEY_* */
 };
 int		 dkimtag_parse(const char *, size_t, struct dkimtag *,
@@ -702,7 +704,6 @@ struct auth {
 	size_t			 sigfed[DMARC_DKIM_MAX];	/* those handed
 						   to libopendkim, in order */
 	size_t			 nsigfed;
-	int			 dkim_tempfail;	/* a key lookup failed */
 	struct dmarc_output	 dmarc;
 	int			 from_equals_envelope;
 	int			 auto_submitted;
