@@ -128,9 +128,10 @@ auth_reset(struct auth *au)
 }
 
 /*
- * At MAIL FROM: the message's DNS budget starts, and SPF is decided
- * for the envelope sender's domain, or for the HELO name when the
- * sender is <> (RFC 7208 2.3, 2.4).
+ * First of a message's checks that ask DNS (the verifier's): the
+ * message's DNS budget starts, and SPF is decided for the envelope
+ * sender's domain, or for the HELO name when the sender is <> (RFC 7208
+ * 2.3, 2.4).
  */
 void
 auth_spf(struct auth *au, const struct smtpd_conf *conf, int chan,
@@ -139,7 +140,6 @@ auth_spf(struct auth *au, const struct smtpd_conf *conf, int chan,
 	char		 sender[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 16];
 	const char	*at;
 
-	auth_reset(au);
 	dns_chan_init(&au->dns, &au->dc, chan);
 	if (from[0] != '\0' && (at = strrchr(from, '@')) != NULL) {
 		/*

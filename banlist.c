@@ -950,7 +950,7 @@ banlist_cache_write(const struct smtpd_conf *conf, json_t *nets,
 	iov.iov_base = text;
 	iov.iov_len = strlen(text);
 	if ((r = file_write_atomic(conf->banlist_dirfd, conf->banlist_file,
-	    &iov, 1, 0644)) == -1)
+	    &iov, 1, 0644, 0)) == -1)
 		log_warn("banlist cache %s", conf->banlist_file);
 	free(text);
 	return r;

@@ -54,6 +54,17 @@ chan_decode(const uint8_t *buf, size_t len, size_t maxbody,
 		min = 4 + 1;
 		max = CHAN_DNS_QUERY_MAX;
 		break;
+	case CHAN_VERIFY:
+		min = sizeof(struct chan_verify) + 2;	/* two strings */
+		max = maxbody;
+		break;
+	case CHAN_AUTH:
+		min = sizeof(struct chan_auth);
+		max = maxbody;
+		break;
+	case CHAN_SPOOL_ROOM:
+		min = max = 0;
+		break;
 	default:
 		min = 4;
 		max = CHAN_DNS_MAX;
@@ -91,8 +102,7 @@ chan_inbound_check(const uint8_t *body, size_t len, struct chan_inbound *in,
 		return -1;
 	memcpy(in, body, sizeof(*in));
 	if (chan_hex_field(in->session, SESSION_ID_LEN) == -1 ||
-	    chan_hex_field(in->msgid, MSG_ID_LEN) == -1 ||
-	    chan_hex_field(in->idem, IDEM_KEY_LEN) == -1)
+	    chan_hex_field(in->msgid, MSG_ID_LEN) == -1)
 		return -1;
 	*json = (const char *)body + sizeof(*in);
 	*jsonlen = len - sizeof(*in);
@@ -157,6 +167,84 @@ chan_io(int fd, struct iovec *iov, int iovcnt, int writing,
 		}
 	}
 	return 0;
+}
+
+/*
+ * Send one message whose body is iov[1..n) (iov[0] is for the header),
+ * expecting no answer, before timeout_ms.  0, or -1 with errno.
+ */
+int
+chan_send(int fd, uint16_t type, struct iovec *iov, int iovcnt,
+    long long timeout_ms)
+{
+	struct chan_hdr	 h;
+	struct timespec	 deadline;
+	size_t		 len = 0;
+	int		 i;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	for (i = 1; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	if (len > UINT32_MAX) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	memset(&h, 0, sizeof(h));
+	h.version = CHAN_VERSION;
+	h.type = type;
+	h.len = (uint32_t)len;
+	iov[0].iov_base = &h;
+	iov[0].iov_len = sizeof(h);
+	return chan_io(fd, iov, iovcnt, 1, &deadline);
+}
+
+/*
+ * Read one message of type want, its body at most maxbody, before
+ * timeout_ms, into *body (malloc'd, the caller frees it).  Returns the
+ * body's length, or -1 with errno: ETIMEDOUT, EPIPE, EPROTO.
+ */
+ssize_t
+chan_read(int fd, uint16_t want, size_t maxbody, uint8_t **body,
+    long long timeout_ms)
+{
+	struct chan_hdr	 h;
+	struct iovec	 iov;
+	struct timespec	 deadline;
+
+	*body = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	iov.iov_base = &h;
+	iov.iov_len = sizeof(h);
+	if (chan_io(fd, &iov, 1, 0, &deadline) == -1)
+		return -1;
+	if (chan_decode((const uint8_t *)&h, sizeof(h), maxbody, &h) ==
+	    -1 || h.type != want) {
+		errno = EPROTO;
+		return -1;
+	}
+	if ((*body = malloc(h.len + 1)) == NULL)
+		return -1;
+	iov.iov_base = *body;
+	iov.iov_len = h.len;
+	if (chan_io(fd, &iov, 1, 0, &deadline) == -1) {
+		free(*body);
+		*body = NULL;
+		return -1;
+	}
+	(*body)[h.len] = '\0';
+	return (ssize_t)h.len;
 }
 
 /*

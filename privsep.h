@@ -28,6 +28,9 @@
 #define HEALTH_LISTEN_FD	3	/* health: the listening socket */
 #define HEALTH_TABLE_FD		4	/* health: the ban table, read-only */
 #define METRICS_FD		5	/* every exec'd child: the metrics */
+#define RELAY_LINK_FD		4	/* relay: the verifier's link */
+#define RELAY_SPOOL_FD		6	/* relay: the --spool directory */
+#define VERIFIER_CTL_FD		3	/* verifier: the master's control */
 
 /*
  * Worker -> master: the control socket (smtpd.c, pool_ctl()).
@@ -90,6 +93,58 @@ PRIVSEP_SIZE(tls_sign_res, 8 + TLS_SIGN_MAX);
 PRIVSEP_SIZE(ctl_sign, 4 + sizeof(struct tls_sign_req));
 
 /*
+ * Master -> relay and master -> verifier: the control sockets
+ * (SOCK_SEQPACKET, one record a message, a descriptor with some).  The
+ * master is trusted; each record is still checked for its size.
+ *
+ *	CTL_CHANNEL	a worker's channel (descriptor) and the worker's
+ *			id, which the master alone gives; to both
+ *	CTL_ATTEST	the client address the master took from a worker's
+ *			connection itself (getpeername), for that worker's
+ *			session now; to the verifier
+ *	CTL_LINK	a link to a relay (descriptor): where the verifier
+ *			sends the results of that relay's workers; to the
+ *			verifier, once for every relay that runs
+ */
+enum ctl_helper_type {
+	CTL_CHANNEL = 16,
+	CTL_ATTEST,
+	CTL_LINK,
+};
+struct ctl_channel {
+	uint32_t		 type;		/* CTL_CHANNEL */
+	uint32_t		 relay;		/* the relay it is attached to */
+	uint64_t		 wid;		/* the worker's id */
+};
+struct ctl_attest {
+	uint32_t		 type;		/* CTL_ATTEST */
+	uint32_t		 pad;
+	uint64_t		 wid;
+	struct sockaddr_storage	 peer;		/* the client */
+};
+struct ctl_link {
+	uint32_t		 type;		/* CTL_LINK */
+	uint32_t		 relay;		/* which relay is behind it */
+};
+PRIVSEP_SIZE(ctl_channel, 16);
+PRIVSEP_SIZE(ctl_attest, 16 + sizeof(struct sockaddr_storage));
+PRIVSEP_SIZE(ctl_link, 8);
+
+/*
+ * Verifier -> relay: the link (SOCK_SEQPACKET).  For each message the
+ * verifier checks, one record and one descriptor: its end of a channel
+ * of its own, for that one message, on which it asks its DNS questions
+ * and hands over its result (CHAN_AUTH).  The relay pairs the result
+ * with the n-th payload of worker wid, and with nothing else.
+ */
+struct link_msg {
+	uint64_t		 wid;
+	uint32_t		 seq;		/* 1, 2...: the worker's n-th */
+	uint32_t		 pad;
+};
+PRIVSEP_SIZE(link_msg, 16);
+
+/*
  * The worker-relay channel (channel.c): a stream socket carrying
  * length-checked, versioned messages, after OpenBSD's imsg.  The relay
  * treats everything a worker sends as hostile.  Gate: chan_decode()
@@ -104,6 +159,9 @@ enum chan_type {
 	CHAN_VERDICT,		/* relay: what FIRM said */
 	CHAN_DNS_QUERY,		/* worker: a DNS question (dns.c) */
 	CHAN_DNS_ANSWER,	/* relay: its answer */
+	CHAN_VERIFY,		/* worker -> verifier: a message to check */
+	CHAN_AUTH,		/* verifier -> relay: what it found */
+	CHAN_SPOOL_ROOM,	/* worker -> relay, at MAIL: room to spool? */
 	CHAN_TYPE_MAX
 };
 
@@ -114,31 +172,85 @@ struct chan_hdr {
 	uint32_t		 len;		/* octets of body that follow */
 };
 
-struct chan_inbound {		/* followed by the JSON payload */
+struct chan_inbound {		/* followed by the worker's fields */
 	char			 session[SESSION_ID_LEN + 1];
 	char			 msgid[MSG_ID_LEN + 1];
-	char			 idem[IDEM_KEY_LEN + 1];
-	char			 pad;
+	char			 pad[2];
 };
 
 enum verdict_kind {
-	VERDICT_ACCEPTED = 1,	/* FIRM answered 2xx */
+	VERDICT_ACCEPTED = 1,	/* FIRM answered 2xx, or it is spooled */
 	VERDICT_HTTP,		/* any other HTTP status */
 	VERDICT_TIMEOUT,	/* --api-timeout ran out */
 	VERDICT_UNREACHABLE,	/* no answer: connection failed */
 	VERDICT_LOCAL,		/* the relay could not make the request */
+	VERDICT_REFUSED,	/* the verifier refused it: reply says how */
+	VERDICT_NOSPACE,	/* the spool is under its reserve */
 };
 
+/*
+ * The relay's answer.  Besides FIRM's word, what the verifier found, for
+ * the worker's log line alone: nothing here goes to FIRM again.
+ */
 struct chan_verdict {
 	int32_t			 kind;		/* enum verdict_kind */
 	int32_t			 status;	/* HTTP status, or 0 */
-	char			 text[200 + 1];	/* FIRM's error, printable */
+	char			 text[200 + 1];	/* FIRM's error, printable;
+						   the field a REFUSED names */
 	char			 pad[3];
+	int32_t			 reply;		/* REFUSED: enum reply */
+	int32_t			 authed;	/* 1: the fields below hold */
+	char			 token[32];	/* the verifier's token */
+	char			 spf[16];	/* result names */
+	char			 dkim[16];
+	char			 dmarc[16];
+	char			 verdict[16];
+	char			 pad2[4];
+	uint64_t		 size;		/* of the message as forwarded */
+};
+
+/*
+ * Worker -> verifier: a message, followed by the envelope's strings,
+ * each NUL-terminated (MAIL FROM, HELO, then nrcpts recipients), and the
+ * message as the worker holds it: our Received field (hdrlen octets),
+ * then the data.  Nothing in it is believed but as the message's own
+ * content: the client's address is the master's, the token and the
+ * results the verifier's.
+ */
+struct chan_verify {
+	char			 session[SESSION_ID_LEN + 1];
+	char			 msgid[MSG_ID_LEN + 1];
+	char			 pad[2];
+	uint32_t		 nrcpts;
+	uint32_t		 hdrlen;
+	uint32_t		 smtputf8;
+	uint32_t		 pad2;
+};
+
+/*
+ * Verifier -> relay, on the message's own channel: the result, then the
+ * payload's fields the verifier answers for, as the members of a JSON
+ * object without its braces.  reply is -1 to forward the message.
+ */
+struct chan_auth {
+	int32_t			 reply;		/* -1, or enum reply */
+	int32_t			 verdict;	/* enum auth_verdict */
+	uint32_t		 dns_queries;
+	uint32_t		 pad;
+	uint64_t		 size;
+	char			 text[64];	/* a refusal's argument */
+	char			 idem[IDEM_KEY_LEN + 1];
+	char			 token[32];
+	char			 spf[16];
+	char			 dkim[16];
+	char			 dmarc[16];
+	char			 pad2[7];
 };
 PRIVSEP_SIZE(chan_hdr, 12);
-PRIVSEP_SIZE(chan_inbound, SESSION_ID_LEN + 1 + MSG_ID_LEN + 1 +
-    IDEM_KEY_LEN + 1 + 1);
-PRIVSEP_SIZE(chan_verdict, 4 + 4 + 201 + 3);
+PRIVSEP_SIZE(chan_inbound, SESSION_ID_LEN + 1 + MSG_ID_LEN + 1 + 2);
+PRIVSEP_SIZE(chan_verdict, 4 + 4 + 201 + 3 + 4 + 4 + 32 + 16 * 4 + 4 + 8);
+PRIVSEP_SIZE(chan_verify, SESSION_ID_LEN + 1 + MSG_ID_LEN + 1 + 2 + 16);
+PRIVSEP_SIZE(chan_auth, 24 + 64 + IDEM_KEY_LEN + 1 + 32 + 16 * 3 + 7);
 
 /*
  * Every process -> health: the metrics region (metrics.c), shared

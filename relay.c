@@ -27,6 +27,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 
 #include <arpa/inet.h>
@@ -52,7 +53,8 @@
 #include "smtpd.h"
 #include "relay.h"
 
-#define RELAY_CHAN_MAX		(2 * (MAX_MAX_SESSIONS + MAX_SPARE))
+#define RELAY_CHAN_MAX		(3 * (MAX_MAX_SESSIONS + MAX_SPARE))
+#define RELAY_LINK_WAIT_MS	5000	/* for the verifier to begin */
 #define RELAY_BUFFERED_MAX	(1024UL * 1024 * 1024)	/* all channels */
 #define RELAY_DNS_PER_CHAN	16	/* questions in flight, one worker */
 
@@ -65,8 +67,28 @@ struct dnsq {				/* a question libunbound works on */
 	int			 slot;		/* in c->dns[] */
 };
 
+enum chan_kind {
+	CK_WORKER = 1,		/* a worker's: payloads, DNS */
+	CK_VERIFIER,		/* the verifier's, one message: DNS, result */
+};
+
 struct chan {
 	int			 fd;
+	enum chan_kind		 kind;
+	uint64_t		 wid;		/* the worker's, as the master
+						   and the verifier say */
+	uint32_t		 seq;		/* worker: payloads so far;
+						   verifier: the message's */
+	int			 done;		/* verifier: result is in */
+	int			 pending;	/* worker: a payload waits for
+						   its result */
+	int			 authed;	/* worker: auth is the result
+						   of its payload's message */
+	struct timespec		 since;		/* of done, of pending */
+	struct chan_auth	 auth;		/* verifier: the result */
+	char			*fields;	/* its fields, or the
+						   worker's when pending */
+	size_t			 fieldslen;
 	uint8_t			*in;		/* what the worker sent */
 	size_t			 inlen;
 	size_t			 incap;
@@ -85,6 +107,10 @@ struct chan {
 	struct timespec		 t0;
 };
 
+/* enum auth_verdict's names (auth.c is not part of this program) */
+static const char *const verdict_names[] = { "temperror", "fail", "none",
+    "weak", "strong" };
+
 static struct smtpd_conf	 conf;
 static CURLM			*relay_multi;
 static struct ub_ctx		*relay_ub;
@@ -100,6 +126,16 @@ static void	relay_sig(int);
 static void	fetcher_sig(int);
 static void	fetcher_signals(void);
 static void	relay_ctl(int);
+static void	relay_link(int);
+static struct chan *relay_chan_new(int, enum chan_kind, uint64_t, uint32_t);
+static void	relay_pending(void);
+static void	relay_pair(struct chan *);
+static void	relay_forward(struct chan *, struct chan *);
+static int	relay_fields_check(struct chan *, const char *, size_t);
+static void	relay_spool(struct chan *, const char *, size_t);
+static int	relay_spool_full(void);
+static void	relay_verdict(struct chan *, int, int, const struct chan *);
+static void	relay_auth(struct chan *, const uint8_t *, size_t);
 static void	relay_chan_read(struct chan *);
 static void	relay_chan_write(struct chan *);
 static void	relay_chan_close(size_t);
@@ -227,7 +263,7 @@ relay_main(void)
 	if (maxbody > UINT32_MAX - sizeof(struct chan_hdr))
 		maxbody = UINT32_MAX - sizeof(struct chan_hdr);
 	if ((chans = calloc(RELAY_CHAN_MAX, sizeof(*chans))) == NULL ||
-	    (wfd = calloc(RELAY_CHAN_MAX + 2, sizeof(*wfd))) == NULL)
+	    (wfd = calloc(RELAY_CHAN_MAX + 3, sizeof(*wfd))) == NULL)
 		fatal("relay: channel table");
 	/* without --api it polls only its channels, the same way */
 	if (conf.api == NULL && curl_global_init(CURL_GLOBAL_DEFAULT) !=
@@ -243,6 +279,15 @@ relay_main(void)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	(void)fcntl(RELAY_CTL_FD, F_SETFL, O_NONBLOCK);
+	(void)fcntl(RELAY_LINK_FD, F_SETFL, O_NONBLOCK);
+	/* with --spool, the payloads are written here (the master's 6) */
+	conf.spool_fd = -1;
+	if (conf.spool != NULL) {
+		if (fcntl(RELAY_SPOOL_FD, F_GETFD) == -1)
+			fatalx("relay: no spool directory (smtpd starts this "
+			    "process itself)");
+		conf.spool_fd = RELAY_SPOOL_FD;
+	}
 	relay_dns_setup();	/* reads /etc/resolv.conf */
 	sandbox_relay(&conf);
 
@@ -256,7 +301,10 @@ relay_main(void)
 		wfd[0].fd = RELAY_CTL_FD;
 		wfd[0].events = CURL_WAIT_POLLIN;
 		wfd[0].revents = 0;
-		for (i = 0, n = 1; i < nchans; i++, n++) {
+		wfd[1].fd = RELAY_LINK_FD;
+		wfd[1].events = CURL_WAIT_POLLIN;
+		wfd[1].revents = 0;
+		for (i = 0, n = 2; i < nchans; i++, n++) {
 			wfd[n].fd = chans[i]->fd;
 			wfd[n].events = 0;
 			wfd[n].revents = 0;
@@ -279,14 +327,24 @@ relay_main(void)
 		if (wfd[n].revents != 0 && ub_process(relay_ub) != 0)
 			log_warnx("relay: ub_process failed");
 		/* channels first: the indexes of wfd follow chans[] */
-		for (i = n - 1; i >= 1; i--) {
-			struct chan *c = chans[i - 1];
+		for (i = n - 1; i >= 2; i--) {
+			struct chan *c = chans[i - 2];
 
 			if (wfd[i].revents & CURL_WAIT_POLLOUT)
 				relay_chan_write(c);
 			if (wfd[i].revents & CURL_WAIT_POLLIN)
 				relay_chan_read(c);
-			if (c->fd == -1)
+		}
+		if (wfd[1].revents != 0)
+			relay_link(RELAY_LINK_FD);
+		relay_pending();
+		/* a result waits for its payload a while, closed or not */
+		for (i = nchans; i > 0; i--) {
+			struct chan *c = chans[i - 1];
+
+			if (c->fd == -1 && (c->kind != CK_VERIFIER ||
+			    !c->done || relay_ms_since(&c->since) >
+			    RELAY_AUTH_WAIT_MS))
 				relay_chan_close(i - 1);
 		}
 		if (wfd[0].revents != 0)
@@ -308,27 +366,70 @@ relay_ms_since(const struct timespec *t0)
 static void
 relay_ctl(int fd)
 {
-	struct chan	*c;
-	int		 n, cfd;
+	struct ctl_channel	 m;
+	ssize_t			 n;
+	int			 cfd;
 
 	for (;;) {
-		n = fd_recv(fd, &cfd);
+		n = fd_recv_rec(fd, &cfd, &m, sizeof(m));
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
 		if (n <= 0)
 			_exit(0);	/* the master is gone */
-		if (cfd == -1)
-			continue;
-		if (nchans == RELAY_CHAN_MAX ||
-		    (c = calloc(1, sizeof(*c))) == NULL) {
-			log_warnx("relay: no room for another channel");
-			close(cfd);
+		if (n != sizeof(m) || m.type != CTL_CHANNEL || cfd == -1) {
+			log_warnx("relay: a bad record from the master");
+			if (cfd != -1)
+				close(cfd);
 			continue;
 		}
-		(void)fcntl(cfd, F_SETFL, O_NONBLOCK);
-		c->fd = cfd;
-		chans[nchans++] = c;
+		(void)relay_chan_new(cfd, CK_WORKER, m.wid, 0);
 	}
+}
+
+/*
+ * The verifier hands over its end of a channel for one message: the
+ * seq-th of worker wid, whose payload it goes with.
+ */
+static void
+relay_link(int fd)
+{
+	struct link_msg	 m;
+	ssize_t		 n;
+	int		 cfd;
+
+	for (;;) {
+		n = fd_recv_rec(fd, &cfd, &m, sizeof(m));
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0)
+			return;		/* no verifier now; the master knows */
+		if (n != sizeof(m) || cfd == -1) {
+			log_warnx("relay: a bad record from the verifier");
+			if (cfd != -1)
+				close(cfd);
+			continue;
+		}
+		(void)relay_chan_new(cfd, CK_VERIFIER, m.wid, m.seq);
+	}
+}
+
+static struct chan *
+relay_chan_new(int fd, enum chan_kind kind, uint64_t wid, uint32_t seq)
+{
+	struct chan	*c;
+
+	if (nchans == RELAY_CHAN_MAX || (c = calloc(1, sizeof(*c))) == NULL) {
+		log_warnx("relay: no room for another channel");
+		close(fd);
+		return NULL;
+	}
+	(void)fcntl(fd, F_SETFL, O_NONBLOCK);
+	c->fd = fd;
+	c->kind = kind;
+	c->wid = wid;
+	c->seq = seq;
+	chans[nchans++] = c;
+	return c;
 }
 
 static void
@@ -353,6 +454,7 @@ relay_chan_close(size_t i)
 	curl_slist_free_all(c->hdrs);
 	firm_response_free(&c->resp);
 	free(c->body);
+	free(c->fields);
 	free(c->in);
 	buffered -= c->incap;
 	if (c->fd != -1)
@@ -385,10 +487,21 @@ relay_chan_read(struct chan *c)
 			if (h.type == CHAN_DNS_QUERY && !c->busy)
 				relay_dns_query(c, &h, c->in + sizeof(h),
 				    (size_t)len - sizeof(h));
-			else if (h.type == CHAN_INBOUND && !c->busy)
+			else if (h.type == CHAN_INBOUND && !c->busy &&
+			    c->kind == CK_WORKER)
 				relay_inbound(c, &h, c->in + sizeof(h),
 				    (size_t)len - sizeof(h));
-			else {
+			else if (h.type == CHAN_SPOOL_ROOM && !c->busy &&
+			    c->kind == CK_WORKER) {
+				c->reqid = h.id;
+				relay_verdict(c, relay_spool_full() ?
+				    VERDICT_NOSPACE : VERDICT_ACCEPTED, 0,
+				    NULL);
+			} else if (h.type == CHAN_AUTH && !c->done &&
+			    c->kind == CK_VERIFIER) {
+				relay_auth(c, c->in + sizeof(h),
+				    (size_t)len - sizeof(h));
+			} else {
 				log_warnx("relay: unexpected message type %u",
 				    (unsigned)h.type);
 				close(c->fd);
@@ -483,10 +596,41 @@ relay_chan_write(struct chan *c)
 	c->outoff = c->outlen = 0;
 }
 
+/*
+ * The answer to a worker's request; to a payload, with what the
+ * verifier found, for the worker's log line.
+ */
 static void
 relay_answer(struct chan *c, const struct chan_verdict *v)
 {
-	relay_queue(c, CHAN_VERDICT, c->reqid, v, sizeof(*v));
+	struct chan_verdict	 a = *v;
+
+	if (c->authed) {
+		a.authed = 1;
+		memcpy(a.token, c->auth.token, sizeof(a.token));
+		memcpy(a.spf, c->auth.spf, sizeof(a.spf));
+		memcpy(a.dkim, c->auth.dkim, sizeof(a.dkim));
+		memcpy(a.dmarc, c->auth.dmarc, sizeof(a.dmarc));
+		strlcpy(a.verdict, verdict_names[c->auth.verdict],
+		    sizeof(a.verdict));
+		a.size = c->auth.size;
+		c->authed = 0;
+	}
+	relay_queue(c, CHAN_VERDICT, c->reqid, &a, sizeof(a));
+}
+
+/* An answer made here, not by FIRM. */
+static void
+relay_verdict(struct chan *c, int kind, int reply, const struct chan *v)
+{
+	struct chan_verdict	 a;
+
+	memset(&a, 0, sizeof(a));
+	a.kind = kind;
+	a.reply = reply;
+	if (v != NULL)
+		strlcpy(a.text, v->auth.text, sizeof(a.text));
+	relay_answer(c, &a);
 }
 
 /* An answer goes out after those before it; the worker drops stale ones. */
@@ -723,19 +867,18 @@ relay_dns_answer(struct chan *c, uint32_t id, int status,
 }
 
 
-/* A payload to POST: checked, signed, handed to libcurl. */
+/*
+ * A worker's payload: its own fields, checked; it waits for the
+ * verifier's result for the same message, the worker's n-th.
+ */
 static void
 relay_inbound(struct chan *c, const struct chan_hdr *h, const uint8_t *body,
     size_t len)
 {
-	struct chan_verdict	 v;
-	const char		*json;
-	size_t			 jsonlen;
-	long			 left;
+	const char	*json;
+	size_t		 jsonlen;
 
 	c->reqid = h->id;
-	memset(&v, 0, sizeof(v));
-	v.kind = VERDICT_LOCAL;
 	if (chan_inbound_check(body, len, &c->inb, &json, &jsonlen) == -1) {
 		log_warnx("relay: a worker sent a malformed payload; closing "
 		    "its channel");
@@ -743,36 +886,271 @@ relay_inbound(struct chan *c, const struct chan_hdr *h, const uint8_t *body,
 		c->fd = -1;
 		return;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &c->t0);
-	if (conf.api == NULL) {
-		relay_answer(c, &v);	/* --spool: nothing to POST to */
+	if (relay_fields_check(c, json, jsonlen) == -1) {
+		close(c->fd);	/* a worker that lies: no more of it */
+		c->fd = -1;
 		return;
 	}
+	free(c->fields);
+	if ((c->fields = malloc(jsonlen)) == NULL) {
+		relay_verdict(c, VERDICT_LOCAL, 0, NULL);
+		return;
+	}
+	memcpy(c->fields, json, jsonlen);
+	c->fieldslen = jsonlen;
+	c->seq++;
+	c->pending = 1;
+	c->busy = 1;
+	clock_gettime(CLOCK_MONOTONIC, &c->since);
+	relay_pair(c);
+}
+
+/*
+ * The worker's fields: one JSON object, each member one the worker
+ * answers for (what it decoded of the message).  Who sent it, the
+ * token, the results, the client and the message itself are the
+ * verifier's and the master's: a payload naming any of them is a
+ * worker taken over, refused and logged.  0, or -1.
+ */
+static int
+relay_fields_check(struct chan *c, const char *json, size_t len)
+{
+	static const char *const ours[] = { "subject", "body", "headers",
+	    "tls", "message_id", "received_at" };
+	json_error_t	 err;
+	json_t		*o, *v;
+	const char	*k, *bad = NULL;
+	size_t		 i;
+
+	o = json_loadb(json, len, JSON_REJECT_DUPLICATES, &err);
+	if (o == NULL || !json_is_object(o))
+		bad = "(not one JSON object)";
+	else
+		json_object_foreach(o, k, v) {
+			for (i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
+				if (strcmp(k, ours[i]) == 0)
+					break;
+			if (i == sizeof(ours) / sizeof(ours[0])) {
+				bad = k;
+				break;
+			}
+		}
+	if (bad != NULL) {
+		char clean[64];
+
+		log_sanitize(clean, sizeof(clean), bad, strlen(bad));
+		log_event(LOG_WARNING, "payload_refused", c->inb.session,
+		    "{s:s, s:s, s:s}", "id", c->inb.msgid, "field", clean,
+		    "error", "a worker named a field that is not its own");
+	}
+	json_decref(o);
+	return bad == NULL ? 0 : -1;
+}
+
+/* The verifier's result for one message, kept until its payload comes. */
+static void
+relay_auth(struct chan *c, const uint8_t *body, size_t len)
+{
+	memcpy(&c->auth, body, sizeof(c->auth));
+	c->auth.text[sizeof(c->auth.text) - 1] = '\0';
+	c->auth.idem[sizeof(c->auth.idem) - 1] = '\0';
+	c->auth.token[sizeof(c->auth.token) - 1] = '\0';
+	c->auth.spf[sizeof(c->auth.spf) - 1] = '\0';
+	c->auth.dkim[sizeof(c->auth.dkim) - 1] = '\0';
+	c->auth.dmarc[sizeof(c->auth.dmarc) - 1] = '\0';
+	if (c->auth.verdict < AUTHV_TEMPERROR ||
+	    c->auth.verdict > AUTHV_STRONG)
+		c->auth.verdict = AUTHV_TEMPERROR;
+	c->fieldslen = len - sizeof(c->auth);
+	if ((c->fields = malloc(c->fieldslen + 1)) == NULL)
+		c->auth.reply = REPLY_LOCALERR;
+	else {
+		memcpy(c->fields, body + sizeof(c->auth), c->fieldslen);
+		c->fields[c->fieldslen] = '\0';
+	}
+	c->done = 1;
+	clock_gettime(CLOCK_MONOTONIC, &c->since);
+	metrics_add(M_VERDICT + c->auth.verdict, 1);
+	metrics_add(M_DNS_QUERIES, c->auth.dns_queries);
+	/* its work is done: the verifier's child leaves */
+	close(c->fd);
+	c->fd = -1;
+}
+
+/* Payloads waiting for their results: paired, or given up. */
+static void
+relay_pending(void)
+{
+	size_t	 i;
+
+	for (i = 0; i < nchans; i++)
+		if (chans[i]->kind == CK_WORKER && chans[i]->pending &&
+		    chans[i]->fd != -1)
+			relay_pair(chans[i]);
+}
+
+/*
+ * The result for worker c's seq-th message: with it, the payload goes;
+ * without it (none began within RELAY_LINK_WAIT_MS, or it ended without
+ * one, or took longer than RELAY_AUTH_WAIT_MS), the worker hears 451:
+ * no payload leaves without a verdict for it.
+ */
+static void
+relay_pair(struct chan *c)
+{
+	struct chan	*v = NULL;
+	size_t		 i;
+	long		 waited = relay_ms_since(&c->since);
+
+	for (i = 0; i < nchans; i++)
+		if (chans[i]->kind == CK_VERIFIER &&
+		    chans[i]->wid == c->wid && chans[i]->seq == c->seq) {
+			v = chans[i];
+			break;
+		}
+	if (v != NULL && v->done) {
+		relay_forward(c, v);
+		v->done = 0;	/* used: closed in the loop */
+		return;
+	}
+	if ((v == NULL && waited < RELAY_LINK_WAIT_MS) ||
+	    (v != NULL && v->fd != -1 && waited < RELAY_AUTH_WAIT_MS))
+		return;
+	log_event(LOG_WARNING, "verdict_missing", c->inb.session,
+	    "{s:s, s:s}", "id", c->inb.msgid, "error", v == NULL ?
+	    "no message for this payload reached the verifier" :
+	    "the verifier gave no result for it");
+	c->pending = 0;
+	c->busy = 0;
+	relay_verdict(c, VERDICT_LOCAL, 0, NULL);
+}
+
+/*
+ * The whole payload: the verifier's members, then the worker's, in one
+ * object; then POSTed (--api) or written (--spool).  A message the
+ * verifier refused goes nowhere: the worker hears why.
+ */
+static void
+relay_forward(struct chan *c, struct chan *v)
+{
+	struct chan_verdict	 a;
+	const char		*w = c->fields;
+	size_t			 wlen = c->fieldslen, len;
+	long			 left;
+
+	c->pending = 0;
+	c->busy = 0;
+	c->auth = v->auth;
+	c->authed = 1;
+	if (v->auth.reply != -1) {
+		relay_verdict(c, VERDICT_REFUSED, v->auth.reply, v);
+		return;
+	}
+	/* the worker's object, checked: "{...}", its braces dropped */
+	while (wlen > 0 && (w[wlen - 1] == ' ' || w[wlen - 1] == '\n' ||
+	    w[wlen - 1] == '\r' || w[wlen - 1] == '\t'))
+		wlen--;
+	while (wlen > 0 && (*w == ' ' || *w == '\n' || *w == '\r' ||
+	    *w == '\t')) {
+		w++;
+		wlen--;
+	}
+	if (wlen < 2 || w[0] != '{' || w[wlen - 1] != '}') {
+		relay_verdict(c, VERDICT_LOCAL, 0, NULL);
+		return;
+	}
+	w++;
+	wlen -= 2;
+	len = 1 + v->fieldslen + 1 + wlen + 1;
 	free(c->body);
-	if ((c->body = malloc(jsonlen)) == NULL) {
-		relay_answer(c, &v);
+	if ((c->body = malloc(len + 1)) == NULL) {
+		relay_verdict(c, VERDICT_LOCAL, 0, NULL);
 		return;
 	}
-	memcpy(c->body, json, jsonlen);
+	c->body[0] = '{';
+	memcpy(c->body + 1, v->fields, v->fieldslen);
+	len = 1 + v->fieldslen;
+	if (wlen > 0) {
+		c->body[len++] = ',';
+		memcpy(c->body + len, w, wlen);
+		len += wlen;
+	}
+	c->body[len++] = '}';
+	c->body[len] = '\0';
+	free(c->fields);
+	c->fields = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &c->t0);
+	if (conf.spool != NULL) {
+		relay_spool(c, c->body, len);
+		return;
+	}
+	memset(&a, 0, sizeof(a));
+	a.kind = VERDICT_LOCAL;
+	if (conf.api == NULL) {
+		relay_answer(c, &a);
+		return;
+	}
 	if (c->h == NULL && (c->h = curl_easy_init()) == NULL) {
-		relay_answer(c, &v);
+		relay_answer(c, &a);
 		return;
 	}
 	curl_slist_free_all(c->hdrs);
 	c->hdrs = NULL;
 	firm_response_free(&c->resp);
 	left = (long)conf.api_timeout * 1000;
-	if (firm_prepare(&conf, c->h, "/inbound", c->body, jsonlen,
-	    c->inb.idem, FIRM_RESPONSE_MAX, left, &c->resp, &c->hdrs) == -1) {
-		relay_answer(c, &v);
+	if (firm_prepare(&conf, c->h, "/inbound", c->body, len,
+	    c->auth.idem, FIRM_RESPONSE_MAX, left, &c->resp, &c->hdrs) == -1) {
+		relay_answer(c, &a);
 		return;
 	}
 	curl_easy_setopt(c->h, CURLOPT_PRIVATE, c);
 	if (curl_multi_add_handle(relay_multi, c->h) != CURLM_OK) {
-		relay_answer(c, &v);
+		relay_answer(c, &a);
 		return;
 	}
 	c->busy = 1;
+}
+
+/* Is the spool's file system under --spool-reserve? */
+static int
+relay_spool_full(void)
+{
+	struct statvfs		 sv;
+	unsigned long long	 avail;
+
+	if (conf.spool_fd == -1 || fstatvfs(conf.spool_fd, &sv) == -1)
+		return 0;
+	avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
+	return avail < (unsigned long long)conf.spool_reserve;
+}
+
+/*
+ * Write one payload into the spool directory: a temporary file, fsync,
+ * a link to <id>.json (never over another), fsync of the directory.
+ * Nothing is lost: the sender hears 250 only after that.
+ */
+static void
+relay_spool(struct chan *c, const char *json, size_t len)
+{
+	struct iovec	 iov[2];
+	char		 name[MSG_ID_LEN + 16];
+	int		 kind = VERDICT_ACCEPTED;
+
+	(void)snprintf(name, sizeof(name), "%s.json", c->inb.msgid);
+	iov[0].iov_base = (void *)(uintptr_t)json;
+	iov[0].iov_len = len;
+	iov[1].iov_base = "\n";
+	iov[1].iov_len = 1;
+	if (relay_spool_full())
+		kind = VERDICT_NOSPACE;
+	else if (file_write_atomic(conf.spool_fd, name, iov, 2, 0640,
+	    FILE_NOREPLACE) == -1) {
+		log_event(LOG_ERR, "spool_error", c->inb.session,
+		    "{s:s, s:s, s:s}", "id", c->inb.msgid, "file", name,
+		    "error", strerror(errno));
+		kind = VERDICT_LOCAL;
+	}
+	relay_verdict(c, kind, 0, NULL);
 }
 
 /* A transfer is over: the verdict goes back, the log says what FIRM said. */

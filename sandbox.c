@@ -21,7 +21,7 @@
 #include "sandbox.h"
 
 const char *const sandbox_role_names[] = { "worker", "relay", "fetcher",
-    "health" };
+    "health", "verifier" };
 
 static void	sandbox_limits(const struct smtpd_conf *, enum sandbox_role);
 static void	sandbox_apply(const struct smtpd_conf *, enum sandbox_role,
@@ -70,9 +70,11 @@ sandbox_limits(const struct smtpd_conf *conf, enum sandbox_role role)
 	/*
 	 * No new process.  The relay needs one thread (libunbound's),
 	 * which counts as a process here: its filter refuses every clone
-	 * but a thread's instead.
+	 * but a thread's instead.  The verifier forks a child for each
+	 * message: its filter allows a fork and nothing else of clone's.
 	 */
-	if (role != ROLE_RELAY && setrlimit(RLIMIT_NPROC, &rl) == -1)
+	if (role != ROLE_RELAY && role != ROLE_VERIFIER &&
+	    setrlimit(RLIMIT_NPROC, &rl) == -1)
 		fatal("sandbox: RLIMIT_NPROC");
 	if (setrlimit(RLIMIT_CORE, &rl) == -1)
 		fatal("sandbox: RLIMIT_CORE");
@@ -158,4 +160,10 @@ void
 sandbox_health(const struct smtpd_conf *conf)
 {
 	sandbox_helper(conf, ROLE_HEALTH);
+}
+
+void
+sandbox_verifier(const struct smtpd_conf *conf)
+{
+	sandbox_helper(conf, ROLE_VERIFIER);
 }

@@ -14,6 +14,7 @@ enum sandbox_role {
 	ROLE_RELAY,
 	ROLE_FETCHER,
 	ROLE_HEALTH,
+	ROLE_VERIFIER,
 };
 
 extern const char *const sandbox_role_names[];

@@ -168,8 +168,8 @@ sandbox_landlock(const struct smtpd_conf *conf, enum sandbox_role role,
 		    LANDLOCK_RULE_PATH_BENEATH, &pb, 0) == -1)
 			fatal("sandbox: landlock_add_rule (directory)");
 	}
-	for (i = 0; role == ROLE_WORKER && i < sizeof(gconv) /
-	    sizeof(gconv[0]); i++) {
+	for (i = 0; (role == ROLE_WORKER || role == ROLE_VERIFIER) &&
+	    i < sizeof(gconv) / sizeof(gconv[0]); i++) {
 		if ((fd = open(gconv[i], O_PATH | O_DIRECTORY |
 		    O_CLOEXEC)) == -1)
 			continue;
@@ -271,7 +271,8 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum sandbox_role role,
 	ALLOW(poll);
 	ALLOW(pselect6);
 	ERRNO(ioctl, ENOTTY);
-	if (role == ROLE_WORKER || role == ROLE_HEALTH) {
+	if (role == ROLE_WORKER || role == ROLE_HEALTH ||
+	    role == ROLE_VERIFIER) {
 		/* no F_SETOWN, F_SETSIG, leases: signals stay ours */
 		ALLOW_IF(fcntl, ARG(1, SCMP_CMP_EQ, F_GETFL, 0));
 		ALLOW_IF(fcntl, ARG(1, SCMP_CMP_EQ, F_SETFL, 0));
@@ -301,6 +302,7 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum sandbox_role role,
 	ALLOW(renameat);
 	ALLOW(renameat2);
 	ALLOW(unlinkat);
+	ALLOW(linkat);		/* a spool file, never over another */
 
 	if (role == ROLE_WORKER) {
 		/*
@@ -321,6 +323,18 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum sandbox_role role,
 		ERRNO(socketpair, EPERM);
 		ALLOW_IF(sendto, ARG(4, SCMP_CMP_EQ, 0, 0));
 		ALLOW(recvfrom);
+	} else if (role == ROLE_VERIFIER) {
+		/*
+		 * No network: its channels, and a new one to the relay for
+		 * each message, handed over on the relay's link.
+		 */
+		ERRNO(socket, EPERM);
+		ALLOW_IF(socketpair, ARG(0, SCMP_CMP_EQ, AF_UNIX, 0));
+		ALLOW_IF(sendto, ARG(4, SCMP_CMP_EQ, 0, 0));
+		ALLOW(recvfrom);
+		ALLOW(sendmsg);
+		ALLOW(recvmsg);
+		ALLOW(wait4);
 	} else if (role == ROLE_HEALTH) {
 		/* accept on its one listening socket, nothing else */
 		ALLOW_IF(accept4, ARG(0, SCMP_CMP_EQ, conf->health_l.fd, 0));
@@ -439,6 +453,13 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum sandbox_role role,
 		ALLOW(epoll_ctl);
 		ALLOW(epoll_wait);
 		ALLOW(epoll_pwait);
+	} else if (role == ROLE_VERIFIER) {
+		/* fork(), which glibc makes a clone without CLONE_VM */
+		ALLOW_IF(clone, ARG(0, SCMP_CMP_MASKED_EQ, CLONE_VM |
+		    CLONE_THREAD | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID |
+		    CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
+		    CLONE_NEWCGROUP, 0));
+		ALLOW(set_robust_list);
 	} else
 		ERRNO(clone, EPERM);
 	ERRNO(fork, EPERM);
@@ -586,10 +607,15 @@ sandbox_os_plan(const struct smtpd_conf *conf, enum sandbox_role role)
 		return &plan_worker;
 	p->role = role;
 	p->ruleset = sandbox_landlock(conf, role, role == ROLE_FETCHER ?
-	    conf->banlist_dirfd : -1);
+	    conf->banlist_dirfd : role == ROLE_RELAY ? conf->spool_fd : -1);
 	sandbox_seccomp(conf, role, &p->prog);
 	p->root = NULL;
-	if (geteuid() == 0) {
+	if (geteuid() == 0 && role == ROLE_VERIFIER) {
+		/* iconv's modules, as a worker's (GCONV_PATH is "/") */
+		p->root = sandbox_gconv_dir();
+		if (strcmp(p->root, SANDBOX_EMPTY_DIR) == 0)
+			(void)mkdir(SANDBOX_EMPTY_DIR, 0755);
+	} else if (geteuid() == 0) {
 		(void)mkdir(SANDBOX_EMPTY_DIR, 0755);
 		p->root = SANDBOX_EMPTY_DIR;
 	}
@@ -622,6 +648,8 @@ sandbox_os_report(const struct smtpd_conf *conf,
 	    "its client and its channels only: no socket, no connect" :
 	    role == ROLE_HEALTH ?
 	    "its HTTP clients only: no socket, no connect" :
+	    role == ROLE_VERIFIER ?
+	    "its channels only: no socket, no connect" :
 	    role == ROLE_RELAY ? (conf->api != NULL ?
 	    "TCP to the FIRM API's port; DNS to the resolvers" :
 	    "DNS to the resolvers") :

@@ -56,12 +56,19 @@ sandbox_os_plan(const struct smtpd_conf *conf, enum sandbox_role role)
 	plan.dir = NULL;
 	switch (role) {
 	case ROLE_WORKER:
-		plan.dir = conf->spool;
 		/* inet: accept(2) on the listening sockets */
-		plan.promises = "stdio rpath wpath cpath inet";
+		plan.promises = "stdio inet";
 		break;
 	case ROLE_RELAY:
-		plan.promises = "stdio inet recvfd";
+		/* where the payloads are written, with --spool */
+		plan.dir = conf->spool;
+		plan.promises = conf->spool != NULL ?
+		    "stdio rpath wpath cpath inet recvfd" :
+		    "stdio inet recvfd";
+		break;
+	case ROLE_VERIFIER:
+		/* a child for each message; channels to the relay */
+		plan.promises = "stdio proc recvfd sendfd";
 		break;
 	case ROLE_FETCHER:
 		/* where the --banlist-cache file is renamed */
@@ -119,10 +126,9 @@ sandbox_worker_narrow(const struct smtpd_conf *conf)
 	const char	*p;
 
 	if (conf->max_use > 1)		/* it accepts again */
-		p = conf->spool == NULL ? "stdio inet" :
-		    "stdio cpath wpath inet";
+		p = "stdio inet";
 	else
-		p = conf->spool == NULL ? "stdio" : "stdio cpath wpath";
+		p = "stdio";
 	if (pledge(p, NULL) == -1)
 		fatal("sandbox: pledge");
 }

@@ -68,6 +68,7 @@ struct session {
 	int			 fd_in;
 	int			 fd_out;
 	int			 chan;		/* to the relay */
+	int			 vchan;		/* to the verifier */
 	struct tls		*tls;		/* once TLS is active */
 	char			 tls_info[128];	/* version and cipher */
 	char			 id[SESSION_ID_LEN + 1];
@@ -103,7 +104,7 @@ struct session {
 	size_t			 data_bytes;
 	int			 data_slow;	/* under DATA_MIN_RATE */
 	struct sockaddr_storage	 peer;
-	struct auth		 auth;
+	struct chan_verdict	 verdict;	/* the relay's last answer */
 };
 
 static void	session_init(struct session *, struct session_ctx *);
@@ -289,6 +290,7 @@ session_init(struct session *s, struct session_ctx *ctx)
 	s->fd_in = ctx->fd_in;
 	s->fd_out = ctx->fd_out;
 	s->chan = ctx->chan;
+	s->vchan = ctx->vchan;
 	random_hex(s->id, sizeof(s->id));
 	addr_str(&ctx->peer, s->client_ip, sizeof(s->client_ip));
 	memcpy(&s->peer, &ctx->peer, sizeof(s->peer));
@@ -637,21 +639,20 @@ session_wait(struct session *s, struct timespec *ts)
 }
 
 /*
- * With --spool: is its file system under --spool-reserve?  Asked at
- * MAIL, before any data is taken, so a full disk is a 452 the sender
- * retries, not a message lost at write time.
+ * With --spool: is its file system under --spool-reserve?  Asked of
+ * the relay at MAIL, before any data is taken, so a full disk is a 452
+ * the sender retries, not a message lost at write time.
  */
 static int
 session_spool_full(struct session *s)
 {
-	struct statvfs	 sv;
-	unsigned long long free;
+	struct chan_verdict	 v;
 
-	if (s->conf->spool == NULL || s->conf->spool_fd == -1 ||
-	    fstatvfs(s->conf->spool_fd, &sv) == -1)
+	/* the relay writes the spool; it checks again when it writes */
+	if (s->conf->spool == NULL || chan_request(s->chan, CHAN_SPOOL_ROOM,
+	    NULL, 0, NULL, 0, CHAN_VERDICT, &v, sizeof(v), 5000) == -1)
 		return 0;
-	free = (unsigned long long)sv.f_bavail * sv.f_frsize;
-	return free < (unsigned long long)s->conf->spool_reserve;
+	return v.kind == VERDICT_NOSPACE;
 }
 
 /* Greeting, after --greet-delay; -1 for an early talker. */
@@ -1221,10 +1222,6 @@ session_mail(struct session *s, const char *args)
 	log_event(LOG_DEBUG, "mail", s->id, "{s:s, s:s}", "client_ip",
 	    s->client_ip, "from", clean);
 	session_reply(s, REPLY_MAILOK, NULL);
-	/* SPF while the client sends its recipients */
-	if (session_flush(s) == 0)
-		auth_spf(&s->auth, s->conf, s->chan, &s->peer, s->from,
-		    s->helo);
 }
 
 static void
@@ -1297,7 +1294,7 @@ session_reset(struct session *s)
 	s->smtputf8 = 0;
 	message_reset(&s->msg);	/* no message outlives its transaction */
 	s->bdat = 0;
-	auth_reset(&s->auth);
+	memset(&s->verdict, 0, sizeof(s->verdict));
 }
 
 /*
@@ -1570,8 +1567,8 @@ session_verdict(struct session *s, char *token, char *text, size_t textsz)
 	if (s->msg.error)
 		return REPLY_LOCALERR;
 	session_envelope(s, &env);
-	return payload_deliver(s->conf, &env, &s->msg, s->chan, &s->auth,
-	    token, text, textsz);
+	return payload_deliver(s->conf, &env, &s->msg, s->chan, s->vchan,
+	    &s->verdict, token, text, textsz);
 }
 
 /* What the session hands to delivery: the client and the addresses. */
@@ -1598,26 +1595,23 @@ session_count_message(struct session *s, enum reply r)
 
 	metrics_add(code < 300 ? M_MSG_ACCEPTED :
 	    code < 500 ? M_MSG_TEMPFAIL : M_MSG_REJECTED, 1);
-	if (s->auth.raw != NULL) {
-		metrics_add(M_VERDICT + s->auth.verdict, 1);
-		metrics_add(M_DNS_QUERIES, s->auth.dns.queries);
-	}
 }
 
 /*
  * The "message" event: one line a message, whatever became of it,
- * with the reply it got and, when authentication ran, its results.
+ * with the reply it got and, when the verifier ran, what the relay
+ * says it found (the verifier's word, relayed, for this log alone).
  */
 static void
 session_log_message(struct session *s, enum reply r, const char *token,
     long long latency_ms)
 {
-	const struct auth	*au = &s->auth;
+	const struct chan_verdict *v = &s->verdict;
 	json_t			*rcpts;
 	char			 from[LOG_FIELD_MAX], clean[LOG_FIELD_MAX];
 	const char		*status;
 	size_t			 i;
-	int			 authed = au->raw != NULL;	/* it ran */
+	int			 authed = v->authed;
 
 	status = session_code(s, r) < 300 ? "accepted" :
 	    session_code(s, r) < 500 ? "tempfail" : "rejected";
@@ -1628,18 +1622,20 @@ session_log_message(struct session *s, enum reply r, const char *token,
 			json_array_append_new(rcpts, json_string(clean));
 		}
 	log_sanitize(from, sizeof(from), s->from, strlen(s->from));
+	if (authed && v->token[0] != '\0')
+		token = v->token;
 	log_event(LOG_INFO, "message", s->id,
 	    "{s:s, s:s, s:s, s:s, s:o*, s:I, s:s?, s:s, s:s, s:I,"
 	    " s:s*, s:s*, s:s*, s:s*}",
 	    "id", s->msg.id, "client_ip", s->client_ip,
 	    "helo", s->helo, "from", from,
 	    "rcpt", rcpts,
-	    "size", (json_int_t)(authed ? au->rawlen :
+	    "size", (json_int_t)(authed ? v->size :
 	    s->msg.hdrlen + s->msg.datalen),
 	    "token", token[0] ? token : NULL, "status", status,
 	    "reply", s->last_reply, "latency_ms", (json_int_t)latency_ms,
-	    "spf", authed ? spf_result_name(au->spf) : NULL,
-	    "dkim", authed ? auth_dkim_result(au) : NULL,
-	    "dmarc", authed ? dmarc_result_name(au->dmarc.result) : NULL,
-	    "verdict", authed ? auth_verdict_name(au->verdict) : NULL);
+	    "spf", authed ? v->spf : NULL,
+	    "dkim", authed ? v->dkim : NULL,
+	    "dmarc", authed ? v->dmarc : NULL,
+	    "verdict", authed ? v->verdict : NULL);
 }

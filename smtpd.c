@@ -61,6 +61,8 @@ struct worker {
 	uint32_t		 gen;
 	enum wstate		 state;
 	uint8_t			 key[16];	/* client of a W_BUSY session */
+	uint64_t		 wid;		/* its id, for the relay and
+						   the verifier */
 };
 
 struct pool {
@@ -79,9 +81,10 @@ struct pool {
  */
 enum child_kind {
 	CHILD_RELAY,
+	CHILD_VERIFIER,		/* after the relay: it links to it */
 	CHILD_FETCHER,
 	CHILD_HEALTH,
-	CHILD_WORKER,		/* after the relay: they need its channels */
+	CHILD_WORKER,		/* after both: they need their channels */
 	CHILD_KINDS
 };
 
@@ -89,7 +92,7 @@ enum child_when {		/* which configurations run a kind */
 	WHEN_SERVING,		/* all but --fetch-only */
 	WHEN_API,		/* with --api */
 	WHEN_HEALTH,		/* with --health */
-	WHEN_RELAY_UP,		/* serving, and with --api once a relay runs */
+	WHEN_RELAY_UP,		/* serving, once a relay and a verifier run */
 };
 
 /* How a kind is (re)started; without CF_POOL, at most once a second. */
@@ -118,11 +121,17 @@ struct child {
 	int		 fds[CHILD_FDS_MAX];	/* kept for the kind, or -1 */
 };
 
+/* fds[] of the relay: our end of the running one's link */
+#define RELAY_LINK_M	0
+
 /* fds[] of the fetcher: a pipe whose read end is each one's 3 */
 #define FETCHER_ALIVE_R	0	/* hangs up when the master is gone */
 #define FETCHER_ALIVE_W	1	/* the master's */
 
 static int	master_relay_start_priv(struct child *);
+static int	master_verifier_start_priv(struct child *);
+static void	master_verifier_link(void);
+static void	master_attest(struct pool *, struct worker *);
 static int	master_fetcher_start_priv(struct child *);
 static int	master_health_start_priv(struct child *);
 static int	master_workers_start(struct child *);
@@ -132,6 +141,10 @@ static struct child		 children[CHILD_KINDS] = {
 	    .when = WHEN_SERVING, .flags = CF_RELOAD | CF_OVERLAP |
 	    CF_CHANNELS, .start = master_relay_start_priv,
 	    .gauge = M_RELAY_UP, .ctl = -1, .fds = { -1, -1, -1, -1 } },
+	[CHILD_VERIFIER] = { .name = VERIFIER_ROLE,
+	    .exited = "verifier_exited", .when = WHEN_SERVING,
+	    .flags = CF_CHANNELS, .start = master_verifier_start_priv,
+	    .gauge = M_COUNT, .ctl = -1, .fds = { -1, -1, -1, -1 } },
 	[CHILD_FETCHER] = { .name = "fetcher", .exited = "fetcher_exited",
 	    .replaced = "fetcher_replaced",
 	    .when = WHEN_API, .flags = CF_RELOAD,
@@ -157,6 +170,8 @@ static struct child		 children[CHILD_KINDS] = {
 static struct smtpd_conf	 conf;
 static struct pool		 pool;
 static uint32_t			 generation;
+static uint32_t			 relay_serial;	/* of the running relay */
+static uint64_t			 worker_serial;	/* the last worker's id */
 static char			**master_argv;
 static uint32_t			 tls_key_gen;	/* of the key in use */
 static struct metrics_map	*metrics;	/* with --health */
@@ -172,16 +187,19 @@ static int	master_banlist_attach_priv(struct smtpd_conf *);
 static void	master_listeners_bind_priv(struct smtpd_conf *);
 static void	master_health_bind_priv(struct smtpd_conf *);
 static void	master_sandbox_prepare_priv(void);
-static pid_t	master_exec_priv(const char *, const char *, int, int, int);
+static pid_t	master_exec_priv(const char *, const char *, int, int, int,
+		    int);
 static int	master_exec_fds(const int *, size_t);
-static int	master_relay_attach(int);
+static int	master_relay_attach(int, uint64_t);
 static int	master_child_wanted(const struct child *);
 static void	master_children_start(void);
 static void	master_child_stop(struct child *);
 static void	master_child_signal(struct child *, int);
 static size_t	master_child_live(const struct child *);
 static int	master_child_reaped(struct child *, pid_t, int);
-static void	master_worker_keep(struct pool *, struct worker *, int, int);
+static void	master_worker_keep(struct pool *, struct worker *, int, int,
+		    int);
+static int	master_verifier_attach(int, uint64_t);
 static time_t	monotime(void);
 static void	master_tls_reload(void);
 static void	master_tls_sign(int, const struct ctl_sign *, int);
@@ -218,6 +236,9 @@ main(int argc, char *argv[])
 	/* the health process: this program again, started by the master */
 	if (argc > 1 && strcmp(argv[1], HEALTH_ROLE) == 0)
 		health_main(argc - 1, argv + 1);
+	/* the verifier: this program again, started by the master */
+	if (argc > 1 && strcmp(argv[1], VERIFIER_ROLE) == 0)
+		verifier_main(argc - 1, argv + 1);
 
 	/* before anything touches libcrypto: see tls.c */
 	if (server_tls_init(why, sizeof(why)) == -1)
@@ -427,20 +448,20 @@ master_exec_paths(struct smtpd_conf *c, const char *argv0)
 
 /*
  * Start a program of ours by exec, with our own flags: PATH ROLE
- * FLAGS...  Its descriptor 3 is fd, 4 is fd2 and METRICS_FD is mfd, the
+ * FLAGS...  Its descriptor 3 is fd, 4 is fd2, METRICS_FD is mfd, the
  * metrics region (writable for the relay and fetcher, which count in
- * it; read-only for good for health, which only sums it), each one
- * only if there is one; 0 to 2 are ours, and nothing else we hold
- * reaches it.
+ * it; read-only for good for health, which only sums it), and 6 is fd3,
+ * each one only if there is one; 0 to 2 are ours, and nothing else we
+ * hold reaches it.
  */
-#if METRICS_FD != 5
+#if METRICS_FD != 5 || RELAY_SPOOL_FD != 6
 #error "master_exec_priv() hands the metrics region over as descriptor 5"
 #endif
 static pid_t
 master_exec_priv(const char *path, const char *role, int fd, int fd2,
-    int mfd)
+    int mfd, int fd3)
 {
-	const int	  from[] = { fd, fd2, mfd };	/* 3, 4, 5 */
+	const int	  from[] = { fd, fd2, mfd, fd3 };	/* 3 to 6 */
 	const char	 *name;
 	char		**av;
 	int		  ac, i;
@@ -508,7 +529,7 @@ master_relay_check_priv(void)
 	int	 status;
 
 	if ((pid = master_exec_priv(conf.relay_path, "check", -1, -1,
-	    metrics_fd)) == -1)
+	    metrics_fd, -1)) == -1)
 		err(1, "fork");
 	while (waitpid(pid, &status, 0) == -1)
 		if (errno != EINTR)
@@ -783,6 +804,49 @@ master_tls_sign(int fd, const struct ctl_sign *m, int previous)
 static int
 master_relay_start_priv(struct child *c)
 {
+	int	 sp[2], lk[2];
+	pid_t	 pid;
+
+	c->started = monotime();
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1) {
+		log_warn("%s: socketpair", c->name);
+		return -1;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, lk) == -1) {
+		log_warn("%s: socketpair", c->name);
+		close(sp[0]);
+		close(sp[1]);
+		return -1;
+	}
+	if ((pid = master_exec_priv(conf.relay_path, c->name, sp[1],
+	    lk[1], metrics_fd, conf.spool_fd)) == -1) {
+		log_warn("%s: fork", c->name);
+		close(sp[0]);
+		close(sp[1]);
+		close(lk[0]);
+		close(lk[1]);
+		return -1;
+	}
+	close(sp[1]);
+	close(lk[1]);
+	c->pid = pid;
+	c->ctl = sp[0];
+	if (c->fds[RELAY_LINK_M] != -1)
+		close(c->fds[RELAY_LINK_M]);
+	c->fds[RELAY_LINK_M] = lk[0];
+	relay_serial++;
+	master_verifier_link();
+	return 0;
+}
+
+/*
+ * The verifier: this program again, by exec, with its control socket
+ * as its 3.  It gets the link to the running relay now, and to each
+ * relay started after it.
+ */
+static int
+master_verifier_start_priv(struct child *c)
+{
 	int	 sp[2];
 	pid_t	 pid;
 
@@ -791,8 +855,8 @@ master_relay_start_priv(struct child *c)
 		log_warn("%s: socketpair", c->name);
 		return -1;
 	}
-	if ((pid = master_exec_priv(conf.relay_path, c->name, sp[1],
-	    -1, metrics_fd)) == -1) {
+	if ((pid = master_exec_priv(conf.self_path, c->name, sp[1], -1, -1,
+	    -1)) == -1) {
 		log_warn("%s: fork", c->name);
 		close(sp[0]);
 		close(sp[1]);
@@ -801,7 +865,57 @@ master_relay_start_priv(struct child *c)
 	close(sp[1]);
 	c->pid = pid;
 	c->ctl = sp[0];
+	master_verifier_link();
 	return 0;
+}
+
+/* The verifier learns where the running relay takes its results. */
+static void
+master_verifier_link(void)
+{
+	struct ctl_link	 m;
+	int		 ctl = children[CHILD_VERIFIER].ctl;
+	int		 lk = children[CHILD_RELAY].fds[RELAY_LINK_M];
+
+	if (ctl == -1 || lk == -1)
+		return;
+	memset(&m, 0, sizeof(m));
+	m.type = CTL_LINK;
+	m.relay = relay_serial;
+	if (fd_send_rec(ctl, lk, &m, sizeof(m)) == -1)
+		log_warn("verifier: handing over a link");
+}
+
+/*
+ * A session starts: the verifier learns the client's address, before
+ * the worker hears it may serve the session.
+ */
+static void
+master_attest(struct pool *p, struct worker *w)
+{
+	struct ctl_attest	 m;
+	struct sockaddr_in6	*sin6;
+	struct sockaddr_in	*sin;
+	int			 ctl = children[CHILD_VERIFIER].ctl;
+
+	(void)p;
+	if (ctl == -1)
+		return;
+	memset(&m, 0, sizeof(m));
+	m.type = CTL_ATTEST;
+	m.wid = w->wid;
+	/* XXX the claim's key until the worker hands its connection */
+	if (memcmp(w->key, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) {
+		sin = (struct sockaddr_in *)&m.peer;
+		sin->sin_family = AF_INET;
+		memcpy(&sin->sin_addr, w->key + 12, 4);
+	} else {
+		sin6 = (struct sockaddr_in6 *)&m.peer;
+		sin6->sin6_family = AF_INET6;
+		memcpy(&sin6->sin6_addr, w->key, 16);
+	}
+	if (send(ctl, &m, sizeof(m), MSG_DONTWAIT | MSG_NOSIGNAL) == -1)
+		log_warn("verifier: attesting a session");
 }
 
 /*
@@ -821,7 +935,8 @@ master_fetcher_start_priv(struct child *c)
 		return -1;
 	}
 	if ((pid = master_exec_priv(conf.relay_path, c->name,
-	    c->fds[FETCHER_ALIVE_R], conf.banlist_rwfd, metrics_fd)) == -1) {
+	    c->fds[FETCHER_ALIVE_R], conf.banlist_rwfd, metrics_fd, -1)) ==
+	    -1) {
 		log_warn("%s: fork", c->name);
 		return -1;
 	}
@@ -846,7 +961,7 @@ master_health_start_priv(struct child *c)
 
 	c->started = monotime();
 	if ((pid = master_exec_priv(conf.self_path, c->name,
-	    conf.health_l.fd, conf.banlist_rofd, metrics_rofd)) == -1) {
+	    conf.health_l.fd, conf.banlist_rofd, metrics_rofd, -1)) == -1) {
 		log_warn("%s: fork", c->name);
 		return -1;
 	}
@@ -875,9 +990,9 @@ master_child_wanted(const struct child *c)
 	case WHEN_HEALTH:
 		return conf.health != NULL;
 	case WHEN_RELAY_UP:
-		/* with --api, a worker without a relay could only say 451 */
-		return !conf.fetch_only && (conf.api == NULL ||
-		    children[CHILD_RELAY].pid != 0);
+		/* a worker without them could only say 451 */
+		return !conf.fetch_only && children[CHILD_RELAY].pid != 0 &&
+		    children[CHILD_VERIFIER].pid != 0;
 	}
 	return 0;
 }
@@ -1025,14 +1140,39 @@ master_child_reaped(struct child *c, pid_t pid, int status)
  * the worker keeps a channel nobody reads: its deliveries get 451.
  */
 static int
-master_relay_attach(int fd)
+master_relay_attach(int fd, uint64_t wid)
 {
-	int	 ctl = children[CHILD_RELAY].ctl;
+	struct ctl_channel	 m;
+	int			 ctl = children[CHILD_RELAY].ctl;
 
 	if (ctl == -1)
 		return -1;
-	if (fd_send(ctl, fd) == -1) {
+	memset(&m, 0, sizeof(m));
+	m.type = CTL_CHANNEL;
+	m.relay = relay_serial;
+	m.wid = wid;
+	if (fd_send_rec(ctl, fd, &m, sizeof(m)) == -1) {
 		log_warn("relay: handing over a channel");
+		return -1;
+	}
+	return 0;
+}
+
+/* The same for the verifier: the worker's channel to it. */
+static int
+master_verifier_attach(int fd, uint64_t wid)
+{
+	struct ctl_channel	 m;
+	int			 ctl = children[CHILD_VERIFIER].ctl;
+
+	if (ctl == -1)
+		return -1;
+	memset(&m, 0, sizeof(m));
+	m.type = CTL_CHANNEL;
+	m.relay = relay_serial;
+	m.wid = wid;
+	if (fd_send_rec(ctl, fd, &m, sizeof(m)) == -1) {
+		log_warn("verifier: handing over a channel");
 		return -1;
 	}
 	return 0;
@@ -1094,7 +1234,7 @@ pool_live(const struct pool *p)
 static int
 pool_fork(struct pool *p, struct worker *w, int inetd)
 {
-	int	 ctl[2], ch[2];
+	int	 ctl[2], ch[2], vch[2];
 	pid_t	 pid;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) == -1)
@@ -1104,25 +1244,38 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
 		close(ctl[1]);
 		return -1;
 	}
-	(void)master_relay_attach(ch[1]);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, vch) == -1) {
+		close(ctl[0]);
+		close(ctl[1]);
+		close(ch[0]);
+		close(ch[1]);
+		return -1;
+	}
+	worker_serial++;
+	(void)master_relay_attach(ch[1], worker_serial);
+	(void)master_verifier_attach(vch[1], worker_serial);
 	close(ch[1]);
+	close(vch[1]);
 	switch (pid = fork()) {
 	case -1:
 		close(ctl[0]);
 		close(ctl[1]);
 		close(ch[0]);
+		close(vch[0]);
 		return -1;
 	case 0:
-		master_worker_keep(p, w, ctl[1], ch[0]);
-		worker_main(&conf, ctl[1], ch[0], inetd);
+		master_worker_keep(p, w, ctl[1], ch[0], vch[0]);
+		worker_main(&conf, ctl[1], ch[0], vch[0], inetd);
 	}
 	close(ctl[1]);
 	close(ch[0]);
+	close(vch[0]);
 	memset(w, 0, sizeof(*w));
 	w->pid = pid;
 	w->fd = ctl[0];
 	w->gen = generation;
 	w->state = W_IDLE;
+	w->wid = worker_serial;
 	return 0;
 }
 
@@ -1132,7 +1285,7 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
  *	0, 1, 2		its standard descriptors (with -i, the client)
  *	listeners	the SMTP sockets it accepts on
  *	ctl, chan	its own control socket and relay channel
- *	spool_fd	the spool directory, with --spool
+ *	vchan		its channel to the verifier
  *	fds[]		what its sandbox was prepared with
  *
  * and closes every other descriptor: the other workers' sockets, the
@@ -1144,7 +1297,8 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
  * closed first, made again.
  */
 static void
-master_worker_keep(struct pool *p, struct worker *w, int ctl, int chan)
+master_worker_keep(struct pool *p, struct worker *w, int ctl, int chan,
+    int vchan)
 {
 	const struct child	*c = &children[CHILD_WORKER];
 	int			 keep[3 + MAX_LISTENERS + CHILD_FDS_MAX];
@@ -1153,7 +1307,7 @@ master_worker_keep(struct pool *p, struct worker *w, int ctl, int chan)
 
 	keep[n++] = ctl;
 	keep[n++] = chan;
-	keep[n++] = conf.spool_fd;
+	keep[n++] = vchan;
 	for (i = 0; i < conf.nlisteners; i++)
 		keep[n++] = conf.listeners[i].fd;
 	for (i = 0; i < CHILD_FDS_MAX; i++)
@@ -1173,6 +1327,7 @@ master_worker_keep(struct pool *p, struct worker *w, int ctl, int chan)
 	if (!conf.debug)
 		log_init(-1, conf.verbose);
 	conf.banlist_rwfd = conf.banlist_rofd = conf.banlist_dirfd = -1;
+	conf.spool_fd = -1;	/* the relay writes the spool */
 	conf.health_l.fd = -1;
 	server_tls_key_forget();
 	metrics_use(metrics, METRICS_SLOT_WORKERS + (size_t)(w - p->w));
@@ -1277,6 +1432,7 @@ pool_claim(struct pool *p, struct worker *w, const struct ctl_claim *c)
 		w->state = W_BUSY;
 		memcpy(w->key, c->key, sizeof(w->key));
 		p->busy++;
+		master_attest(p, w);
 	} else
 		w->state = W_REFUSING;	/* not counted while it says 421 */
 	(void)send(w->fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -1615,6 +1771,7 @@ inetd_main(void)
 	sandbox_master(&conf);
 	pool_create(&pool, 1);
 	(void)master_relay_start_priv(&children[CHILD_RELAY]);
+	(void)master_verifier_start_priv(&children[CHILD_VERIFIER]);
 	w = &pool.w[0];
 	if (pool_fork(&pool, w, 1) == -1)
 		fatal("fork");
@@ -1628,6 +1785,7 @@ inetd_main(void)
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 			if (pid == w->pid) {
 				master_child_stop(&children[CHILD_RELAY]);
+				master_child_stop(&children[CHILD_VERIFIER]);
 				exit(WIFEXITED(status) ? WEXITSTATUS(status) :
 				    1);
 			}

@@ -457,6 +457,7 @@ struct session_ctx {
 	int			 banned;	/* client in the ban list */
 	int			 smtps;		/* implicit TLS listener */
 	int			 chan;		/* to the relay */
+	int			 vchan;		/* to the verifier */
 	struct sockaddr_storage	 via;		/* the PROXY peer, or
 						   AF_UNSPEC */
 };
@@ -465,10 +466,20 @@ void		 session_scrub(void);
 
 /* payload.c */
 int		 payload_token_find(const char *, size_t, char *);
-struct auth;
+struct chan_verdict;
 enum reply	 payload_deliver(const struct smtpd_conf *,
 		    const struct envelope *, const struct message *, int,
-		    struct auth *, char *, char *, size_t);
+		    int, struct chan_verdict *, char *, char *, size_t);
+enum reply	 payload_reply(struct chan_verdict *, char *, size_t);
+
+/*
+ * verifier.c: the verifier (smtpd verifier FLAGS...), which checks each
+ * message a worker hands it and tells the relay what it found.  The
+ * relay waits this long for the result of a payload's message.
+ */
+#define VERIFIER_ROLE		"verifier"
+#define RELAY_AUTH_WAIT_MS	(DNS_BUDGET_MS + 10000)
+__dead void	 verifier_main(int, char *[]);
 
 /* channel.c */
 #define CHAN_DNS_QUERY_MAX	(4 + DNS_NAME_MAX + 1)
@@ -478,6 +489,9 @@ ssize_t		 chan_decode(const uint8_t *, size_t, size_t,
 		    struct chan_hdr *);
 int		 chan_inbound_check(const uint8_t *, size_t,
 		    struct chan_inbound *, const char **, size_t *);
+struct iovec;
+int		 chan_send(int, uint16_t, struct iovec *, int, long long);
+ssize_t		 chan_read(int, uint16_t, size_t, uint8_t **, long long);
 ssize_t		 chan_request(int, uint16_t, const void *, size_t,
 		    const void *, size_t, uint16_t, void *, size_t, long long);
 
@@ -761,7 +775,7 @@ __dead void	 flag_error(const char *, const char *, ...)
 		    __attribute__((__format__ (printf, 2, 3)));
 
 /* worker.c */
-__dead void	 worker_main(struct smtpd_conf *, int, int, int);
+__dead void	 worker_main(struct smtpd_conf *, int, int, int, int);
 
 /* banlist.c */
 #define BANLIST_HDR_SIZE	4096
@@ -880,6 +894,7 @@ void		 sandbox_worker_report(const struct smtpd_conf *);
 void		 sandbox_relay(const struct smtpd_conf *);
 void		 sandbox_fetcher(const struct smtpd_conf *);
 void		 sandbox_health(const struct smtpd_conf *);
+void		 sandbox_verifier(const struct smtpd_conf *);
 
 /* cpu.c */
 void		 cpu_pin(void);
@@ -917,11 +932,14 @@ void		 testhook_run(const struct smtpd_conf *, int, int,
 struct iovec;
 void		 random_hex(char *, size_t);
 int		 fd_write_all(int, const void *, size_t);
+#define FILE_NOREPLACE		0x01	/* never over another file */
 int		 file_write_atomic(int, const char *, const struct iovec *, int,
-		    mode_t);
+		    mode_t, int);
 void		 signals_set(void (*)(int), const int *, const int *);
 int		 fd_send(int, int);
 int		 fd_recv(int, int *);
+int		 fd_send_rec(int, int, const void *, size_t);
+ssize_t		 fd_recv_rec(int, int *, void *, size_t);
 
 /* The records that cross a process boundary, each with its gate. */
 #include "privsep.h"

@@ -63,12 +63,14 @@ fd_write_all(int fd, const void *buf, size_t len)
 /*
  * Write a file so that it is either whole or absent: a temporary file
  * beside it (".name.tmp", never following a link), fsync, rename over
- * name, fsync of the directory.  Any step that fails, the directory's
- * fsync included, fails the whole: -1 with errno set, no file left.
+ * name (with FILE_NOREPLACE: a link to name, which fails with EEXIST
+ * when there is one), fsync of the directory.  Any step that fails, the
+ * directory's fsync included, fails the whole: -1 with errno set, no
+ * file left.
  */
 int
 file_write_atomic(int dirfd, const char *name, const struct iovec *iov,
-    int iovcnt, mode_t mode)
+    int iovcnt, mode_t mode, int flags)
 {
 	char	 tmp[NAME_MAX + 1];
 	int	 fd, i, saved;
@@ -91,7 +93,11 @@ file_write_atomic(int dirfd, const char *name, const struct iovec *iov,
 		goto fail;
 	}
 	fd = -1;
-	if (renameat(dirfd, tmp, dirfd, name) == -1)
+	if ((flags & FILE_NOREPLACE) != 0) {
+		if (linkat(dirfd, tmp, dirfd, name, 0) == -1)
+			goto fail;
+		(void)unlinkat(dirfd, tmp, 0);
+	} else if (renameat(dirfd, tmp, dirfd, name) == -1)
 		goto fail;
 	if (fsync(dirfd) == -1) {
 		/* renamed, but maybe not on disk: not a success */
@@ -152,6 +158,28 @@ signals_set(void (*fn)(int), const int *caught, const int *ignored)
 int
 fd_send(int sock, int fd)
 {
+	return fd_send_rec(sock, fd, "w", 1);
+}
+
+int
+fd_recv(int sock, int *fd)
+{
+	char	 c;
+	ssize_t	 n;
+
+	n = fd_recv_rec(sock, fd, &c, 1);
+	return n > 0 ? 1 : (int)n;
+}
+
+/*
+ * The same with a record of len octets (a SOCK_SEQPACKET message); fd
+ * may be -1 for none.  fd_recv_rec() returns the record's length (a
+ * longer one is cut to len, and its descriptor closed: the caller
+ * checks the length), 0 at end of file, or -1 with errno.
+ */
+int
+fd_send_rec(int sock, int fd, const void *rec, size_t len)
+{
 	struct msghdr	 msg;
 	struct iovec	 iov;
 	struct cmsghdr	*cm;
@@ -159,26 +187,27 @@ fd_send(int sock, int fd)
 		struct cmsghdr	 hdr;
 		char		 buf[CMSG_SPACE(sizeof(int))];
 	}		 cmsgbuf;
-	char		 c = 'w';
 
 	memset(&msg, 0, sizeof(msg));
 	memset(&cmsgbuf, 0, sizeof(cmsgbuf));
-	iov.iov_base = &c;
-	iov.iov_len = 1;
+	iov.iov_base = (void *)(uintptr_t)rec;
+	iov.iov_len = len;
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
-	msg.msg_control = cmsgbuf.buf;
-	msg.msg_controllen = sizeof(cmsgbuf.buf);
-	cm = CMSG_FIRSTHDR(&msg);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	if (fd != -1) {
+		msg.msg_control = cmsgbuf.buf;
+		msg.msg_controllen = sizeof(cmsgbuf.buf);
+		cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	}
 	return sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) == -1 ? -1 : 0;
 }
 
-int
-fd_recv(int sock, int *fd)
+ssize_t
+fd_recv_rec(int sock, int *fd, void *rec, size_t len)
 {
 	struct msghdr	 msg;
 	struct iovec	 iov;
@@ -188,21 +217,26 @@ fd_recv(int sock, int *fd)
 		char		 buf[CMSG_SPACE(sizeof(int))];
 	}		 cmsgbuf;
 	ssize_t		 n;
-	char		 c;
 
 	*fd = -1;
 	memset(&msg, 0, sizeof(msg));
-	iov.iov_base = &c;
-	iov.iov_len = 1;
+	iov.iov_base = rec;
+	iov.iov_len = len;
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
 	msg.msg_control = cmsgbuf.buf;
 	msg.msg_controllen = sizeof(cmsgbuf.buf);
 	if ((n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) <= 0)
-		return (int)n;
+		return n;
 	if ((cm = CMSG_FIRSTHDR(&msg)) != NULL &&
 	    cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
 	    cm->cmsg_len == CMSG_LEN(sizeof(int)))
 		memcpy(fd, CMSG_DATA(cm), sizeof(int));
-	return 1;
+	if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+		if (*fd != -1)
+			close(*fd);
+		*fd = -1;
+		return (ssize_t)len + 1;	/* never the right length */
+	}
+	return n;
 }

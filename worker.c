@@ -59,7 +59,7 @@ worker_signals(void)
 }
 
 __dead void
-worker_main(struct smtpd_conf *conf, int ctl, int chan, int inetd)
+worker_main(struct smtpd_conf *conf, int ctl, int chan, int vchan, int inetd)
 {
 	struct session_ctx	 ctx;
 	uint32_t		 release = CTL_RELEASE;
@@ -76,6 +76,7 @@ worker_main(struct smtpd_conf *conf, int ctl, int chan, int inetd)
 	/* wipes what fork left of the master's key; it signs for us */
 	server_tls_set_signer(worker_tls_sign, &ctl);
 	(void)fcntl(chan, F_SETFL, O_NONBLOCK);
+	(void)fcntl(vchan, F_SETFL, O_NONBLOCK);
 
 	for (n = 0; n < conf->max_use; n++) {
 		last = inetd || n + 1 == conf->max_use;
@@ -83,6 +84,7 @@ worker_main(struct smtpd_conf *conf, int ctl, int chan, int inetd)
 		ctx.conf = conf;
 		ctx.reject = -1;
 		ctx.chan = chan;
+		ctx.vchan = vchan;
 		if (inetd) {
 			ctx.fd_in = STDIN_FILENO;
 			ctx.fd_out = STDOUT_FILENO;

@@ -1,0 +1,555 @@
+/*
+ * The verifier (smtpd verifier FLAGS..., started by the master): it
+ * decides who sent each message.  A worker hands it the message as
+ * received and the envelope over the channel the master gave them
+ * both; the client's address is the one the master took from the
+ * worker's connection itself.  For each message a child of this process
+ * (fork: one message, one process, nothing of another message in it)
+ * reads it, finds the token, applies the field rules, and computes SPF,
+ * DKIM, DMARC and the verdict, asking its DNS questions of the relay on
+ * a channel of its own; its result goes to the relay on that channel,
+ * never back through the worker.  The relay joins it to the worker's
+ * payload fields.  This process holds no key, has no network but its
+ * channels, and no file system.
+ *
+ * A worker is assumed taken over: whatever it sends is the content of
+ * a message, never a statement.  It can lie about the message only as
+ * its client could, and about the client not at all.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "smtpd.h"
+
+#define VERIFIER_CHAN_MAX	(2 * (MAX_MAX_SESSIONS + MAX_SPARE))
+#define VERIFIER_LINK_MAX	16	/* relays: the current, draining */
+
+struct wchan {				/* a worker's channel */
+	int			 fd;
+	uint64_t		 wid;
+	uint32_t		 relay;		/* where its results go */
+	uint32_t		 seq;		/* its messages so far */
+	pid_t			 child;		/* checking one now */
+	int			 attested;
+	struct sockaddr_storage	 peer;		/* the master's word */
+};
+
+struct vlink {				/* to a relay */
+	int			 fd;
+	uint32_t		 relay;
+};
+
+static struct smtpd_conf	 conf;
+static struct wchan		*wchans;
+static size_t			 nwchans;
+static struct vlink		 links[VERIFIER_LINK_MAX];
+static size_t			 nlinks;
+static volatile sig_atomic_t	 verifier_child;
+
+static void	verifier_sig(int);
+static void	verifier_ctl(int);
+static void	verifier_reap(void);
+static void	verifier_start(struct wchan *);
+static void	verifier_drop(size_t);
+static struct vlink *verifier_link(uint32_t);
+static __dead void verifier_check(struct wchan *, int);
+static int	verifier_envelope(const uint8_t *, size_t,
+		    const struct chan_verify **, const char **,
+		    const char **, const char **, size_t *, struct message *);
+static int	verifier_result(int, const struct chan_auth *, const char *,
+		    size_t);
+static char	*verifier_fields(const struct auth *, const char *,
+		    const char *, const char *, const char **, size_t,
+		    const struct sockaddr_storage *);
+static void	verifier_idem(const char *, const char **, size_t,
+		    const struct message *, char *, size_t);
+
+static void
+verifier_sig(int sig)
+{
+	if (sig == SIGCHLD)
+		verifier_child = 1;
+	else
+		smtpd_stop = 1;
+}
+
+__dead void
+verifier_main(int argc, char *argv[])
+{
+	static const int	 caught[] = { SIGTERM, SIGINT, SIGCHLD, 0 };
+	static const int	 ignored[] = { SIGHUP, SIGUSR1, 0 };
+	struct pollfd		*pfd;
+	struct wchan		**who;
+	sigset_t		 none;
+	size_t			 i, n;
+
+	conf_init(&conf, argc, argv);
+	if (sodium_init() == -1)
+		fatalx("verifier: libsodium initialisation failed");
+	conf_user(&conf);
+	log_init(conf.debug ? (conf.inetd ? STDERR_FILENO : STDOUT_FILENO) :
+	    -1, conf.verbose);
+	log_setproc("verifier");
+	signals_set(verifier_sig, caught, ignored);
+	sigemptyset(&none);
+	json_object_seed(0);	/* reads /dev/urandom now, not sandboxed */
+	auth_init();
+	if ((wchans = calloc(VERIFIER_CHAN_MAX, sizeof(*wchans))) == NULL ||
+	    (pfd = calloc(VERIFIER_CHAN_MAX + 1, sizeof(*pfd))) == NULL ||
+	    (who = calloc(VERIFIER_CHAN_MAX + 1, sizeof(*who))) == NULL)
+		fatal("verifier: channel table");
+	(void)fcntl(VERIFIER_CTL_FD, F_SETFL, O_NONBLOCK);
+	sandbox_verifier(&conf);
+
+	for (;;) {
+		if (verifier_child) {
+			verifier_child = 0;
+			verifier_reap();
+		}
+		if (smtpd_stop) {
+			/* the checks under way finish; their results go */
+			for (i = 0; i < nwchans; i++)
+				if (wchans[i].child != 0)
+					break;
+			if (i == nwchans)
+				_exit(0);
+		}
+		pfd[0].fd = VERIFIER_CTL_FD;
+		pfd[0].events = POLLIN;
+		for (i = 0, n = 1; i < nwchans; i++) {
+			if (wchans[i].child != 0 || smtpd_stop)
+				continue;	/* its child reads it */
+			pfd[n].fd = wchans[i].fd;
+			pfd[n].events = POLLIN;
+			who[n++] = &wchans[i];
+		}
+		if (ppoll(pfd, n, NULL, &none) == -1) {
+			if (errno == EINTR)
+				continue;
+			fatal("verifier: ppoll");
+		}
+		/*
+		 * The master's records first: it attests a session before
+		 * it lets the worker serve it, so the address is here
+		 * before any message of that session.
+		 */
+		if (pfd[0].revents != 0)
+			verifier_ctl(VERIFIER_CTL_FD);
+		for (i = 1; i < n; i++)
+			if (pfd[i].revents != 0)
+				verifier_start(who[i]);
+		for (i = nwchans; i > 0; i--)
+			if (wchans[i - 1].fd == -1 && wchans[i - 1].child == 0)
+				verifier_drop(i - 1);
+	}
+}
+
+/* The master's records: channels, attestations, links. */
+static void
+verifier_ctl(int fd)
+{
+	union {
+		uint32_t		 type;
+		struct ctl_channel	 ch;
+		struct ctl_attest	 at;
+		struct ctl_link		 ln;
+	}		 m;
+	struct wchan	*w;
+	ssize_t		 n;
+	size_t		 i;
+	int		 cfd;
+
+	for (;;) {
+		n = fd_recv_rec(fd, &cfd, &m, sizeof(m));
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0)
+			_exit(0);	/* the master is gone */
+		if ((size_t)n < sizeof(m.type))
+			fatalx("verifier: a short record from the master");
+		if (m.type == CTL_CHANNEL && n == sizeof(m.ch) && cfd != -1) {
+			if (nwchans == VERIFIER_CHAN_MAX) {
+				log_warnx("verifier: no room for another "
+				    "channel");
+				close(cfd);
+				continue;
+			}
+			w = &wchans[nwchans++];
+			memset(w, 0, sizeof(*w));
+			w->fd = cfd;
+			w->wid = m.ch.wid;
+			w->relay = m.ch.relay;
+			(void)fcntl(cfd, F_SETFL, O_NONBLOCK);
+		} else if (m.type == CTL_ATTEST && n == sizeof(m.at)) {
+			for (i = 0; i < nwchans; i++)
+				if (wchans[i].wid == m.at.wid) {
+					memcpy(&wchans[i].peer, &m.at.peer,
+					    sizeof(wchans[i].peer));
+					wchans[i].attested = 1;
+				}
+		} else if (m.type == CTL_LINK && n == sizeof(m.ln) &&
+		    cfd != -1) {
+			struct vlink *l = verifier_link(m.ln.relay);
+
+			if (l == NULL && nlinks < VERIFIER_LINK_MAX) {
+				l = &links[nlinks++];
+				l->fd = -1;
+			}
+			if (l == NULL) {
+				close(cfd);
+				continue;
+			}
+			if (l->fd != -1)
+				close(l->fd);
+			l->fd = cfd;
+			l->relay = m.ln.relay;
+		} else
+			fatalx("verifier: a record from the master of type "
+			    "%u and size %zd", (unsigned)m.type, n);
+		if (cfd != -1 && m.type == CTL_ATTEST)
+			close(cfd);
+	}
+}
+
+static struct vlink *
+verifier_link(uint32_t relay)
+{
+	size_t	 i;
+
+	for (i = 0; i < nlinks; i++)
+		if (links[i].relay == relay && links[i].fd != -1)
+			return &links[i];
+	return NULL;
+}
+
+/* Children that are done: their channels are read here again. */
+static void
+verifier_reap(void)
+{
+	size_t	 i;
+	pid_t	 pid;
+	int	 status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		for (i = 0; i < nwchans; i++) {
+			if (wchans[i].child != pid)
+				continue;
+			wchans[i].child = 0;
+			/* the worker broke the channel's rules, or died */
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+				if (WIFSIGNALED(status))
+					log_event(LOG_WARNING,
+					    "verifier_child_died", NULL,
+					    "{s:i}", "signal",
+					    WTERMSIG(status));
+				close(wchans[i].fd);
+				wchans[i].fd = -1;
+			}
+			break;
+		}
+}
+
+static void
+verifier_drop(size_t i)
+{
+	wchans[i] = wchans[--nwchans];
+}
+
+/*
+ * A worker's channel is readable: a message, or its end.  A child
+ * takes the message, with a channel to the worker's relay made for it,
+ * which the relay learns with the worker's id and the message's number.
+ */
+static void
+verifier_start(struct wchan *w)
+{
+	struct link_msg	 lm;
+	struct vlink	*l;
+	uint8_t		 b;
+	ssize_t		 n;
+	int		 sp[2];
+	pid_t		 pid;
+
+	n = recv(w->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0 || (l = verifier_link(w->relay)) == NULL) {
+		/* the worker is gone, or its relay: nobody to answer */
+		close(w->fd);
+		w->fd = -1;
+		return;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
+		log_warn("verifier: socketpair");
+		return;
+	}
+	memset(&lm, 0, sizeof(lm));
+	lm.wid = w->wid;
+	lm.seq = w->seq + 1;
+	if (fd_send_rec(l->fd, sp[1], &lm, sizeof(lm)) == -1) {
+		log_warn("verifier: link to relay %u", (unsigned)w->relay);
+		close(l->fd);
+		l->fd = -1;
+		close(sp[0]);
+		close(sp[1]);
+		return;
+	}
+	close(sp[1]);
+	w->seq++;
+	switch (pid = fork()) {
+	case -1:
+		log_warn("verifier: fork");
+		/* the relay sees the channel close: no result, 451 */
+		close(sp[0]);
+		return;
+	case 0:
+		verifier_check(w, sp[0]);
+	}
+	close(sp[0]);
+	w->child = pid;
+}
+
+/*
+ * In a child: one message.  Every descriptor but this worker's channel
+ * and the relay's is closed first, so what it parses can reach no other
+ * worker.  Exits 0 once the relay has the result, else 1.
+ */
+static __dead void
+verifier_check(struct wchan *w, int rfd)
+{
+	const struct chan_verify *cv;
+	struct chan_auth	 ca;
+	struct message		 msg;
+	struct mime_msg		 mm;
+	struct auth		 au;
+	const char		*from, *helo, *rcpts[MAX_MAX_RCPT], *field;
+	char			*fields = NULL, token[TOKEN_LEN + 1];
+	uint8_t			*body = NULL;
+	size_t			 i, nrcpts, maxbody;
+	ssize_t			 len;
+	int			 e, in_subject, wfd = w->fd;
+
+	for (i = 0; i < nwchans; i++)
+		if (wchans[i].fd != wfd && wchans[i].fd != -1)
+			close(wchans[i].fd);
+	for (i = 0; i < nlinks; i++)
+		if (links[i].fd != -1)
+			close(links[i].fd);
+	close(VERIFIER_CTL_FD);
+	(void)fcntl(rfd, F_SETFL, O_NONBLOCK);
+
+	maxbody = sizeof(*cv) + (size_t)conf.max_size + RECEIVED_MAX +
+	    (MAX_MAX_RCPT + 2) * (SMTP_PATH_MAX + 2);
+	len = chan_read(wfd, CHAN_VERIFY, maxbody, &body,
+	    conf.timeout * 1000LL);
+	if (len == -1 || verifier_envelope(body, (size_t)len, &cv, &from,
+	    &helo, rcpts, &nrcpts, &msg) == -1) {
+		log_event(LOG_WARNING, "verifier_refused", NULL, "{s:s}",
+		    "error", "a worker broke the channel's rules");
+		_exit(1);
+	}
+	memset(&ca, 0, sizeof(ca));
+	memset(&au, 0, sizeof(au));
+	ca.reply = -1;
+	token[0] = '\0';
+	if (!w->attested) {
+		/* no session the master knows of: nothing to believe */
+		ca.reply = REPLY_LOCALERR;
+		goto done;
+	}
+	if (mime_parse(msg.buf + msg.hdrlen, msg.len - msg.hdrlen, &mm) !=
+	    MIME_OK) {
+		ca.reply = REPLY_LOCALERR;
+		goto done;
+	}
+	in_subject = mm.subject != NULL &&
+	    payload_token_find(mm.subject, strlen(mm.subject), token);
+	if (!in_subject && !payload_token_find(mm.body, mm.bodylen, token))
+		ca.reply = REPLY_NOTOKEN;
+	else if ((e = auth_once(&msg, &field)) != -1) {
+		ca.reply = e;
+		strlcpy(ca.text, field, sizeof(ca.text));
+	} else if ((e = auth_from(&au, &msg)) != -1)
+		ca.reply = e;
+	else {
+		auth_spf(&au, &conf, rfd, &w->peer, from, helo);
+		if ((e = auth_message(&au, &conf, &msg, &mm, from, token,
+		    in_subject)) != -1)
+			ca.reply = e;
+		ca.verdict = au.verdict;
+		ca.dns_queries = (uint32_t)au.dns.queries;
+		ca.size = au.rawlen;
+		strlcpy(ca.spf, spf_result_name(au.spf), sizeof(ca.spf));
+		strlcpy(ca.dkim, auth_dkim_result(&au), sizeof(ca.dkim));
+		strlcpy(ca.dmarc, dmarc_result_name(au.dmarc.result),
+		    sizeof(ca.dmarc));
+		if (ca.reply == -1 && (fields = verifier_fields(&au, token,
+		    from, helo, rcpts, nrcpts, &w->peer)) == NULL)
+			ca.reply = REPLY_LOCALERR;
+	}
+	mime_free(&mm);
+	strlcpy(ca.token, token, sizeof(ca.token));
+	verifier_idem(from, rcpts, nrcpts, &msg, ca.idem, sizeof(ca.idem));
+ done:
+	if (verifier_result(rfd, &ca, fields, fields != NULL ?
+	    strlen(fields) : 0) == -1)
+		_exit(1);
+	_exit(0);
+}
+
+/*
+ * The message's record, taken apart and checked: the envelope's strings
+ * within their bounds, the Received field within its room.  0, or -1.
+ */
+static int
+verifier_envelope(const uint8_t *body, size_t len,
+    const struct chan_verify **cvp, const char **from, const char **helo,
+    const char **rcpts, size_t *nrcpts, struct message *msg)
+{
+	const struct chan_verify *cv = (const void *)body;
+	const char		*p, *end = (const char *)body + len, *nul;
+	const char		**out[2] = { from, helo };
+	size_t			 i, max;
+
+	if (len < sizeof(*cv) || cv->nrcpts == 0 ||
+	    cv->nrcpts > MAX_MAX_RCPT || cv->hdrlen > RECEIVED_MAX ||
+	    memchr(cv->session, '\0', sizeof(cv->session)) == NULL ||
+	    memchr(cv->msgid, '\0', sizeof(cv->msgid)) == NULL)
+		return -1;
+	p = (const char *)body + sizeof(*cv);
+	for (i = 0; i < 2 + cv->nrcpts; i++) {
+		max = i == 1 ? SMTP_HELO_MAX : SMTP_PATH_MAX;
+		if ((nul = memchr(p, '\0', (size_t)(end - p))) == NULL ||
+		    (size_t)(nul - p) > max)
+			return -1;
+		if (i < 2)
+			*out[i] = p;
+		else
+			rcpts[i - 2] = p;
+		p = nul + 1;
+	}
+	if ((*helo)[0] == '\0' || (size_t)(end - p) < cv->hdrlen)
+		return -1;
+	memset(msg, 0, sizeof(*msg));
+	strlcpy(msg->id, cv->msgid, sizeof(msg->id));
+	msg->buf = (char *)(uintptr_t)p;
+	msg->len = (size_t)(end - p);
+	msg->hdrlen = cv->hdrlen;
+	*nrcpts = cv->nrcpts;
+	*cvp = cv;
+	return 0;
+}
+
+/*
+ * The payload's fields this process answers for, as JSON members
+ * without the braces: the relay adds the worker's.
+ */
+static char *
+verifier_fields(const struct auth *au, const char *token, const char *from,
+    const char *helo, const char **rcpts, size_t nrcpts,
+    const struct sockaddr_storage *peer)
+{
+	json_t	*o, *r;
+	char	*raw, *s;
+	size_t	 i, rawlen, len;
+	char	 ip[INET6_ADDRSTRLEN];
+
+	rawlen = sodium_base64_ENCODED_LEN(au->rawlen,
+	    sodium_base64_VARIANT_ORIGINAL);
+	if ((raw = malloc(rawlen)) == NULL)
+		return NULL;
+	sodium_bin2base64(raw, rawlen, (const unsigned char *)au->raw,
+	    au->rawlen, sodium_base64_VARIANT_ORIGINAL);
+	addr_str(peer, ip, sizeof(ip));
+	if ((r = json_array()) == NULL) {
+		free(raw);
+		return NULL;
+	}
+	for (i = 0; i < nrcpts; i++)
+		if (json_array_append_new(r, json_string(rcpts[i])) == -1) {
+			json_decref(r);		/* never drop a recipient */
+			free(raw);
+			return NULL;
+		}
+	o = json_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:o, s:s, s:s, s:I,"
+	    " s:s}",
+	    "email", from,
+	    "from", au->from,
+	    "recipients", r,
+	    "token", token,
+	    "spf_result", spf_result_name(au->spf),
+	    "dkim_result", auth_dkim_result(au),
+	    "auth", auth_json(au, &conf),
+	    "client_ip", ip,
+	    "helo", helo,
+	    "size", (json_int_t)au->rawlen,
+	    "raw", raw);
+	free(raw);
+	if (o == NULL)
+		return NULL;
+	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (s == NULL || (len = strlen(s)) < 2 || s[0] != '{' ||
+	    s[len - 1] != '}') {
+		free(s);
+		return NULL;
+	}
+	memmove(s, s + 1, len - 2);
+	s[len - 2] = '\0';
+	return s;
+}
+
+/*
+ * A key unique to the message, the same when the sender retries it:
+ * BLAKE2b of the envelope and the data as received (our Received:
+ * header, which differs on each try, left out).
+ */
+static void
+verifier_idem(const char *from, const char **rcpts, size_t nrcpts,
+    const struct message *msg, char *out, size_t outlen)
+{
+	crypto_generichash_state	 st;
+	unsigned char			 h[16];
+	size_t				 i;
+
+	crypto_generichash_init(&st, NULL, 0, sizeof(h));
+	crypto_generichash_update(&st, (const unsigned char *)from,
+	    strlen(from) + 1);
+	for (i = 0; i < nrcpts; i++)
+		crypto_generichash_update(&st,
+		    (const unsigned char *)rcpts[i], strlen(rcpts[i]) + 1);
+	crypto_generichash_update(&st,
+	    (const unsigned char *)msg->buf + msg->hdrlen,
+	    msg->len - msg->hdrlen);
+	crypto_generichash_final(&st, h, sizeof(h));
+	sodium_bin2hex(out, outlen, h, sizeof(h));
+}
+
+/* The result to the relay: 0 once written, or -1. */
+static int
+verifier_result(int fd, const struct chan_auth *ca, const char *fields,
+    size_t len)
+{
+	struct iovec	 iov[3];
+
+	iov[1].iov_base = (void *)(uintptr_t)ca;
+	iov[1].iov_len = sizeof(*ca);
+	iov[2].iov_base = (void *)(uintptr_t)(fields != NULL ? fields : "");
+	iov[2].iov_len = len;
+	return chan_send(fd, CHAN_AUTH, iov, 3, 10000);
+}
