@@ -25,8 +25,6 @@
 
 static json_t	*payload_json(const struct envelope *,
 		    const struct mime_msg *, const char *, const char *);
-static int	 payload_verify(const struct smtpd_conf *,
-		    const struct envelope *, const struct message *, int);
 static enum reply payload_post(const struct smtpd_conf *,
 		    const struct envelope *, const struct message *, int,
 		    const char *, size_t, struct chan_verdict *, char *,
@@ -166,7 +164,7 @@ payload_json(const struct envelope *env, const struct mime_msg *mm,
  * Hand the verifier the message and its envelope; it answers the relay,
  * not us.
  */
-static int
+int
 payload_verify(const struct smtpd_conf *conf, const struct envelope *env,
     const struct message *msg, int vchan)
 {

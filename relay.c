@@ -605,7 +605,8 @@ relay_answer(struct chan *c, const struct chan_verdict *v)
 {
 	struct chan_verdict	 a = *v;
 
-	if (c->authed) {
+	/* authentication ran (the field rules did not refuse first) */
+	if (c->authed && c->auth.spf[0] != '\0') {
 		a.authed = 1;
 		memcpy(a.token, c->auth.token, sizeof(a.token));
 		memcpy(a.spf, c->auth.spf, sizeof(a.spf));
@@ -614,8 +615,8 @@ relay_answer(struct chan *c, const struct chan_verdict *v)
 		strlcpy(a.verdict, verdict_names[c->auth.verdict],
 		    sizeof(a.verdict));
 		a.size = c->auth.size;
-		c->authed = 0;
 	}
+	c->authed = 0;
 	relay_queue(c, CHAN_VERDICT, c->reqid, &a, sizeof(a));
 }
 

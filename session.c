@@ -1052,7 +1052,8 @@ session_test_hook(struct session *s, const char *args)
 	char	 what[256];
 
 	session_flush(s);
-	testhook_run(s->conf, s->fd_in, s->chan, args, what, sizeof(what));
+	testhook_run(s->conf, s->fd_in, s->chan, s->vchan, args, what,
+	    sizeof(what));
 	session_reply(s, REPLY_LOCALERR, what);
 }
 #endif

@@ -471,6 +471,8 @@ enum reply	 payload_deliver(const struct smtpd_conf *,
 		    const struct envelope *, const struct message *, int,
 		    int, struct chan_verdict *, char *, char *, size_t);
 enum reply	 payload_reply(struct chan_verdict *, char *, size_t);
+int		 payload_verify(const struct smtpd_conf *,
+		    const struct envelope *, const struct message *, int);
 
 /*
  * verifier.c: the verifier (smtpd verifier FLAGS...), which checks each
@@ -924,7 +926,7 @@ void		 server_tls_key_forget(void);
 #ifdef SMTPD_TEST_HOOKS
 /* testhooks.c (smtpd-test only) */
 void		 testhook_worker_start(void);
-void		 testhook_run(const struct smtpd_conf *, int, int,
+void		 testhook_run(const struct smtpd_conf *, int, int, int,
 		    const char *, char *, size_t);
 #endif
 

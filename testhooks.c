@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <arpa/inet.h>
@@ -43,6 +44,11 @@ static void	testhook_socket(const char *, char *, size_t);
 static void	testhook_scribble(char *, size_t);
 static void	testhook_dns(int, const char *, char *, size_t);
 static int	testhook_listeners(int);
+static void	testhook_forge(const struct smtpd_conf *, int, int, int,
+		    char *, size_t);
+static void	testhook_replay(const struct smtpd_conf *, int, char *,
+		    size_t);
+static void	testhook_escape(char *, size_t);
 
 /*
  * Before the sandbox (it can no longer read /proc then): note every
@@ -203,8 +209,115 @@ testhook_listeners(int shut)
 	return n;
 }
 
+/*
+ * FORGE: what a worker taken over would hand on.  The message it
+ * gives the verifier is its own (unsigned, From the victim); the
+ * payload it gives the relay names, besides its own fields, another
+ * sender, another token, another client and a strong verdict (clean:
+ * its own fields only, with another token in its subject).  What FIRM
+ * receives, if anything, is the test's to see.
+ */
+static void
+testhook_forge(const struct smtpd_conf *conf, int chan, int vchan,
+    int clean, char *what, size_t len)
+{
+	static char		 buf[1024];
+	struct envelope		 env;
+	struct message		 msg;
+	struct chan_inbound	 in;
+	struct chan_verdict	 v;
+	char			*rcpts[1] = { "test@example.org" };
+	const char		*json;
+	int			 n;
+
+	memset(&env, 0, sizeof(env));
+	env.session = "0123456789abcdef";
+	env.from = "victim@victim.example";
+	env.helo = "mail.victim.example";
+	env.rcpts = rcpts;
+	env.nrcpts = 1;
+	memset(&msg, 0, sizeof(msg));
+	strlcpy(msg.id, "fedcba9876543210", sizeof(msg.id));
+	n = snprintf(buf, sizeof(buf), "Received: from forged\r\n"
+	    "From: <victim@victim.example>\r\n"
+	    "Subject: FIRM-TOKEN:FORG-EDTO-KEN1\r\n\r\nhello\r\n");
+	msg.buf = buf;
+	msg.len = (size_t)n;
+	msg.hdrlen = strlen("Received: from forged\r\n");
+	if (payload_verify(conf, &env, &msg, vchan) == -1) {
+		snprintf(what, len, "forge: verifier: %s", strerror(errno));
+		return;
+	}
+	json = clean ? "{\"subject\":\"FIRM-TOKEN:STOL-ENTO-KEN0\","
+	    "\"body\":\"FIRM-TOKEN:STOL-ENTO-KEN0\",\"headers\":{},"
+	    "\"tls\":null,\"message_id\":null,\"received_at\":\"x\"}" :
+	    "{\"subject\":\"s\",\"body\":\"b\",\"headers\":{},"
+	    "\"tls\":null,\"message_id\":null,\"received_at\":\"x\","
+	    "\"from\":\"ceo@bank.example\","
+	    "\"token\":\"FIRM-TOKEN:STOL-ENTO-KEN0\","
+	    "\"client_ip\":\"192.0.2.1\","
+	    "\"auth\":{\"verdict\":\"strong\"}}";
+	memset(&in, 0, sizeof(in));
+	strlcpy(in.session, env.session, sizeof(in.session));
+	strlcpy(in.msgid, msg.id, sizeof(in.msgid));
+	if (chan_request(chan, CHAN_INBOUND, &in, sizeof(in), json,
+	    strlen(json), CHAN_VERDICT, &v, sizeof(v), 30000) == -1)
+		snprintf(what, len, "forge: relay: %s", strerror(errno));
+	else
+		snprintf(what, len, "forge: relay: verdict %d status %d",
+		    (int)v.kind, (int)v.status);
+}
+
+/*
+ * REPLAY: a second payload for the message this session just sent,
+ * with no message for it to the verifier.
+ */
+static void
+testhook_replay(const struct smtpd_conf *conf, int chan, char *what,
+    size_t len)
+{
+	struct chan_inbound	 in;
+	struct chan_verdict	 v;
+	const char		*json = "{\"subject\":\"again\"}";
+
+	(void)conf;
+	memset(&in, 0, sizeof(in));
+	strlcpy(in.session, "0123456789abcdef", sizeof(in.session));
+	strlcpy(in.msgid, "0123456789abcdef", sizeof(in.msgid));
+	if (chan_request(chan, CHAN_INBOUND, &in, sizeof(in), json,
+	    strlen(json), CHAN_VERDICT, &v, sizeof(v), 30000) == -1)
+		snprintf(what, len, "replay: relay: %s", strerror(errno));
+	else
+		snprintf(what, len, "replay: relay: verdict %d status %d",
+		    (int)v.kind, (int)v.status);
+}
+
+/*
+ * ESCAPE: without Landlock, a directory descriptor is a way out of the
+ * chroot (openat(fd, "../../etc/passwd")).  Which ones does this worker
+ * hold?
+ */
+static void
+testhook_escape(char *what, size_t len)
+{
+	struct stat	 st;
+	size_t		 o;
+	int		 fd, n = 0;
+
+	o = (size_t)snprintf(what, len, "directory descriptors:");
+	for (fd = 0; fd < 1024; fd++) {
+		if (fstat(fd, &st) == -1 || !S_ISDIR(st.st_mode))
+			continue;
+		n++;
+		if (o < len)
+			o += (size_t)snprintf(what + o, len - o, " %d", fd);
+	}
+	if (n == 0)
+		snprintf(what, len, "directory descriptors: none");
+}
+
 void
-testhook_run(const struct smtpd_conf *conf, int client, int chan,
+testhook_run(const struct smtpd_conf *conf, int client, int chan, int vchan,
     const char *args, char *what, size_t len)
 {
 	struct sockaddr_in	 sin;
@@ -215,7 +328,15 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan,
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (strcasecmp(args, "BANLIST-WRITE") == 0)
+	if (strcasecmp(args, "FORGE") == 0)
+		testhook_forge(conf, chan, vchan, 0, what, len);
+	else if (strcasecmp(args, "FORGE-CLEAN") == 0)
+		testhook_forge(conf, chan, vchan, 1, what, len);
+	else if (strcasecmp(args, "REPLAY") == 0)
+		testhook_replay(conf, chan, what, len);
+	else if (strcasecmp(args, "ESCAPE") == 0)
+		testhook_escape(what, len);
+	else if (strcasecmp(args, "BANLIST-WRITE") == 0)
 		strlcpy(what, banlist_test_write(conf->banlist), len);
 	else if (strcasecmp(args, "SHM-SCRIBBLE") == 0)
 		testhook_scribble(what, len);

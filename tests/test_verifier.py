@@ -1,0 +1,140 @@
+"""The verifier (SPEC section 1): a worker taken over can neither forge
+what FIRM believes nor hand the relay a payload without a verdict.
+
+The test build's hooks act as such a worker: XTEST FORGE hands the
+relay a payload naming another sender, token, client and verdict;
+XTEST FORGE-CLEAN one with only its own fields but another token in
+them; XTEST REPLAY a second payload for a message already sent; XTEST
+ESCAPE lists the directory descriptors a worker holds (without
+Landlock, each is a way out of its chroot).  What FIRM receives is
+the verifier's word and the master's, or nothing.
+"""
+
+import os
+import time
+
+from conftest import (SMTPD_TEST, assert_reply, make_message, wait_for,
+                      TOKEN)
+from test_sandbox import LOCALERR
+
+
+def processes(srv):
+    """{pid: argv} of the server's process tree."""
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+            with open("/proc/%s/stat" % pid) as f:
+                pgid = int(f.read().rsplit(")", 1)[1].split()[2])
+        except OSError:
+            continue
+        if pgid == srv.proc.pid:
+            out[int(pid)] = [a.decode(errors="replace") for a in argv if a]
+    return out
+
+
+def test_the_verifier_runs_sandboxed_as_its_own_process(smtpd):
+    srv = smtpd()
+    assert wait_for(lambda: any(
+        e.get("event") == "sandbox" and e.get("role") == "verifier"
+        for e in srv.logs()), 5)
+    [e] = [e for e in srv.logs() if e.get("event") == "sandbox" and
+           e.get("role") == "verifier"]
+    assert e["user"] == "nobody" and e["chroot"], e
+    assert "no socket" in e["network"], e
+    assert any(argv[1:2] == ["verifier"] for argv in
+               processes(srv).values()), processes(srv)
+
+
+def test_a_payload_naming_the_verifiers_fields_is_refused(smtpd, firm):
+    srv = smtpd(api=firm.url, binary=SMTPD_TEST)
+    with srv.session() as c:
+        c.ehlo()
+        r = c.cmd("XTEST FORGE")
+        # the relay closes the channel of a worker that lies
+        assert r.lines[0].startswith(LOCALERR + "forge: relay:"), r.lines
+        assert "verdict" not in r.lines[0], r.lines
+    time.sleep(1)
+    assert firm.inbound() == []
+    assert wait_for(lambda: [e for e in srv.logs()
+                             if e.get("event") == "payload_refused"], 5)
+    [e] = [e for e in srv.logs() if e.get("event") == "payload_refused"]
+    assert e["field"] in ("from", "token", "client_ip", "auth"), e
+    # everyone else is served
+    with srv.session() as c:
+        assert_reply(c.deliver(make_message()), "250 2.0.0")
+        c.quit()
+
+
+def test_firm_gets_the_verifiers_sender_token_and_the_masters_client(
+        smtpd, firm):
+    srv = smtpd(api=firm.url, binary=SMTPD_TEST)
+    with srv.session() as c:
+        c.ehlo()
+        r = c.cmd("XTEST FORGE-CLEAN")
+        assert r.lines == [LOCALERR + "forge: relay: verdict 1 status 200"], \
+            r.lines
+    [q] = firm.wait_inbound(1)
+    p = q.json()
+    # the message's own From and token; the payload's other token lost
+    assert p["from"] == "victim@victim.example", p
+    assert p["token"] == "FIRM-TOKEN:FORG-EDTO-KEN1", p
+    assert p["subject"] == "FIRM-TOKEN:STOL-ENTO-KEN0"     # worker's word
+    # the client is the one the master saw, the verdict the verifier's
+    assert p["client_ip"] == "127.0.0.1", p
+    assert p["auth"]["verdict"] != "strong", p["auth"]
+    assert p["auth"]["dkim"] == [], p["auth"]
+
+
+def test_a_second_payload_for_one_message_is_refused(smtpd, firm):
+    srv = smtpd(api=firm.url, binary=SMTPD_TEST)
+    with srv.session() as c:
+        assert_reply(c.deliver(make_message()), "250 2.0.0")
+        t0 = time.monotonic()
+        r = c.cmd("XTEST REPLAY", timeout=20)
+        # VERDICT_LOCAL (5): no result of the verifier's for it
+        assert r.lines == [LOCALERR + "replay: relay: verdict 5 status 0"], \
+            r.lines
+        assert time.monotonic() - t0 < 15
+        c.quit()
+    time.sleep(0.5)
+    assert len(firm.inbound()) == 1
+    assert [e for e in srv.logs() if e.get("event") == "verdict_missing"]
+
+
+def test_a_worker_holds_no_directory_descriptor(smtpd):
+    """With --spool the relay writes the spool: no worker has a
+    directory descriptor it could leave its chroot through
+    (openat(fd, "../../etc/passwd") on a kernel without Landlock)."""
+    srv = smtpd(binary=SMTPD_TEST)
+    with srv.session() as c:
+        r = c.cmd("XTEST ESCAPE")
+        assert r.lines == [LOCALERR + "directory descriptors: none"], \
+            r.lines
+    with srv.session() as c:
+        assert_reply(c.deliver(make_message()), "250 2.0.0")
+        c.quit()
+    [entry] = srv.read_spool()
+    assert entry["token"] == TOKEN
+    assert entry["client_ip"] == "127.0.0.1"
+
+
+def test_the_same_message_name_is_never_written_over(smtpd):
+    """The relay writes <id>.json with a link, never over a file that
+    is there: a worker repeating another message's id gets 451, and
+    the first file stays as it was."""
+    srv = smtpd(binary=SMTPD_TEST)
+    with srv.session() as c:
+        r = c.cmd("XTEST FORGE-CLEAN")
+        assert r.lines == [LOCALERR + "forge: relay: verdict 1 status 0"], \
+            r.lines
+    [first] = srv.read_spool()
+    with srv.session() as c:
+        r = c.cmd("XTEST FORGE-CLEAN")
+        assert r.lines == [LOCALERR + "forge: relay: verdict 5 status 0"], \
+            r.lines
+    assert srv.read_spool() == [first]
+    assert [e for e in srv.logs() if e.get("event") == "spool_error"]
