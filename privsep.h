@@ -41,14 +41,25 @@
  * anything else kills the worker.  The master's answer is trusted.
  */
 enum ctl_type {
-	CTL_CLAIM = 1,		/* a session starts: key of the client */
+	CTL_CLAIM = 1,		/* a session starts: its client */
 	CTL_RELEASE,		/* that session is over; idle again */
 	CTL_TLS_SIGN,		/* a private-key operation of a handshake */
 };
 
+/*
+ * A claim travels with the accepted connection itself (SCM_RIGHTS, the
+ * one record that carries a descriptor).  The master takes the peer's
+ * address with getpeername() on it, reads no byte, and closes its copy
+ * (pool_attest()): the address claimed must be that peer's, unless the
+ * peer is inside --proxy-from, where it is the one the worker read from
+ * the PROXY header.  The master derives the accounting key itself.
+ */
 struct ctl_claim {
 	uint32_t		 type;		/* CTL_CLAIM */
-	uint8_t			 key[16];	/* IPv4 mapped, or IPv6 /64 */
+	uint16_t		 family;	/* AF_INET, AF_INET6; AF_UNSPEC
+						   for -i off a socket */
+	uint16_t		 port;		/* network order */
+	uint8_t			 addr[16];	/* IPv4 in the first 4 */
 };
 
 struct ctl_answer {
@@ -56,7 +67,7 @@ struct ctl_answer {
 	int32_t			 reply;		/* -1 to serve, else enum reply */
 };
 
-PRIVSEP_SIZE(ctl_claim, 4 + 16);
+PRIVSEP_SIZE(ctl_claim, 4 + 2 + 2 + 16);
 PRIVSEP_SIZE(ctl_answer, 4 + 4);
 
 /*

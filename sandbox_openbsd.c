@@ -37,8 +37,11 @@ sandbox_master(const struct smtpd_conf *conf)
 	(void)conf;
 	if (setrlimit(RLIMIT_CORE, &rl) == -1)
 		fatal("sandbox: RLIMIT_CORE");
-	/* it execs smtpd-relay and hands it the workers' channels */
-	if (pledge("stdio rpath proc exec id sendfd", NULL) == -1)
+	/*
+	 * it execs smtpd-relay and hands it the workers' channels; each
+	 * worker's claim hands it the client's connection
+	 */
+	if (pledge("stdio rpath proc exec id sendfd recvfd", NULL) == -1)
 		fatal("sandbox: pledge");
 }
 
@@ -57,8 +60,11 @@ sandbox_os_plan(const struct smtpd_conf *conf, enum sandbox_role role)
 	switch (role) {
 	case ROLE_WORKER:
 		plan.dir = conf->spool;
-		/* inet: accept(2) on the listening sockets */
-		plan.promises = "stdio rpath wpath cpath inet";
+		/*
+		 * inet: accept(2) on the listening sockets; sendfd: each
+		 * claim hands the master the client's connection
+		 */
+		plan.promises = "stdio rpath wpath cpath inet sendfd";
 		break;
 	case ROLE_RELAY:
 		plan.promises = "stdio inet recvfd";
@@ -119,10 +125,11 @@ sandbox_worker_narrow(const struct smtpd_conf *conf)
 	const char	*p;
 
 	if (conf->max_use > 1)		/* it accepts again */
-		p = conf->spool == NULL ? "stdio inet" :
-		    "stdio cpath wpath inet";
-	else
-		p = conf->spool == NULL ? "stdio" : "stdio cpath wpath";
+		p = conf->spool == NULL ? "stdio inet sendfd" :
+		    "stdio cpath wpath inet sendfd";
+	else		/* its one claim is still to come */
+		p = conf->spool == NULL ? "stdio sendfd" :
+		    "stdio cpath wpath sendfd";
 	if (pledge(p, NULL) == -1)
 		fatal("sandbox: pledge");
 }

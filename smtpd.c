@@ -60,7 +60,10 @@ struct worker {
 	int			 fd;		/* our end of its control socket */
 	uint32_t		 gen;
 	enum wstate		 state;
-	uint8_t			 key[16];	/* client of a W_BUSY session */
+	uint8_t			 key[16];	/* client of a W_BUSY session:
+						   addr_key() of addr */
+	struct sockaddr_storage	 addr;		/* the client, attested */
+	char			 ip[INET6_ADDRSTRLEN];	/* addr, printed */
 };
 
 struct pool {
@@ -200,8 +203,10 @@ static size_t	pool_live(const struct pool *);
 static void	pool_drop(struct pool *, struct worker *);
 static void	pool_reaped(struct pool *, struct worker *, int);
 static void	pool_ctl(struct pool *, struct worker *);
-static void	pool_claim(struct pool *, struct worker *,
-		    const struct ctl_claim *);
+static const char *pool_attest(struct worker *, const struct ctl_claim *,
+		    int);
+static void	pool_claim(struct pool *, struct worker *);
+static void	master_attest(struct pool *, struct worker *);
 static void	master_signals(void);
 static void	master_loop(void);
 static void	master_reap(void);
@@ -1252,20 +1257,62 @@ pool_reaped(struct pool *p, struct worker *w, int status)
 }
 
 /*
+ * The client of a claim, as the master knows it: the peer of the
+ * connection the worker hands over with its claim (getpeername(), no
+ * byte read), or, when that peer is inside --proxy-from, the address
+ * the worker read from the PROXY header (v2 LOCAL: the peer's own).
+ * With -i, a client on a pipe or a Unix socket has no address, and so
+ * claims none.  NULL with w->addr and w->key set, else why the claim
+ * is a lie.
+ */
+static const char *
+pool_attest(struct worker *w, const struct ctl_claim *c, int fd)
+{
+	struct sockaddr_storage	 peer, claimed;
+	struct ctl_claim	 real;
+	socklen_t		 len = sizeof(peer);
+
+	memset(&peer, 0, sizeof(peer));
+	if (fd == -1)
+		return "claim without its connection";
+	if (getpeername(fd, (struct sockaddr *)&peer, &len) == -1 &&
+	    (!conf.inetd || errno != ENOTSOCK))
+		return "claim without a connected socket";
+	if (peer.ss_family != AF_INET && peer.ss_family != AF_INET6) {
+		if (!conf.inetd)
+			return "claim without a TCP connection";
+		peer.ss_family = AF_UNSPEC;	/* -i: a pipe, a Unix socket */
+	}
+	if (addr_unpack(c, &claimed) == -1)
+		return "bad claim address";
+	memset(&real, 0, sizeof(real));
+	real.type = CTL_CLAIM;
+	addr_pack(&peer, &real);
+	if (memcmp(&real, c, sizeof(real)) != 0 &&
+	    (claimed.ss_family == AF_UNSPEC || !proxy_trusted(&conf, &peer)))
+		return "claim of another client's address";
+	memcpy(&w->addr, &claimed, sizeof(w->addr));
+	addr_str(&w->addr, w->ip, sizeof(w->ip));
+	addr_key(&w->addr, w->key);
+	return NULL;
+}
+
+/*
  * A session starts.  The limits are counted here, in the master's own
  * table, one claim at a time: two racing workers can never both slip
  * under a limit, and nothing a worker writes can change the count but
- * its own claim and release.
+ * its own claim and release.  The client is the one pool_attest()
+ * found.
  */
 static void
-pool_claim(struct pool *p, struct worker *w, const struct ctl_claim *c)
+pool_claim(struct pool *p, struct worker *w)
 {
 	struct ctl_answer	 a;
 	size_t			 i, same = 1;
 
 	for (i = 0; i < p->cap; i++)
 		if (p->w[i].pid != 0 && p->w[i].state == W_BUSY &&
-		    memcmp(p->w[i].key, c->key, sizeof(c->key)) == 0)
+		    memcmp(p->w[i].key, w->key, sizeof(w->key)) == 0)
 			same++;
 	a.type = CTL_CLAIM;
 	a.reply = -1;
@@ -1275,11 +1322,26 @@ pool_claim(struct pool *p, struct worker *w, const struct ctl_claim *c)
 		a.reply = REPLY_MAXPERIP;
 	if (a.reply == -1) {
 		w->state = W_BUSY;
-		memcpy(w->key, c->key, sizeof(w->key));
 		p->busy++;
 	} else
 		w->state = W_REFUSING;	/* not counted while it says 421 */
 	(void)send(w->fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (a.reply == -1)
+		master_attest(p, w);
+}
+
+/*
+ * XXX Not yet: tell the relay and the verifier which client address
+ * belongs to this worker (w->addr, w->ip, attested by pool_attest()),
+ * so that client_ip, Received and SPF come from the master and not
+ * from the worker (SPEC section 1).  Called after every claim the
+ * master serves; another change fills it in.
+ */
+static void
+master_attest(struct pool *p, struct worker *w)
+{
+	(void)p;
+	(void)w;
 }
 
 /*
@@ -1297,11 +1359,14 @@ pool_ctl(struct pool *p, struct worker *w)
 	}		 m;
 	ssize_t		 n;
 	const char	*why = NULL;
+	int		 fd;
 
-	n = recv(w->fd, &m, sizeof(m), MSG_DONTWAIT | MSG_TRUNC);
+	n = fd_recv_rec(w->fd, &fd, &m, sizeof(m), MSG_DONTWAIT | MSG_TRUNC);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n <= 0) {
+	if (n == -1 && errno == EBADMSG)
+		why = "bad descriptors";
+	else if (n <= 0) {
 		/* its session is over, whatever the reaper knows yet */
 		close(w->fd);
 		w->fd = -1;
@@ -1309,16 +1374,17 @@ pool_ctl(struct pool *p, struct worker *w)
 			p->busy--;
 		w->state = W_GONE;
 		return;
-	}
-	if ((size_t)n < sizeof(m.type) || (size_t)n > sizeof(m))
+	} else if ((size_t)n < sizeof(m.type) || (size_t)n > sizeof(m))
 		why = "bad record size";
+	else if (m.type != CTL_CLAIM && fd != -1)
+		why = "a descriptor with a record that takes none";
 	else if (m.type == CTL_CLAIM) {
 		if (n != sizeof(m.claim))
 			why = "bad claim size";
 		else if (w->state != W_IDLE)
 			why = "claim while not idle";
-		else
-			pool_claim(p, w, &m.claim);
+		else if ((why = pool_attest(w, &m.claim, fd)) == NULL)
+			pool_claim(p, w);
 	} else if (m.type == CTL_RELEASE) {
 		if (n != sizeof(m.type))
 			why = "bad release size";
@@ -1342,6 +1408,8 @@ pool_ctl(struct pool *p, struct worker *w)
 			    w->gen < tls_key_gen);
 	} else
 		why = "unknown record type";
+	if (fd != -1)
+		close(fd);	/* the client is the worker's */
 	if (why != NULL) {
 		log_event(LOG_WARNING, "worker_protocol_error", NULL,
 		    "{s:i, s:s}", "pid", (int)w->pid, "error", why);

@@ -429,6 +429,10 @@ int		 addr_parse_from(const char *, size_t, char *, size_t,
 		    size_t *);
 void		 addr_str(const struct sockaddr_storage *, char *, size_t);
 void		 addr_key(const struct sockaddr_storage *, uint8_t *);
+struct ctl_claim;
+void		 addr_pack(const struct sockaddr_storage *, struct ctl_claim *);
+int		 addr_unpack(const struct ctl_claim *,
+		    struct sockaddr_storage *);
 
 /* message.c: a message's data, from DATA or BDAT */
 void		 message_start(struct message *, size_t);
@@ -922,6 +926,8 @@ int		 file_write_atomic(int, const char *, const struct iovec *, int,
 void		 signals_set(void (*)(int), const int *, const int *);
 int		 fd_send(int, int);
 int		 fd_recv(int, int *);
+int		 fd_send_rec(int, int, const void *, size_t, int);
+ssize_t		 fd_recv_rec(int, int *, void *, size_t, int);
 
 /* The records that cross a process boundary, each with its gate. */
 #include "privsep.h"

@@ -43,6 +43,8 @@ static void	testhook_socket(const char *, char *, size_t);
 static void	testhook_scribble(char *, size_t);
 static void	testhook_dns(int, const char *, char *, size_t);
 static int	testhook_listeners(int);
+static int	testhook_ctl(void);
+static void	testhook_claim(int, const char *, char *, size_t);
 
 /*
  * Before the sandbox (it can no longer read /proc then): note every
@@ -203,6 +205,62 @@ testhook_listeners(int shut)
 	return n;
 }
 
+/* The worker's control socket: its one SOCK_SEQPACKET; -1 if none. */
+static int
+testhook_ctl(void)
+{
+	socklen_t	 len;
+	int		 fd, type;
+
+	for (fd = 0; fd < 256; fd++) {
+		len = sizeof(type);
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+		    type == SOCK_SEQPACKET)
+			return fd;
+	}
+	return -1;
+}
+
+/*
+ * "CLAIM ADDR": in the middle of a session, say it is over and claim
+ * the next one, with this very connection, for another client's
+ * address (what would move this session's count onto someone else);
+ * the answer says whether the master believed it.
+ */
+static void
+testhook_claim(int client, const char *args, char *what, size_t len)
+{
+	struct sockaddr_storage	 ss;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&ss;
+	struct ctl_claim	 c;
+	struct ctl_answer	 a;
+	uint32_t		 release = CTL_RELEASE;
+	int			 ctl = testhook_ctl();
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, args, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(40000);
+	} else if (inet_pton(AF_INET6, args, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(40000);
+	} else {
+		snprintf(what, len, "claim: bad address");
+		return;
+	}
+	memset(&c, 0, sizeof(c));
+	c.type = CTL_CLAIM;
+	addr_pack(&ss, &c);
+	if (send(ctl, &release, sizeof(release), MSG_NOSIGNAL) == -1 ||
+	    fd_send_rec(ctl, client, &c, sizeof(c), 0) == -1 ||
+	    recv(ctl, &a, sizeof(a), 0) != sizeof(a))
+		snprintf(what, len, "claim: %s", strerror(errno));
+	else
+		snprintf(what, len, "claim: %s", a.reply == -1 ? "served" :
+		    "refused");
+}
+
 void
 testhook_run(const struct smtpd_conf *conf, int client, int chan,
     const char *args, char *what, size_t len)
@@ -215,7 +273,9 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan,
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (strcasecmp(args, "BANLIST-WRITE") == 0)
+	if (strncasecmp(args, "CLAIM ", 6) == 0)
+		testhook_claim(client, args + 6, what, len);
+	else if (strcasecmp(args, "BANLIST-WRITE") == 0)
 		strlcpy(what, banlist_test_write(conf->banlist), len);
 	else if (strcasecmp(args, "SHM-SCRIBBLE") == 0)
 		testhook_scribble(what, len);
