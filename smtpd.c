@@ -64,6 +64,8 @@ struct worker {
 						   addr_key() of addr */
 	struct sockaddr_storage	 addr;		/* the client, attested */
 	char			 ip[INET6_ADDRSTRLEN];	/* addr, printed */
+	time_t			 claimed;	/* monotime() of the claim; 0
+						   outside a session */
 };
 
 struct pool {
@@ -206,6 +208,7 @@ static void	pool_ctl(struct pool *, struct worker *);
 static const char *pool_attest(struct worker *, const struct ctl_claim *,
 		    int);
 static void	pool_claim(struct pool *, struct worker *);
+static void	pool_overstay(struct pool *);
 static void	master_attest(struct pool *, struct worker *);
 static void	master_signals(void);
 static void	master_loop(void);
@@ -1320,6 +1323,7 @@ pool_claim(struct pool *p, struct worker *w)
 		a.reply = REPLY_MAXSESSIONS;
 	else if (same > (size_t)conf.max_per_ip)
 		a.reply = REPLY_MAXPERIP;
+	w->claimed = monotime();
 	if (a.reply == -1) {
 		w->state = W_BUSY;
 		p->busy++;
@@ -1342,6 +1346,33 @@ master_attest(struct pool *p, struct worker *w)
 {
 	(void)p;
 	(void)w;
+}
+
+/*
+ * A session lasts --session-timeout at most: its worker says 421 and
+ * ends it.  One still in a session --grace seconds later has stopped
+ * keeping time, whatever it says, and is killed (SPEC section 1); its
+ * death is counted with the others.  The master loop wakes at least
+ * once a second for this.
+ */
+static void
+pool_overstay(struct pool *p)
+{
+	struct worker	*w;
+	time_t		 now = monotime();
+	size_t		 i;
+
+	for (i = 0; i < p->cap; i++) {
+		w = &p->w[i];
+		if (w->pid == 0 || w->claimed == 0 || now - w->claimed <=
+		    (time_t)conf.session_timeout + conf.grace)
+			continue;
+		log_event(LOG_WARNING, "worker_overstay", NULL,
+		    "{s:i, s:s, s:I}", "pid", (int)w->pid, "client_ip", w->ip,
+		    "seconds", (json_int_t)(now - w->claimed));
+		kill(w->pid, SIGKILL);
+		w->claimed = 0;		/* once */
+	}
 }
 
 /*
@@ -1394,6 +1425,7 @@ pool_ctl(struct pool *p, struct worker *w)
 			if (w->state == W_BUSY)
 				p->busy--;
 			w->state = W_IDLE;
+			w->claimed = 0;
 			/* born before a reload: its TLS context is old */
 			if (w->gen != generation)
 				kill(w->pid, SIGUSR1);
@@ -1419,6 +1451,7 @@ pool_ctl(struct pool *p, struct worker *w)
 		if (w->state == W_BUSY)
 			p->busy--;
 		w->state = W_GONE;
+		w->claimed = 0;
 	}
 }
 
@@ -1478,7 +1511,8 @@ master_loop(void)
 {
 	struct pollfd	*pfd;
 	struct worker	**who;
-	struct timespec	 ts = { 1, 0 };	/* retry a fork that failed */
+	/* retry a fork that failed; end a session that overstays */
+	struct timespec	 ts = { 1, 0 };
 	sigset_t	 empty, blocked;
 	size_t		 i, n;
 
@@ -1498,6 +1532,7 @@ master_loop(void)
 			master_reload();
 		}
 		master_children_start();
+		pool_overstay(&pool);
 		master_gauges();
 		for (i = n = 0; i < pool.cap; i++) {
 			if (pool.w[i].pid == 0 || pool.w[i].fd == -1)

@@ -45,6 +45,7 @@ static void	testhook_dns(int, const char *, char *, size_t);
 static int	testhook_listeners(int);
 static int	testhook_ctl(void);
 static void	testhook_claim(int, const char *, char *, size_t);
+static __dead void testhook_overstay(void);
 
 /*
  * Before the sandbox (it can no longer read /proc then): note every
@@ -261,6 +262,18 @@ testhook_claim(int client, const char *args, char *what, size_t len)
 		    "refused");
 }
 
+/* "OVERSTAY": keep the session, and time, no more: no signal, no read. */
+static __dead void
+testhook_overstay(void)
+{
+	sigset_t	 all;
+
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, NULL);
+	for (;;)
+		sleep(1);
+}
+
 void
 testhook_run(const struct smtpd_conf *conf, int client, int chan,
     const char *args, char *what, size_t len)
@@ -275,6 +288,8 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan,
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (strncasecmp(args, "CLAIM ", 6) == 0)
 		testhook_claim(client, args + 6, what, len);
+	else if (strcasecmp(args, "OVERSTAY") == 0)
+		testhook_overstay();
 	else if (strcasecmp(args, "BANLIST-WRITE") == 0)
 		strlcpy(what, banlist_test_write(conf->banlist), len);
 	else if (strcasecmp(args, "SHM-SCRIBBLE") == 0)

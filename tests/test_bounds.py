@@ -1,9 +1,11 @@
 """What a taken-over worker cannot do (SPEC section 1), each tried by
 the test build ./smtpd-test ("XTEST <HOOK>", testhooks.c): claim a
 session for another client's address (the master learns the client
-from the connection itself)."""
+from the connection itself), or outlive --session-timeout (the master
+kills it)."""
 
 import os
+import time
 
 import pytest
 
@@ -44,4 +46,25 @@ def test_a_claim_for_another_address_kills_the_worker_and_counts_nothing(
         finally:
             second.close()
         first.quit()
+
+
+# ---------------------------------------------------------------- overstay
+
+@pytest.mark.worker_deaths
+def test_a_worker_that_overstays_its_session_is_killed(smtpd):
+    srv = smtpd("--session-timeout", "2", "--grace", "1", "-t", "30",
+                binary=SMTPD_TEST)
+    with srv.session() as c:
+        pid = worker_of(srv, c)
+        start = time.monotonic()
+        c.send("XTEST OVERSTAY\r\n")
+        c.expect_closed(timeout=10.0)
+        took = time.monotonic() - start
+    # 2 s of session and 1 of grace from the claim, and the master's
+    # one-second turn (its clock counts whole seconds)
+    assert took <= 2 + 1 + 2.5, took
+    assert_died(srv, pid, SIGKILL)
+    over = events(srv, "worker_overstay", pid)
+    assert len(over) == 1 and over[0]["level"] == "warning", over
+    assert over[0]["client_ip"] == LOOPBACK
 
