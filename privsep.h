@@ -72,10 +72,12 @@ PRIVSEP_SIZE(ctl_answer, 4 + 4);
 
 /*
  * Worker -> master: a private-key operation of the worker's own TLS
- * handshake (tls.c).  Gate: pool_ctl() (size, a busy worker), then
- * server_tls_sign_priv() (op known, len <= TLS_SIGN_MAX).
+ * handshake (tls.c).  Gate: pool_ctl() (size, not idle), then
+ * master_tls_sign() (a served session, at most TLS_SIGN_PER_SESSION of
+ * them), then server_tls_sign_priv() (op known, len <= TLS_SIGN_MAX).
  */
 #define TLS_SIGN_MAX	1024	/* largest input or output */
+#define TLS_SIGN_PER_SESSION	2	/* a handshake signs once */
 enum server_tls_op {
 	TLS_OP_RSA_PRIV_ENC = 1,	/* RSA_private_encrypt() with padding */
 	TLS_OP_ECDSA_SIGN = 2,		/* ECDSA of a digest, DER out */
@@ -87,8 +89,10 @@ struct tls_sign_req {			/* a worker asks the holder */
 	uint32_t		 len;		/* of in */
 	uint8_t			 in[TLS_SIGN_MAX];
 };
+#define TLS_SIGN_REFUSED	(-2)	/* not this worker's handshake */
 struct tls_sign_res {			/* the holder answers */
-	int32_t			 status;	/* 0 ok, -1 failed */
+	int32_t			 status;	/* 0 ok, -1 failed, or
+						   TLS_SIGN_REFUSED */
 	uint32_t		 len;		/* of out */
 	uint8_t			 out[TLS_SIGN_MAX];
 };

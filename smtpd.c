@@ -66,6 +66,8 @@ struct worker {
 	char			 ip[INET6_ADDRSTRLEN];	/* addr, printed */
 	time_t			 claimed;	/* monotime() of the claim; 0
 						   outside a session */
+	int			 signs;		/* TLS signatures asked in
+						   this session */
 };
 
 struct pool {
@@ -189,7 +191,7 @@ static int	master_child_reaped(struct child *, pid_t, int);
 static void	master_worker_keep(struct pool *, struct worker *, int, int);
 static time_t	monotime(void);
 static void	master_tls_reload(void);
-static void	master_tls_sign(int, const struct ctl_sign *, int);
+static void	master_tls_sign(struct worker *, const struct ctl_sign *);
 static void	master_reload(void);
 static json_t	*master_listener_names(const struct smtpd_conf *);
 static void	master_risks_priv(void);
@@ -769,16 +771,37 @@ master_tls_reload(void)
 
 /*
  * A private-key operation for a worker's TLS handshake: the key stays
- * here, the worker gets the result only.
+ * here, the worker gets the result only.  Only for a worker serving a
+ * session of its own, and no more than its one handshake needs
+ * (STARTTLS is once a session): any other request is an attack on the
+ * key, refused, logged once a session, and counted.
  */
 static void
-master_tls_sign(int fd, const struct ctl_sign *m, int previous)
+master_tls_sign(struct worker *w, const struct ctl_sign *m)
 {
 	struct tls_sign_res	 res;
+	const char		*why = NULL;
 
 	memset(&res, 0, sizeof(res));
-	server_tls_sign_priv(&m->req, &res, previous);
-	(void)send(fd, &res, sizeof(res), MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (w->state != W_BUSY)
+		why = "not serving a session";
+	else if (w->signs >= TLS_SIGN_PER_SESSION)
+		why = "more signatures than a handshake needs";
+	if (why != NULL) {
+		res.status = TLS_SIGN_REFUSED;
+		metrics_add(M_TLS_SIGN_REFUSED, 1);
+		if (w->signs != TLS_SIGN_PER_SESSION + 1)
+			log_event(LOG_WARNING, "tls_sign_refused", NULL,
+			    "{s:i, s:s, s:s}", "pid", (int)w->pid,
+			    "client_ip", w->ip, "reason", why);
+		w->signs = TLS_SIGN_PER_SESSION + 1;	/* logged */
+	} else {
+		w->signs++;
+		server_tls_sign_priv(&m->req, &res, w->gen < tls_key_gen);
+		metrics_add(res.status == 0 ? M_TLS_SIGNED :
+		    M_TLS_SIGN_REFUSED, 1);
+	}
+	(void)send(w->fd, &res, sizeof(res), MSG_DONTWAIT | MSG_NOSIGNAL);
 	explicit_bzero(&res, sizeof(res));
 }
 
@@ -1324,6 +1347,7 @@ pool_claim(struct pool *p, struct worker *w)
 	else if (same > (size_t)conf.max_per_ip)
 		a.reply = REPLY_MAXPERIP;
 	w->claimed = monotime();
+	w->signs = 0;
 	if (a.reply == -1) {
 		w->state = W_BUSY;
 		p->busy++;
@@ -1436,8 +1460,7 @@ pool_ctl(struct pool *p, struct worker *w)
 		else if (w->state == W_IDLE)
 			why = "signing request while idle";
 		else
-			master_tls_sign(w->fd, &m.sign,
-			    w->gen < tls_key_gen);
+			master_tls_sign(w, &m.sign);
 	} else
 		why = "unknown record type";
 	if (fd != -1)

@@ -375,6 +375,9 @@ enum metric {
 	M_WORKER_DEATHS = M_VERDICT + 5,
 	M_DNS_QUERIES,		/* smtpd_dns_queries_total */
 	M_FIRM_CONFIG_ERRORS,	/* relay: smtpd_firm_config_errors_total */
+	/* master: smtpd_tls_signatures_total{result} */
+	M_TLS_SIGNED,
+	M_TLS_SIGN_REFUSED,
 	/* gauges, each written by its one owner */
 	M_SESSIONS_ACTIVE,	/* master */
 	M_WORKERS_IDLE,		/* master */

@@ -45,6 +45,7 @@ static void	testhook_dns(int, const char *, char *, size_t);
 static int	testhook_listeners(int);
 static int	testhook_ctl(void);
 static void	testhook_claim(int, const char *, char *, size_t);
+static void	testhook_sign(const char *, char *, size_t);
 static __dead void testhook_overstay(void);
 
 /*
@@ -262,6 +263,34 @@ testhook_claim(int client, const char *args, char *what, size_t len)
 		    "refused");
 }
 
+/*
+ * "SIGN N": ask the master for N signatures of the TLS key in a row,
+ * as no handshake does; say how many it refused.
+ */
+static void
+testhook_sign(const char *args, char *what, size_t len)
+{
+	struct ctl_sign		 m;
+	struct tls_sign_res	 res;
+	int			 ctl = testhook_ctl(), i, n, refused = 0;
+
+	n = (int)strtonum(args, 1, 1000, NULL);
+	memset(&m, 0, sizeof(m));
+	m.type = CTL_TLS_SIGN;
+	m.req.op = TLS_OP_ECDSA_SIGN;
+	m.req.len = 32;		/* a SHA-256 digest */
+	for (i = 0; i < n; i++) {
+		m.req.in[0] = (uint8_t)i;
+		if (send(ctl, &m, sizeof(m), MSG_NOSIGNAL) != sizeof(m) ||
+		    recv(ctl, &res, sizeof(res), 0) != sizeof(res)) {
+			snprintf(what, len, "sign: %s", strerror(errno));
+			return;
+		}
+		refused += res.status == TLS_SIGN_REFUSED;
+	}
+	snprintf(what, len, "sign: %d of %d refused", refused, n);
+}
+
 /* "OVERSTAY": keep the session, and time, no more: no signal, no read. */
 static __dead void
 testhook_overstay(void)
@@ -288,6 +317,8 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan,
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (strncasecmp(args, "CLAIM ", 6) == 0)
 		testhook_claim(client, args + 6, what, len);
+	else if (strncasecmp(args, "SIGN ", 5) == 0)
+		testhook_sign(args + 5, what, len);
 	else if (strcasecmp(args, "OVERSTAY") == 0)
 		testhook_overstay();
 	else if (strcasecmp(args, "BANLIST-WRITE") == 0)

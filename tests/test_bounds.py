@@ -1,8 +1,9 @@
 """What a taken-over worker cannot do (SPEC section 1), each tried by
 the test build ./smtpd-test ("XTEST <HOOK>", testhooks.c): claim a
 session for another client's address (the master learns the client
-from the connection itself), or outlive --session-timeout (the master
-kills it)."""
+from the connection itself), outlive --session-timeout (the master
+kills it), or use the TLS key beyond its own handshake (the master
+refuses and counts it)."""
 
 import os
 import time
@@ -10,7 +11,9 @@ import time
 import pytest
 
 from conftest import LOOPBACK, SMTPD_TEST, assert_reply
+from test_health import metrics, start_health, value
 from test_sandbox import LOCALERR, assert_died, worker_of
+from test_tls import make_pair, starttls
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root: worker pids are found through "
@@ -67,4 +70,78 @@ def test_a_worker_that_overstays_its_session_is_killed(smtpd):
     over = events(srv, "worker_overstay", pid)
     assert len(over) == 1 and over[0]["level"] == "warning", over
     assert over[0]["client_ip"] == LOOPBACK
+
+
+# ---------------------------------------------------------------- signing
+
+@pytest.fixture
+def tls_pair(tmp_path):
+    return make_pair(tmp_path / "tls")
+
+
+def test_signatures_beyond_a_handshake_are_refused_logged_and_counted(
+        smtpd, tls_pair):
+    cert, key = tls_pair
+    srv = start_health(smtpd, "--tls-cert", cert, "--tls-key", key,
+                       binary=SMTPD_TEST)
+    with srv.session() as c:
+        pid = worker_of(srv, c)
+        c.ehlo()
+        r = c.cmd("XTEST SIGN 10")
+        # two for the session's handshake, then nothing
+        assert r.lines == [LOCALERR + "sign: 8 of 10 refused"], r.lines
+        assert_reply(c.cmd("NOOP"), "250 2.0.0")
+        c.quit()
+    refused = events(srv, "tls_sign_refused", pid)
+    assert len(refused) == 1 and refused[0]["level"] == "warning", refused
+    assert refused[0]["reason"] == "more signatures than a handshake needs"
+    vals, types = metrics(srv)
+    assert types["smtpd_tls_signatures_total"] == "counter"
+    assert value(vals, "smtpd_tls_signatures_total", result="refused") == 8
+    assert value(vals, "smtpd_tls_signatures_total", result="signed") == 2
+
+
+def test_starttls_after_its_handshake_cannot_sign_again(smtpd, tls_pair):
+    cert, key = tls_pair
+    srv = smtpd("--tls-cert", cert, "--tls-key", key, binary=SMTPD_TEST)
+    with srv.session() as c:
+        c.ehlo()
+        starttls(c)
+        c.ehlo()
+        r = c.cmd("XTEST SIGN 10")
+        assert r.lines[0].startswith(LOCALERR + "sign: "), r.lines
+        refused = int(r.lines[0].split()[-4])
+        assert refused >= 9, r.lines
+        c.quit()
+
+
+def test_a_reused_worker_signs_each_sessions_handshake(smtpd, tls_pair):
+    cert, key = tls_pair
+    srv = smtpd("--tls-cert", cert, "--tls-key", key, "--max-use", "10",
+                "--spare", "1", binary=SMTPD_TEST)
+    with srv.session() as c:
+        spent = worker_of(srv, c)
+        c.ehlo()
+        assert c.cmd("XTEST SIGN 10").lines == \
+            [LOCALERR + "sign: 8 of 10 refused"]
+        c.quit()
+    seen = []
+    for _ in range(5):
+        # two at once: the idle workers are the spent one and its spare
+        pair = [srv.session(), srv.session()]
+        try:
+            for c in pair:
+                seen.append(worker_of(srv, c))
+                c.ehlo()
+                starttls(c)
+                c.ehlo()
+                assert_reply(c.cmd("NOOP"), "250 2.0.0")
+                c.quit()
+        finally:
+            for c in pair:
+                c.close()
+        if spent in seen:
+            break
+    assert spent in seen, (spent, seen)
+    assert events(srv, "tls_sign_refused", spent)
 
