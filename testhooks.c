@@ -46,6 +46,8 @@ static int	testhook_listeners(int);
 static int	testhook_ctl(void);
 static void	testhook_claim(int, const char *, char *, size_t);
 static void	testhook_sign(const char *, char *, size_t);
+static void	testhook_buffer(const struct smtpd_conf *, int, const char *,
+		    char *, size_t);
 static __dead void testhook_overstay(void);
 
 /*
@@ -291,6 +293,34 @@ testhook_sign(const char *args, char *what, size_t len)
 	snprintf(what, len, "sign: %d of %d refused", refused, n);
 }
 
+/*
+ * "BUFFER [LEN]": announce an inbound message of LEN octets on the
+ * relay channel (by default the largest the relay takes, as relay_main()
+ * computes it), send a few of them, and leave the rest to come never.
+ */
+static void
+testhook_buffer(const struct smtpd_conf *conf, int chan, const char *args,
+    char *what, size_t len)
+{
+	struct {
+		struct chan_hdr	 h;
+		uint8_t		 body[64];
+	}			 m;
+	long long		 want;
+	ssize_t			 n;
+
+	want = conf->max_size * 32 + 1024 * 1024;
+	if (*args != '\0')
+		want = strtonum(args, 1, UINT32_MAX, NULL);
+	memset(&m, 0, sizeof(m));
+	m.h.version = CHAN_VERSION;
+	m.h.type = CHAN_INBOUND;
+	m.h.id = 1;
+	m.h.len = (uint32_t)want;
+	n = write(chan, &m, sizeof(m));
+	snprintf(what, len, "channel: announced %lld, wrote %zd", want, n);
+}
+
 /* "OVERSTAY": keep the session, and time, no more: no signal, no read. */
 static __dead void
 testhook_overstay(void)
@@ -319,6 +349,10 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan,
 		testhook_claim(client, args + 6, what, len);
 	else if (strncasecmp(args, "SIGN ", 5) == 0)
 		testhook_sign(args + 5, what, len);
+	else if (strcasecmp(args, "BUFFER") == 0 ||
+	    strncasecmp(args, "BUFFER ", 7) == 0)
+		testhook_buffer(conf, chan, args + 6 + (args[6] == ' '), what,
+		    len);
 	else if (strcasecmp(args, "OVERSTAY") == 0)
 		testhook_overstay();
 	else if (strcasecmp(args, "BANLIST-WRITE") == 0)

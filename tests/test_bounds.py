@@ -2,15 +2,18 @@
 the test build ./smtpd-test ("XTEST <HOOK>", testhooks.c): claim a
 session for another client's address (the master learns the client
 from the connection itself), outlive --session-timeout (the master
-kills it), or use the TLS key beyond its own handshake (the master
-refuses and counts it)."""
+kills it), use the TLS key beyond its own handshake (the master refuses
+and counts it), or make the relay reserve memory for a message it only
+announces (the relay grows a channel's buffer as octets arrive)."""
 
+import base64
 import os
 import time
 
 import pytest
 
-from conftest import LOOPBACK, SMTPD_TEST, assert_reply
+from conftest import (LOOPBACK, SMTPD_TEST, TOKEN, assert_reply,
+                      make_message)
 from test_health import metrics, start_health, value
 from test_sandbox import LOCALERR, assert_died, worker_of
 from test_tls import make_pair, starttls
@@ -145,3 +148,37 @@ def test_a_reused_worker_signs_each_sessions_handshake(smtpd, tls_pair):
     assert spent in seen, (spent, seen)
     assert events(srv, "tls_sign_refused", spent)
 
+
+# ---------------------------------------------------------------- relay
+
+BUFFER_SESSIONS = 40
+
+
+def test_announced_lengths_reserve_nothing_in_the_relay(smtpd, firm):
+    """Each hooked worker announces the longest message the relay takes
+    (32 times -s and 1 MB: 33 MB) and sends 64 octets of it; 40 of them
+    announce more than the relay's whole budget (1 GB).  A message whose
+    payload needs about 1 MB still gets 250."""
+    srv = smtpd("-p", "100", "--spare", "4", api=firm.url,
+                binary=SMTPD_TEST)
+    held = []
+    try:
+        for _ in range(BUFFER_SESSIONS):
+            c = srv.session(timeout=10)
+            held.append(c)
+            r = c.cmd("XTEST BUFFER")
+            assert r.lines[0].startswith(LOCALERR + "channel: announced"), \
+                r.lines
+            assert r.lines[0].endswith("wrote 76"), r.lines
+        time.sleep(0.5)         # the relay has read every header
+        text = base64.b64encode(os.urandom(300000)).decode()
+        body = "\r\n".join(text[i:i + 76] for i in range(0, len(text), 76))
+        with srv.session(timeout=10) as c:
+            r = c.deliver(make_message(body="please verify %s\r\n%s\r\n"
+                                       % (TOKEN, body)))
+            assert_reply(r, "250 2.0.0")
+            c.quit()
+    finally:
+        for c in held:
+            c.close()
+    assert len(firm.wait_inbound(1)) == 1
