@@ -799,3 +799,59 @@ addr_key(const struct sockaddr_storage *ss, uint8_t *key)
 			memcpy(key, &sin6->sin6_addr, 8);
 	}
 }
+
+/*
+ * An address as a claim carries it (privsep.h): family, port in
+ * network order, 16 octets (IPv4 in the first 4, the rest 0); all 0
+ * for anything but IPv4 and IPv6.  addr_unpack(): 0, or -1 for what
+ * addr_pack() would not have made.
+ */
+void
+addr_pack(const struct sockaddr_storage *ss, struct ctl_claim *c)
+{
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+
+	c->family = AF_UNSPEC;
+	c->port = 0;
+	memset(c->addr, 0, sizeof(c->addr));
+	if (ss->ss_family == AF_INET) {
+		c->family = AF_INET;
+		c->port = sin->sin_port;
+		memcpy(c->addr, &sin->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		c->family = AF_INET6;
+		c->port = sin6->sin6_port;
+		memcpy(c->addr, &sin6->sin6_addr, 16);
+	}
+}
+
+int
+addr_unpack(const struct ctl_claim *c, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	static const uint8_t	 zero[16];
+
+	memset(ss, 0, sizeof(*ss));
+	switch (c->family) {
+	case AF_INET:
+		if (memcmp(c->addr + 4, zero, 12) != 0)
+			return -1;
+		sin->sin_family = AF_INET;
+		sin->sin_port = c->port;
+		memcpy(&sin->sin_addr, c->addr, 4);
+		return 0;
+	case AF_INET6:
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = c->port;
+		memcpy(&sin6->sin6_addr, c->addr, 16);
+		return 0;
+	case AF_UNSPEC:
+		if (c->port != 0 || memcmp(c->addr, zero, 16) != 0)
+			return -1;
+		ss->ss_family = AF_UNSPEC;
+		return 0;
+	}
+	return -1;
+}

@@ -73,6 +73,7 @@ static const char *const firm_classes[] = { "2xx", "4xx", "5xx", "timeout",
     "unreachable" };
 static const char *const verdicts[] = { "temperror", "fail", "none", "weak",
     "strong" };
+static const char *const sign_results[] = { "signed", "refused" };
 /* Counters by one label, each value an index into its table. */
 static const struct {
 	const char		*name;
@@ -90,6 +91,9 @@ static const struct {
 	    M_FIRM_2XX, "Outcomes of POST /inbound." },
 	{ "smtpd_auth_verdicts_total", "verdict", verdicts, 5, M_VERDICT,
 	    "Sender authentication verdicts." },
+	{ "smtpd_tls_signatures_total", "result", sign_results, 2,
+	    M_TLS_SIGNED, "TLS key operations the master did or refused "
+	    "for workers." },
 };
 /* Metrics of one sample: a sum over the slots (slot -1) or one gauge. */
 static const struct {

@@ -44,14 +44,25 @@
  * anything else kills the worker.  The master's answer is trusted.
  */
 enum ctl_type {
-	CTL_CLAIM = 1,		/* a session starts: key of the client */
+	CTL_CLAIM = 1,		/* a session starts: its client */
 	CTL_RELEASE,		/* that session is over; idle again */
 	CTL_TLS_SIGN,		/* a private-key operation of a handshake */
 };
 
+/*
+ * A claim travels with the accepted connection itself (SCM_RIGHTS, the
+ * one record that carries a descriptor).  The master takes the peer's
+ * address with getpeername() on it, reads no byte, and closes its copy
+ * (pool_attest()): the address claimed must be that peer's, unless the
+ * peer is inside --proxy-from, where it is the one the worker read from
+ * the PROXY header.  The master derives the accounting key itself.
+ */
 struct ctl_claim {
 	uint32_t		 type;		/* CTL_CLAIM */
-	uint8_t			 key[16];	/* IPv4 mapped, or IPv6 /64 */
+	uint16_t		 family;	/* AF_INET, AF_INET6; AF_UNSPEC
+						   for -i off a socket */
+	uint16_t		 port;		/* network order */
+	uint8_t			 addr[16];	/* IPv4 in the first 4 */
 };
 
 struct ctl_answer {
@@ -59,15 +70,17 @@ struct ctl_answer {
 	int32_t			 reply;		/* -1 to serve, else enum reply */
 };
 
-PRIVSEP_SIZE(ctl_claim, 4 + 16);
+PRIVSEP_SIZE(ctl_claim, 4 + 2 + 2 + 16);
 PRIVSEP_SIZE(ctl_answer, 4 + 4);
 
 /*
  * Worker -> master: a private-key operation of the worker's own TLS
- * handshake (tls.c).  Gate: pool_ctl() (size, a busy worker), then
- * server_tls_sign_priv() (op known, len <= TLS_SIGN_MAX).
+ * handshake (tls.c).  Gate: pool_ctl() (size, not idle), then
+ * master_tls_sign() (a served session, at most TLS_SIGN_PER_SESSION of
+ * them), then server_tls_sign_priv() (op known, len <= TLS_SIGN_MAX).
  */
 #define TLS_SIGN_MAX	1024	/* largest input or output */
+#define TLS_SIGN_PER_SESSION	2	/* a handshake signs once */
 enum server_tls_op {
 	TLS_OP_RSA_PRIV_ENC = 1,	/* RSA_private_encrypt() with padding */
 	TLS_OP_ECDSA_SIGN = 2,		/* ECDSA of a digest, DER out */
@@ -79,8 +92,10 @@ struct tls_sign_req {			/* a worker asks the holder */
 	uint32_t		 len;		/* of in */
 	uint8_t			 in[TLS_SIGN_MAX];
 };
+#define TLS_SIGN_REFUSED	(-2)	/* not this worker's handshake */
 struct tls_sign_res {			/* the holder answers */
-	int32_t			 status;	/* 0 ok, -1 failed */
+	int32_t			 status;	/* 0 ok, -1 failed, or
+						   TLS_SIGN_REFUSED */
 	uint32_t		 len;		/* of out */
 	uint8_t			 out[TLS_SIGN_MAX];
 };

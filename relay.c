@@ -56,6 +56,7 @@
 #define RELAY_CHAN_MAX		(3 * (MAX_MAX_SESSIONS + MAX_SPARE))
 #define RELAY_LINK_WAIT_MS	5000	/* for the verifier to begin */
 #define RELAY_BUFFERED_MAX	(1024UL * 1024 * 1024)	/* all channels */
+#define RELAY_CHAN_KEEP		(64 * 1024)	/* kept after a message */
 #define RELAY_DNS_PER_CHAN	16	/* questions in flight, one worker */
 
 struct chan;
@@ -371,9 +372,11 @@ relay_ctl(int fd)
 	int			 cfd;
 
 	for (;;) {
-		n = fd_recv_rec(fd, &cfd, &m, sizeof(m));
+		n = fd_recv_rec(fd, &cfd, &m, sizeof(m), MSG_DONTWAIT | MSG_TRUNC);
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
+		if (n == -1 && errno == EBADMSG)
+			continue;	/* what it held is closed */
 		if (n <= 0)
 			_exit(0);	/* the master is gone */
 		if (n != sizeof(m) || m.type != CTL_CHANNEL || cfd == -1) {
@@ -398,9 +401,11 @@ relay_link(int fd)
 	int		 cfd;
 
 	for (;;) {
-		n = fd_recv_rec(fd, &cfd, &m, sizeof(m));
+		n = fd_recv_rec(fd, &cfd, &m, sizeof(m), MSG_DONTWAIT | MSG_TRUNC);
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
+		if (n == -1 && errno == EBADMSG)
+			continue;	/* what it held is closed */
 		if (n <= 0)
 			return;		/* no verifier now; the master knows */
 		if (n != sizeof(m) || cfd == -1) {
@@ -472,7 +477,6 @@ relay_chan_read(struct chan *c)
 {
 	struct chan_hdr	 h;
 	ssize_t		 n, len;
-	size_t		 want;
 
 	for (;;) {
 		len = chan_decode(c->in, c->inlen, maxbody, &h);
@@ -511,18 +515,35 @@ relay_chan_read(struct chan *c)
 				return;
 			memmove(c->in, c->in + len, c->inlen - (size_t)len);
 			c->inlen -= (size_t)len;
+			if (c->inlen == 0 && c->incap > RELAY_CHAN_KEEP) {
+				/* a large message is handed on: its room too */
+				buffered -= c->incap;
+				free(c->in);
+				c->in = NULL;
+				c->incap = 0;
+			}
 			if (c->busy)
 				return;	/* the worker waits for FIRM */
 			continue;
 		}
-		want = c->inlen < sizeof(h) ? sizeof(h) :
-		    sizeof(h) + h.len;
-		if (want <= c->inlen)
-			want = c->inlen + 1;
-		if (want > c->incap) {
+		/*
+		 * Room for the octets that arrive, doubled as they come,
+		 * never for a length a header only announces: a worker
+		 * holds no more of our memory than about twice what it
+		 * sent, and no message is longer than maxbody.
+		 */
+		if (c->inlen == c->incap) {
 			size_t ocap = c->incap, ncap;
 
-			ncap = relay_grow_to(ocap, want, maxbody + sizeof(h));
+			ncap = relay_grow_to(ocap, ocap + 1,
+			    maxbody + sizeof(h));
+			if (ncap <= ocap) {
+				log_warnx("relay: a worker sent more than a "
+				    "message may hold; closing its channel");
+				close(c->fd);
+				c->fd = -1;
+				return;
+			}
 			/* workers together cannot make us hold more */
 			if (buffered - ocap + ncap > RELAY_BUFFERED_MAX) {
 				log_warnx("relay: %zu bytes buffered for the "
@@ -538,6 +559,8 @@ relay_chan_read(struct chan *c)
 		n = read(c->fd, c->in + c->inlen, c->incap - c->inlen);
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
+		if (n == -1 && errno == EBADMSG)
+			continue;	/* what it held is closed */
 		if (n <= 0) {
 			close(c->fd);	/* the worker is gone */
 			c->fd = -1;
@@ -586,6 +609,8 @@ relay_chan_write(struct chan *c)
 		n = write(c->fd, c->out + c->outoff, c->outlen - c->outoff);
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
+		if (n == -1 && errno == EBADMSG)
+			continue;	/* what it held is closed */
 		if (n <= 0) {
 			close(c->fd);
 			c->fd = -1;

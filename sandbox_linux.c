@@ -323,6 +323,13 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum sandbox_role role,
 		ERRNO(socketpair, EPERM);
 		ALLOW_IF(sendto, ARG(4, SCMP_CMP_EQ, 0, 0));
 		ALLOW(recvfrom);
+		/*
+		 * A claim hands the master the client's connection
+		 * (SCM_RIGHTS on the control socket).  Every socket a
+		 * worker holds is connected or listening: an address in
+		 * the message reaches nobody.
+		 */
+		ALLOW(sendmsg);
 	} else if (role == ROLE_VERIFIER) {
 		/*
 		 * No network: its channels, and a new one to the relay for

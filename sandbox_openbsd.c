@@ -37,8 +37,11 @@ sandbox_master(const struct smtpd_conf *conf)
 	(void)conf;
 	if (setrlimit(RLIMIT_CORE, &rl) == -1)
 		fatal("sandbox: RLIMIT_CORE");
-	/* it execs smtpd-relay and hands it the workers' channels */
-	if (pledge("stdio rpath proc exec id sendfd", NULL) == -1)
+	/*
+	 * it execs smtpd-relay and hands it the workers' channels; each
+	 * worker's claim hands it the client's connection
+	 */
+	if (pledge("stdio rpath proc exec id sendfd recvfd", NULL) == -1)
 		fatal("sandbox: pledge");
 }
 
@@ -56,8 +59,11 @@ sandbox_os_plan(const struct smtpd_conf *conf, enum sandbox_role role)
 	plan.dir = NULL;
 	switch (role) {
 	case ROLE_WORKER:
-		/* inet: accept(2) on the listening sockets */
-		plan.promises = "stdio inet";
+		/*
+		 * inet: accept(2) on the listening sockets; sendfd: each
+		 * claim hands the master the client's connection
+		 */
+		plan.promises = "stdio inet sendfd";
 		break;
 	case ROLE_RELAY:
 		/* where the payloads are written, with --spool */
@@ -126,9 +132,9 @@ sandbox_worker_narrow(const struct smtpd_conf *conf)
 	const char	*p;
 
 	if (conf->max_use > 1)		/* it accepts again */
-		p = "stdio inet";
-	else
-		p = "stdio";
+		p = "stdio inet sendfd";
+	else		/* its one claim is still to come */
+		p = "stdio sendfd";
 	if (pledge(p, NULL) == -1)
 		fatal("sandbox: pledge");
 }

@@ -60,7 +60,14 @@ struct worker {
 	int			 fd;		/* our end of its control socket */
 	uint32_t		 gen;
 	enum wstate		 state;
-	uint8_t			 key[16];	/* client of a W_BUSY session */
+	uint8_t			 key[16];	/* client of a W_BUSY session:
+						   addr_key() of addr */
+	struct sockaddr_storage	 addr;		/* the client, attested */
+	char			 ip[INET6_ADDRSTRLEN];	/* addr, printed */
+	time_t			 claimed;	/* monotime() of the claim; 0
+						   outside a session */
+	int			 signs;		/* TLS signatures asked in
+						   this session */
 	uint64_t		 wid;		/* its id, for the relay and
 						   the verifier */
 };
@@ -202,7 +209,7 @@ static void	master_worker_keep(struct pool *, struct worker *, int, int,
 static int	master_verifier_attach(int, uint64_t);
 static time_t	monotime(void);
 static void	master_tls_reload(void);
-static void	master_tls_sign(int, const struct ctl_sign *, int);
+static void	master_tls_sign(struct worker *, const struct ctl_sign *);
 static void	master_reload(void);
 static json_t	*master_listener_names(const struct smtpd_conf *);
 static void	master_risks_priv(void);
@@ -218,8 +225,10 @@ static size_t	pool_live(const struct pool *);
 static void	pool_drop(struct pool *, struct worker *);
 static void	pool_reaped(struct pool *, struct worker *, int);
 static void	pool_ctl(struct pool *, struct worker *);
-static void	pool_claim(struct pool *, struct worker *,
-		    const struct ctl_claim *);
+static const char *pool_attest(struct worker *, const struct ctl_claim *,
+		    int);
+static void	pool_claim(struct pool *, struct worker *);
+static void	pool_overstay(struct pool *);
 static void	master_signals(void);
 static void	master_loop(void);
 static void	master_reap(void);
@@ -782,16 +791,37 @@ master_tls_reload(void)
 
 /*
  * A private-key operation for a worker's TLS handshake: the key stays
- * here, the worker gets the result only.
+ * here, the worker gets the result only.  Only for a worker serving a
+ * session of its own, and no more than its one handshake needs
+ * (STARTTLS is once a session): any other request is an attack on the
+ * key, refused, logged once a session, and counted.
  */
 static void
-master_tls_sign(int fd, const struct ctl_sign *m, int previous)
+master_tls_sign(struct worker *w, const struct ctl_sign *m)
 {
 	struct tls_sign_res	 res;
+	const char		*why = NULL;
 
 	memset(&res, 0, sizeof(res));
-	server_tls_sign_priv(&m->req, &res, previous);
-	(void)send(fd, &res, sizeof(res), MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (w->state != W_BUSY)
+		why = "not serving a session";
+	else if (w->signs >= TLS_SIGN_PER_SESSION)
+		why = "more signatures than a handshake needs";
+	if (why != NULL) {
+		res.status = TLS_SIGN_REFUSED;
+		metrics_add(M_TLS_SIGN_REFUSED, 1);
+		if (w->signs != TLS_SIGN_PER_SESSION + 1)
+			log_event(LOG_WARNING, "tls_sign_refused", NULL,
+			    "{s:i, s:s, s:s}", "pid", (int)w->pid,
+			    "client_ip", w->ip, "reason", why);
+		w->signs = TLS_SIGN_PER_SESSION + 1;	/* logged */
+	} else {
+		w->signs++;
+		server_tls_sign_priv(&m->req, &res, w->gen < tls_key_gen);
+		metrics_add(res.status == 0 ? M_TLS_SIGNED :
+		    M_TLS_SIGN_REFUSED, 1);
+	}
+	(void)send(w->fd, &res, sizeof(res), MSG_DONTWAIT | MSG_NOSIGNAL);
 	explicit_bzero(&res, sizeof(res));
 }
 
@@ -882,20 +912,19 @@ master_verifier_link(void)
 	memset(&m, 0, sizeof(m));
 	m.type = CTL_LINK;
 	m.relay = relay_serial;
-	if (fd_send_rec(ctl, lk, &m, sizeof(m)) == -1)
+	if (fd_send_rec(ctl, lk, &m, sizeof(m), MSG_DONTWAIT) == -1)
 		log_warn("verifier: handing over a link");
 }
 
 /*
- * A session starts: the verifier learns the client's address, before
- * the worker hears it may serve the session.
+ * A session starts: the verifier learns the client's address, as the
+ * master took it from the connection (pool_attest()), before the worker
+ * hears it may serve the session.
  */
 static void
 master_attest(struct pool *p, struct worker *w)
 {
 	struct ctl_attest	 m;
-	struct sockaddr_in6	*sin6;
-	struct sockaddr_in	*sin;
 	int			 ctl = children[CHILD_VERIFIER].ctl;
 
 	(void)p;
@@ -904,16 +933,7 @@ master_attest(struct pool *p, struct worker *w)
 	memset(&m, 0, sizeof(m));
 	m.type = CTL_ATTEST;
 	m.wid = w->wid;
-	/* XXX the claim's key until the worker hands its connection */
-	if (memcmp(w->key, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) {
-		sin = (struct sockaddr_in *)&m.peer;
-		sin->sin_family = AF_INET;
-		memcpy(&sin->sin_addr, w->key + 12, 4);
-	} else {
-		sin6 = (struct sockaddr_in6 *)&m.peer;
-		sin6->sin6_family = AF_INET6;
-		memcpy(&sin6->sin6_addr, w->key, 16);
-	}
+	memcpy(&m.peer, &w->addr, sizeof(m.peer));
 	if (send(ctl, &m, sizeof(m), MSG_DONTWAIT | MSG_NOSIGNAL) == -1)
 		log_warn("verifier: attesting a session");
 }
@@ -1151,7 +1171,7 @@ master_relay_attach(int fd, uint64_t wid)
 	m.type = CTL_CHANNEL;
 	m.relay = relay_serial;
 	m.wid = wid;
-	if (fd_send_rec(ctl, fd, &m, sizeof(m)) == -1) {
+	if (fd_send_rec(ctl, fd, &m, sizeof(m), MSG_DONTWAIT) == -1) {
 		log_warn("relay: handing over a channel");
 		return -1;
 	}
@@ -1171,7 +1191,7 @@ master_verifier_attach(int fd, uint64_t wid)
 	m.type = CTL_CHANNEL;
 	m.relay = relay_serial;
 	m.wid = wid;
-	if (fd_send_rec(ctl, fd, &m, sizeof(m)) == -1) {
+	if (fd_send_rec(ctl, fd, &m, sizeof(m), MSG_DONTWAIT) == -1) {
 		log_warn("verifier: handing over a channel");
 		return -1;
 	}
@@ -1407,20 +1427,62 @@ pool_reaped(struct pool *p, struct worker *w, int status)
 }
 
 /*
+ * The client of a claim, as the master knows it: the peer of the
+ * connection the worker hands over with its claim (getpeername(), no
+ * byte read), or, when that peer is inside --proxy-from, the address
+ * the worker read from the PROXY header (v2 LOCAL: the peer's own).
+ * With -i, a client on a pipe or a Unix socket has no address, and so
+ * claims none.  NULL with w->addr and w->key set, else why the claim
+ * is a lie.
+ */
+static const char *
+pool_attest(struct worker *w, const struct ctl_claim *c, int fd)
+{
+	struct sockaddr_storage	 peer, claimed;
+	struct ctl_claim	 real;
+	socklen_t		 len = sizeof(peer);
+
+	memset(&peer, 0, sizeof(peer));
+	if (fd == -1)
+		return "claim without its connection";
+	if (getpeername(fd, (struct sockaddr *)&peer, &len) == -1 &&
+	    (!conf.inetd || errno != ENOTSOCK))
+		return "claim without a connected socket";
+	if (peer.ss_family != AF_INET && peer.ss_family != AF_INET6) {
+		if (!conf.inetd)
+			return "claim without a TCP connection";
+		peer.ss_family = AF_UNSPEC;	/* -i: a pipe, a Unix socket */
+	}
+	if (addr_unpack(c, &claimed) == -1)
+		return "bad claim address";
+	memset(&real, 0, sizeof(real));
+	real.type = CTL_CLAIM;
+	addr_pack(&peer, &real);
+	if (memcmp(&real, c, sizeof(real)) != 0 &&
+	    (claimed.ss_family == AF_UNSPEC || !proxy_trusted(&conf, &peer)))
+		return "claim of another client's address";
+	memcpy(&w->addr, &claimed, sizeof(w->addr));
+	addr_str(&w->addr, w->ip, sizeof(w->ip));
+	addr_key(&w->addr, w->key);
+	return NULL;
+}
+
+/*
  * A session starts.  The limits are counted here, in the master's own
  * table, one claim at a time: two racing workers can never both slip
  * under a limit, and nothing a worker writes can change the count but
- * its own claim and release.
+ * its own claim and release.  The client is the one pool_attest()
+ * found.
  */
 static void
-pool_claim(struct pool *p, struct worker *w, const struct ctl_claim *c)
+pool_claim(struct pool *p, struct worker *w)
 {
 	struct ctl_answer	 a;
 	size_t			 i, same = 1;
 
 	for (i = 0; i < p->cap; i++)
 		if (p->w[i].pid != 0 && p->w[i].state == W_BUSY &&
-		    memcmp(p->w[i].key, c->key, sizeof(c->key)) == 0)
+		    memcmp(p->w[i].key, w->key, sizeof(w->key)) == 0)
 			same++;
 	a.type = CTL_CLAIM;
 	a.reply = -1;
@@ -1428,14 +1490,42 @@ pool_claim(struct pool *p, struct worker *w, const struct ctl_claim *c)
 		a.reply = REPLY_MAXSESSIONS;
 	else if (same > (size_t)conf.max_per_ip)
 		a.reply = REPLY_MAXPERIP;
+	w->claimed = monotime();
+	w->signs = 0;
 	if (a.reply == -1) {
 		w->state = W_BUSY;
-		memcpy(w->key, c->key, sizeof(w->key));
 		p->busy++;
 		master_attest(p, w);
 	} else
 		w->state = W_REFUSING;	/* not counted while it says 421 */
 	(void)send(w->fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/*
+ * A session lasts --session-timeout at most: its worker says 421 and
+ * ends it.  One still in a session --grace seconds later has stopped
+ * keeping time, whatever it says, and is killed (SPEC section 1); its
+ * death is counted with the others.  The master loop wakes at least
+ * once a second for this.
+ */
+static void
+pool_overstay(struct pool *p)
+{
+	struct worker	*w;
+	time_t		 now = monotime();
+	size_t		 i;
+
+	for (i = 0; i < p->cap; i++) {
+		w = &p->w[i];
+		if (w->pid == 0 || w->claimed == 0 || now - w->claimed <=
+		    (time_t)conf.session_timeout + conf.grace)
+			continue;
+		log_event(LOG_WARNING, "worker_overstay", NULL,
+		    "{s:i, s:s, s:I}", "pid", (int)w->pid, "client_ip", w->ip,
+		    "seconds", (json_int_t)(now - w->claimed));
+		kill(w->pid, SIGKILL);
+		w->claimed = 0;		/* once */
+	}
 }
 
 /*
@@ -1453,11 +1543,14 @@ pool_ctl(struct pool *p, struct worker *w)
 	}		 m;
 	ssize_t		 n;
 	const char	*why = NULL;
+	int		 fd;
 
-	n = recv(w->fd, &m, sizeof(m), MSG_DONTWAIT | MSG_TRUNC);
+	n = fd_recv_rec(w->fd, &fd, &m, sizeof(m), MSG_DONTWAIT | MSG_TRUNC);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n <= 0) {
+	if (n == -1 && errno == EBADMSG)
+		why = "bad descriptors";
+	else if (n <= 0) {
 		/* its session is over, whatever the reaper knows yet */
 		close(w->fd);
 		w->fd = -1;
@@ -1465,16 +1558,17 @@ pool_ctl(struct pool *p, struct worker *w)
 			p->busy--;
 		w->state = W_GONE;
 		return;
-	}
-	if ((size_t)n < sizeof(m.type) || (size_t)n > sizeof(m))
+	} else if ((size_t)n < sizeof(m.type) || (size_t)n > sizeof(m))
 		why = "bad record size";
+	else if (m.type != CTL_CLAIM && fd != -1)
+		why = "a descriptor with a record that takes none";
 	else if (m.type == CTL_CLAIM) {
 		if (n != sizeof(m.claim))
 			why = "bad claim size";
 		else if (w->state != W_IDLE)
 			why = "claim while not idle";
-		else
-			pool_claim(p, w, &m.claim);
+		else if ((why = pool_attest(w, &m.claim, fd)) == NULL)
+			pool_claim(p, w);
 	} else if (m.type == CTL_RELEASE) {
 		if (n != sizeof(m.type))
 			why = "bad release size";
@@ -1484,6 +1578,7 @@ pool_ctl(struct pool *p, struct worker *w)
 			if (w->state == W_BUSY)
 				p->busy--;
 			w->state = W_IDLE;
+			w->claimed = 0;
 			/* born before a reload: its TLS context is old */
 			if (w->gen != generation)
 				kill(w->pid, SIGUSR1);
@@ -1494,10 +1589,11 @@ pool_ctl(struct pool *p, struct worker *w)
 		else if (w->state == W_IDLE)
 			why = "signing request while idle";
 		else
-			master_tls_sign(w->fd, &m.sign,
-			    w->gen < tls_key_gen);
+			master_tls_sign(w, &m.sign);
 	} else
 		why = "unknown record type";
+	if (fd != -1)
+		close(fd);	/* the client is the worker's */
 	if (why != NULL) {
 		log_event(LOG_WARNING, "worker_protocol_error", NULL,
 		    "{s:i, s:s}", "pid", (int)w->pid, "error", why);
@@ -1507,6 +1603,7 @@ pool_ctl(struct pool *p, struct worker *w)
 		if (w->state == W_BUSY)
 			p->busy--;
 		w->state = W_GONE;
+		w->claimed = 0;
 	}
 }
 
@@ -1566,7 +1663,8 @@ master_loop(void)
 {
 	struct pollfd	*pfd;
 	struct worker	**who;
-	struct timespec	 ts = { 1, 0 };	/* retry a fork that failed */
+	/* retry a fork that failed; end a session that overstays */
+	struct timespec	 ts = { 1, 0 };
 	sigset_t	 empty, blocked;
 	size_t		 i, n;
 
@@ -1586,6 +1684,7 @@ master_loop(void)
 			master_reload();
 		}
 		master_children_start();
+		pool_overstay(&pool);
 		master_gauges();
 		for (i = n = 0; i < pool.cap; i++) {
 			if (pool.w[i].pid == 0 || pool.w[i].fd == -1)

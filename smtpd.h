@@ -375,6 +375,9 @@ enum metric {
 	M_WORKER_DEATHS = M_VERDICT + 5,
 	M_DNS_QUERIES,		/* smtpd_dns_queries_total */
 	M_FIRM_CONFIG_ERRORS,	/* relay: smtpd_firm_config_errors_total */
+	/* master: smtpd_tls_signatures_total{result} */
+	M_TLS_SIGNED,
+	M_TLS_SIGN_REFUSED,
 	/* gauges, each written by its one owner */
 	M_SESSIONS_ACTIVE,	/* master */
 	M_WORKERS_IDLE,		/* master */
@@ -429,6 +432,10 @@ int		 addr_parse_from(const char *, size_t, char *, size_t,
 		    size_t *);
 void		 addr_str(const struct sockaddr_storage *, char *, size_t);
 void		 addr_key(const struct sockaddr_storage *, uint8_t *);
+struct ctl_claim;
+void		 addr_pack(const struct sockaddr_storage *, struct ctl_claim *);
+int		 addr_unpack(const struct ctl_claim *,
+		    struct sockaddr_storage *);
 
 /* message.c: a message's data, from DATA or BDAT */
 void		 message_start(struct message *, size_t);
@@ -940,8 +947,8 @@ int		 file_write_atomic(int, const char *, const struct iovec *, int,
 void		 signals_set(void (*)(int), const int *, const int *);
 int		 fd_send(int, int);
 int		 fd_recv(int, int *);
-int		 fd_send_rec(int, int, const void *, size_t);
-ssize_t		 fd_recv_rec(int, int *, void *, size_t);
+int		 fd_send_rec(int, int, const void *, size_t, int);
+ssize_t		 fd_recv_rec(int, int *, void *, size_t, int);
 
 /* The records that cross a process boundary, each with its gate. */
 #include "privsep.h"

@@ -49,6 +49,12 @@ static void	testhook_forge(const struct smtpd_conf *, int, int, int,
 static void	testhook_replay(const struct smtpd_conf *, int, char *,
 		    size_t);
 static void	testhook_escape(char *, size_t);
+static int	testhook_ctl(void);
+static void	testhook_claim(int, const char *, char *, size_t);
+static void	testhook_sign(const char *, char *, size_t);
+static void	testhook_buffer(const struct smtpd_conf *, int, const char *,
+		    char *, size_t);
+static __dead void testhook_overstay(void);
 
 /*
  * Before the sandbox (it can no longer read /proc then): note every
@@ -209,6 +215,130 @@ testhook_listeners(int shut)
 	return n;
 }
 
+/* The worker's control socket: its one SOCK_SEQPACKET; -1 if none. */
+static int
+testhook_ctl(void)
+{
+	socklen_t	 len;
+	int		 fd, type;
+
+	for (fd = 0; fd < 256; fd++) {
+		len = sizeof(type);
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+		    type == SOCK_SEQPACKET)
+			return fd;
+	}
+	return -1;
+}
+
+/*
+ * "CLAIM ADDR": in the middle of a session, say it is over and claim
+ * the next one, with this very connection, for another client's
+ * address (what would move this session's count onto someone else);
+ * the answer says whether the master believed it.
+ */
+static void
+testhook_claim(int client, const char *args, char *what, size_t len)
+{
+	struct sockaddr_storage	 ss;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&ss;
+	struct ctl_claim	 c;
+	struct ctl_answer	 a;
+	uint32_t		 release = CTL_RELEASE;
+	int			 ctl = testhook_ctl();
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, args, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(40000);
+	} else if (inet_pton(AF_INET6, args, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(40000);
+	} else {
+		snprintf(what, len, "claim: bad address");
+		return;
+	}
+	memset(&c, 0, sizeof(c));
+	c.type = CTL_CLAIM;
+	addr_pack(&ss, &c);
+	if (send(ctl, &release, sizeof(release), MSG_NOSIGNAL) == -1 ||
+	    fd_send_rec(ctl, client, &c, sizeof(c), 0) == -1 ||
+	    recv(ctl, &a, sizeof(a), 0) != sizeof(a))
+		snprintf(what, len, "claim: %s", strerror(errno));
+	else
+		snprintf(what, len, "claim: %s", a.reply == -1 ? "served" :
+		    "refused");
+}
+
+/*
+ * "SIGN N": ask the master for N signatures of the TLS key in a row,
+ * as no handshake does; say how many it refused.
+ */
+static void
+testhook_sign(const char *args, char *what, size_t len)
+{
+	struct ctl_sign		 m;
+	struct tls_sign_res	 res;
+	int			 ctl = testhook_ctl(), i, n, refused = 0;
+
+	n = (int)strtonum(args, 1, 1000, NULL);
+	memset(&m, 0, sizeof(m));
+	m.type = CTL_TLS_SIGN;
+	m.req.op = TLS_OP_ECDSA_SIGN;
+	m.req.len = 32;		/* a SHA-256 digest */
+	for (i = 0; i < n; i++) {
+		m.req.in[0] = (uint8_t)i;
+		if (send(ctl, &m, sizeof(m), MSG_NOSIGNAL) != sizeof(m) ||
+		    recv(ctl, &res, sizeof(res), 0) != sizeof(res)) {
+			snprintf(what, len, "sign: %s", strerror(errno));
+			return;
+		}
+		refused += res.status == TLS_SIGN_REFUSED;
+	}
+	snprintf(what, len, "sign: %d of %d refused", refused, n);
+}
+
+/*
+ * "BUFFER [LEN]": announce an inbound message of LEN octets on the
+ * relay channel (by default the largest the relay takes, as relay_main()
+ * computes it), send a few of them, and leave the rest to come never.
+ */
+static void
+testhook_buffer(const struct smtpd_conf *conf, int chan, const char *args,
+    char *what, size_t len)
+{
+	struct {
+		struct chan_hdr	 h;
+		uint8_t		 body[64];
+	}			 m;
+	long long		 want;
+	ssize_t			 n;
+
+	want = conf->max_size * 32 + 1024 * 1024;
+	if (*args != '\0')
+		want = strtonum(args, 1, UINT32_MAX, NULL);
+	memset(&m, 0, sizeof(m));
+	m.h.version = CHAN_VERSION;
+	m.h.type = CHAN_INBOUND;
+	m.h.id = 1;
+	m.h.len = (uint32_t)want;
+	n = write(chan, &m, sizeof(m));
+	snprintf(what, len, "channel: announced %lld, wrote %zd", want, n);
+}
+
+/* "OVERSTAY": keep the session, and time, no more: no signal, no read. */
+static __dead void
+testhook_overstay(void)
+{
+	sigset_t	 all;
+
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, NULL);
+	for (;;)
+		sleep(1);
+}
+
 /*
  * FORGE: what a worker taken over would hand on.  The message it
  * gives the verifier is its own (unsigned, From the victim); the
@@ -336,6 +466,16 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan, int vchan,
 		testhook_replay(conf, chan, what, len);
 	else if (strcasecmp(args, "ESCAPE") == 0)
 		testhook_escape(what, len);
+	else if (strncasecmp(args, "CLAIM ", 6) == 0)
+		testhook_claim(client, args + 6, what, len);
+	else if (strncasecmp(args, "SIGN ", 5) == 0)
+		testhook_sign(args + 5, what, len);
+	else if (strcasecmp(args, "BUFFER") == 0 ||
+	    strncasecmp(args, "BUFFER ", 7) == 0)
+		testhook_buffer(conf, chan, args + 6 + (args[6] == ' '), what,
+		    len);
+	else if (strcasecmp(args, "OVERSTAY") == 0)
+		testhook_overstay();
 	else if (strcasecmp(args, "BANLIST-WRITE") == 0)
 		strlcpy(what, banlist_test_write(conf->banlist), len);
 	else if (strcasecmp(args, "SHM-SCRIBBLE") == 0)

@@ -151,34 +151,16 @@ signals_set(void (*fn)(int), const int *caught, const int *ignored)
 }
 
 /*
- * Pass a descriptor over a Unix socket (one byte with it), and take
- * one.  fd_recv(): 1 with *fd set (-1 when the message carried none),
- * 0 at end of file, -1 with errno set (EAGAIN when there is nothing).
+ * Pass a descriptor over a Unix socket with a record of len octets,
+ * and take one.  fd_send() and fd_recv() carry one byte with it.
+ * fd_recv_rec(): the record's length (with MSG_TRUNC in flags, its
+ * whole length even when longer than len) with *fd set (-1 when it
+ * carried none), 0 at end of file, -1 with errno set (EAGAIN when
+ * there is nothing; EBADMSG when it carried more than one descriptor
+ * or anything else, all of it closed).
  */
 int
-fd_send(int sock, int fd)
-{
-	return fd_send_rec(sock, fd, "w", 1);
-}
-
-int
-fd_recv(int sock, int *fd)
-{
-	char	 c;
-	ssize_t	 n;
-
-	n = fd_recv_rec(sock, fd, &c, 1);
-	return n > 0 ? 1 : (int)n;
-}
-
-/*
- * The same with a record of len octets (a SOCK_SEQPACKET message); fd
- * may be -1 for none.  fd_recv_rec() returns the record's length (a
- * longer one is cut to len, and its descriptor closed: the caller
- * checks the length), 0 at end of file, or -1 with errno.
- */
-int
-fd_send_rec(int sock, int fd, const void *rec, size_t len)
+fd_send_rec(int sock, int fd, const void *rec, size_t len, int flags)
 {
 	struct msghdr	 msg;
 	struct iovec	 iov;
@@ -187,6 +169,7 @@ fd_send_rec(int sock, int fd, const void *rec, size_t len)
 		struct cmsghdr	 hdr;
 		char		 buf[CMSG_SPACE(sizeof(int))];
 	}		 cmsgbuf;
+	ssize_t		 n;
 
 	memset(&msg, 0, sizeof(msg));
 	memset(&cmsgbuf, 0, sizeof(cmsgbuf));
@@ -194,20 +177,21 @@ fd_send_rec(int sock, int fd, const void *rec, size_t len)
 	iov.iov_len = len;
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
-	if (fd != -1) {
-		msg.msg_control = cmsgbuf.buf;
-		msg.msg_controllen = sizeof(cmsgbuf.buf);
-		cm = CMSG_FIRSTHDR(&msg);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	}
-	return sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) == -1 ? -1 : 0;
+	msg.msg_control = cmsgbuf.buf;
+	msg.msg_controllen = sizeof(cmsgbuf.buf);
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	do {
+		n = sendmsg(sock, &msg, flags | MSG_NOSIGNAL);
+	} while (n == -1 && errno == EINTR && !(flags & MSG_DONTWAIT));
+	return n == (ssize_t)len ? 0 : -1;
 }
 
 ssize_t
-fd_recv_rec(int sock, int *fd, void *rec, size_t len)
+fd_recv_rec(int sock, int *fd, void *rec, size_t len, int flags)
 {
 	struct msghdr	 msg;
 	struct iovec	 iov;
@@ -226,17 +210,45 @@ fd_recv_rec(int sock, int *fd, void *rec, size_t len)
 	msg.msg_iovlen = 1;
 	msg.msg_control = cmsgbuf.buf;
 	msg.msg_controllen = sizeof(cmsgbuf.buf);
-	if ((n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) <= 0)
+	if ((n = recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC)) <= 0)
 		return n;
-	if ((cm = CMSG_FIRSTHDR(&msg)) != NULL &&
-	    cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-	    cm->cmsg_len == CMSG_LEN(sizeof(int)))
-		memcpy(fd, CMSG_DATA(cm), sizeof(int));
-	if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+	for (cm = CMSG_FIRSTHDR(&msg); cm != NULL;
+	    cm = CMSG_NXTHDR(&msg, cm)) {
+		if (cm->cmsg_level == SOL_SOCKET &&
+		    cm->cmsg_type == SCM_RIGHTS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(int)) && *fd == -1)
+			memcpy(fd, CMSG_DATA(cm), sizeof(int));
+		else
+			msg.msg_flags |= MSG_CTRUNC;
+	}
+	if (msg.msg_flags & MSG_CTRUNC) {
+		/* the kernel closed what did not fit */
 		if (*fd != -1)
 			close(*fd);
 		*fd = -1;
-		return (ssize_t)len + 1;	/* never the right length */
+		errno = EBADMSG;
+		return -1;
 	}
 	return n;
+}
+
+int
+fd_send(int sock, int fd)
+{
+	const char	 c = 'w';
+
+	return fd_send_rec(sock, fd, &c, 1, MSG_DONTWAIT);
+}
+
+int
+fd_recv(int sock, int *fd)
+{
+	ssize_t	 n;
+	char	 c;
+
+	/* from the master, trusted: a message without one is skipped */
+	if ((n = fd_recv_rec(sock, fd, &c, 1, MSG_DONTWAIT)) > 0 ||
+	    (n == -1 && errno == EBADMSG))
+		return 1;
+	return (int)n;
 }

@@ -175,9 +175,11 @@ verifier_ctl(int fd)
 	int		 cfd;
 
 	for (;;) {
-		n = fd_recv_rec(fd, &cfd, &m, sizeof(m));
+		n = fd_recv_rec(fd, &cfd, &m, sizeof(m), MSG_DONTWAIT | MSG_TRUNC);
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
+		if (n == -1 && errno == EBADMSG)
+			continue;	/* what it held is closed */
 		if (n <= 0)
 			_exit(0);	/* the master is gone */
 		if ((size_t)n < sizeof(m.type))
@@ -301,10 +303,14 @@ verifier_start(struct wchan *w)
 	memset(&lm, 0, sizeof(lm));
 	lm.wid = w->wid;
 	lm.seq = w->seq + 1;
-	if (fd_send_rec(l->fd, sp[1], &lm, sizeof(lm)) == -1) {
-		log_warn("verifier: link to relay %u", (unsigned)w->relay);
-		close(l->fd);
-		l->fd = -1;
+	if (fd_send_rec(l->fd, sp[1], &lm, sizeof(lm), MSG_DONTWAIT) == -1) {
+		/* a busy relay: the channel is still readable, try again */
+		if (errno != EAGAIN && errno != EINTR) {
+			log_warn("verifier: link to relay %u",
+			    (unsigned)w->relay);
+			close(l->fd);
+			l->fd = -1;
+		}
 		close(sp[0]);
 		close(sp[1]);
 		return;

@@ -31,7 +31,7 @@ static int	worker_accept(const struct smtpd_conf *, int, int,
 		    struct session_ctx *);
 static int	worker_listener_smtps(const struct smtpd_conf *, int);
 static int	worker_proxy(const struct smtpd_conf *, struct session_ctx *);
-static int	worker_claim(int, const struct sockaddr_storage *);
+static int	worker_claim(int, int, const struct sockaddr_storage *);
 static void	worker_drain(const struct smtpd_conf *);
 static int	worker_tls_sign(void *, const struct tls_sign_req *,
 		    struct tls_sign_res *);
@@ -112,7 +112,8 @@ worker_main(struct smtpd_conf *conf, int ctl, int chan, int vchan, int inetd)
 				break;
 			continue;
 		}
-		if ((ctx.reject = worker_claim(ctl, &ctx.peer)) == -2)
+		if ((ctx.reject = worker_claim(ctl, ctx.fd_in,
+		    &ctx.peer)) == -2)
 			break;		/* the master is gone */
 		ctx.banned = banlist_lookup_addr(conf->banlist, &ctx.peer);
 		session_run(&ctx);	/* closes the connection */
@@ -267,10 +268,12 @@ worker_drain(const struct smtpd_conf *conf)
 
 /*
  * Ask the master whether this session may start: -1 yes, else the
- * reply that refuses it (421), or -2 when the master is gone.
+ * reply that refuses it (421), or -2 when the master is gone.  The
+ * claim carries the connection itself, from which the master learns
+ * the client; behind --proxy-from, peer is the PROXY header's client.
  */
 static int
-worker_claim(int ctl, const struct sockaddr_storage *peer)
+worker_claim(int ctl, int fd, const struct sockaddr_storage *peer)
 {
 	struct ctl_claim	 c;
 	struct ctl_answer	 a;
@@ -278,8 +281,8 @@ worker_claim(int ctl, const struct sockaddr_storage *peer)
 
 	memset(&c, 0, sizeof(c));
 	c.type = CTL_CLAIM;
-	addr_key(peer, c.key);
-	if (send(ctl, &c, sizeof(c), MSG_NOSIGNAL) != sizeof(c))
+	addr_pack(peer, &c);
+	if (fd_send_rec(ctl, fd, &c, sizeof(c), 0) == -1)
 		return -2;
 	do {
 		n = recv(ctl, &a, sizeof(a), 0);
