@@ -71,15 +71,24 @@ IDN_LIBS=	$(shell $(PKG_CONFIG) --libs $(IDN_PKGS))
 RELAY_LIBS=	$(shell $(PKG_CONFIG) --libs $(RELAY_PKGS))
 CFLAGS?=	-O2 -g
 MULTIARCH:=	$(shell $(CC) -print-multiarch 2>/dev/null)
-ALL_CFLAGS=	$(CFLAGS) $(WARNINGS) -D_GNU_SOURCE $(PKG_CFLAGS) \
-		-DGCONV_MULTIARCH='"$(MULTIARCH)"' $(SANDBOX_CFLAGS)
+# Hardening, whatever CFLAGS and LDFLAGS say (tests/test_hardening.py
+# checks the binaries): stack canaries, libc's checked string and
+# memory functions, a position-independent executable, and a GOT bound
+# at start and read-only (full RELRO; forked workers then never write
+# it).  FORTIFY needs an optimising build (make FORTIFY= with -O0) and
+# is left to CFLAGS that set it themselves (dpkg-buildflags).
+HARDEN_CFLAGS=	-fstack-protector-strong -fPIE $(FORTIFY)
+HARDEN_LDFLAGS=	-pie -Wl,-z,relro,-z,now
+ifeq ($(findstring _FORTIFY_SOURCE,$(CFLAGS) $(CPPFLAGS)),)
+FORTIFY?=	-D_FORTIFY_SOURCE=2
+endif
+ALL_CFLAGS=	$(HARDEN_CFLAGS) $(CFLAGS) $(WARNINGS) -D_GNU_SOURCE \
+		$(PKG_CFLAGS) -DGCONV_MULTIARCH='"$(MULTIARCH)"' \
+		$(SANDBOX_CFLAGS)
 # make SANDBOX_DEBUG=1: a forbidden system call is named, not just fatal
 ifdef SANDBOX_DEBUG
 SANDBOX_CFLAGS=	-DSANDBOX_TRAP
 endif
-# Bind every symbol at start: forked workers then never write the GOT
-# (no copy-on-write faults, no lazy lookups), and it can be read-only.
-LDFLAGS+=	-Wl,-z,now -Wl,-z,relro
 LDLIBS+=	$(PKG_LIBS) $(IDN_LIBS)
 
 TEST_OBJS=	$(OBJS:.o=.test.o) testhooks.test.o
@@ -113,10 +122,10 @@ deps:
 	@sh scripts/deps.sh build
 
 $(PROG): $(OBJS)
-	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+	$(CC) $(HARDEN_LDFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
 $(RELAY): $(RELAY_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $(RELAY_OBJS) $(RELAY_LIBS)
+	$(CC) $(HARDEN_LDFLAGS) $(LDFLAGS) -o $@ $(RELAY_OBJS) $(RELAY_LIBS)
 
 %.o: %.c $(HDRS)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -124,7 +133,7 @@ $(RELAY): $(RELAY_OBJS)
 # The test build: the same sources with the XTEST hooks that make a
 # sandboxed worker try forbidden things.  Never installed.
 $(PROG)-test: $(TEST_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJS) $(LDLIBS)
+	$(CC) $(HARDEN_LDFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJS) $(LDLIBS)
 
 %.test.o: %.c $(HDRS)
 	$(CC) $(ALL_CFLAGS) -DSMTPD_TEST_HOOKS -c -o $@ $<
@@ -290,6 +299,8 @@ test:
 # with ptrace, which no sandbox allows, and a worker exits with its
 # session's memory still held, on purpose); SIGSEGV left to kill, as in
 # the normal build (the tests check the signal).
+# No FORTIFY there: libc's checked functions would do the checking
+# that ASan's interceptors should see.
 # Left out: what never runs the server (the C test programs, the SPF
 # suite, the fake DNS, the install and package tests).
 ASAN_DIR=	asan
@@ -310,7 +321,7 @@ asan:
 	@cp -p $(SRCS) testhooks.c $(HDRS) Makefile $(ASAN_DIR)/
 	@cp -p scripts/*.sh $(ASAN_DIR)/scripts/
 	@$(MAKE) --no-print-directory -C $(ASAN_DIR) build $(PROG)-test \
-	    CFLAGS="$(ASAN_CFLAGS)" LDFLAGS="$(ASAN_LDFLAGS)"
+	    CFLAGS="$(ASAN_CFLAGS)" LDFLAGS="$(ASAN_LDFLAGS)" FORTIFY=
 
 ASAN_PYTEST=	$(PYTHON) -m pytest -q -p no:cacheprovider \
 		--basetemp=$(CURDIR)/$(ASAN_DIR)/pytest-tmp $(ASAN_SKIP) tests
