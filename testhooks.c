@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +44,7 @@ static void	testhook_socket(const char *, char *, size_t);
 static void	testhook_scribble(char *, size_t);
 static void	testhook_dns(int, const char *, char *, size_t);
 static int	testhook_listeners(int);
+static void	testhook_listener_opt(char *, size_t);
 
 /*
  * Before the sandbox (it can no longer read /proc then): note every
@@ -203,6 +205,34 @@ testhook_listeners(int shut)
 	return n;
 }
 
+/*
+ * What would hold every session of the MX: on each listening socket
+ * this worker holds, accept only once a client has talked (which an
+ * SMTP client, waiting for the greeting, never does first) and a
+ * receive buffer of nothing.
+ */
+static void
+testhook_listener_opt(char *what, size_t len)
+{
+	int		 fd, on, defer = 30, rcvbuf = 1, n = 0;
+	socklen_t	 olen;
+
+	for (fd = 0; fd < 256; fd++) {
+		olen = sizeof(on);
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &olen) ==
+		    -1 || !on)
+			continue;
+		if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer,
+		    sizeof(defer)) == -1 || setsockopt(fd, SOL_SOCKET,
+		    SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) == -1) {
+			snprintf(what, len, "setsockopt: %s", strerror(errno));
+			return;
+		}
+		n++;
+	}
+	snprintf(what, len, "listening sockets set: %d", n);
+}
+
 void
 testhook_run(const struct smtpd_conf *conf, int client, int chan,
     const char *args, char *what, size_t len)
@@ -295,6 +325,8 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan,
 	} else if (strcasecmp(args, "LISTENERS") == 0) {
 		snprintf(what, len, "listening sockets: %d",
 		    testhook_listeners(0));
+	} else if (strcasecmp(args, "LISTENER-OPT") == 0) {
+		testhook_listener_opt(what, len);
 	} else if (strcasecmp(args, "SHUTDOWN-LISTENERS") == 0) {
 		/* what would take the MX off the air for every worker */
 		snprintf(what, len, "shut down: %d", testhook_listeners(1));
