@@ -196,6 +196,13 @@ tests/guard_test: tests/guard_test.c tests/check.h $(GUARD_TEST_OBJS) $(HDRS)
 	$(CC) $(ALL_CFLAGS) -o $@ tests/guard_test.c $(GUARD_TEST_OBJS) \
 	    $(RELAY_LIBS)
 
+# smtpd-relay's seccomp filters, installed as its roles install them.
+RELAY_SANDBOX_TEST_OBJS= $(COMMON_SRCS:.c=.o)
+tests/relay_sandbox_test: tests/relay_sandbox_test.c tests/check.h \
+    $(RELAY_SANDBOX_TEST_OBJS) $(HDRS)
+	$(CC) $(ALL_CFLAGS) -o $@ tests/relay_sandbox_test.c \
+	    $(RELAY_SANDBOX_TEST_OBJS) $(PKG_LIBS)
+
 # Sender authentication: the RFC 7208 suite and the DMARC and From
 # checks, each against a table of DNS answers (no network).
 AUTH_TEST_OBJS=	spf.o dmarc.o dns.o addr.o channel.o
@@ -277,7 +284,7 @@ test:
 	@$(MAKE) --no-print-directory -j2 build $(PROG)-test tests/unit \
 	    tests/mime_test tests/banlist_test tests/tls_keyless_test \
 	    tests/spf_test tests/dmarc_test tests/guard_test \
-	    tests/fakes/fsync_fail.so lint asan
+	    tests/relay_sandbox_test tests/fakes/fsync_fail.so lint asan
 	@$(ASAN_ENV) $(ASAN_PYTEST) > $(ASAN_DIR)/pytest.log 2>&1 & \
 	asan=$$!; \
 	$(PYTHON) -m pytest -q tests; status=$$?; \
@@ -450,6 +457,7 @@ clean:
 	rm -f tests/mime_test tests/fuzz/fuzz_mime tests/fuzz/fuzz_chan bench/mime-bench
 	rm -f tests/banlist_test bench/banlist-bench tests/tls_keyless_test
 	rm -f tests/spf_test tests/dmarc_test tests/guard_test \
+	    tests/relay_sandbox_test \
 	    tests/fuzz/fuzz_spf tests/fuzz/fuzz_dmarc \
 	    tests/fakes/fsync_fail.so tests/fuzz/fuzz_from tests/fuzz/fuzz_proxy \
 	    tests/fuzz/fuzz_session tests/fuzz/fuzz_addr tests/fuzz/fuzz_banlist \

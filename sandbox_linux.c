@@ -87,6 +87,7 @@ static void	sandbox_seccomp(const struct smtpd_conf *, enum sandbox_role,
 static void	sandbox_seccomp_listeners(const struct smtpd_conf *,
 		    struct sock_fprog *);
 static void	sandbox_export(scmp_filter_ctx, struct sock_fprog *);
+static void	sandbox_socket(scmp_filter_ctx, int, int, int);
 static void	sandbox_rule(scmp_filter_ctx, uint32_t, int, unsigned int,
 		    const struct scmp_arg_cmp *);
 static const char *sandbox_gconv_dir(void);
@@ -237,6 +238,24 @@ sandbox_rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned int n,
 } while (0)
 
 /*
+ * socket(af, type, proto) and socket(af, type, 0), with or without
+ * SOCK_NONBLOCK and SOCK_CLOEXEC; libseccomp compares an argument once
+ * a rule, hence two.
+ */
+static void
+sandbox_socket(scmp_filter_ctx ctx, int af, int type, int proto)
+{
+	struct scmp_arg_cmp	 c[] = {
+		ARG(0, SCMP_CMP_EQ, af, 0),
+		ARG(1, SCMP_CMP_MASKED_EQ, 0xf, type),
+		ARG(2, SCMP_CMP_EQ, 0, 0) };
+
+	sandbox_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 3, c);
+	c[2].datum_a = (scmp_datum_t)proto;
+	sandbox_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 3, c);
+}
+
+/*
  * The allow-list: what a role does once set up, and nothing else.  The
  * architecture is checked first (libseccomp kills on another); anything
  * not listed kills the process.
@@ -335,17 +354,17 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum sandbox_role role,
 		ALLOW_IF(sendto, ARG(4, SCMP_CMP_EQ, 0, 0));
 		ALLOW(recvfrom);
 	} else {
-		/* the relay and the fetcher: TCP to the API, nothing else */
-		ALLOW_IF(socket, ARG(0, SCMP_CMP_EQ, AF_INET, 0),
-		    ARG(1, SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM));
-		ALLOW_IF(socket, ARG(0, SCMP_CMP_EQ, AF_INET6, 0),
-		    ARG(1, SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM));
+		/*
+		 * The relay and the fetcher: TCP to the API, nothing else
+		 * (no MPTCP, SCTP, ICMP or raw socket, no other family:
+		 * libcurl and libunbound need none)
+		 */
+		sandbox_socket(ctx, AF_INET, SOCK_STREAM, IPPROTO_TCP);
+		sandbox_socket(ctx, AF_INET6, SOCK_STREAM, IPPROTO_TCP);
 		if (role == ROLE_RELAY) {
 			/* and DNS: UDP from a random port (libunbound) */
-			ALLOW_IF(socket, ARG(0, SCMP_CMP_EQ, AF_INET, 0),
-			    ARG(1, SCMP_CMP_MASKED_EQ, 0xf, SOCK_DGRAM));
-			ALLOW_IF(socket, ARG(0, SCMP_CMP_EQ, AF_INET6, 0),
-			    ARG(1, SCMP_CMP_MASKED_EQ, 0xf, SOCK_DGRAM));
+			sandbox_socket(ctx, AF_INET, SOCK_DGRAM, IPPROTO_UDP);
+			sandbox_socket(ctx, AF_INET6, SOCK_DGRAM, IPPROTO_UDP);
 			ALLOW(bind);
 		}
 		ALLOW_IF(socketpair, ARG(0, SCMP_CMP_EQ, AF_UNIX, 0));
