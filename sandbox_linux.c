@@ -312,7 +312,15 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum sandbox_role role,
 	 */
 	ALLOW(brk);
 	ALLOW(munmap);
-	ALLOW(mremap);
+	/*
+	 * A worker's metrics slot is a page of a shared region: grown,
+	 * its mapping would reach the next slots (metrics.c)
+	 */
+	if (role == ROLE_WORKER && metrics_worker_at != NULL)
+		ALLOW_IF(mremap, ARG(0, SCMP_CMP_NE,
+		    (uintptr_t)metrics_worker_at, 0));
+	else
+		ALLOW(mremap);
 	ALLOW(madvise);
 	ALLOW(munlock);		/* sodium_free() of the signing key */
 	ALLOW_IF(mmap, ARG(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
