@@ -500,7 +500,9 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum sandbox_role role,
  * one comparison of an argument a rule, and leaves open which of two
  * matching rules wins.  The kernel runs every filter and takes the
  * strictest answer, so this one allows all but that.  It is loaded
- * first: the allow-list forbids loading another.
+ * first: the allow-list forbids loading another.  It costs next to
+ * nothing: a few instructions a call at most, and none for the calls
+ * that the kernel's action cache knows every filter allows.
  */
 static void
 sandbox_seccomp_listeners(const struct smtpd_conf *conf,
