@@ -72,15 +72,24 @@ IDN_LIBS=	$(shell $(PKG_CONFIG) --libs $(IDN_PKGS))
 RELAY_LIBS=	$(shell $(PKG_CONFIG) --libs $(RELAY_PKGS))
 CFLAGS?=	-O2 -g
 MULTIARCH:=	$(shell $(CC) -print-multiarch 2>/dev/null)
-ALL_CFLAGS=	$(CFLAGS) $(WARNINGS) -D_GNU_SOURCE $(PKG_CFLAGS) \
-		-DGCONV_MULTIARCH='"$(MULTIARCH)"' $(SANDBOX_CFLAGS)
+# Hardening, whatever CFLAGS and LDFLAGS say (tests/test_hardening.py
+# checks the binaries): stack canaries, libc's checked string and
+# memory functions, a position-independent executable, and a GOT bound
+# at start and read-only (full RELRO; forked workers then never write
+# it).  FORTIFY needs an optimising build (make FORTIFY= with -O0) and
+# is left to CFLAGS that set it themselves (dpkg-buildflags).
+HARDEN_CFLAGS=	-fstack-protector-strong -fPIE $(FORTIFY)
+HARDEN_LDFLAGS=	-pie -Wl,-z,relro,-z,now
+ifeq ($(findstring _FORTIFY_SOURCE,$(CFLAGS) $(CPPFLAGS)),)
+FORTIFY?=	-D_FORTIFY_SOURCE=2
+endif
+ALL_CFLAGS=	$(HARDEN_CFLAGS) $(CFLAGS) $(WARNINGS) -D_GNU_SOURCE \
+		$(PKG_CFLAGS) -DGCONV_MULTIARCH='"$(MULTIARCH)"' \
+		$(SANDBOX_CFLAGS)
 # make SANDBOX_DEBUG=1: a forbidden system call is named, not just fatal
 ifdef SANDBOX_DEBUG
 SANDBOX_CFLAGS=	-DSANDBOX_TRAP
 endif
-# Bind every symbol at start: forked workers then never write the GOT
-# (no copy-on-write faults, no lazy lookups), and it can be read-only.
-LDFLAGS+=	-Wl,-z,now -Wl,-z,relro
 LDLIBS+=	$(PKG_LIBS) $(IDN_LIBS)
 
 TEST_OBJS=	$(OBJS:.o=.test.o) testhooks.test.o
@@ -114,10 +123,10 @@ deps:
 	@sh scripts/deps.sh build
 
 $(PROG): $(OBJS)
-	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+	$(CC) $(HARDEN_LDFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
 $(RELAY): $(RELAY_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $(RELAY_OBJS) $(RELAY_LIBS)
+	$(CC) $(HARDEN_LDFLAGS) $(LDFLAGS) -o $@ $(RELAY_OBJS) $(RELAY_LIBS)
 
 %.o: %.c $(HDRS)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -125,7 +134,7 @@ $(RELAY): $(RELAY_OBJS)
 # The test build: the same sources with the XTEST hooks that make a
 # sandboxed worker try forbidden things.  Never installed.
 $(PROG)-test: $(TEST_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJS) $(LDLIBS)
+	$(CC) $(HARDEN_LDFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJS) $(LDLIBS)
 
 %.test.o: %.c $(HDRS)
 	$(CC) $(ALL_CFLAGS) -DSMTPD_TEST_HOOKS -c -o $@ $<
@@ -187,6 +196,13 @@ GUARD_TEST_OBJS= relay_guard.o firm.o $(COMMON_SRCS:.c=.o)
 tests/guard_test: tests/guard_test.c tests/check.h $(GUARD_TEST_OBJS) $(HDRS)
 	$(CC) $(ALL_CFLAGS) -o $@ tests/guard_test.c $(GUARD_TEST_OBJS) \
 	    $(RELAY_LIBS)
+
+# smtpd-relay's seccomp filters, installed as its roles install them.
+RELAY_SANDBOX_TEST_OBJS= $(COMMON_SRCS:.c=.o)
+tests/relay_sandbox_test: tests/relay_sandbox_test.c tests/check.h \
+    $(RELAY_SANDBOX_TEST_OBJS) $(HDRS)
+	$(CC) $(ALL_CFLAGS) -o $@ tests/relay_sandbox_test.c \
+	    $(RELAY_SANDBOX_TEST_OBJS) $(PKG_LIBS)
 
 # Sender authentication: the RFC 7208 suite and the DMARC and From
 # checks, each against a table of DNS answers (no network).
@@ -269,7 +285,7 @@ test:
 	@$(MAKE) --no-print-directory -j2 build $(PROG)-test tests/unit \
 	    tests/mime_test tests/banlist_test tests/tls_keyless_test \
 	    tests/spf_test tests/dmarc_test tests/guard_test \
-	    tests/fakes/fsync_fail.so lint asan
+	    tests/relay_sandbox_test tests/fakes/fsync_fail.so lint asan
 	@$(ASAN_ENV) $(ASAN_PYTEST) > $(ASAN_DIR)/pytest.log 2>&1 & \
 	asan=$$!; \
 	$(PYTHON) -m pytest -q tests; status=$$?; \
@@ -291,6 +307,8 @@ test:
 # with ptrace, which no sandbox allows, and a worker exits with its
 # session's memory still held, on purpose); SIGSEGV left to kill, as in
 # the normal build (the tests check the signal).
+# No FORTIFY there: libc's checked functions would do the checking
+# that ASan's interceptors should see.
 # Left out: what never runs the server (the C test programs, the SPF
 # suite, the fake DNS, the install and package tests).
 ASAN_DIR=	asan
@@ -311,7 +329,7 @@ asan:
 	@cp -p $(SRCS) testhooks.c $(HDRS) Makefile $(ASAN_DIR)/
 	@cp -p scripts/*.sh $(ASAN_DIR)/scripts/
 	@$(MAKE) --no-print-directory -C $(ASAN_DIR) build $(PROG)-test \
-	    CFLAGS="$(ASAN_CFLAGS)" LDFLAGS="$(ASAN_LDFLAGS)"
+	    CFLAGS="$(ASAN_CFLAGS)" LDFLAGS="$(ASAN_LDFLAGS)" FORTIFY=
 
 ASAN_PYTEST=	$(PYTHON) -m pytest -q -p no:cacheprovider \
 		--basetemp=$(CURDIR)/$(ASAN_DIR)/pytest-tmp $(ASAN_SKIP) tests
@@ -440,6 +458,7 @@ clean:
 	rm -f tests/mime_test tests/fuzz/fuzz_mime tests/fuzz/fuzz_chan bench/mime-bench
 	rm -f tests/banlist_test bench/banlist-bench tests/tls_keyless_test
 	rm -f tests/spf_test tests/dmarc_test tests/guard_test \
+	    tests/relay_sandbox_test \
 	    tests/fuzz/fuzz_spf tests/fuzz/fuzz_dmarc \
 	    tests/fakes/fsync_fail.so tests/fuzz/fuzz_from tests/fuzz/fuzz_proxy \
 	    tests/fuzz/fuzz_session tests/fuzz/fuzz_addr tests/fuzz/fuzz_banlist \

@@ -49,6 +49,7 @@ struct hconn {
 
 static struct hconn	 conns[HEALTH_CONN_MAX];
 static struct smtpd_conf health_conf;
+static size_t		 health_nslots;	/* of the region, by its size */
 
 static const struct metrics_map *health_metrics(void);
 static void	health_sig(int);
@@ -165,7 +166,9 @@ health_sig(int sig)
 
 /*
  * The master's metrics region, at METRICS_FD, mapped read-only: this
- * process only sums it.  NULL if it is not one.
+ * process only sums it.  How many slots it has comes from its size
+ * (sealed: it cannot change), never from a byte inside it.  NULL if it
+ * is not one.
  */
 static const struct metrics_map *
 health_metrics(void)
@@ -183,9 +186,9 @@ health_metrics(void)
 	if (p == MAP_FAILED)
 		return NULL;
 	m = p;
-	if (m->magic != METRICS_MAGIC ||
-	    metrics_size(m->nslots) > (size_t)st.st_size)
+	if (m->magic != METRICS_MAGIC)
 		return NULL;
+	health_nslots = (size_t)st.st_size / metrics_stride() - 1;
 	return m;
 }
 
@@ -398,21 +401,33 @@ health_close(struct hconn *c)
 	c->outlen = c->outoff = c->inlen = 0;
 }
 
+/*
+ * One value of one slot, as it is: any bytes at all may be there (a
+ * worker writes its own slot), so a value is only ever printed, summed
+ * (wrapping) or compared, never used as an index, a divisor or a size.
+ */
+static uint64_t
+metrics_get(const struct metrics_map *m, size_t slot, enum metric k)
+{
+	const struct metrics_slot	*s;
+
+	if (slot >= health_nslots || k >= M_COUNT)
+		return 0;
+	s = (const struct metrics_slot *)(const void *)((const char *)m +
+	    metrics_offset(slot));
+	return __atomic_load_n(&s->v[k], __ATOMIC_RELAXED);
+}
+
+/* A counter over every slot: a sum modulo 2^64, as Prometheus resets. */
 static uint64_t
 metrics_sum(const struct metrics_map *m, enum metric k)
 {
 	uint64_t	 t = 0;
 	size_t		 i;
 
-	for (i = 0; i < m->nslots; i++)
-		t += __atomic_load_n(&m->slot[i].v[k], __ATOMIC_RELAXED);
+	for (i = 0; i < health_nslots; i++)
+		t += metrics_get(m, i, k);
 	return t;
-}
-
-static uint64_t
-metrics_get(const struct metrics_map *m, size_t slot, enum metric k)
-{
-	return __atomic_load_n(&m->slot[slot].v[k], __ATOMIC_RELAXED);
 }
 
 /*

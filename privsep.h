@@ -269,10 +269,14 @@ PRIVSEP_SIZE(chan_auth, 24 + 64 + IDEM_KEY_LEN + 1 + 32 + 16 * 3 + 7);
 
 /*
  * Every process -> health: the metrics region (metrics.c), shared
- * memory made by the master, one slot a process, each written by its
- * owner alone.  Gate: health_metrics() in health.c checks the magic
- * and that nslots fits the region when it maps it (read-only); every
- * label is an index into a fixed table, never a client byte.
+ * memory made by the master: a header page, then one slot a page
+ * (metrics_offset()), each mapped writable by its owner alone (a
+ * worker, the relay and the fetcher map nothing else of the region).
+ * Gate: health_metrics() in health.c checks the magic and takes the
+ * number of slots from the region's size, never from the header; every
+ * value read is untrusted (sums wrap, nothing indexes, divides or
+ * allocates by one); every label is an index into a fixed table, never
+ * a client byte.
  */
 #define METRICS_MAGIC		0x736d7470u	/* "smtp" */
 #define METRICS_SLOT_MASTER	0
@@ -281,12 +285,10 @@ PRIVSEP_SIZE(chan_auth, 24 + 64 + IDEM_KEY_LEN + 1 + 32 + 16 * 3 + 7);
 #define METRICS_SLOT_WORKERS	3	/* first worker slot */
 struct metrics_slot {
 	uint64_t		 v[M_COUNT];
-} __attribute__((__aligned__(64)));
-struct metrics_map {
+};
+struct metrics_map {			/* the header page */
 	uint32_t		 magic;
 	uint32_t		 nslots;
-	uint64_t		 pad[7];
-	struct metrics_slot	 slot[];
 };
 
 #endif /* SMTPD_PRIVSEP_H */

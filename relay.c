@@ -199,24 +199,15 @@ main(int argc, char *argv[])
 	errx(1, "%s: unknown role", role);
 }
 
-/* The master's metrics region, at METRICS_FD: this process's slot. */
+/*
+ * The master's metrics region, at METRICS_FD: this process's slot,
+ * and nothing else of it.
+ */
 static void
 relay_metrics(size_t slot)
 {
-	struct metrics_map	*m;
-	struct stat		 st;
-	size_t			 n;
-
-	if (fstat(METRICS_FD, &st) == -1 || (size_t)st.st_size <
-	    metrics_size(METRICS_SLOT_WORKERS))
-		return;
-	n = ((size_t)st.st_size - sizeof(struct metrics_map)) /
-	    sizeof(struct metrics_slot);
-	if ((m = metrics_attach(METRICS_FD, n)) == NULL ||
-	    m->magic != METRICS_MAGIC)
-		return;
-	metrics_use(m, slot);
-	close(METRICS_FD);
+	if (metrics_own(METRICS_FD, slot, NULL) == 0)
+		close(METRICS_FD);
 }
 
 static void

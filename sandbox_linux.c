@@ -18,6 +18,9 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <linux/filter.h>
 #include <linux/landlock.h>
 #include <linux/seccomp.h>
@@ -72,6 +75,7 @@ struct sandbox_plan {
 	enum sandbox_role	 role;
 	int			 ruleset;	/* Landlock, or -1 */
 	struct sock_fprog	 prog;		/* seccomp */
+	struct sock_fprog	 listeners;	/* a worker's second filter */
 	const char		*root;		/* chroot, or NULL */
 };
 
@@ -80,7 +84,10 @@ static int	sandbox_landlock(const struct smtpd_conf *, enum sandbox_role,
 static void	sandbox_landlock_port(int, int);
 static void	sandbox_seccomp(const struct smtpd_conf *, enum sandbox_role,
 		    struct sock_fprog *);
+static void	sandbox_seccomp_listeners(const struct smtpd_conf *,
+		    struct sock_fprog *);
 static void	sandbox_export(scmp_filter_ctx, struct sock_fprog *);
+static void	sandbox_socket(scmp_filter_ctx, int, int, int);
 static void	sandbox_rule(scmp_filter_ctx, uint32_t, int, unsigned int,
 		    const struct scmp_arg_cmp *);
 static const char *sandbox_gconv_dir(void);
@@ -93,10 +100,10 @@ static void	sandbox_sigsys(int, siginfo_t *, void *);
  * seccomp program and a Landlock ruleset costs more than a session.
  */
 static struct sandbox_plan	 plan_worker = { ROLE_WORKER, -1, { 0, NULL },
-				    NULL };
+				    { 0, NULL }, NULL };
 /* The relay's, the fetcher's or the health process's, made at its start. */
 static struct sandbox_plan	 plan_helper = { ROLE_RELAY, -1, { 0, NULL },
-				    NULL };
+				    { 0, NULL }, NULL };
 static int			 landlock_abi;
 
 /*
@@ -231,6 +238,24 @@ sandbox_rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned int n,
 } while (0)
 
 /*
+ * socket(af, type, proto) and socket(af, type, 0), with or without
+ * SOCK_NONBLOCK and SOCK_CLOEXEC; libseccomp compares an argument once
+ * a rule, hence two.
+ */
+static void
+sandbox_socket(scmp_filter_ctx ctx, int af, int type, int proto)
+{
+	struct scmp_arg_cmp	 c[] = {
+		ARG(0, SCMP_CMP_EQ, af, 0),
+		ARG(1, SCMP_CMP_MASKED_EQ, 0xf, type),
+		ARG(2, SCMP_CMP_EQ, 0, 0) };
+
+	sandbox_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 3, c);
+	c[2].datum_a = (scmp_datum_t)proto;
+	sandbox_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 3, c);
+}
+
+/*
  * The allow-list: what a role does once set up, and nothing else.  The
  * architecture is checked first (libseccomp kills on another); anything
  * not listed kills the process.
@@ -288,7 +313,15 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum sandbox_role role,
 	 */
 	ALLOW(brk);
 	ALLOW(munmap);
-	ALLOW(mremap);
+	/*
+	 * A worker's metrics slot is a page of a shared region: grown,
+	 * its mapping would reach the next slots (metrics.c)
+	 */
+	if (role == ROLE_WORKER && metrics_worker_at != NULL)
+		ALLOW_IF(mremap, ARG(0, SCMP_CMP_NE,
+		    (uintptr_t)metrics_worker_at, 0));
+	else
+		ALLOW(mremap);
 	ALLOW(madvise);
 	ALLOW(munlock);		/* sodium_free() of the signing key */
 	ALLOW_IF(mmap, ARG(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
@@ -350,17 +383,17 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum sandbox_role role,
 		ALLOW_IF(sendto, ARG(4, SCMP_CMP_EQ, 0, 0));
 		ALLOW(recvfrom);
 	} else {
-		/* the relay and the fetcher: TCP to the API, nothing else */
-		ALLOW_IF(socket, ARG(0, SCMP_CMP_EQ, AF_INET, 0),
-		    ARG(1, SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM));
-		ALLOW_IF(socket, ARG(0, SCMP_CMP_EQ, AF_INET6, 0),
-		    ARG(1, SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM));
+		/*
+		 * The relay and the fetcher: TCP to the API, nothing else
+		 * (no MPTCP, SCTP, ICMP or raw socket, no other family:
+		 * libcurl and libunbound need none)
+		 */
+		sandbox_socket(ctx, AF_INET, SOCK_STREAM, IPPROTO_TCP);
+		sandbox_socket(ctx, AF_INET6, SOCK_STREAM, IPPROTO_TCP);
 		if (role == ROLE_RELAY) {
 			/* and DNS: UDP from a random port (libunbound) */
-			ALLOW_IF(socket, ARG(0, SCMP_CMP_EQ, AF_INET, 0),
-			    ARG(1, SCMP_CMP_MASKED_EQ, 0xf, SOCK_DGRAM));
-			ALLOW_IF(socket, ARG(0, SCMP_CMP_EQ, AF_INET6, 0),
-			    ARG(1, SCMP_CMP_MASKED_EQ, 0xf, SOCK_DGRAM));
+			sandbox_socket(ctx, AF_INET, SOCK_DGRAM, IPPROTO_UDP);
+			sandbox_socket(ctx, AF_INET6, SOCK_DGRAM, IPPROTO_UDP);
 			ALLOW(bind);
 		}
 		ALLOW_IF(socketpair, ARG(0, SCMP_CMP_EQ, AF_UNIX, 0));
@@ -372,7 +405,19 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum sandbox_role role,
 		ALLOW(pipe2);
 	}
 	ALLOW(getsockopt);
-	ALLOW(setsockopt);
+	if (role == ROLE_WORKER) {
+		/*
+		 * Nothing of ours sets a socket option in a worker; only
+		 * libcrypto does, for kernel TLS on the client's
+		 * connection when openssl.cnf turns it on (TCP_ULP "tls",
+		 * then SOL_TLS).  Never on a listening socket: the second
+		 * filter (sandbox_seccomp_listeners) kills that.
+		 */
+		ALLOW_IF(setsockopt, ARG(1, SCMP_CMP_EQ, IPPROTO_TCP, 0),
+		    ARG(2, SCMP_CMP_EQ, TCP_ULP, 0));
+		ALLOW_IF(setsockopt, ARG(1, SCMP_CMP_EQ, SOL_TLS, 0));
+	} else
+		ALLOW(setsockopt);
 	ALLOW(getsockname);
 	ALLOW(getpeername);
 	/*
@@ -475,6 +520,41 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum sandbox_role role,
 	sandbox_export(ctx, prog);
 }
 
+/*
+ * A worker's second filter: no setsockopt() on a listening socket,
+ * which it shares with the master and its siblings (TCP_DEFER_ACCEPT
+ * or a tiny receive buffer there would hold every session).  The
+ * allow-list cannot say "none of these descriptors": libseccomp takes
+ * one comparison of an argument a rule, and leaves open which of two
+ * matching rules wins.  The kernel runs every filter and takes the
+ * strictest answer, so this one allows all but that.  It is loaded
+ * first: the allow-list forbids loading another.  It costs next to
+ * nothing: a few instructions a call at most, and none for the calls
+ * that the kernel's action cache knows every filter allows.
+ */
+static void
+sandbox_seccomp_listeners(const struct smtpd_conf *conf,
+    struct sock_fprog *prog)
+{
+	scmp_filter_ctx	 ctx;
+	uint32_t	 kill = SCMP_ACT_KILL_PROCESS;
+	size_t		 i;
+
+#ifdef SANDBOX_TRAP
+	kill = SCMP_ACT_TRAP;
+#endif
+	if ((ctx = seccomp_init(SCMP_ACT_ALLOW)) == NULL)
+		fatalx("sandbox: seccomp_init");
+	for (i = 0; i < conf->nlisteners; i++) {
+		if (conf->listeners[i].fd == -1)
+			continue;
+		sandbox_rule(ctx, kill, SCMP_SYS(setsockopt), 1,
+		    (struct scmp_arg_cmp[]){ ARG(0, SCMP_CMP_EQ,
+		    conf->listeners[i].fd, 0) });
+	}
+	sandbox_export(ctx, prog);
+}
+
 /* The BPF program of a filter, in memory, to load in any child. */
 static void
 sandbox_export(scmp_filter_ctx ctx, struct sock_fprog *prog)
@@ -544,6 +624,7 @@ sandbox_prepare_priv(const struct smtpd_conf *conf)
 	plan_worker.ruleset = sandbox_landlock(conf, ROLE_WORKER,
 	    conf->spool_fd);
 	sandbox_seccomp(conf, ROLE_WORKER, &plan_worker.prog);
+	sandbox_seccomp_listeners(conf, &plan_worker.listeners);
 	if (geteuid() == 0) {
 		plan_worker.root = sandbox_gconv_dir();
 		if (strcmp(plan_worker.root, SANDBOX_EMPTY_DIR) == 0)
@@ -703,10 +784,13 @@ sandbox_os_files(const struct sandbox_plan *p)
 		close(p->ruleset);
 }
 
-/* The system calls, last: the allow-list. */
+/* The system calls, last: a worker's listeners, then the allow-list. */
 void
 sandbox_os_syscalls(const struct sandbox_plan *p)
 {
+	if (p->listeners.filter != NULL && syscall(SYS_seccomp,
+	    SECCOMP_SET_MODE_FILTER, 0, &p->listeners) == -1)
+		fatal("sandbox: seccomp (listeners)");
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &p->prog) == -1)
 		fatal("sandbox: seccomp");
 }

@@ -125,7 +125,12 @@ sandbox_os_syscalls(const struct sandbox_plan *p)
 		fatal("sandbox: pledge");
 }
 
-/* After accept(): a worker gives up what only its start needed. */
+/*
+ * After accept(): a worker gives up what only its start needed.  With
+ * "inet" (--max-use over 1) pledge still lets it set options of the
+ * listening sockets, which Linux's second filter forbids; with "stdio"
+ * alone, only the few pledge always allows (SO_RCVBUF among them).
+ */
 void
 sandbox_worker_narrow(const struct smtpd_conf *conf)
 {

@@ -1310,11 +1310,14 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
  *
  * and closes every other descriptor: the other workers' sockets, the
  * relay's, the fetcher's pipe, the ban table's and the metrics region's
- * descriptors (their mappings stay, the table's read-only), the health
- * socket, whatever the master holds next.  It wipes its copy of the
- * TLS key, which the master keeps for signing, and frees its copy of
- * the pool.  syslog's connection is libc's, at a number of its own:
- * closed first, made again.
+ * descriptors (the table's mapping stays, read-only), the health
+ * socket, whatever the master holds next.  Of the metrics region it
+ * keeps its own slot, mapped from the region's descriptor before that
+ * is closed, and unmaps the rest: the master's slot, the relay's, the
+ * fetcher's and the header, which /healthz reads, are out of its reach.
+ * It wipes its copy of the TLS key, which the master keeps for
+ * signing, and frees its copy of the pool.  syslog's connection is
+ * libc's, at a number of its own: closed first, made again.
  */
 static void
 master_worker_keep(struct pool *p, struct worker *w, int ctl, int chan,
@@ -1335,6 +1338,15 @@ master_worker_keep(struct pool *p, struct worker *w, int ctl, int chan,
 	for (i = 0; i < n; i++)
 		if (keep[i] > top)
 			top = keep[i];
+	if (metrics != NULL) {
+#ifdef SMTPD_TEST_HOOKS
+		testhook_metrics_region(metrics, metrics_size(metrics->nslots));
+#endif
+		(void)metrics_own(metrics_fd, METRICS_SLOT_WORKERS +
+		    (size_t)(w - p->w), metrics_worker_at);
+		metrics_unmap(metrics);
+		metrics = NULL;
+	}
 	if (!conf.debug)
 		closelog();
 	for (fd = STDERR_FILENO + 1; fd <= top; fd++) {
@@ -1350,7 +1362,6 @@ master_worker_keep(struct pool *p, struct worker *w, int ctl, int chan,
 	conf.spool_fd = -1;	/* the relay writes the spool */
 	conf.health_l.fd = -1;
 	server_tls_key_forget();
-	metrics_use(metrics, METRICS_SLOT_WORKERS + (size_t)(w - p->w));
 	free(p->w);
 }
 

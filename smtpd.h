@@ -397,10 +397,14 @@ enum metric {
 	M_COUNT = M_REPLY_SOFT + REPLY_COUNT,
 };
 extern struct metrics_slot	*metrics_self;	/* this process's slot */
+extern void	*metrics_worker_at;	/* where a worker maps it */
+size_t		 metrics_stride(void);
+size_t		 metrics_offset(size_t);
 size_t		 metrics_size(size_t);
 struct metrics_map *metrics_create_priv(size_t, int *, int *);
-struct metrics_map *metrics_attach(int, size_t);
 void		 metrics_use(struct metrics_map *, size_t);
+int		 metrics_own(int, size_t, void *);
+void		 metrics_unmap(struct metrics_map *);
 void		 metrics_add(enum metric, uint64_t);
 void		 metrics_set(enum metric, uint64_t);
 void		 metrics_firm(long long, int);
@@ -933,6 +937,7 @@ void		 server_tls_key_forget(void);
 #ifdef SMTPD_TEST_HOOKS
 /* testhooks.c (smtpd-test only) */
 void		 testhook_worker_start(void);
+void		 testhook_metrics_region(const void *, size_t);
 void		 testhook_run(const struct smtpd_conf *, int, int, int,
 		    const char *, char *, size_t);
 #endif

@@ -14,10 +14,12 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,11 +41,19 @@ static struct {
 	uintptr_t	 end;
 } shared_maps[TESTHOOK_MAPS];
 static size_t		 nshared_maps;
+/* The metrics region, where the master mapped it, and its length. */
+static uintptr_t	 metrics_region;
+static size_t		 metrics_region_len;
+static sigjmp_buf	 probe_env;
 
 static void	testhook_socket(const char *, char *, size_t);
 static void	testhook_scribble(char *, size_t);
 static void	testhook_dns(int, const char *, char *, size_t);
 static int	testhook_listeners(int);
+static void	testhook_listener_opt(char *, size_t);
+static void	testhook_fault(int);
+static int	testhook_probe(uintptr_t);
+static void	testhook_metrics(char *, size_t);
 static void	testhook_forge(const struct smtpd_conf *, int, int, int,
 		    char *, size_t);
 static void	testhook_replay(const struct smtpd_conf *, int, char *,
@@ -81,6 +91,85 @@ testhook_worker_start(void)
 		}
 	}
 	fclose(f);
+}
+
+/* In the worker, before its metrics slot replaces the region. */
+void
+testhook_metrics_region(const void *p, size_t len)
+{
+	metrics_region = (uintptr_t)p;
+	metrics_region_len = len;
+}
+
+static void
+testhook_fault(int sig)
+{
+	(void)sig;
+	siglongjmp(probe_env, 1);
+}
+
+/*
+ * What is at address a for this process: 0 nothing (a read faults), 1
+ * memory it may only read, 2 memory it may write (the byte read is
+ * written back: whatever is there now stays as it was).
+ */
+static int
+testhook_probe(uintptr_t a)
+{
+	struct sigaction	 sa, osegv, obus;
+	volatile unsigned char	*p = (volatile unsigned char *)a;
+	volatile int		 r = 0;
+	unsigned char		 c;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = testhook_fault;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, &osegv);
+	sigaction(SIGBUS, &sa, &obus);
+	if (sigsetjmp(probe_env, 1) == 0) {
+		c = *p;
+		r = 1;
+		*p = c;
+		r = 2;
+	}
+	sigaction(SIGSEGV, &osegv, NULL);
+	sigaction(SIGBUS, &obus, NULL);
+	return r;
+}
+
+/*
+ * METRICS: what a worker taken over would do to /healthz.  First, is
+ * the metrics region's header, or the master's slot, still there for
+ * it, where the master mapped them; then 0xff over every shared
+ * writable mapping it has, and random bytes over the second half of
+ * each.
+ */
+static void
+testhook_metrics(char *what, size_t len)
+{
+	static const char *const state[] = { "not mapped", "read-only",
+	    "writable" };
+	uintptr_t	 a;
+	size_t		 i, n, bytes = 0;
+	int		 header = -1, master = -1;
+
+	if (metrics_region != 0 && metrics_region_len >=
+	    metrics_offset(METRICS_SLOT_MASTER + 1)) {
+		header = testhook_probe(metrics_region);
+		master = testhook_probe(metrics_region +
+		    metrics_offset(METRICS_SLOT_MASTER));
+	}
+	for (i = 0; i < nshared_maps; i++) {
+		a = shared_maps[i].start;
+		n = shared_maps[i].end - a;
+		memset((void *)a, 0xff, n);
+		arc4random_buf((void *)(a + n / 2), n - n / 2);
+		bytes += n;
+	}
+	snprintf(what, len, "metrics: header %s, master's slot %s; "
+	    "scribbled over %zu shared writable mappings (%zu bytes)",
+	    header == -1 ? "unknown" : state[header],
+	    master == -1 ? "unknown" : state[master], nshared_maps, bytes);
 }
 
 /*
@@ -446,6 +535,34 @@ testhook_escape(char *what, size_t len)
 		snprintf(what, len, "directory descriptors: none");
 }
 
+/*
+ * What would hold every session of the MX: on each listening socket
+ * this worker holds, accept only once a client has talked (which an
+ * SMTP client, waiting for the greeting, never does first) and a
+ * receive buffer of nothing.
+ */
+static void
+testhook_listener_opt(char *what, size_t len)
+{
+	int		 fd, on, defer = 30, rcvbuf = 1, n = 0;
+	socklen_t	 olen;
+
+	for (fd = 0; fd < 256; fd++) {
+		olen = sizeof(on);
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &olen) ==
+		    -1 || !on)
+			continue;
+		if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer,
+		    sizeof(defer)) == -1 || setsockopt(fd, SOL_SOCKET,
+		    SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) == -1) {
+			snprintf(what, len, "setsockopt: %s", strerror(errno));
+			return;
+		}
+		n++;
+	}
+	snprintf(what, len, "listening sockets set: %d", n);
+}
+
 void
 testhook_run(const struct smtpd_conf *conf, int client, int chan, int vchan,
     const char *args, char *what, size_t len)
@@ -480,6 +597,15 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan, int vchan,
 		strlcpy(what, banlist_test_write(conf->banlist), len);
 	else if (strcasecmp(args, "SHM-SCRIBBLE") == 0)
 		testhook_scribble(what, len);
+	else if (strcasecmp(args, "METRICS") == 0)
+		testhook_metrics(what, len);
+	else if (strcasecmp(args, "METRICS-GROW") == 0) {
+		/* a shared mapping grown reaches the next slots */
+		p = mremap(metrics_self, metrics_stride(),
+		    2 * metrics_stride(), MREMAP_MAYMOVE);
+		snprintf(what, len, "mremap: %s",
+		    p == MAP_FAILED ? strerror(errno) : "grown");
+	}
 	else if (strncasecmp(args, "DNS ", 4) == 0)
 		testhook_dns(chan, args + 4, what, len);
 	else if (strcasecmp(args, "DNS-BAD") == 0) {
@@ -556,6 +682,8 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan, int vchan,
 	} else if (strcasecmp(args, "LISTENERS") == 0) {
 		snprintf(what, len, "listening sockets: %d",
 		    testhook_listeners(0));
+	} else if (strcasecmp(args, "LISTENER-OPT") == 0) {
+		testhook_listener_opt(what, len);
 	} else if (strcasecmp(args, "SHUTDOWN-LISTENERS") == 0) {
 		/* what would take the MX off the air for every worker */
 		snprintf(what, len, "shut down: %d", testhook_listeners(1));

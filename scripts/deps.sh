@@ -19,7 +19,8 @@ fi
 # Documentation= check, debhelper, dpkg-dev and
 # fakeroot to build the .deb, adduser for its postinst; haproxy for
 # contrib/haproxy; python3-spf, and node with npm for mailauth (tests/
-# package.json), the independent verifiers of tests/test_differential.py.
+# package.json), the independent verifiers of tests/test_differential.py;
+# binutils for readelf (tests/test_hardening.py).
 # build-essential is in the build list.
 build="build-essential pkg-config clang libtls-dev libssl-dev \
 libsodium-dev libjansson-dev libcurl4-openssl-dev libseccomp-dev \
@@ -27,7 +28,8 @@ libbsd-dev mandoc libclang-rt-14-dev libunbound-dev libevent-dev \
 libopendkim-dev libidn2-dev"
 test="python3 python3-pytest swaks libnet-ssleay-perl perl openssl \
 python3-dnslib python3-dkim python3-nacl python3-yaml python3-cryptography \
-systemd man-db debhelper dpkg-dev fakeroot adduser haproxy python3-spf"
+systemd man-db debhelper dpkg-dev fakeroot adduser haproxy python3-spf \
+binutils"
 
 pkgs=$build
 [ "$what" = "test" ] && pkgs="$build $test"

@@ -6,7 +6,9 @@ concurrent publishing) and tests/tls_keyless_test.c (TLS handshakes of a
 worker that holds no private key, whose memory is searched for it) and
 tests/dmarc_test.c (DMARC records, the tree walk, alignment and the From
 field parser, against a table of DNS answers) and tests/guard_test.c
-(smtpd-relay's destination guard, relay_guard.c, on loopback).
+(smtpd-relay's destination guard, relay_guard.c, on loopback) and
+tests/relay_sandbox_test.c (the relay's and the fetcher's seccomp filters,
+installed as they are: which sockets they may make, which kill).
 tests/spf_test.c runs the RFC 7208 suite through
 tests/test_spf_suite.py."""
 import os
@@ -23,6 +25,7 @@ PROGRAMS = {
     "tls-keyless": ["tests/tls_keyless_test"],
     "dmarc": ["tests/dmarc_test"],
     "guard": ["tests/guard_test"],
+    "relay-sandbox": ["tests/relay_sandbox_test"],
 }
 
 

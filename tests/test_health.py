@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import (assert_no_sanitizer_report, LOOPBACK, RCPT, SMTPD, assert_reply, free_port,
+from conftest import (assert_no_sanitizer_report, LOOPBACK, RCPT, SMTPD,
+                      SMTPD_TEST, assert_reply, children, free_port,
                       make_message, wait_for)
 from fake_banlist import Answer, FakeBanlistAPI
 from test_banlist import cache, wait_first_poll  # noqa: F401 (fixture)
@@ -345,6 +346,77 @@ def test_the_health_process_is_sandboxed_and_reads_no_client_byte(smtpd):
         c.quit()
     _, _, body = get(srv, "/metrics")
     assert "evil" not in body
+
+
+def health_pid(srv):
+    """The pid of the master's child that runs `smtpd health`."""
+    for pid in children(srv.proc.pid):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 1 and argv[1] == b"health":
+            return pid
+    return None
+
+
+def masters_gauges(srv):
+    vals, _ = metrics(srv)
+    return {k: vals.get(k) for k in vals if k[0] in (
+        "smtpd_workers", "smtpd_sessions_active", "smtpd_start_time_seconds")}
+
+
+def test_a_worker_scribbling_on_its_metrics_cannot_change_healthz(smtpd):
+    # SPEC 7: what /healthz decides from is written by the master alone;
+    # a worker spoils its own counters, never the health answer, and no
+    # bytes at all in its slot crash the health process
+    srv = start_health(smtpd, "--spare", "2", binary=SMTPD_TEST)
+    settled = {("smtpd_workers", frozenset({("state", '"idle"')})): 2.0,
+               ("smtpd_workers", frozenset({("state", '"busy"')})): 0.0,
+               ("smtpd_sessions_active", frozenset()): 0.0}
+
+    def idle():
+        g = masters_gauges(srv)
+        return g if all(g.get(k) == v for k, v in settled.items()) else None
+    before = wait_for(idle, 5)
+    assert before, masters_gauges(srv)
+    assert get(srv, "/healthz")[::2] == (200, "ok\n")
+    pid = health_pid(srv)
+    assert pid
+    page = os.sysconf("SC_PAGESIZE")
+    for _ in range(3):
+        with srv.session() as c:
+            r = c.cmd("XTEST METRICS")
+            # its own slot, one page, is all of the region it has
+            assert r.lines == [
+                "451 4.3.0 Local error, try again later metrics: header "
+                "not mapped, master's slot not mapped; scribbled over 1 "
+                "shared writable mappings (%d bytes)" % page], r.lines
+            assert get(srv, "/healthz")[::2] == (200, "ok\n")
+            assert get(srv, "/metrics")[0] == 200
+            c.quit()
+    after = wait_for(idle, 5)
+    assert after == before, (before, masters_gauges(srv))
+    assert get(srv, "/healthz")[::2] == (200, "ok\n")
+    assert health_pid(srv) == pid
+    assert srv.proc.poll() is None
+    deliver(srv)                # and the MX serves on
+
+
+@pytest.mark.worker_deaths
+def test_a_worker_growing_its_metrics_slot_is_killed(smtpd):
+    # mremap() of its one shared page would map the next worker's slot
+    srv = start_health(smtpd, "--spare", "2", binary=SMTPD_TEST)
+    with srv.session() as c:
+        c.send("XTEST METRICS-GROW\r\n")
+        c.expect_closed(timeout=3.0)
+    assert wait_for(lambda: [e for e in srv.logs(strict=False) if
+                             e.get("event") == "worker_died" and
+                             e.get("signal") == signal.SIGSYS], 5), \
+        srv.log_text()[-2000:]
+    assert get(srv, "/healthz")[::2] == (200, "ok\n")
+    deliver(srv)
 
 
 def test_health_with_inetd_is_refused_naming_the_flag():

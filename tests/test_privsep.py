@@ -302,6 +302,37 @@ def test_worker_memory_holds_no_tls_key_during_starttls(smtpd, tmp_path,
     assert [s for s in secrets_ if s in master]
 
 
+@pytest.mark.parametrize("rsa", [True, False], ids=["rsa", "ec"])
+def test_health_memory_holds_no_tls_key(smtpd, tmp_path, rsa):
+    # the health process is exec'd: a fresh image, never a copy of the
+    # master's, which holds the key
+    import http.client
+    from test_health import health_pid
+    from test_tls import make_pair, starttls
+    cert, key = make_pair(tmp_path / "tls", rsa=rsa)
+    secrets_ = key_secrets(key)
+    hport = free_port()
+    srv = smtpd("--spare", "1", "--tls-cert", cert, "--tls-key", key,
+                "--health", "%s:%d" % (LOOPBACK, hport))
+    with srv.session() as c:        # the master signs for a handshake
+        c.ehlo()
+        starttls(c)
+        assert_reply(c.deliver(make_message()), "250 2.0.0")
+        c.quit()
+    pid = wait_for(lambda: health_pid(srv), 5)
+    assert pid
+    for path in ("/healthz", "/metrics"):
+        h = http.client.HTTPConnection(LOOPBACK, hport, timeout=5)
+        h.request("GET", path)
+        assert h.getresponse().status == 200, path
+        h.close()
+    memory = read_memory(pid)
+    found = [s[:8].hex() for s in secrets_ if s in memory]
+    assert not found, found
+    # the master holds the key: the search finds it there
+    assert [s for s in secrets_ if s in read_memory(srv.proc.pid)]
+
+
 def limits(pid):
     out = {}
     with open("/proc/%d/limits" % pid) as f:

@@ -23,6 +23,7 @@ import os
 import pwd
 import signal
 import socket
+import time
 
 import pytest
 
@@ -354,6 +355,23 @@ def test_shutting_down_the_shared_listener_kills_the_worker(smtpd):
     hook_kills(srv, "SHUTDOWN-LISTENERS", SIGSYS)
     for _ in range(3):
         assert_serving(srv)
+
+
+@pytest.mark.worker_deaths
+def test_setting_an_option_of_the_shared_listener_kills_the_worker(smtpd):
+    # TCP_DEFER_ACCEPT on the listening socket would hold every later
+    # client, who waits for the greeting, until it talks first (and
+    # SO_RCVBUF of 1 would starve it): the whole MX, from one worker
+    srv = smtpd("--spare", "2", "--max-use", "5", binary=SMTPD_TEST)
+    hook_kills(srv, "LISTENER-OPT", SIGSYS)
+    for _ in range(3):
+        with srv.connect(timeout=10) as c:
+            t0 = time.monotonic()
+            c.greeting(timeout=10)
+            assert time.monotonic() - t0 < 2.0, "the greeting was held"
+            c.ehlo()
+            assert_reply(c.cmd("NOOP"), "250 2.0.0")
+            c.quit()
 
 
 @pytest.mark.worker_deaths
