@@ -143,7 +143,8 @@ usage(int status)
 	    "\t[--resolver addr[:port]] [--session-timeout sec] "
 	    "[--smtps addr:port] [--spare n]\n"
 	    "\t[--soft-bounce] [--spool-reserve bytes]\n"
-	    "\t[--auth-id name] [--tls-cert file --tls-key file]\n");
+	    "\t[--auth-id name] [--tls-cert file --tls-key file]\n"
+	    "       smtpd -C [-H hostname] --tls-cert file --tls-key file\n");
 	exit(status);
 }
 
@@ -248,6 +249,7 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 			    strlen(optarg))
 				flag_error(f, "invalid host name '%s'", optarg);
 			strlcpy(c->hostname, optarg, sizeof(c->hostname));
+			c->hostname_set = 1;
 			break;
 		case 'r':
 			conf_recipient(c, optarg);
@@ -477,6 +479,16 @@ conf_check(struct smtpd_conf *c)
 			    "--listen or --smtps");
 		return;
 	}
+	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
+		flag_error(c->tls_cert ? "tls-key" : "tls-cert",
+		    "--tls-cert and --tls-key go together");
+	if (c->check_cert) {
+		/* -C reads the certificate and key, nothing else */
+		if (c->tls_cert == NULL)
+			flag_error("check-cert", "needs --tls-cert and "
+			    "--tls-key");
+		return;
+	}
 	if (c->nrcpts == 0)
 		flag_error("recipient", "at least one -r address is required");
 	if (c->api == NULL && c->spool == NULL)
@@ -487,13 +499,8 @@ conf_check(struct smtpd_conf *c)
 		flag_error("api-secret", "needs --api");
 	if (c->ca_file != NULL && c->api == NULL)
 		flag_error("ca-file", "needs --api");
-	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
-		flag_error(c->tls_cert ? "tls-key" : "tls-cert",
-		    "--tls-cert and --tls-key go together");
 	if (c->require_tls && c->tls_cert == NULL)
 		flag_error("require-tls", "needs --tls-cert and --tls-key");
-	if (c->check_cert && c->tls_cert == NULL)
-		flag_error("check-cert", "needs --tls-cert and --tls-key");
 	for (i = 0; i < c->nlisteners; i++)
 		if (c->listeners[i].smtps && c->tls_cert == NULL)
 			flag_error("smtps", "needs --tls-cert and --tls-key");

@@ -711,6 +711,56 @@ def test_check_cert_refuses_an_unreadable_certificate(tmp_path, spool_dir,
     assert out == ""
 
 
+def test_check_cert_needs_only_the_certificate_and_key(pair):
+    cert, key = pair
+    status, out, err = run_smtpd(["-C", "--tls-cert", cert,
+                                  "--tls-key", key])
+    assert status == 0, err
+    assert "names: test.example" in out, out
+    assert "expires: " + cert_not_after(cert) in out, out
+
+
+def test_check_cert_alone_refuses_an_expired_certificate(tmp_path):
+    cert, key = make_expired_pair(tmp_path / "tls")
+    status, out, err = run_smtpd(["-C", "--tls-cert", cert,
+                                  "--tls-key", key])
+    assert status == 1, (out, err)
+    assert "expires: 2020-01-02T00:00:00Z" in out, out
+    assert re.search(r"expired", err, re.I), err
+
+
+def test_check_cert_compares_the_names_with_hostname(pair):
+    cert, key = pair
+    args = ["-C", "--tls-cert", cert, "--tls-key", key]
+    status, out, err = run_smtpd(args + ["-H", "test.example"])
+    assert status == 0, err
+    status, out, err = run_smtpd(args + ["-H", "mx.elsewhere.example"])
+    assert status == 1, (out, err)
+    assert "mx.elsewhere.example" in err and str(cert) in err, err
+
+
+def make_encrypted_key(directory):
+    """A certificate and its key, the key encrypted with a passphrase."""
+    cert, key = make_pair(directory)
+    locked = pathlib.Path(directory) / "locked.key"
+    openssl("pkey", "-in", key, "-aes256", "-passout", "pass:secret",
+            "-out", locked)
+    assert b"ENCRYPTED" in locked.read_bytes()
+    return cert, locked
+
+
+def test_config_test_refuses_a_passphrase_key_without_prompting(tmp_path,
+                                                                spool_dir):
+    cert, locked = make_encrypted_key(tmp_path / "tls")
+    started = time.monotonic()
+    status, out, err = run_smtpd(check_args("-n", spool_dir, cert, locked))
+    assert time.monotonic() - started < 3
+    assert status == 1, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert str(locked) in lines[0] and "passphrase" in lines[0], err
+
+
 def test_config_test_refuses_a_mismatched_pair(tmp_path, spool_dir):
     cert, _ = make_pair(tmp_path / "a")
     _, other_key = make_pair(tmp_path / "b")
