@@ -115,6 +115,9 @@ static const struct {
 	    "405: our key or URL is wrong." },
 	{ "smtpd_start_time_seconds", "gauge", METRICS_SLOT_MASTER,
 	    M_START_TIME, "When the master started." },
+	{ "smtpd_tls_certificate_expiry_timestamp_seconds", "gauge",
+	    METRICS_SLOT_MASTER, M_TLS_CERT_EXPIRY,
+	    "notAfter of --tls-cert (0: no certificate)." },
 };
 
 /*

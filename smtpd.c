@@ -184,6 +184,7 @@ static int	master_child_reaped(struct child *, pid_t, int);
 static void	master_worker_keep(struct pool *, struct worker *, int, int);
 static time_t	monotime(void);
 static void	master_tls_reload(void);
+static void	master_tls_expiry(void);
 static void	master_tls_sign(int, const struct ctl_sign *, int);
 static void	master_reload(void);
 static json_t	*master_listener_names(const struct smtpd_conf *);
@@ -296,6 +297,7 @@ main(int argc, char *argv[])
 	    "spare", (json_int_t)conf.spare,
 	    "max_sessions", (json_int_t)conf.max_sessions,
 	    "max_use", (json_int_t)conf.max_use);
+	master_tls_expiry();
 	master_children_start();
 	master_loop();
 	/* NOTREACHED */
@@ -757,6 +759,16 @@ master_tls_reload(void)
 	tls_key_gen = generation;
 	log_event(LOG_INFO, "tls_reloaded", NULL, "{s:s}", "cert",
 	    conf.tls_cert);
+	master_tls_expiry();
+}
+
+/* At start and after a reload: the expiry warning and its gauge. */
+static void
+master_tls_expiry(void)
+{
+	if (conf.tls != NULL)
+		metrics_set(M_TLS_CERT_EXPIRY,
+		    (uint64_t)server_tls_expiry_log(&conf));
 }
 
 /*

@@ -385,6 +385,7 @@ enum metric {
 	M_BANLIST_LAST_OK,	/* fetcher: wall clock of the last good poll */
 	M_BANLIST_FAILURES,	/* fetcher: polls failed in a row */
 	M_START_TIME,		/* master: wall clock at start */
+	M_TLS_CERT_EXPIRY,	/* master: the certificate's notAfter */
 	M_FIRM_CONFIG_STATUS,	/* relay: FIRM's status of the last config
 				   error, 0 once a later call got a 2xx */
 	M_FIRM_CONFIG_AT,	/* relay: wall clock of that error */

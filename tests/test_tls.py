@@ -652,6 +652,48 @@ def test_sighup_with_mismatched_pair_keeps_old_certificate(smtpd, tmp_path):
     assert srv.proc.poll() is None
 
 
+# ---------------------------------------------------------------- expiry
+
+EXPIRY_METRIC = "smtpd_tls_certificate_expiry_timestamp_seconds"
+
+
+def test_expired_certificate_warns_at_start_and_shows_in_metrics(smtpd,
+                                                                 tmp_path):
+    from test_health import start_health, metrics
+    cert, key = make_expired_pair(tmp_path / "tls")
+    srv = start_health(smtpd, "--tls-cert", cert, "--tls-key", key)
+    assert wait_for(lambda: log_events(srv, "tls_certificate_expiry"), 5)
+    [e] = log_events(srv, "tls_certificate_expiry")
+    assert e["level"] == "warning", e
+    assert e["not_after"] == "2020-01-02T00:00:00Z", e
+    assert e["expired"] is True and e["days"] < 0, e
+    assert "test.example" in e["subject"] and e["cert"] == str(cert), e
+    vals, types = metrics(srv)
+    assert types[EXPIRY_METRIC] == "gauge"
+    assert vals[(EXPIRY_METRIC, frozenset())] == 1577923200   # 2020-01-02
+
+
+def test_sighup_warns_of_a_certificate_expiring_within_14_days(smtpd,
+                                                               tmp_path):
+    from test_health import start_health, metrics
+    cert, key = make_pair(tmp_path / "live")
+    soon_cert, soon_key = make_pair(tmp_path / "soon", days=7)
+    srv = start_health(smtpd, "--tls-cert", cert, "--tls-key", key)
+    assert not log_events(srv, "tls_certificate_expiry")
+    shutil.copyfile(soon_key, key)
+    shutil.copyfile(soon_cert, cert)
+    srv.signal(signal.SIGHUP)
+    assert wait_for(lambda: log_events(srv, "tls_certificate_expiry"), 5), \
+        srv.log_text()[-2000:]
+    [e] = log_events(srv, "tls_certificate_expiry")
+    assert e["days"] in (6, 7) and e["expired"] is False, e
+    assert e["not_after"] == cert_not_after(soon_cert), e
+    when = datetime.datetime.strptime(e["not_after"], "%Y-%m-%dT%H:%M:%SZ")
+    expect = when.replace(tzinfo=datetime.timezone.utc).timestamp()
+    assert wait_for(lambda: metrics(srv)[0][(EXPIRY_METRIC, frozenset())] ==
+                    expect, 5)
+
+
 # ---------------------------------------------------------------- -C and -n
 
 def check_args(flag, spool_dir, cert, key):
