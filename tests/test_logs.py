@@ -195,3 +195,37 @@ def test_protocol_trace_logs_each_line_of_a_multi_line_reply(smtpd):
     assert not [x for x in out if "??" in x], out
     assert "250-PIPELINING" in out and "250 ENHANCEDSTATUSCODES" in out, out
     assert any(x.startswith("250-test.example Hello") for x in out), out
+
+
+def test_client_that_never_reads_is_logged_as_write_timeout(smtpd):
+    """A client whose receive window is full: the worker's write waits
+    --timeout, then ends the session, logged with its own reason."""
+    import socket
+    import time
+    from conftest import LOOPBACK
+    srv = smtpd("-t", "2")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((LOOPBACK, srv.port))
+    sock.setblocking(False)
+    chunk = b"EHLO client.example\r\n" * 200
+    stuck_since = None
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline:
+            try:
+                sock.send(chunk)
+                stuck_since = None
+            except BlockingIOError:
+                stuck_since = stuck_since or time.monotonic()
+                if time.monotonic() - stuck_since > 1:
+                    break       # both directions full: the worker waits
+                time.sleep(0.05)
+            except OSError:
+                break           # already cut
+        assert wait_for(lambda: events(srv.logs(strict=False),
+                                       "disconnect"), 10)
+    finally:
+        sock.close()
+    [d] = events(srv.logs(strict=False), "disconnect")
+    assert d["reason"] == "write-timeout", d
