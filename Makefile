@@ -230,9 +230,10 @@ tests/fuzz/fuzz_dkimtag: tests/fuzz/fuzz_dkimtag.c dkimtag.c $(HDRS)
 	    $(PKG_LIBS)
 
 # FIRM's ban lists: the JSON answers, their entries, the table.
-tests/fuzz/fuzz_banlist: tests/fuzz/fuzz_banlist.c banlist.c log.c util.c $(HDRS)
+tests/fuzz/fuzz_banlist: tests/fuzz/fuzz_banlist.c banlist.c log.c \
+    metrics.c shm.c util.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_banlist.c banlist.c \
-	    log.c util.c $(PKG_LIBS)
+	    log.c metrics.c shm.c util.c $(PKG_LIBS)
 
 # Seeded with the corpus; new inputs gather in tests/fuzz/mime-work, a
 # crash is kept as tests/fuzz/crash-*.

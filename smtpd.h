@@ -88,6 +88,7 @@
 #define MSG_ID_LEN		16
 
 #define LOG_LINE_MAX		4000	/* below PIPE_BUF: one atomic write */
+#define LOG_WRITE_WAIT_MS	100	/* for the rest of a line begun */
 #define LOG_FIELD_MAX		256	/* untrusted text in a log field */
 
 /*
@@ -386,6 +387,7 @@ enum metric {
 	M_BANLIST_FAILURES,	/* fetcher: polls failed in a row */
 	M_START_TIME,		/* master: wall clock at start */
 	M_TLS_CERT_EXPIRY,	/* master: the certificate's notAfter */
+	M_LOG_DROPPED,		/* log lines a slow reader cost us */
 	M_FIRM_CONFIG_STATUS,	/* relay: FIRM's status of the last config
 				   error, 0 once a later call got a 2xx */
 	M_FIRM_CONFIG_AT,	/* relay: wall clock of that error */

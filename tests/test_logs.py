@@ -1,5 +1,7 @@
 """JSON log lines on stdout with -d (SPEC 6, design.md Logs)."""
 
+import os
+
 import pytest
 
 from conftest import TOKEN, assert_reply, make_message, reply_id, wait_for
@@ -229,3 +231,95 @@ def test_client_that_never_reads_is_logged_as_write_timeout(smtpd):
         sock.close()
     [d] = events(srv.logs(strict=False), "disconnect")
     assert d["reason"] == "write-timeout", d
+
+
+def pipe_lines(fd, until, timeout):
+    """Read JSON lines from fd until one satisfies until(event)."""
+    import json
+    import select
+    import time
+    buf, seen = b"", []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 0.1)[0]:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            seen.append(e)
+            if until(e):
+                return seen
+    return seen
+
+
+def test_a_full_log_pipe_delays_no_delivery_and_drops_are_counted(
+        tmp_path, spool_root):
+    """stdout is a pipe nobody reads (one page, full): a delivery still
+    takes well under a second, the lost lines are counted in the
+    metric, and a log_dropped line says how many once the pipe drains."""
+    import fcntl
+    import signal
+    import subprocess
+    import tempfile
+    import time
+    from conftest import (LOOPBACK, SMTPD, REPO, SMTPClient, build_args,
+                          free_port, port_accepts)
+    from test_health import get
+    port, hport = free_port(), free_port()
+    parent = tempfile.mkdtemp(dir=str(spool_root))
+    os.chmod(parent, 0o711)
+    args = build_args(port, os.path.join(parent, "spool"),
+                      ("-u", "nobody", "-vv", "--health",
+                       "%s:%d" % (LOOPBACK, hport)))
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+    proc = subprocess.Popen([str(SMTPD)] + args, cwd=str(REPO),
+                            stdin=subprocess.DEVNULL, stdout=w,
+                            stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    os.close(w)
+    try:
+        assert wait_for(lambda: port_accepts(port), 10)
+        # fill the pipe: every NOOP is two trace lines
+        with SMTPClient(port) as c:
+            c.greeting()
+            c.ehlo()
+            for _ in range(50):
+                assert_reply(c.cmd("NOOP"), "250")
+            assert_pipe_full = fcntl.ioctl(r, 0x541B, b"\0\0\0\0")  # FIONREAD
+            assert int.from_bytes(assert_pipe_full, "little") > 3000
+            started = time.monotonic()
+            r250 = c.deliver(make_message())
+            took = time.monotonic() - started
+            assert_reply(r250, "250 2.0.0")
+            c.quit()
+        assert took < 2, took
+        # the master drops its reload line too, then notes the loss
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        _, _, body = get(type("S", (), {"hport": hport}), "/metrics")
+        [dropped] = [float(x.split()[1]) for x in body.splitlines()
+                     if x.startswith("smtpd_log_lines_dropped_total ")]
+        assert dropped > 0, body
+        pipe_lines(r, lambda e: False, 1)              # drain
+        proc.send_signal(signal.SIGHUP)
+        seen = pipe_lines(r, lambda e: e.get("event") == "log_dropped", 5)
+        notes = [e for e in seen if e.get("event") == "log_dropped"]
+        assert notes and notes[0]["lines"] > 0, seen[-5:]
+        assert notes[0]["level"] == "warning" and notes[0]["proc"] == "master"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        pipe_lines(r, lambda e: False, 1)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        os.close(r)
