@@ -35,7 +35,7 @@ enum {
 	OPT_PROXY_FROM, OPT_HEALTH, OPT_GRACE, OPT_REJECT_BARE_LF,
 	OPT_GREET_DELAY, OPT_FETCH_ONLY, OPT_MAX_USE, OPT_RESOLVER,
 	OPT_REQUIRE_AUTH, OPT_AUTH_ID, OPT_SESSION_TIMEOUT, OPT_SPOOL_RESERVE,
-	OPT_PIN_CPU, OPT_SOFT_BOUNCE
+	OPT_PIN_CPU, OPT_SOFT_BOUNCE, OPT_ONLINE
 };
 
 static const struct option longopts[] = {
@@ -43,6 +43,7 @@ static const struct option longopts[] = {
 	{ "verbose",		no_argument,		NULL, 'v' },
 	{ "inetd",		no_argument,		NULL, 'i' },
 	{ "config-test",	no_argument,		NULL, 'n' },
+	{ "online",		no_argument,		NULL, OPT_ONLINE },
 	{ "check-cert",		no_argument,		NULL, 'C' },
 	{ "version",		no_argument,		NULL, 'V' },
 	{ "help",		no_argument,		NULL, 'h' },
@@ -129,7 +130,8 @@ static __dead void
 usage(int status)
 {
 	fprintf(status ? stderr : stdout,
-	    "usage: smtpd [-CdhinVv] [-a url | --spool dir] -r address "
+	    "usage: smtpd [-CdhinVv] [--online] [-a url | --spool dir] "
+	    "-r address "
 	    "[-c max-sessions]\n"
 	    "\t[-H hostname] [-l addr:port] [-p max-per-ip] [-s max-size]\n"
 	    "\t[-t timeout] [-u user] [--api-secret file] "
@@ -228,6 +230,9 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 			break;
 		case 'n':
 			c->config_test = 1;
+			break;
+		case OPT_ONLINE:
+			c->online = 1;
 			break;
 		case 'V':
 			printf("smtpd %s\n", SMTPD_VERSION);
@@ -489,6 +494,8 @@ conf_check(struct smtpd_conf *c)
 			    "--tls-key");
 		return;
 	}
+	if (c->online && !c->config_test)
+		flag_error("online", "goes with -n");
 	if (c->nrcpts == 0)
 		flag_error("recipient", "at least one -r address is required");
 	if (c->api == NULL && c->spool == NULL)

@@ -152,6 +152,7 @@ struct smtpd_conf {
 	int			 verbose;
 	int			 inetd;
 	int			 config_test;
+	int			 online;	/* -n --online */
 	int			 check_cert;
 
 	struct listener		 listeners[MAX_LISTENERS];
