@@ -323,3 +323,115 @@ def test_a_full_log_pipe_delays_no_delivery_and_drops_are_counted(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
         os.close(r)
+
+
+# ---------------------------------------------------------------- smtpd.8
+
+COMMON_FIELDS = {"ts", "level", "event", "session", "proc"}
+
+
+def c_args(text, start):
+    """The top-level arguments of the call whose '(' ends at start, as
+    source text, and where the call ends."""
+    args, depth, cur, i = [], 0, [], start
+    while i < len(text):
+        ch = text[i]
+        if ch == '"':
+            j = i + 1
+            while text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            cur.append(text[i:j + 1])
+            i = j + 1
+            continue
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            if depth == 0:
+                args.append("".join(cur).strip())
+                return args, i
+            depth -= 1
+        elif ch == "," and depth == 0:
+            args.append("".join(cur).strip())
+            cur = []
+            i += 1
+            continue
+        cur.append(ch)
+        i += 1
+    raise AssertionError("unterminated call")
+
+
+def literal(arg):
+    """The value of a C string literal argument, or None."""
+    import re
+    m = re.fullmatch(r'"([^"\\]*)"', arg)
+    return m.group(1) if m else None
+
+
+def source_events():
+    """{event: set of fields} from every log_event() call in the
+    sources, the children table's exit events, the protocol trace and
+    the plain log lines of log_warnx() and its kin."""
+    import pathlib
+    import re
+    from conftest import REPO
+    events = {"log": {"msg", "error"}}
+    for path in sorted(pathlib.Path(REPO).glob("*.c")):
+        text = path.read_text()
+        for m in re.finditer(r"\blog_event\(", text):
+            if text[m.start() - 1:m.start()] not in ("\t", " ", "(", "\n"):
+                continue
+            args, _ = c_args(text, m.end())
+            if len(args) < 4 or args[0].startswith("int "):
+                continue            # the definition
+            name = literal(args[1])
+            fields = set()
+            for key in args[4::2]:
+                if literal(key) is not None:
+                    fields.add(literal(key))
+            if name is not None:
+                events.setdefault(name, set()).update(fields)
+        for m in re.finditer(r'\.(?:exited|replaced)\s*=\s*"([a-z_]+)"',
+                             text):
+            events.setdefault(m.group(1), set()).update({"status",
+                                                          "signal"})
+        for m in re.finditer(r'session_trace\([^,]+,\s*"([a-z_]+)"', text):
+            events.setdefault(m.group(1), set()).add("line")
+    return events
+
+
+def manual_entries():
+    """{event: its entry's text} from the tag lists of smtpd.8's
+    LOGGING section (an entry may name several events)."""
+    import re
+    from conftest import REPO
+    text = (REPO / "smtpd.8").read_text()
+    section = text.split("\n.Sh LOGGING\n", 1)[1].split("\n.Sh ", 1)[0]
+    entries, names, body = {}, [], []
+    for line in section.splitlines() + [".El"]:
+        if line.startswith(".It ") or line.startswith(".El"):
+            for n in names:
+                entries[n] = "\n".join(body)
+            names, body = [], []
+            if line.startswith(".It Li "):
+                names = re.findall(r"[a-z_0-9]+", line[len(".It Li "):])
+            continue
+        body.append(line)
+    return entries
+
+
+def test_every_log_event_and_its_fields_are_in_the_manual():
+    """An event added to the sources without its entry in smtpd.8's
+    LOGGING section (or a field without its mention there) fails."""
+    import re
+    events, entries = source_events(), manual_entries()
+    assert len(events) > 40, sorted(events)
+    missing = sorted(e for e in events if e not in entries)
+    assert not missing, "events not in smtpd.8 LOGGING: %s" % missing
+    undocumented = {}
+    for name, fields in events.items():
+        named = set(re.findall(r"^\.Li ([a-z_0-9]+)", entries[name], re.M))
+        lost = sorted(fields - named - COMMON_FIELDS)
+        if lost:
+            undocumented[name] = lost
+    assert not undocumented, \
+        "fields not in their smtpd.8 entries: %r" % undocumented
