@@ -207,3 +207,29 @@ def test_online_needs_config_test(spool_dir):
                                   spool_dir])
     assert status == 1
     assert "--online" in err or "online" in err, err
+
+
+def test_online_verifies_firms_certificate_with_ca_file(tmp_path, banapi):
+    """https: the call is verified against --ca-file; a bundle without
+    the API's issuer fails, naming FIRM."""
+    import ssl
+    from conftest import default_dns
+    api_cert, api_key = make_pair(tmp_path / "api", cn="localhost")
+    other_ca, _ = make_pair(tmp_path / "other", cn="localhost")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(api_cert), str(api_key))
+    banapi._server.socket = ctx.wrap_socket(banapi._server.socket,
+                                            server_side=True)
+    url = "https://localhost:%d" % banapi.port
+    cert, key = make_pair(tmp_path / "tls")
+    args = online_args(tmp_path, url, default_dns().address, cert, key)
+    status, out, err = run_smtpd(args + ["--ca-file", other_ca],
+                                 timeout=15)
+    assert status == 1, (out, err)
+    [line] = err.strip().splitlines()
+    assert "FIRM" in line and url in line, err
+    assert "certificate" in line.lower(), err
+    status, out, err = run_smtpd(args + ["--ca-file", api_cert],
+                                 timeout=15)
+    assert status == 0, err
+    assert "configuration OK" in out
