@@ -533,12 +533,12 @@ master_relay_check_priv(const char *role)
 static int
 master_online_priv(void)
 {
-	struct tls_cert_info	 ci;
-	char			 why[1024];
-	int			 failed = 0;
+	struct server_tls_cert_info	 ci;
+	char				 why[1024];
+	int				 failed = 0;
 
 	if (conf.tls_cert != NULL) {
-		if (server_tls_cert_info(conf.tls_cert, conf.hostname, &ci,
+		if (server_tls_cert_read(conf.tls_cert, conf.hostname, &ci,
 		    why, sizeof(why)) == -1) {
 			fprintf(stderr, "smtpd: online: %s\n", why);
 			failed = 1;

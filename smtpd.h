@@ -899,15 +899,15 @@ struct tls	*tls_server_setup_priv(const struct smtpd_conf *, char *,
 int		 tls_handshake_timed(struct tls *, int, long long,
 		    const sigset_t *, char *, size_t);
 int		 tls_check_cert(const struct smtpd_conf *, int);
-struct tls_cert_info {
+struct server_tls_cert_info {
 	char		 subject[512];
 	char		 names[1024];	/* DNS subjectAltNames */
 	char		 when[64];	/* notAfter, RFC 3339 */
 	time_t		 notafter;
 	int		 names_host;	/* it names the host asked about */
 };
-int		 server_tls_cert_info(const char *, const char *,
-		    struct tls_cert_info *, char *, size_t);
+int		 server_tls_cert_read(const char *, const char *,
+		    struct server_tls_cert_info *, char *, size_t);
 time_t		 server_tls_expiry_log(const struct smtpd_conf *);
 /* the TLS private key stays with its holder, the master */
 typedef int (*server_tls_signer)(void *, const struct tls_sign_req *,

@@ -883,8 +883,8 @@ tls_cert_names(X509 *x, char *buf, size_t len)
  * reason in err.
  */
 int
-server_tls_cert_info(const char *path, const char *host,
-    struct tls_cert_info *ci, char *err, size_t errlen)
+server_tls_cert_read(const char *path, const char *host,
+    struct server_tls_cert_info *ci, char *err, size_t errlen)
 {
 	BIO		*bio;
 	X509		*x;
@@ -933,11 +933,11 @@ server_tls_cert_info(const char *path, const char *host,
 time_t
 server_tls_expiry_log(const struct smtpd_conf *conf)
 {
-	struct tls_cert_info	 ci;
-	time_t			 now = time(NULL);
-	char			 err[1024];
+	struct server_tls_cert_info	 ci;
+	time_t				 now = time(NULL);
+	char				 err[1024];
 
-	if (server_tls_cert_info(conf->tls_cert, NULL, &ci, err,
+	if (server_tls_cert_read(conf->tls_cert, NULL, &ci, err,
 	    sizeof(err)) == -1) {
 		log_warnx("%s", err);
 		return 0;
@@ -961,14 +961,14 @@ server_tls_expiry_log(const struct smtpd_conf *conf)
 int
 tls_check_cert(const struct smtpd_conf *conf, int print)
 {
-	struct tls_cert_info	 ci;
-	struct tls		*ctx;
-	time_t			 now = time(NULL);
-	char			 err[1024];
-	const char		*host;
+	struct server_tls_cert_info	 ci;
+	struct tls			*ctx;
+	time_t				 now = time(NULL);
+	char				 err[1024];
+	const char			*host;
 
 	host = print && conf->hostname_set ? conf->hostname : NULL;
-	if (server_tls_cert_info(conf->tls_cert, host, &ci, err,
+	if (server_tls_cert_read(conf->tls_cert, host, &ci, err,
 	    sizeof(err)) == -1) {
 		fprintf(stderr, "smtpd: %s\n", err);
 		return 1;
