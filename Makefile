@@ -36,7 +36,7 @@ COMMON_SRCS=	conf.c addr.c banlist.c channel.c cpu.c dns.c log.c metrics.c \
 SMTPD_SRCS=	smtpd.c worker.c session.c message.c reply.c payload.c mime.c \
 		tls.c auth.c alabel.c spf.c dmarc.c health.c proxy.c dkimtag.c \
 		verifier.c
-RELAY_SRCS=	relay.c relay_guard.c fetcher.c firm.c
+RELAY_SRCS=	relay.c relay_guard.c fetcher.c firm.c probe.c
 SRCS=		$(SMTPD_SRCS) $(RELAY_SRCS) $(COMMON_SRCS)
 OBJS=		$(SMTPD_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
 RELAY_OBJS=	$(RELAY_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
@@ -126,7 +126,7 @@ $(PROG): $(OBJS)
 	$(CC) $(HARDEN_LDFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
 $(RELAY): $(RELAY_OBJS)
-	$(CC) $(HARDEN_LDFLAGS) $(LDFLAGS) -o $@ $(RELAY_OBJS) $(RELAY_LIBS)
+	$(CC) $(HARDEN_LDFLAGS) $(LDFLAGS) -pthread -o $@ $(RELAY_OBJS) $(RELAY_LIBS)
 
 %.o: %.c $(HDRS)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -247,9 +247,10 @@ tests/fuzz/fuzz_dkimtag: tests/fuzz/fuzz_dkimtag.c dkimtag.c $(HDRS)
 	    $(PKG_LIBS)
 
 # FIRM's ban lists: the JSON answers, their entries, the table.
-tests/fuzz/fuzz_banlist: tests/fuzz/fuzz_banlist.c banlist.c log.c util.c $(HDRS)
+tests/fuzz/fuzz_banlist: tests/fuzz/fuzz_banlist.c banlist.c log.c \
+    metrics.c shm.c util.c $(HDRS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_banlist.c banlist.c \
-	    log.c util.c $(PKG_LIBS)
+	    log.c metrics.c shm.c util.c $(PKG_LIBS)
 
 # Seeded with the corpus; new inputs gather in tests/fuzz/mime-work, a
 # crash is kept as tests/fuzz/crash-*.

@@ -35,7 +35,7 @@ enum {
 	OPT_PROXY_FROM, OPT_HEALTH, OPT_GRACE, OPT_REJECT_BARE_LF,
 	OPT_GREET_DELAY, OPT_FETCH_ONLY, OPT_MAX_USE, OPT_RESOLVER,
 	OPT_REQUIRE_AUTH, OPT_AUTH_ID, OPT_SESSION_TIMEOUT, OPT_SPOOL_RESERVE,
-	OPT_PIN_CPU, OPT_SOFT_BOUNCE
+	OPT_PIN_CPU, OPT_SOFT_BOUNCE, OPT_ONLINE
 };
 
 static const struct option longopts[] = {
@@ -43,6 +43,7 @@ static const struct option longopts[] = {
 	{ "verbose",		no_argument,		NULL, 'v' },
 	{ "inetd",		no_argument,		NULL, 'i' },
 	{ "config-test",	no_argument,		NULL, 'n' },
+	{ "online",		no_argument,		NULL, OPT_ONLINE },
 	{ "check-cert",		no_argument,		NULL, 'C' },
 	{ "version",		no_argument,		NULL, 'V' },
 	{ "help",		no_argument,		NULL, 'h' },
@@ -129,7 +130,8 @@ static __dead void
 usage(int status)
 {
 	fprintf(status ? stderr : stdout,
-	    "usage: smtpd [-CdhinVv] [-a url | --spool dir] -r address "
+	    "usage: smtpd [-CdhinVv] [--online] [-a url | --spool dir] "
+	    "-r address "
 	    "[-c max-sessions]\n"
 	    "\t[-H hostname] [-l addr:port] [-p max-per-ip] [-s max-size]\n"
 	    "\t[-t timeout] [-u user] [--api-secret file] "
@@ -143,7 +145,8 @@ usage(int status)
 	    "\t[--resolver addr[:port]] [--session-timeout sec] "
 	    "[--smtps addr:port] [--spare n]\n"
 	    "\t[--soft-bounce] [--spool-reserve bytes]\n"
-	    "\t[--auth-id name] [--tls-cert file --tls-key file]\n");
+	    "\t[--auth-id name] [--tls-cert file --tls-key file]\n"
+	    "       smtpd -C [-H hostname] --tls-cert file --tls-key file\n");
 	exit(status);
 }
 
@@ -228,6 +231,9 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 		case 'n':
 			c->config_test = 1;
 			break;
+		case OPT_ONLINE:
+			c->online = 1;
+			break;
 		case 'V':
 			printf("smtpd %s\n", SMTPD_VERSION);
 			exit(0);
@@ -248,6 +254,7 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 			    strlen(optarg))
 				flag_error(f, "invalid host name '%s'", optarg);
 			strlcpy(c->hostname, optarg, sizeof(c->hostname));
+			c->hostname_set = 1;
 			break;
 		case 'r':
 			conf_recipient(c, optarg);
@@ -477,6 +484,18 @@ conf_check(struct smtpd_conf *c)
 			    "--listen or --smtps");
 		return;
 	}
+	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
+		flag_error(c->tls_cert ? "tls-key" : "tls-cert",
+		    "--tls-cert and --tls-key go together");
+	if (c->check_cert) {
+		/* -C reads the certificate and key, nothing else */
+		if (c->tls_cert == NULL)
+			flag_error("check-cert", "needs --tls-cert and "
+			    "--tls-key");
+		return;
+	}
+	if (c->online && !c->config_test)
+		flag_error("online", "goes with -n");
 	if (c->nrcpts == 0)
 		flag_error("recipient", "at least one -r address is required");
 	if (c->api == NULL && c->spool == NULL)
@@ -487,13 +506,8 @@ conf_check(struct smtpd_conf *c)
 		flag_error("api-secret", "needs --api");
 	if (c->ca_file != NULL && c->api == NULL)
 		flag_error("ca-file", "needs --api");
-	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
-		flag_error(c->tls_cert ? "tls-key" : "tls-cert",
-		    "--tls-cert and --tls-key go together");
 	if (c->require_tls && c->tls_cert == NULL)
 		flag_error("require-tls", "needs --tls-cert and --tls-key");
-	if (c->check_cert && c->tls_cert == NULL)
-		flag_error("check-cert", "needs --tls-cert and --tls-key");
 	for (i = 0; i < c->nlisteners; i++)
 		if (c->listeners[i].smtps && c->tls_cert == NULL)
 			flag_error("smtps", "needs --tls-cert and --tls-key");

@@ -118,8 +118,13 @@ static const struct {
 	{ "smtpd_firm_config_errors_total", "counter", METRICS_SLOT_RELAY,
 	    M_FIRM_CONFIG_ERRORS, "POST /inbound answered 401, 403, 404 or "
 	    "405: our key or URL is wrong." },
+	{ "smtpd_log_lines_dropped_total", "counter", -1, M_LOG_DROPPED,
+	    "Log lines dropped because standard output was full." },
 	{ "smtpd_start_time_seconds", "gauge", METRICS_SLOT_MASTER,
 	    M_START_TIME, "When the master started." },
+	{ "smtpd_tls_certificate_expiry_timestamp_seconds", "gauge",
+	    METRICS_SLOT_MASTER, M_TLS_CERT_EXPIRY,
+	    "notAfter of --tls-cert (0: no certificate)." },
 };
 
 /*

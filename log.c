@@ -1,7 +1,9 @@
 /*
  * Logging: one JSON object per line, to stdout with -d, else to
  * syslog (facility mail).  Each line leaves in a single write(2) so
- * lines from concurrent workers never interleave.
+ * lines from concurrent workers never interleave.  No process waits on
+ * a slow reader of stdout: the descriptor is non-blocking, and a line
+ * that would block is dropped and counted (log_write).
  */
 
 #include <sys/types.h>
@@ -9,6 +11,8 @@
 #include <sys/time.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +28,11 @@ static int		 log_fd = STDERR_FILENO;	/* -1: syslog */
 static int		 log_verbosity;
 static int		 log_journal;	/* log_fd is the systemd journal */
 static const char	*log_proc = "master";
+static uint64_t		 log_dropped;	/* lines lost since the last note */
+static int		 log_noting;	/* writing that note */
 
 static void	log_emit(int, json_t *);
+static void	log_write(const char *, size_t);
 static void	log_msg(int, const char *, const char *, va_list)
 		    __attribute__((__format__ (printf, 3, 0)));
 static const char *log_level_name(int);
@@ -36,11 +43,15 @@ static int	log_is_journal(int);
 void
 log_init(int fd, int verbose)
 {
+	int	 fl;
+
 	log_fd = fd;
 	log_verbosity = verbose;
 	log_journal = fd != -1 && log_is_journal(fd);
 	if (fd == -1)
 		openlog("smtpd", LOG_PID | LOG_NDELAY, LOG_MAIL);
+	else if ((fl = fcntl(fd, F_GETFL)) != -1)
+		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 	tzset();
 }
 
@@ -178,8 +189,55 @@ log_emit(int level, json_t *obj)
 		memcpy(line, prefix, plen);
 	}
 	line[plen + n] = '\n';	/* replaces the NUL: one write, one line */
-	(void)fd_write_all(log_fd, line, plen + n + 1);
+	log_write(line, plen + n + 1);
 	free(line);
+}
+
+/*
+ * One line to log_fd, which is non-blocking: a line that finds the
+ * reader behind (a full pipe) is dropped and counted, in this process
+ * and in smtpd_log_lines_dropped_total, never waited for.  The next
+ * line that gets through is preceded by a log_dropped line saying how
+ * many were lost.  A line shorter than PIPE_BUF goes to a pipe whole or
+ * not at all; elsewhere (a socket, a terminal) the rest of a line that
+ * went out in part gets LOG_WRITE_WAIT_MS.
+ */
+static void
+log_write(const char *line, size_t len)
+{
+	struct pollfd	 pfd;
+	uint64_t	 lost;
+	ssize_t		 n;
+	size_t		 off = 0;
+
+	if (log_dropped > 0 && !log_noting) {
+		lost = log_dropped;
+		log_dropped = 0;
+		log_noting = 1;
+		log_event(LOG_WARNING, "log_dropped", NULL, "{s:I}",
+		    "lines", (json_int_t)lost);
+		log_noting = 0;
+		if (log_dropped > 0)	/* the note too */
+			log_dropped += lost;
+	}
+	while (off < len) {
+		n = write(log_fd, line + off, len - off);
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN && off > 0) {
+			pfd.fd = log_fd;
+			pfd.events = POLLOUT;
+			if (poll(&pfd, 1, LOG_WRITE_WAIT_MS) > 0)
+				continue;
+		}
+		log_dropped++;
+		metrics_add(M_LOG_DROPPED, 1);
+		return;
+	}
 }
 
 /*

@@ -10,7 +10,10 @@
  *		verdict; answers the workers' DNS questions with
  *		libunbound, one cache for all of them (dns.c);
  *	fetcher	polls the ban lists (fetcher.c);
- *	check	checks the API flags and exits 0, or 1 naming the flag.
+ *	check	checks the API flags and exits 0, or 1 naming the flag;
+ *	online	smtpd -n --online: asks each resolver one question and
+ *		makes one signed call to FIRM (probe.c), naming each
+ *		failure.
  *
  * The relay's descriptor 3 is a control socket on which the master
  * hands it one end of each worker's channel.  Everything a worker sends
@@ -166,22 +169,28 @@ main(int argc, char *argv[])
 	/* libcurl and libunbound: to conf's API and resolvers only */
 	relay_guard_init(&conf);
 	if (argc < 2)
-		errx(1, "usage: smtpd-relay relay|fetcher|check FLAGS...");
+		errx(1, "usage: smtpd-relay relay|fetcher|check|online "
+		    "FLAGS...");
 	role = argv[1];
 	argv[1] = argv[0];
 	conf_init(&conf, argc - 1, argv + 1);
 	if (sodium_init() == -1)
 		errx(1, "libsodium initialisation failed");
 	conf_user(&conf);
-	if (conf.health != NULL && strcmp(role, "check") != 0)
-		relay_metrics(strcmp(role, "relay") == 0 ? METRICS_SLOT_RELAY :
-		    METRICS_SLOT_FETCHER);
 	if (strcmp(role, "check") == 0) {
 		/* the master asks: do the API flags hold? */
 		if (conf.api != NULL)
 			firm_setup_priv(&conf);
 		return 0;
 	}
+	if (strcmp(role, "online") == 0) {
+		if (conf.nresolvers == 0)
+			relay_resolvconf();
+		return probe_online(&conf);
+	}
+	if (conf.health != NULL)
+		relay_metrics(strcmp(role, "relay") == 0 ? METRICS_SLOT_RELAY :
+		    METRICS_SLOT_FETCHER);
 	log_init(conf.debug ? (conf.inetd ? STDERR_FILENO : STDOUT_FILENO) :
 	    -1, conf.verbose);
 	if (strcmp(role, "relay") == 0)
@@ -282,6 +291,7 @@ relay_main(void)
 	}
 	relay_dns_setup();	/* reads /etc/resolv.conf */
 	sandbox_relay(&conf);
+	probe_resolvers_start(&conf);	/* warns of a silent resolver */
 
 	for (;;) {
 		if (relay_drain && drain_start.tv_sec == 0)

@@ -16,6 +16,7 @@
 #define FIRM_URL_MAX		2048
 #define FIRM_ERROR_MAX		200
 #define FIRM_RESPONSE_MAX	4096
+#define FIRM_BANNED_SUBNETS	"/admin/banned_subnets"
 struct firm_response {
 	long			 status;
 	char			*body;		/* NUL-terminated, or NULL */
@@ -44,6 +45,12 @@ void		 firm_error_text(const char *, size_t, char *, size_t);
 
 /* fetcher.c (smtpd-relay) */
 __dead void	 fetcher_main(struct smtpd_conf *, int);
+
+/* probe.c (smtpd-relay): the resolvers and FIRM, from outside */
+size_t		 probe_resolvers(const struct smtpd_conf *, int,
+		    const char *[MAX_RESOLVERS]);
+void		 probe_resolvers_start(const struct smtpd_conf *);
+int		 probe_online(struct smtpd_conf *);
 
 /* relay_guard.c (smtpd-relay): where its libraries may connect and send */
 void		 relay_guard_init(const struct smtpd_conf *);

@@ -435,7 +435,8 @@ session_hangup(struct session *s, int r, const char *reason)
 		s->closing = 1;
 	}
 	s->quit = 1;
-	s->reason = reason;
+	if (!s->ofail)		/* else the failed write is why */
+		s->reason = reason;
 }
 
 /* The session refuses the client: it ends, logged as a "reject". */
@@ -519,11 +520,14 @@ session_flush(struct session *s)
 		}
 		if (n == -1 && errno == EINTR)
 			continue;
+		r = -1;
 		if (n == -1 && errno == EAGAIN) {
 			r = poll(&pfd, 1, (int)s->conf->timeout * 1000);
 			if (r > 0 || (r == -1 && errno == EINTR))
 				continue;
 		}
+		/* a client that does not read what we say */
+		s->reason = r == 0 ? "write-timeout" : "write-error";
 		s->ofail = 1;
 		s->quit = 1;
 		break;
@@ -1156,7 +1160,7 @@ session_addr_8bit_check(int smtputf8, const char *addr)
 		return REPLY_LOCALERR;
 	ok = n == len && memcmp(clean, addr, len) == 0;
 	free(clean);
-	return ok ? 0 : REPLY_UTF8ADDR;
+	return ok ? 0 : REPLY_SYNTAX;	/* not UTF-8: malformed */
 }
 
 static void

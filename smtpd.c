@@ -188,7 +188,8 @@ static int			 metrics_rofd = -1;	/* for health */
 
 static void	master_spool_priv(struct smtpd_conf *, int);
 static void	master_exec_paths(struct smtpd_conf *, const char *);
-static int	master_relay_check_priv(void);
+static int	master_relay_check_priv(const char *);
+static int	master_online_priv(void);
 static void	master_banlist_setup_priv(struct smtpd_conf *);
 static int	master_banlist_attach_priv(struct smtpd_conf *);
 static void	master_listeners_bind_priv(struct smtpd_conf *);
@@ -209,6 +210,7 @@ static void	master_worker_keep(struct pool *, struct worker *, int, int,
 static int	master_verifier_attach(int, uint64_t);
 static time_t	monotime(void);
 static void	master_tls_reload(void);
+static void	master_tls_expiry(void);
 static void	master_tls_sign(struct worker *, const struct ctl_sign *);
 static void	master_reload(void);
 static json_t	*master_listener_names(const struct smtpd_conf *);
@@ -266,11 +268,13 @@ main(int argc, char *argv[])
 		return 1;
 	conf_user(&conf);
 	master_exec_paths(&conf, argv[0]);
-	if (conf.api != NULL && master_relay_check_priv() != 0)
+	if (conf.api != NULL && master_relay_check_priv("check") != 0)
 		return 1;	/* smtpd-relay named the flag */
 	master_spool_priv(&conf, !conf.config_test);
 	master_banlist_setup_priv(&conf);
 	if (conf.config_test) {
+		if (conf.online && master_online_priv() != 0)
+			return 1;
 		printf("configuration OK\n");
 		return 0;
 	}
@@ -326,6 +330,7 @@ main(int argc, char *argv[])
 	    "spare", (json_int_t)conf.spare,
 	    "max_sessions", (json_int_t)conf.max_sessions,
 	    "max_use", (json_int_t)conf.max_use);
+	master_tls_expiry();
 	master_children_start();
 	master_loop();
 	/* NOTREACHED */
@@ -530,20 +535,54 @@ master_exec_fds(const int *from, size_t n)
 	return 0;
 }
 
-/* -n and every start with --api: smtpd-relay checks the API flags. */
+/*
+ * -n and every start with --api: smtpd-relay checks the API flags
+ * (role "check"); with -n --online it also calls FIRM and the
+ * resolvers (role "online").  Its exit status.
+ */
 static int
-master_relay_check_priv(void)
+master_relay_check_priv(const char *role)
 {
 	pid_t	 pid;
 	int	 status;
 
-	if ((pid = master_exec_priv(conf.relay_path, "check", -1, -1,
+	if ((pid = master_exec_priv(conf.relay_path, role, -1, -1,
 	    metrics_fd, -1)) == -1)
 		err(1, "fork");
 	while (waitpid(pid, &status, 0) == -1)
 		if (errno != EINTR)
 			err(1, "waitpid");
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+/*
+ * -n --online: smtpd-relay makes the calls (the master links no HTTP
+ * client), and the certificate must name -H.  Each failure is one line
+ * on stderr; 0 when all passed, else 1.
+ */
+static int
+master_online_priv(void)
+{
+	struct server_tls_cert_info	 ci;
+	char				 why[1024];
+	int				 failed = 0;
+
+	if (conf.tls_cert != NULL) {
+		if (server_tls_cert_read(conf.tls_cert, conf.hostname, &ci,
+		    why, sizeof(why)) == -1) {
+			fprintf(stderr, "smtpd: online: %s\n", why);
+			failed = 1;
+		} else if (!ci.names_host) {
+			fprintf(stderr, "smtpd: online: --tls-cert %s does "
+			    "not name -H %s (it names %s)\n", conf.tls_cert,
+			    conf.hostname, ci.names[0] ? ci.names : ci.subject);
+			failed = 1;
+		}
+	}
+	fflush(stderr);
+	if (master_relay_check_priv("online") != 0)
+		failed = 1;
+	return failed;
 }
 
 /*
@@ -787,6 +826,16 @@ master_tls_reload(void)
 	tls_key_gen = generation;
 	log_event(LOG_INFO, "tls_reloaded", NULL, "{s:s}", "cert",
 	    conf.tls_cert);
+	master_tls_expiry();
+}
+
+/* At start and after a reload: the expiry warning and its gauge. */
+static void
+master_tls_expiry(void)
+{
+	if (conf.tls != NULL)
+		metrics_set(M_TLS_CERT_EXPIRY,
+		    (uint64_t)server_tls_expiry_log(&conf));
 }
 
 /*

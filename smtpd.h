@@ -88,6 +88,7 @@
 #define MSG_ID_LEN		16
 
 #define LOG_LINE_MAX		4000	/* below PIPE_BUF: one atomic write */
+#define LOG_WRITE_WAIT_MS	100	/* for the rest of a line begun */
 #define LOG_FIELD_MAX		256	/* untrusted text in a log field */
 
 /*
@@ -151,11 +152,13 @@ struct smtpd_conf {
 	int			 verbose;
 	int			 inetd;
 	int			 config_test;
+	int			 online;	/* -n --online */
 	int			 check_cert;
 
 	struct listener		 listeners[MAX_LISTENERS];
 	size_t			 nlisteners;
 	char			 hostname[256];
+	int			 hostname_set;	/* -H given */
 
 	struct recipient_rule	 rcpts[MAX_RECIPIENT_RULES];
 	size_t			 nrcpts;
@@ -387,6 +390,8 @@ enum metric {
 	M_BANLIST_LAST_OK,	/* fetcher: wall clock of the last good poll */
 	M_BANLIST_FAILURES,	/* fetcher: polls failed in a row */
 	M_START_TIME,		/* master: wall clock at start */
+	M_TLS_CERT_EXPIRY,	/* master: the certificate's notAfter */
+	M_LOG_DROPPED,		/* log lines a slow reader cost us */
 	M_FIRM_CONFIG_STATUS,	/* relay: FIRM's status of the last config
 				   error, 0 once a later call got a 2xx */
 	M_FIRM_CONFIG_AT,	/* relay: wall clock of that error */
@@ -922,6 +927,16 @@ struct tls	*tls_server_setup_priv(const struct smtpd_conf *, char *,
 int		 tls_handshake_timed(struct tls *, int, long long,
 		    const sigset_t *, char *, size_t);
 int		 tls_check_cert(const struct smtpd_conf *, int);
+struct server_tls_cert_info {
+	char		 subject[512];
+	char		 names[1024];	/* DNS subjectAltNames */
+	char		 when[64];	/* notAfter, RFC 3339 */
+	time_t		 notafter;
+	int		 names_host;	/* it names the host asked about */
+};
+int		 server_tls_cert_read(const char *, const char *,
+		    struct server_tls_cert_info *, char *, size_t);
+time_t		 server_tls_expiry_log(const struct smtpd_conf *);
 /* the TLS private key stays with its holder, the master */
 typedef int (*server_tls_signer)(void *, const struct tls_sign_req *,
 		    struct tls_sign_res *);

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 
 #include <openssl/bio.h>
@@ -45,6 +46,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <tls.h>
+
+#include <jansson.h>
 
 #include "smtpd.h"
 
@@ -75,6 +78,7 @@ static int	 server_tls_pkey_meths(ENGINE *, EVP_PKEY_METHOD **,
 		    const int **, int);
 static EVP_PKEY_METHOD *server_tls_pmeth_copy(int);
 static int	tls_cert_names(X509 *, char *, size_t);
+static int	server_tls_no_passphrase(char *, int, int, void *);
 static int	tls_keypair_match(const struct smtpd_conf *, const uint8_t *,
 		    size_t, const uint8_t *, size_t, char *, size_t);
 
@@ -325,18 +329,23 @@ server_tls_keypair_read(const struct smtpd_conf *conf, const uint8_t *cert,
 	BIO		*bio;
 	X509		*x = NULL;
 	EVP_PKEY	*pk = NULL;
+	int		 asked = 0;
 
 	if ((bio = BIO_new_mem_buf(cert, (int)certlen)) != NULL) {
 		x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
 		BIO_free(bio);
 	}
 	if ((bio = BIO_new_mem_buf(key, (int)keylen)) != NULL) {
-		pk = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+		pk = PEM_read_bio_PrivateKey(bio, NULL,
+		    server_tls_no_passphrase, &asked);
 		BIO_free(bio);
 	}
 	if (x == NULL)
 		snprintf(err, errlen, "--tls-cert %s: not a PEM certificate",
 		    conf->tls_cert);
+	else if (pk == NULL && asked)
+		snprintf(err, errlen, "--tls-key %s is protected by a "
+		    "passphrase: give it a key without one", conf->tls_key);
 	else if (pk == NULL)
 		snprintf(err, errlen, "--tls-key %s: not a PEM private key",
 		    conf->tls_key);
@@ -351,6 +360,20 @@ server_tls_keypair_read(const struct smtpd_conf *conf, const uint8_t *cert,
 	X509_free(x);
 	EVP_PKEY_free(pk);
 	return NULL;
+}
+
+/*
+ * libcrypto's passphrase callback: an encrypted key is refused, never
+ * prompted for on a terminal.  *arg records that one was asked for.
+ */
+static int
+server_tls_no_passphrase(char *buf, int size, int rwflag, void *arg)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	*(int *)arg = 1;
+	return -1;
 }
 
 /*
@@ -855,67 +878,124 @@ tls_cert_names(X509 *x, char *buf, size_t len)
 }
 
 /*
- * -C and -n: the certificate must be readable, match the key and not
- * have expired; within TLS_EXPIRY_WARN_DAYS of expiry it is a warning.
- * With print, describe it on stdout.  Returns 0 when usable, else 1
- * with the reason on stderr.
+ * What -C prints and the expiry warning says of the certificate in
+ * path; with host, whether it names host.  Returns 0, or -1 with the
+ * reason in err.
  */
 int
-tls_check_cert(const struct smtpd_conf *conf, int print)
+server_tls_cert_read(const char *path, const char *host,
+    struct server_tls_cert_info *ci, char *err, size_t errlen)
 {
-	struct tls	*ctx;
 	BIO		*bio;
 	X509		*x;
 	struct tm	 tm;
-	time_t		 notafter, now = time(NULL);
-	char		 err[1024], subject[512], names[1024], when[64];
 	uint8_t		*cert;
 	size_t		 certlen;
 
-	if ((cert = tls_load_file(conf->tls_cert, &certlen, NULL)) == NULL) {
-		fprintf(stderr, "smtpd: --tls-cert %s: %s\n", conf->tls_cert,
+	memset(ci, 0, sizeof(*ci));
+	if ((cert = tls_load_file(path, &certlen, NULL)) == NULL) {
+		snprintf(err, errlen, "--tls-cert %s: %s", path,
 		    strerror(errno));
-		return 1;
+		return -1;
 	}
 	bio = BIO_new_mem_buf(cert, (int)certlen);
 	x = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
 	BIO_free(bio);
 	tls_unload_file(cert, certlen);
 	if (x == NULL) {
-		fprintf(stderr, "smtpd: --tls-cert %s: not a PEM "
-		    "certificate\n", conf->tls_cert);
-		return 1;
+		snprintf(err, errlen, "--tls-cert %s: not a PEM certificate",
+		    path);
+		return -1;
 	}
-	X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
-	tls_cert_names(x, names, sizeof(names));
+	X509_NAME_oneline(X509_get_subject_name(x), ci->subject,
+	    sizeof(ci->subject));
+	tls_cert_names(x, ci->names, sizeof(ci->names));
+	if (host != NULL)
+		ci->names_host = X509_check_host(x, host, 0, 0, NULL) == 1;
 	memset(&tm, 0, sizeof(tm));
 	if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1) {
 		X509_free(x);
-		fprintf(stderr, "smtpd: --tls-cert %s: unreadable expiry "
-		    "date\n", conf->tls_cert);
-		return 1;
+		snprintf(err, errlen, "--tls-cert %s: unreadable expiry date",
+		    path);
+		return -1;
 	}
 	X509_free(x);
-	notafter = timegm(&tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	ci->notafter = timegm(&tm);
+	strftime(ci->when, sizeof(ci->when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return 0;
+}
+
+/*
+ * The key holder, at start and on SIGHUP: a warning when the
+ * certificate has expired or expires within TLS_EXPIRY_WARN_DAYS.
+ * Returns its notAfter (for the metric), or 0 if it cannot be read.
+ */
+time_t
+server_tls_expiry_log(const struct smtpd_conf *conf)
+{
+	struct server_tls_cert_info	 ci;
+	time_t				 now = time(NULL);
+	char				 err[1024];
+
+	if (server_tls_cert_read(conf->tls_cert, NULL, &ci, err,
+	    sizeof(err)) == -1) {
+		log_warnx("%s", err);
+		return 0;
+	}
+	if (ci.notafter - now < TLS_EXPIRY_WARN_DAYS * 86400)
+		log_event(LOG_WARNING, "tls_certificate_expiry", NULL,
+		    "{s:s, s:s, s:s, s:I, s:b}", "cert", conf->tls_cert,
+		    "subject", ci.subject, "not_after", ci.when,
+		    "days", (json_int_t)((ci.notafter - now) / 86400),
+		    "expired", ci.notafter <= now);
+	return ci.notafter;
+}
+
+/*
+ * -C and -n: the certificate must be readable, match the key and not
+ * have expired; within TLS_EXPIRY_WARN_DAYS of expiry it is a warning.
+ * With print (-C), describe it on stdout and, when -H was given, check
+ * that it names that host.  Returns 0 when usable, else 1 with the
+ * reason on stderr.
+ */
+int
+tls_check_cert(const struct smtpd_conf *conf, int print)
+{
+	struct server_tls_cert_info	 ci;
+	struct tls			*ctx;
+	time_t				 now = time(NULL);
+	char				 err[1024];
+	const char			*host;
+
+	host = print && conf->hostname_set ? conf->hostname : NULL;
+	if (server_tls_cert_read(conf->tls_cert, host, &ci, err,
+	    sizeof(err)) == -1) {
+		fprintf(stderr, "smtpd: %s\n", err);
+		return 1;
+	}
 	if (print) {
-		printf("subject: %s\n", subject);
-		printf("names: %s\n", names[0] ? names : "(none)");
-		printf("expires: %s\n", when);
+		printf("subject: %s\n", ci.subject);
+		printf("names: %s\n", ci.names[0] ? ci.names : "(none)");
+		printf("expires: %s\n", ci.when);
 	}
 	if ((ctx = tls_server_setup_priv(conf, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "smtpd: %s\n", err);
 		return 1;
 	}
 	tls_free(ctx);
-	if (notafter <= now) {
+	if (ci.notafter <= now) {
 		fprintf(stderr, "smtpd: --tls-cert %s: expired on %s\n",
-		    conf->tls_cert, when);
+		    conf->tls_cert, ci.when);
 		return 1;
 	}
-	if (notafter - now < TLS_EXPIRY_WARN_DAYS * 86400)
+	if (host != NULL && !ci.names_host) {
+		fprintf(stderr, "smtpd: --tls-cert %s does not name -H %s\n",
+		    conf->tls_cert, host);
+		return 1;
+	}
+	if (ci.notafter - now < TLS_EXPIRY_WARN_DAYS * 86400)
 		fprintf(stderr, "smtpd: warning: --tls-cert %s expires on %s, "
-		    "in less than %d days\n", conf->tls_cert, when,
+		    "in less than %d days\n", conf->tls_cert, ci.when,
 		    TLS_EXPIRY_WARN_DAYS);
 	return 0;
 }

@@ -595,20 +595,23 @@ def test_mail_size_beyond_any_integer_gets_552_5_3_4(server):
         assert_reply(c.cmd("NOOP"), "250 2.0.0")
 
 
-def test_smtputf8_sender_that_is_not_utf8_gets_553_5_6_7(server):
+def test_smtputf8_sender_that_is_not_utf8_gets_501_5_5_4(server):
+    """Malformed UTF-8 is a syntax error, not a missing SMTPUTF8."""
     with server.session() as c:
         c.ehlo()
         c.send(b"MAIL FROM:<\xff\xfe@example.net> SMTPUTF8\r\n")
-        assert_reply(c.reply(), "553 5.6.7")
+        r = c.reply()
+        assert_reply(r, "501 5.5.4")
+        assert "SMTPUTF8" not in r.text
 
 
-def test_smtputf8_recipient_that_is_not_utf8_gets_553_5_6_7(smtpd):
+def test_smtputf8_recipient_that_is_not_utf8_gets_501_5_5_4(smtpd):
     srv = smtpd(recipients=("@example.org",))
     with srv.session() as c:
         c.ehlo()
         assert_reply(c.cmd("MAIL FROM:<a@example.net> SMTPUTF8"),
                      "250 2.1.0")
         c.send(b"RCPT TO:<\xff\xfe@example.org>\r\n")
-        assert_reply(c.reply(), "553 5.6.7")
+        assert_reply(c.reply(), "501 5.5.4")
         c.send("RCPT TO:<jos\u00e9@example.org>\r\n".encode())
         assert_reply(c.reply(), "250 2.1.5")

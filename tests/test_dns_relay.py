@@ -225,3 +225,34 @@ def test_a_message_is_delivered_while_dns_fails(smtpd, dns):
         c.quit()
     [e] = srv.read_spool()
     assert e["auth"]["verdict"] == "temperror", e["auth"]
+
+
+def test_a_silent_resolver_is_warned_of_at_start_without_delay(smtpd, dns):
+    """One --resolver answers, one never does (a bound socket that reads
+    and says nothing): the server greets at once, and within a few
+    seconds the relay warns of the silent one only."""
+    import socket
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    name = "127.0.0.1@%d" % silent.getsockname()[1]
+    try:
+        started = time.monotonic()
+        srv = smtpd("--resolver", "127.0.0.1:%d" % silent.getsockname()[1],
+                    "--resolver", dns.address, resolver=None)
+        with srv.session() as c:
+            greeted = time.monotonic() - started
+            assert_reply(c.deliver(make_message()), "250 2.0.0")
+            c.quit()
+        assert greeted < 2, greeted
+
+        def warnings():
+            return [e for e in srv.logs(strict=False)
+                    if e.get("event") == "resolver_unreachable"]
+        assert wait_for(warnings, 6), srv.log_text()[-2000:]
+        time.sleep(0.5)
+        [w] = warnings()
+        assert w["level"] == "warning" and w["resolver"] == name, w
+        assert "2 seconds" in w["error"], w
+        assert w["proc"] == "relay", w
+    finally:
+        silent.close()

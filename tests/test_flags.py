@@ -130,3 +130,107 @@ def cpu_list(cpus):
     out.append(run)
     return ",".join("%d" % r[0] if len(r) == 1 else "%d-%d" % (r[0], r[-1])
                     for r in out)
+
+
+# ---------------------------------------------------------------- --online
+
+def dead_udp_port():
+    """A loopback UDP port nobody answers on."""
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def online_args(tmp_path, api, resolver, cert, key, secret=True):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    os.chmod(cache, 0o777)
+    os.chmod(tmp_path, 0o755)
+    args = ["-n", "--online", "-u", "nobody", "-H", "test.example",
+            "-r", RCPT, "-a", api, "--resolver", resolver,
+            "--banlist-cache", str(cache / "banlist.json"),
+            "--tls-cert", cert, "--tls-key", key]
+    if secret:
+        path = tmp_path / "api-secret"
+        path.write_bytes(b"0123456789abcdef0123456789abcdef\n")
+        os.chmod(path, 0o600)
+        args += ["--api-secret", path]
+    return args
+
+
+@pytest.fixture
+def banapi():
+    from fake_banlist import FakeBanlistAPI
+    fake = FakeBanlistAPI().start()
+    yield fake
+    fake.stop()
+
+
+def test_online_names_each_failure_on_its_own_line(tmp_path, banapi):
+    from fake_banlist import SUBNETS, Answer
+    banapi.set_answer(SUBNETS, Answer(status=401, body=b'{"error":"key"}'))
+    dead = "127.0.0.1:%d" % dead_udp_port()
+    cert, key = make_pair(tmp_path / "tls", cn="mx.elsewhere.example")
+    status, out, err = run_smtpd(online_args(tmp_path, banapi.url, dead,
+                                             cert, key), timeout=10)
+    assert status == 1, (out, err)
+    assert "configuration OK" not in out
+    lines = err.strip().splitlines()
+    assert any("401" in x and SUBNETS in x for x in lines), err
+    assert any(dead.replace(":", "@") in x for x in lines), err
+    assert any("test.example" in x and str(cert) in x and "name" in x
+               for x in lines), err
+    assert len(lines) == 3, err
+    [req] = banapi.requests(SUBNETS)
+    assert req.method == "GET"
+    assert any(k.lower() == "x-firm-signature" for k, _ in req.headers), req
+
+
+def test_online_passes_when_firm_resolvers_and_names_are_good(tmp_path,
+                                                              banapi):
+    from conftest import default_dns
+    from fake_banlist import SUBNETS
+    cert, key = make_pair(tmp_path / "tls")
+    status, out, err = run_smtpd(online_args(tmp_path, banapi.url,
+                                             default_dns().address,
+                                             cert, key), timeout=10)
+    assert status == 0, err
+    assert "configuration OK" in out
+    assert len(banapi.requests(SUBNETS)) == 1
+
+
+def test_online_needs_config_test(spool_dir):
+    status, out, err = run_smtpd(["--online", "-r", RCPT, "--spool",
+                                  spool_dir])
+    assert status == 1
+    assert "online" in err and "-n" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_online_verifies_firms_certificate_with_ca_file(tmp_path, banapi):
+    """https: the call is verified against --ca-file; a bundle without
+    the API's issuer fails, naming FIRM."""
+    import ssl
+    from conftest import default_dns
+    api_cert, api_key = make_pair(tmp_path / "api", cn="localhost")
+    other_ca, _ = make_pair(tmp_path / "other", cn="localhost")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(api_cert), str(api_key))
+    banapi._server.socket = ctx.wrap_socket(banapi._server.socket,
+                                            server_side=True)
+    url = "https://localhost:%d" % banapi.port
+    cert, key = make_pair(tmp_path / "tls")
+    args = online_args(tmp_path, url, default_dns().address, cert, key)
+    status, out, err = run_smtpd(args + ["--ca-file", other_ca],
+                                 timeout=15)
+    assert status == 1, (out, err)
+    [line] = err.strip().splitlines()
+    assert "FIRM" in line and url in line, err
+    assert "certificate" in line.lower(), err
+    status, out, err = run_smtpd(args + ["--ca-file", api_cert],
+                                 timeout=15)
+    assert status == 0, err
+    assert "configuration OK" in out

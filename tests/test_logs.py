@@ -1,5 +1,7 @@
 """JSON log lines on stdout with -d (SPEC 6, design.md Logs)."""
 
+import os
+
 import pytest
 
 from conftest import TOKEN, assert_reply, make_message, reply_id, wait_for
@@ -195,3 +197,248 @@ def test_protocol_trace_logs_each_line_of_a_multi_line_reply(smtpd):
     assert not [x for x in out if "??" in x], out
     assert "250-PIPELINING" in out and "250 ENHANCEDSTATUSCODES" in out, out
     assert any(x.startswith("250-test.example Hello") for x in out), out
+
+
+def test_client_that_never_reads_is_logged_as_write_timeout(smtpd):
+    """A client whose receive window is full: the worker's write waits
+    --timeout, then ends the session, logged with its own reason."""
+    import socket
+    import time
+    from conftest import LOOPBACK
+    srv = smtpd("-t", "2")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((LOOPBACK, srv.port))
+    sock.setblocking(False)
+    chunk = b"EHLO client.example\r\n" * 200
+    stuck_since = None
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline:
+            try:
+                sock.send(chunk)
+                stuck_since = None
+            except BlockingIOError:
+                stuck_since = stuck_since or time.monotonic()
+                if time.monotonic() - stuck_since > 1:
+                    break       # both directions full: the worker waits
+                time.sleep(0.05)
+            except OSError:
+                break           # already cut
+        assert wait_for(lambda: events(srv.logs(strict=False),
+                                       "disconnect"), 10)
+    finally:
+        sock.close()
+    [d] = events(srv.logs(strict=False), "disconnect")
+    assert d["reason"] == "write-timeout", d
+
+
+def pipe_lines(fd, until, timeout):
+    """Read JSON lines from fd until one satisfies until(event)."""
+    import json
+    import select
+    import time
+    buf, seen = b"", []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 0.1)[0]:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            seen.append(e)
+            if until(e):
+                return seen
+    return seen
+
+
+def test_a_full_log_pipe_delays_no_delivery_and_drops_are_counted(
+        tmp_path, spool_root):
+    """stdout is a pipe nobody reads (one page, full): a delivery still
+    takes well under a second, the lost lines are counted in the
+    metric, and a log_dropped line says how many once the pipe drains."""
+    import fcntl
+    import signal
+    import subprocess
+    import termios
+    import tempfile
+    import time
+    import types
+    from conftest import (LOOPBACK, SMTPD, REPO, SMTPClient, build_args,
+                          free_port, port_accepts)
+    from test_health import get
+    port, hport = free_port(), free_port()
+    parent = tempfile.mkdtemp(dir=str(spool_root))
+    os.chmod(parent, 0o711)
+    args = build_args(port, os.path.join(parent, "spool"),
+                      ("-u", "nobody", "-vv", "--health",
+                       "%s:%d" % (LOOPBACK, hport)))
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+    proc = subprocess.Popen([str(SMTPD)] + args, cwd=str(REPO),
+                            stdin=subprocess.DEVNULL, stdout=w,
+                            stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    os.close(w)
+    try:
+        assert wait_for(lambda: port_accepts(port), 10)
+        # fill the pipe: every NOOP is two trace lines
+        with SMTPClient(port) as c:
+            c.greeting()
+            c.ehlo()
+            for _ in range(50):
+                assert_reply(c.cmd("NOOP"), "250")
+            queued = fcntl.ioctl(r, termios.FIONREAD, b"\0\0\0\0")
+            assert int.from_bytes(queued, "little") > 3000  # full
+            started = time.monotonic()
+            r250 = c.deliver(make_message())
+            took = time.monotonic() - started
+            assert_reply(r250, "250 2.0.0")
+            c.quit()
+        assert took < 2, took
+        # the master drops its reload line too, then notes the loss
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        _, _, body = get(types.SimpleNamespace(hport=hport), "/metrics")
+        [dropped] = [float(x.split()[1]) for x in body.splitlines()
+                     if x.startswith("smtpd_log_lines_dropped_total ")]
+        assert dropped > 0, body
+
+        def master_note(e):
+            return e.get("event") == "log_dropped" and \
+                e.get("proc") == "master"
+        seen = pipe_lines(r, master_note, 1)            # drain
+        if not any(master_note(e) for e in seen):
+            proc.send_signal(signal.SIGHUP)
+            seen += pipe_lines(r, master_note, 5)
+        notes = [e for e in seen if master_note(e)]
+        assert notes and notes[0]["lines"] > 0, seen[-5:]
+        assert notes[0]["level"] == "warning"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        pipe_lines(r, lambda e: False, 1)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        os.close(r)
+
+
+# ---------------------------------------------------------------- smtpd.8
+
+COMMON_FIELDS = {"ts", "level", "event", "session", "proc"}
+
+
+def c_args(text, start):
+    """The top-level arguments of the call whose '(' ends at start, as
+    source text, and where the call ends."""
+    args, depth, cur, i = [], 0, [], start
+    while i < len(text):
+        ch = text[i]
+        if ch == '"':
+            j = i + 1
+            while text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            cur.append(text[i:j + 1])
+            i = j + 1
+            continue
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            if depth == 0:
+                args.append("".join(cur).strip())
+                return args, i
+            depth -= 1
+        elif ch == "," and depth == 0:
+            args.append("".join(cur).strip())
+            cur = []
+            i += 1
+            continue
+        cur.append(ch)
+        i += 1
+    raise AssertionError("unterminated call")
+
+
+def literal(arg):
+    """The value of a C string literal argument, or None."""
+    import re
+    m = re.fullmatch(r'"([^"\\]*)"', arg)
+    return m.group(1) if m else None
+
+
+def source_events():
+    """{event: set of fields} from every log_event() call in the
+    sources, the children table's exit events, the protocol trace and
+    the plain log lines of log_warnx() and its kin."""
+    import pathlib
+    import re
+    from conftest import REPO
+    events = {"log": {"msg", "error"}}
+    for path in sorted(pathlib.Path(REPO).glob("*.c")):
+        text = path.read_text()
+        for m in re.finditer(r"\blog_event\(", text):
+            if text[m.start() - 1:m.start()] not in ("\t", " ", "(", "\n"):
+                continue
+            args, _ = c_args(text, m.end())
+            if len(args) < 4 or args[0].startswith("int "):
+                continue            # the definition
+            name = literal(args[1])
+            fields = set()
+            for key in args[4::2]:
+                if literal(key) is not None:
+                    fields.add(literal(key))
+            if name is not None:
+                events.setdefault(name, set()).update(fields)
+        for m in re.finditer(r'\.(?:exited|replaced)\s*=\s*"([a-z_]+)"',
+                             text):
+            events.setdefault(m.group(1), set()).update({"status",
+                                                          "signal"})
+        for m in re.finditer(r'session_trace\([^,]+,\s*"([a-z_]+)"', text):
+            events.setdefault(m.group(1), set()).add("line")
+    return events
+
+
+def manual_entries():
+    """{event: its entry's text} from the tag lists of smtpd.8's
+    LOGGING section (an entry may name several events)."""
+    import re
+    from conftest import REPO
+    text = (REPO / "smtpd.8").read_text()
+    section = text.split("\n.Sh LOGGING\n", 1)[1].split("\n.Sh ", 1)[0]
+    entries, names, body = {}, [], []
+    for line in section.splitlines() + [".El"]:
+        if line.startswith(".It ") or line.startswith(".El"):
+            for n in names:
+                entries[n] = "\n".join(body)
+            names, body = [], []
+            if line.startswith(".It Li "):
+                names = re.findall(r"[a-z_0-9]+", line[len(".It Li "):])
+            continue
+        body.append(line)
+    return entries
+
+
+def test_every_log_event_and_its_fields_are_in_the_manual():
+    """An event added to the sources without its entry in smtpd.8's
+    LOGGING section (or a field without its mention there) fails."""
+    import re
+    events, entries = source_events(), manual_entries()
+    assert len(events) > 40, sorted(events)
+    missing = sorted(e for e in events if e not in entries)
+    assert not missing, "events not in smtpd.8 LOGGING: %s" % missing
+    undocumented = {}
+    for name, fields in events.items():
+        named = set(re.findall(r"^\.Li ([a-z_0-9]+)", entries[name], re.M))
+        lost = sorted(fields - named - COMMON_FIELDS)
+        if lost:
+            undocumented[name] = lost
+    assert not undocumented, \
+        "fields not in their smtpd.8 entries: %r" % undocumented

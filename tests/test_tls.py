@@ -652,6 +652,48 @@ def test_sighup_with_mismatched_pair_keeps_old_certificate(smtpd, tmp_path):
     assert srv.proc.poll() is None
 
 
+# ---------------------------------------------------------------- expiry
+
+EXPIRY_METRIC = "smtpd_tls_certificate_expiry_timestamp_seconds"
+
+
+def test_expired_certificate_warns_at_start_and_shows_in_metrics(smtpd,
+                                                                 tmp_path):
+    from test_health import start_health, metrics
+    cert, key = make_expired_pair(tmp_path / "tls")
+    srv = start_health(smtpd, "--tls-cert", cert, "--tls-key", key)
+    assert wait_for(lambda: log_events(srv, "tls_certificate_expiry"), 5)
+    [e] = log_events(srv, "tls_certificate_expiry")
+    assert e["level"] == "warning", e
+    assert e["not_after"] == "2020-01-02T00:00:00Z", e
+    assert e["expired"] is True and e["days"] < 0, e
+    assert "test.example" in e["subject"] and e["cert"] == str(cert), e
+    vals, types = metrics(srv)
+    assert types[EXPIRY_METRIC] == "gauge"
+    assert vals[(EXPIRY_METRIC, frozenset())] == 1577923200   # 2020-01-02
+
+
+def test_sighup_warns_of_a_certificate_expiring_within_14_days(smtpd,
+                                                               tmp_path):
+    from test_health import start_health, metrics
+    cert, key = make_pair(tmp_path / "live")
+    soon_cert, soon_key = make_pair(tmp_path / "soon", days=7)
+    srv = start_health(smtpd, "--tls-cert", cert, "--tls-key", key)
+    assert not log_events(srv, "tls_certificate_expiry")
+    shutil.copyfile(soon_key, key)
+    shutil.copyfile(soon_cert, cert)
+    srv.signal(signal.SIGHUP)
+    assert wait_for(lambda: log_events(srv, "tls_certificate_expiry"), 5), \
+        srv.log_text()[-2000:]
+    [e] = log_events(srv, "tls_certificate_expiry")
+    assert e["days"] in (6, 7) and e["expired"] is False, e
+    assert e["not_after"] == cert_not_after(soon_cert), e
+    when = datetime.datetime.strptime(e["not_after"], "%Y-%m-%dT%H:%M:%SZ")
+    expect = when.replace(tzinfo=datetime.timezone.utc).timestamp()
+    assert wait_for(lambda: metrics(srv)[0][(EXPIRY_METRIC, frozenset())] ==
+                    expect, 5)
+
+
 # ---------------------------------------------------------------- -C and -n
 
 def check_args(flag, spool_dir, cert, key):
@@ -709,6 +751,56 @@ def test_check_cert_refuses_an_unreadable_certificate(tmp_path, spool_dir,
     assert status == 1, (out, err)
     assert str(missing) in err, err
     assert out == ""
+
+
+def test_check_cert_needs_only_the_certificate_and_key(pair):
+    cert, key = pair
+    status, out, err = run_smtpd(["-C", "--tls-cert", cert,
+                                  "--tls-key", key])
+    assert status == 0, err
+    assert "names: test.example" in out, out
+    assert "expires: " + cert_not_after(cert) in out, out
+
+
+def test_check_cert_alone_refuses_an_expired_certificate(tmp_path):
+    cert, key = make_expired_pair(tmp_path / "tls")
+    status, out, err = run_smtpd(["-C", "--tls-cert", cert,
+                                  "--tls-key", key])
+    assert status == 1, (out, err)
+    assert "expires: 2020-01-02T00:00:00Z" in out, out
+    assert re.search(r"expired", err, re.I), err
+
+
+def test_check_cert_compares_the_names_with_hostname(pair):
+    cert, key = pair
+    args = ["-C", "--tls-cert", cert, "--tls-key", key]
+    status, out, err = run_smtpd(args + ["-H", "test.example"])
+    assert status == 0, err
+    status, out, err = run_smtpd(args + ["-H", "mx.elsewhere.example"])
+    assert status == 1, (out, err)
+    assert "mx.elsewhere.example" in err and str(cert) in err, err
+
+
+def make_encrypted_key(directory):
+    """A certificate and its key, the key encrypted with a passphrase."""
+    cert, key = make_pair(directory)
+    locked = pathlib.Path(directory) / "locked.key"
+    openssl("pkey", "-in", key, "-aes256", "-passout", "pass:secret",
+            "-out", locked)
+    assert b"ENCRYPTED" in locked.read_bytes()
+    return cert, locked
+
+
+def test_config_test_refuses_a_passphrase_key_without_prompting(tmp_path,
+                                                                spool_dir):
+    cert, locked = make_encrypted_key(tmp_path / "tls")
+    started = time.monotonic()
+    status, out, err = run_smtpd(check_args("-n", spool_dir, cert, locked))
+    assert time.monotonic() - started < 3
+    assert status == 1, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert str(locked) in lines[0] and "passphrase" in lines[0], err
 
 
 def test_config_test_refuses_a_mismatched_pair(tmp_path, spool_dir):
