@@ -122,7 +122,10 @@ static struct chan		**chans;
 static size_t			 nchans;
 static size_t			 maxbody;
 static size_t			 buffered;	/* incap of every channel */
-static volatile sig_atomic_t	 relay_drain;
+static volatile sig_atomic_t	 relay_drain;	/* RELAY_STOPPING... */
+static int			 relay_ctl_gone;
+#define RELAY_STOPPING		1	/* SIGTERM: for --grace */
+#define RELAY_REPLACED		2	/* SIGUSR1: a reload replaced it */
 
 static __dead void relay_main(void);
 static void	relay_metrics(size_t);
@@ -222,8 +225,10 @@ relay_metrics(size_t slot)
 static void
 relay_sig(int sig)
 {
-	if (sig == SIGTERM || sig == SIGINT)
-		relay_drain = 1;
+	if (sig == SIGUSR1)
+		relay_drain = RELAY_REPLACED;
+	else if (sig == SIGTERM || sig == SIGINT)
+		relay_drain = RELAY_STOPPING;
 }
 
 /* The fetcher: SIGTERM ends it, SIGHUP polls now (fetcher_main). */
@@ -247,10 +252,11 @@ fetcher_signals(void)
 static __dead void
 relay_main(void)
 {
-	static const int	 caught[] = { SIGTERM, SIGINT, 0 };
-	static const int	 ignored[] = { SIGHUP, SIGUSR1, 0 };
+	static const int	 caught[] = { SIGTERM, SIGINT, SIGUSR1, 0 };
+	static const int	 ignored[] = { SIGHUP, 0 };
 	struct curl_waitfd	*wfd;
 	struct timespec		 drain_start = { 0, 0 };
+	long			 drain_ms;
 	sigset_t		 none;
 	CURLMsg			*m;
 	size_t			 i, n;
@@ -296,11 +302,20 @@ relay_main(void)
 	for (;;) {
 		if (relay_drain && drain_start.tv_sec == 0)
 			clock_gettime(CLOCK_MONOTONIC, &drain_start);
-		/* draining: serve the channels we have, then leave */
-		if (relay_drain && (nchans == 0 || relay_ms_since(&drain_start) >
-		    (conf.grace + conf.api_timeout + 5) * 1000))
+		/*
+		 * Draining: serve the channels we have, each call in flight
+		 * to its answer, then leave.  Stopping, the sessions have
+		 * --grace; replaced (SIGHUP), the sessions of the workers
+		 * attached here run on, as long as a session may.
+		 */
+		drain_ms = (relay_drain == RELAY_REPLACED ?
+		    conf.session_timeout : 0) + conf.grace + conf.api_timeout +
+		    5;
+		drain_ms *= 1000;
+		if (relay_drain && (nchans == 0 ||
+		    relay_ms_since(&drain_start) > drain_ms))
 			_exit(0);
-		wfd[0].fd = RELAY_CTL_FD;
+		wfd[0].fd = relay_ctl_gone ? -1 : RELAY_CTL_FD;
 		wfd[0].events = CURL_WAIT_POLLIN;
 		wfd[0].revents = 0;
 		wfd[1].fd = RELAY_LINK_FD;
@@ -378,8 +393,17 @@ relay_ctl(int fd)
 			return;
 		if (n == -1 && errno == EBADMSG)
 			continue;	/* what it held is closed */
-		if (n <= 0)
-			_exit(0);	/* the master is gone */
+		if (n <= 0) {
+			/*
+			 * The master closed it: it replaced us or it stops
+			 * (the signal says which), or it is gone; each way,
+			 * what is in flight is finished first.
+			 */
+			relay_ctl_gone = 1;
+			if (relay_drain == 0)
+				relay_drain = RELAY_STOPPING;
+			return;
+		}
 		if (n != sizeof(m) || m.type != CTL_CHANNEL || cfd == -1) {
 			log_warnx("relay: a bad record from the master");
 			if (cfd != -1)

@@ -201,7 +201,7 @@ static int	master_exec_fds(const int *, size_t);
 static int	master_relay_attach(int, uint64_t);
 static int	master_child_wanted(const struct child *);
 static void	master_children_start(void);
-static void	master_child_stop(struct child *);
+static void	master_child_stop(struct child *, int);
 static void	master_child_signal(struct child *, int);
 static size_t	master_child_live(const struct child *);
 static int	master_child_reaped(struct child *, pid_t, int);
@@ -1085,13 +1085,14 @@ master_children_start(void)
 }
 
 /*
- * Tell every child of kind c to leave (SIGTERM): workers finish their
- * sessions.  One that may overlap its successor joins the old ones,
+ * Tell every child of kind c to leave (sig: SIGTERM, or SIGUSR1 to a
+ * relay a reload replaces, which serves its workers to their end):
+ * workers finish their sessions.  One that may overlap its successor joins the old ones,
  * which drain meanwhile, and the next may start now; else the next
  * starts once this one is reaped.
  */
 static void
-master_child_stop(struct child *c)
+master_child_stop(struct child *c, int sig)
 {
 	size_t	 i;
 
@@ -1101,7 +1102,7 @@ master_child_stop(struct child *c)
 	}
 	if (c->pid == 0)
 		return;
-	kill(c->pid, SIGTERM);
+	kill(c->pid, sig);
 	c->started = 0;
 	if (!(c->flags & CF_OVERLAP)) {
 		c->leaving = c->pid;	/* its exit is no failure */
@@ -1713,7 +1714,9 @@ master_reload(void)
 	master_tls_reload();
 	for (c = children; c < children + CHILD_KINDS; c++)
 		if (c->flags & CF_RELOAD)
-			master_child_stop(c);
+			/* a relay replaced serves its sessions to their end */
+			master_child_stop(c, (c->flags & CF_OVERLAP) ?
+			    SIGUSR1 : SIGTERM);
 	master_children_start();
 	pool_retire_old(&pool);
 }
@@ -1874,8 +1877,11 @@ master_shutdown(void)
 	for (i = 0; i < conf.nlisteners; i++)
 		if (conf.listeners[i].fd != -1)
 			close(conf.listeners[i].fd);
-	for (c = children; c < children + CHILD_KINDS; c++)
-		master_child_stop(c);
+	for (c = children; c < children + CHILD_KINDS; c++) {
+		master_child_stop(c, SIGTERM);
+		/* relays replaced before: --grace, as the rest */
+		master_child_signal(c, SIGTERM);
+	}
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	/* even with --grace 0, idle sessions get a moment to say 421 */
 	deadline.tv_sec += conf.grace > 0 ? conf.grace : 1;
@@ -1943,8 +1949,8 @@ inetd_main(void)
 	for (;;) {
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 			if (pid == w->pid) {
-				master_child_stop(&children[CHILD_RELAY]);
-				master_child_stop(&children[CHILD_VERIFIER]);
+				master_child_stop(&children[CHILD_RELAY], SIGTERM);
+				master_child_stop(&children[CHILD_VERIFIER], SIGTERM);
 				exit(WIFEXITED(status) ? WEXITSTATUS(status) :
 				    1);
 			}

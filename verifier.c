@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -62,6 +63,7 @@ static size_t			 nlinks;
 static volatile sig_atomic_t	 verifier_child;
 
 static void	verifier_sig(int);
+static long long verifier_ms_since(const struct timespec *);
 static void	verifier_ctl(int);
 static void	verifier_reap(void);
 static void	verifier_start(struct wchan *);
@@ -88,6 +90,16 @@ verifier_sig(int sig)
 		smtpd_stop = 1;
 }
 
+static long long
+verifier_ms_since(const struct timespec *t0)
+{
+	struct timespec	 now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t0->tv_sec) * 1000LL +
+	    (now.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
 __dead void
 verifier_main(int argc, char *argv[])
 {
@@ -95,6 +107,7 @@ verifier_main(int argc, char *argv[])
 	static const int	 ignored[] = { SIGHUP, SIGUSR1, 0 };
 	struct pollfd		*pfd;
 	struct wchan		**who;
+	struct timespec		 stop_at = { 0, 0 }, tick = { 1, 0 };
 	sigset_t		 none;
 	size_t			 i, n;
 
@@ -121,24 +134,29 @@ verifier_main(int argc, char *argv[])
 			verifier_child = 0;
 			verifier_reap();
 		}
-		if (smtpd_stop) {
-			/* the checks under way finish; their results go */
-			for (i = 0; i < nwchans; i++)
-				if (wchans[i].child != 0)
-					break;
-			if (i == nwchans)
-				_exit(0);
-		}
+		/*
+		 * Stopping: the workers finish their sessions (those in
+		 * DATA within --grace), so their messages are still
+		 * checked; it leaves when the last channel is closed and
+		 * the last check done, or after --grace and the time a
+		 * FIRM call may take.
+		 */
+		if (smtpd_stop && stop_at.tv_sec == 0)
+			clock_gettime(CLOCK_MONOTONIC, &stop_at);
+		if (smtpd_stop && (nwchans == 0 ||
+		    verifier_ms_since(&stop_at) > (conf.grace +
+		    conf.api_timeout + 5) * 1000LL))
+			_exit(0);
 		pfd[0].fd = VERIFIER_CTL_FD;
 		pfd[0].events = POLLIN;
 		for (i = 0, n = 1; i < nwchans; i++) {
-			if (wchans[i].child != 0 || smtpd_stop)
+			if (wchans[i].child != 0 || wchans[i].fd == -1)
 				continue;	/* its child reads it */
 			pfd[n].fd = wchans[i].fd;
 			pfd[n].events = POLLIN;
 			who[n++] = &wchans[i];
 		}
-		if (ppoll(pfd, n, NULL, &none) == -1) {
+		if (ppoll(pfd, n, smtpd_stop ? &tick : NULL, &none) == -1) {
 			if (errno == EINTR)
 				continue;
 			fatal("verifier: ppoll");
@@ -208,14 +226,17 @@ verifier_ctl(int fd)
 		    cfd != -1) {
 			struct vlink *l = verifier_link(m.ln.relay);
 
+			for (i = 0; l == NULL && i < nlinks; i++)
+				if (links[i].fd == -1)
+					l = &links[i];
 			if (l == NULL && nlinks < VERIFIER_LINK_MAX) {
 				l = &links[nlinks++];
 				l->fd = -1;
 			}
-			if (l == NULL) {
-				close(cfd);
-				continue;
-			}
+			/* full: the oldest relay's goes, long gone by now */
+			for (i = 0; l == NULL && i < nlinks; i++)
+				if (l == NULL || links[i].relay < l->relay)
+					l = &links[i];
 			if (l->fd != -1)
 				close(l->fd);
 			l->fd = cfd;

@@ -168,7 +168,8 @@ worker_serve(struct tls *ctx, int lfd, int sfd, int ready, size_t n)
 		tls_free(cctx);
 		close(fd);
 	}
-	(void)write(ready, "r", 1);
+	if (write(ready, "r", 1) != 1)
+		_exit(1);
 	for (;;)
 		pause();
 }
@@ -186,7 +187,8 @@ worker_idle(int sfd, int ready, int set_signer, const char *read_file)
 		server_tls_set_signer(test_signer, &sfd);
 	if (read_file != NULL && tls_load_file(read_file, &len, NULL) == NULL)
 		_exit(1);
-	(void)write(ready, "r", 1);
+	if (write(ready, "r", 1) != 1)
+		_exit(1);
 	for (;;)
 		pause();
 }
@@ -253,7 +255,8 @@ run_client(const struct client_case *c, int port, int sfd, char *out,
 	}
 	close(in[0]);
 	close(o[1]);
-	(void)write(in[1], "ping\n", 5);
+	if (write(in[1], "ping\n", 5) != 5)
+		return 1;
 	close(in[1]);
 	pfd[0].fd = o[0];
 	pfd[0].events = POLLIN;
