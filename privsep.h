@@ -28,7 +28,6 @@
 #define HEALTH_LISTEN_FD	3	/* health: the listening socket */
 #define HEALTH_TABLE_FD		4	/* health: the ban table, read-only */
 #define METRICS_FD		5	/* every exec'd child: the metrics */
-#define RELAY_LINK_FD		4	/* relay: the verifier's link */
 #define RELAY_SPOOL_FD		6	/* relay: the --spool directory */
 #define VERIFIER_CTL_FD		3	/* verifier: the master's control */
 
@@ -117,9 +116,10 @@ PRIVSEP_SIZE(ctl_sign, 4 + sizeof(struct tls_sign_req));
  *	CTL_ATTEST	the client address the master took from a worker's
  *			connection itself (getpeername), for that worker's
  *			session now; to the verifier
- *	CTL_LINK	a link to a relay (descriptor): where the verifier
- *			sends the results of that relay's workers; to the
- *			verifier, once for every relay that runs
+ *	CTL_LINK	the two ends of a link from the verifier to a
+ *			relay (descriptor), on which the verifier hands
+ *			that relay its workers' results; one to each, for
+ *			every relay or verifier that starts
  */
 enum ctl_helper_type {
 	CTL_CHANNEL = 16,

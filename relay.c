@@ -124,6 +124,7 @@ static size_t			 maxbody;
 static size_t			 buffered;	/* incap of every channel */
 static volatile sig_atomic_t	 relay_drain;	/* RELAY_STOPPING... */
 static int			 relay_ctl_gone;
+static int			 relay_link_fd = -1;	/* from the verifier */
 #define RELAY_STOPPING		1	/* SIGTERM: for --grace */
 #define RELAY_REPLACED		2	/* SIGUSR1: a reload replaced it */
 
@@ -286,7 +287,6 @@ relay_main(void)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	(void)fcntl(RELAY_CTL_FD, F_SETFL, O_NONBLOCK);
-	(void)fcntl(RELAY_LINK_FD, F_SETFL, O_NONBLOCK);
 	/* with --spool, the payloads are written here (the master's 6) */
 	conf.spool_fd = -1;
 	if (conf.spool != NULL) {
@@ -318,7 +318,7 @@ relay_main(void)
 		wfd[0].fd = relay_ctl_gone ? -1 : RELAY_CTL_FD;
 		wfd[0].events = CURL_WAIT_POLLIN;
 		wfd[0].revents = 0;
-		wfd[1].fd = RELAY_LINK_FD;
+		wfd[1].fd = relay_link_fd;
 		wfd[1].events = CURL_WAIT_POLLIN;
 		wfd[1].revents = 0;
 		for (i = 0, n = 2; i < nchans; i++, n++) {
@@ -353,7 +353,7 @@ relay_main(void)
 				relay_chan_read(c);
 		}
 		if (wfd[1].revents != 0)
-			relay_link(RELAY_LINK_FD);
+			relay_link(relay_link_fd);
 		relay_pending();
 		/* a result waits for its payload a while, closed or not */
 		for (i = nchans; i > 0; i--) {
@@ -379,11 +379,18 @@ relay_ms_since(const struct timespec *t0)
 	    (now.tv_nsec - t0->tv_nsec) / 1000000);
 }
 
-/* The master hands over a worker's channel; its end means ours. */
+/*
+ * The master hands over a worker's channel, or the link from the
+ * verifier (a new one replaces the last); its end means ours.
+ */
 static void
 relay_ctl(int fd)
 {
-	struct ctl_channel	 m;
+	union {
+		uint32_t		 type;
+		struct ctl_channel	 ch;
+		struct ctl_link		 ln;
+	}			 m;
 	ssize_t			 n;
 	int			 cfd;
 
@@ -404,13 +411,20 @@ relay_ctl(int fd)
 				relay_drain = RELAY_STOPPING;
 			return;
 		}
-		if (n != sizeof(m) || m.type != CTL_CHANNEL || cfd == -1) {
+		if (n == sizeof(m.ln) && m.type == CTL_LINK && cfd != -1) {
+			if (relay_link_fd != -1)
+				close(relay_link_fd);
+			relay_link_fd = cfd;
+			(void)fcntl(cfd, F_SETFL, O_NONBLOCK);
+			continue;
+		}
+		if (n != sizeof(m.ch) || m.type != CTL_CHANNEL || cfd == -1) {
 			log_warnx("relay: a bad record from the master");
 			if (cfd != -1)
 				close(cfd);
 			continue;
 		}
-		(void)relay_chan_new(cfd, CK_WORKER, m.wid, 0);
+		(void)relay_chan_new(cfd, CK_WORKER, m.ch.wid, 0);
 	}
 }
 
@@ -431,8 +445,12 @@ relay_link(int fd)
 			return;
 		if (n == -1 && errno == EBADMSG)
 			continue;	/* what it held is closed */
-		if (n <= 0)
-			return;		/* no verifier now; the master knows */
+		if (n <= 0) {
+			/* no verifier now; the master starts the next */
+			close(fd);
+			relay_link_fd = -1;
+			return;
+		}
 		if (n != sizeof(m) || cfd == -1) {
 			log_warnx("relay: a bad record from the verifier");
 			if (cfd != -1)

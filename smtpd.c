@@ -128,9 +128,6 @@ struct child {
 	int		 fds[CHILD_FDS_MAX];	/* kept for the kind, or -1 */
 };
 
-/* fds[] of the relay: our end of the running one's link */
-#define RELAY_LINK_M	0
-
 /* fds[] of the fetcher: a pipe whose read end is each one's 3 */
 #define FETCHER_ALIVE_R	0	/* hangs up when the master is gone */
 #define FETCHER_ALIVE_W	1	/* the master's */
@@ -883,7 +880,7 @@ master_tls_sign(struct worker *w, const struct ctl_sign *m)
 static int
 master_relay_start_priv(struct child *c)
 {
-	int	 sp[2], lk[2];
+	int	 sp[2];
 	pid_t	 pid;
 
 	c->started = monotime();
@@ -891,28 +888,16 @@ master_relay_start_priv(struct child *c)
 		log_warn("%s: socketpair", c->name);
 		return -1;
 	}
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, lk) == -1) {
-		log_warn("%s: socketpair", c->name);
-		close(sp[0]);
-		close(sp[1]);
-		return -1;
-	}
 	if ((pid = master_exec_priv(conf.relay_path, c->name, sp[1],
-	    lk[1], metrics_fd, conf.spool_fd)) == -1) {
+	    -1, metrics_fd, conf.spool_fd)) == -1) {
 		log_warn("%s: fork", c->name);
 		close(sp[0]);
 		close(sp[1]);
-		close(lk[0]);
-		close(lk[1]);
 		return -1;
 	}
 	close(sp[1]);
-	close(lk[1]);
 	c->pid = pid;
 	c->ctl = sp[0];
-	if (c->fds[RELAY_LINK_M] != -1)
-		close(c->fds[RELAY_LINK_M]);
-	c->fds[RELAY_LINK_M] = lk[0];
 	relay_serial++;
 	master_verifier_link();
 	return 0;
@@ -948,21 +933,32 @@ master_verifier_start_priv(struct child *c)
 	return 0;
 }
 
-/* The verifier learns where the running relay takes its results. */
+/*
+ * A new relay or a new verifier: a link from the verifier to the
+ * running relay, one end to each; the master keeps neither.
+ */
 static void
 master_verifier_link(void)
 {
 	struct ctl_link	 m;
-	int		 ctl = children[CHILD_VERIFIER].ctl;
-	int		 lk = children[CHILD_RELAY].fds[RELAY_LINK_M];
+	int		 vctl = children[CHILD_VERIFIER].ctl;
+	int		 rctl = children[CHILD_RELAY].ctl;
+	int		 lk[2];
 
-	if (ctl == -1 || lk == -1)
+	if (vctl == -1 || rctl == -1)
 		return;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, lk) == -1) {
+		log_warn("verifier: socketpair");
+		return;
+	}
 	memset(&m, 0, sizeof(m));
 	m.type = CTL_LINK;
 	m.relay = relay_serial;
-	if (fd_send_rec(ctl, lk, &m, sizeof(m), MSG_DONTWAIT) == -1)
+	if (fd_send_rec(rctl, lk[1], &m, sizeof(m), MSG_DONTWAIT) == -1 ||
+	    fd_send_rec(vctl, lk[0], &m, sizeof(m), MSG_DONTWAIT) == -1)
 		log_warn("verifier: handing over a link");
+	close(lk[0]);
+	close(lk[1]);
 }
 
 /*

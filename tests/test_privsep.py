@@ -359,9 +359,9 @@ def test_worker_resource_limits(smtpd):
 def test_each_process_logs_what_confines_it(smtpd, firm):
     srv = smtpd("--spare", "1", api=firm.url)
     assert wait_for(lambda: len([e for e in srv.logs()
-                                 if e.get("event") == "sandbox"]) >= 3, 5)
+                                 if e.get("event") == "sandbox"]) >= 4, 5)
     roles = {e["role"]: e for e in srv.logs() if e.get("event") == "sandbox"}
-    assert set(roles) == {"worker", "relay", "fetcher"}, roles
+    assert set(roles) == {"worker", "relay", "verifier", "fetcher"}, roles
     for role, e in roles.items():
         assert e["chroot"], e           # root: a chroot on every kernel
         assert e["user"] == "nobody", e
@@ -455,7 +455,8 @@ def child_roles(srv):
                 argv = f.read().split(b"\0")
         except OSError:
             continue            # gone meanwhile
-        if len(argv) > 1 and argv[1] in (b"relay", b"fetcher"):
+        if len(argv) > 1 and argv[1] in (b"relay", b"fetcher",
+                                         b"verifier"):
             roles[pid] = argv[1].decode()
         elif {l for _, l in fd_identities(pid).values()} & health:
             roles[pid] = "health"
@@ -483,10 +484,11 @@ def settled_roles(srv, want):
 
 def what_each_child_may_share(srv, master, cache=None):
     """{role: identities of the master's descriptors it may hold}: every
-    child its standard descriptors; a worker the SMTP listeners and the
-    spool; the health process its listening socket; the fetcher the
-    pipe that tells it the master is gone, the ban table it writes and
-    the directory of its cache; the relay nothing more."""
+    child its standard descriptors; a worker the SMTP listeners (no
+    directory: the relay writes the spool); the health process its
+    listening socket; the fetcher the pipe that tells it the master is
+    gone, the ban table it writes and the directory of its cache; the
+    relay the spool; the verifier nothing more."""
     std = {master[fd][0] for fd in (0, 1, 2) if fd in master}
     smtp = {"socket:[%s]" % i for i in tcp_inodes(srv.port, "0A")}
     spool = set()
@@ -501,8 +503,9 @@ def what_each_child_may_share(srv, master, cache=None):
     if cache is not None:
         st = os.stat(os.path.dirname(cache))
         fetcher.add(("file", st.st_dev, st.st_ino))
-    return {"worker": std | smtp | spool, "health": std | health,
-            "relay": std, "fetcher": std | fetcher}
+    return {"worker": std | smtp, "health": std | health,
+            "relay": std | spool, "fetcher": std | fetcher,
+            "verifier": std}
 
 
 def assert_children_hold_only_what_they_keep(srv, roles, key, secret,
@@ -561,7 +564,8 @@ def start_every_child(smtpd, tmp_path, api):
                   "--banlist-cache", cache]
     srv = smtpd(*extra, api=api)
     srv.hport = hport
-    want = {"worker", "relay", "health"} | ({"fetcher"} if api else set())
+    want = {"worker", "relay", "verifier", "health"} | \
+        ({"fetcher"} if api else set())
     assert wait_for(lambda: settled_roles(srv, want), 5), child_roles(srv)
     # a worker that has served a STARTTLS session, signatures and all
     with srv.session() as c:
@@ -576,7 +580,8 @@ def start_every_child(smtpd, tmp_path, api):
 def test_each_child_holds_only_what_it_keeps(smtpd, firm, tmp_path, api):
     srv, key, secret, cache = start_every_child(
         smtpd, tmp_path, firm.url if api else None)
-    want = {"worker", "relay", "health"} | ({"fetcher"} if api else set())
+    want = {"worker", "relay", "verifier", "health"} | \
+        ({"fetcher"} if api else set())
     with srv.session() as c:
         busy = worker_of(srv, c)
         roles = wait_for(lambda: settled_roles(srv, want), 5)
@@ -591,12 +596,14 @@ def test_each_restarted_child_holds_only_what_it_keeps(smtpd, firm,
     srv, key, secret, cache = start_every_child(smtpd, tmp_path, firm.url)
     first = child_roles(srv)
     helpers = {p: r for p, r in first.items() if r != "worker"}
-    assert sorted(helpers.values()) == ["fetcher", "health", "relay"]
+    assert sorted(helpers.values()) == ["fetcher", "health", "relay",
+                                        "verifier"]
     for pid in helpers:
         os.kill(pid, signal.SIGKILL)
 
     def restarted():
-        now = settled_roles(srv, {"worker", "relay", "fetcher", "health"})
+        now = settled_roles(srv, {"worker", "relay", "fetcher", "health",
+                                  "verifier"})
         return now if now and not set(now) & set(helpers) else None
     roles = wait_for(restarted, 10)
     assert roles, child_roles(srv)

@@ -115,7 +115,7 @@ def worker_of(srv, client):
 
 def split_children(srv):
     """(workers, others): the master's children holding the listening
-    socket, and the rest (the relay, the fetcher)."""
+    socket, and the rest (the relay, the verifier, the fetcher)."""
     listening = tcp_inodes(srv.port, "0A")
     assert listening, "port %d is not listening" % srv.port
     workers, others = set(), set()
@@ -531,8 +531,9 @@ def test_idle_worker_runs_under_seccomp_nnp_and_nobody(smtpd):
 
 
 def test_relay_and_fetcher_run_under_seccomp_nnp_and_nobody(smtpd, firm):
+    # the others: the relay, the verifier, the fetcher
     srv = smtpd("--spare", "1", api=firm.url)
-    assert wait_for(lambda: [len(s) for s in split_children(srv)] == [1, 2],
+    assert wait_for(lambda: [len(s) for s in split_children(srv)] == [1, 3],
                     5), split_children(srv)
     workers, others = split_children(srv)
     for pid in workers | others:
