@@ -764,6 +764,21 @@ def children(pid):
     return kids
 
 
+
+def reloaded_children(pid):
+    """children(pid) that SIGHUP replaces: all but the verifier, which
+    a reload leaves be (nothing of it is reloaded)."""
+    kids = set()
+    for kid in children(pid):
+        try:
+            with open("/proc/%d/cmdline" % kid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv[1:2] != [b"verifier"]:
+            kids.add(kid)
+    return kids
+
 def after_auth_results(raw):
     """The message after our Authentication-Results header (SPEC 3: it
     goes first, above our Received header); fails when it is not first."""

@@ -3,7 +3,8 @@ import os
 import pwd
 import signal
 
-from conftest import assert_reply, children, make_message, wait_for
+from conftest import (assert_reply, children, make_message,
+                      reloaded_children, wait_for)
 
 
 def uid_of(pid):
@@ -20,12 +21,12 @@ def uid_of(pid):
 def test_sighup_replaces_every_idle_worker(smtpd):
     srv = smtpd("--spare", "3")
     master = srv.proc.pid
-    assert wait_for(lambda: len(children(master)) >= 3, 5)
-    before = children(master)
+    assert wait_for(lambda: len(reloaded_children(master)) >= 3, 5)
+    before = reloaded_children(master)
     srv.signal(signal.SIGHUP)
-    assert wait_for(lambda: not (children(master) & before)
-                    and len(children(master)) >= 3, 5), \
-        (before, children(master))
+    assert wait_for(lambda: not (reloaded_children(master) & before)
+                    and len(reloaded_children(master)) >= 3, 5), \
+        (before, reloaded_children(master))
     with srv.session() as c:
         c.ehlo()
         assert_reply(c.cmd("NOOP"), "250 2.0.0")

@@ -25,7 +25,7 @@ import pytest
 from conftest import (after_auth_results, HELO, HOSTNAME, IO_TIMEOUT, LOOPBACK, RCPT, SENDER,
                       TOKEN, SMTPClient, assert_reply, children, free_port,
                       make_message, port_accepts, raw_message, reply_id,
-                      run_smtpd, wait_for)
+                      reloaded_children, run_smtpd, wait_for)
 
 OPENSSL_TIMEOUT = 30
 TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
@@ -636,7 +636,7 @@ def test_sighup_with_mismatched_pair_keeps_old_certificate(smtpd, tmp_path):
                     smtps=True)
     assert served_fingerprint(srv) == old_fp
     master = srv.proc.pid
-    before = children(master)
+    before = reloaded_children(master)
     assert before
 
     shutil.copyfile(other_cert, cert)        # the key no longer matches
@@ -644,9 +644,9 @@ def test_sighup_with_mismatched_pair_keeps_old_certificate(smtpd, tmp_path):
     assert wait_for(lambda: log_events(srv, "tls_reload_failed"), 5), \
         srv.log_text()[-2000:]
     # every idle worker from before the SIGHUP has been replaced
-    assert wait_for(lambda: not (children(master) & before)
-                    and len(children(master)) >= 2, 5), \
-        (before, children(master))
+    assert wait_for(lambda: not (reloaded_children(master) & before)
+                    and len(reloaded_children(master)) >= 2, 5), \
+        (before, reloaded_children(master))
     for _ in range(3):
         assert served_fingerprint(srv) == old_fp
     assert srv.proc.poll() is None
