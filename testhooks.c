@@ -433,12 +433,13 @@ testhook_overstay(void)
  * gives the verifier is its own (unsigned, From the victim); the
  * payload it gives the relay names, besides its own fields, another
  * sender, another token, another client and a strong verdict (clean:
- * its own fields only, with another token in its subject).  What FIRM
+ * its own fields only, with another token in its subject; received:
+ * those, and a field of ours slipped into our Received).  What FIRM
  * receives, if anything, is the test's to see.
  */
 static void
 testhook_forge(const struct smtpd_conf *conf, int chan, int vchan,
-    int clean, char *what, size_t len)
+    int mode, char *what, size_t len)
 {
 	static char		 buf[1024];
 	struct envelope		 env;
@@ -457,17 +458,22 @@ testhook_forge(const struct smtpd_conf *conf, int chan, int vchan,
 	env.nrcpts = 1;
 	memset(&msg, 0, sizeof(msg));
 	strlcpy(msg.id, "fedcba9876543210", sizeof(msg.id));
-	n = snprintf(buf, sizeof(buf), "Received: from forged\r\n"
+	/* mode 2: a field of ours smuggled in as part of our Received */
+	n = snprintf(buf, sizeof(buf), "Received: from forged\r\n%s"
 	    "From: <victim@victim.example>\r\n"
-	    "Subject: FIRM-TOKEN:FORG-EDTO-KEN1\r\n\r\nhello\r\n");
+	    "Subject: FIRM-TOKEN:FORG-EDTO-KEN1\r\n\r\nhello\r\n",
+	    mode == 2 ? "Authentication-Results: test.example; dkim=pass "
+	    "header.d=victim.example\r\n" : "");
 	msg.buf = buf;
 	msg.len = (size_t)n;
-	msg.hdrlen = strlen("Received: from forged\r\n");
+	msg.hdrlen = strlen("Received: from forged\r\n") + (mode == 2 ?
+	    strlen("Authentication-Results: test.example; dkim=pass "
+	    "header.d=victim.example\r\n") : 0);
 	if (payload_verify(conf, &env, &msg, vchan) == -1) {
 		snprintf(what, len, "forge: verifier: %s", strerror(errno));
 		return;
 	}
-	json = clean ? "{\"subject\":\"FIRM-TOKEN:STOL-ENTO-KEN0\","
+	json = mode != 0 ? "{\"subject\":\"FIRM-TOKEN:STOL-ENTO-KEN0\","
 	    "\"body\":\"FIRM-TOKEN:STOL-ENTO-KEN0\",\"headers\":{},"
 	    "\"tls\":null,\"message_id\":null,\"received_at\":\"x\"}" :
 	    "{\"subject\":\"s\",\"body\":\"b\",\"headers\":{},"
@@ -579,6 +585,8 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan, int vchan,
 		testhook_forge(conf, chan, vchan, 0, what, len);
 	else if (strcasecmp(args, "FORGE-CLEAN") == 0)
 		testhook_forge(conf, chan, vchan, 1, what, len);
+	else if (strcasecmp(args, "FORGE-RECEIVED") == 0)
+		testhook_forge(conf, chan, vchan, 2, what, len);
 	else if (strcasecmp(args, "REPLAY") == 0)
 		testhook_replay(conf, chan, what, len);
 	else if (strcasecmp(args, "ESCAPE") == 0)

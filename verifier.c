@@ -75,6 +75,7 @@ static int	verifier_envelope(const uint8_t *, size_t,
 		    const char **, const char **, size_t *, struct message *);
 static int	verifier_result(int, const struct chan_auth *, const char *,
 		    size_t);
+static int	verifier_received(const char *, size_t);
 static char	*verifier_fields(const struct auth *, const char *,
 		    const char *, const char *, const char **, size_t,
 		    const struct sockaddr_storage *);
@@ -470,7 +471,8 @@ verifier_envelope(const uint8_t *body, size_t len,
 			rcpts[i - 2] = p;
 		p = nul + 1;
 	}
-	if ((*helo)[0] == '\0' || (size_t)(end - p) < cv->hdrlen)
+	if ((*helo)[0] == '\0' || (size_t)(end - p) < cv->hdrlen ||
+	    verifier_received(p, cv->hdrlen) == -1)
 		return -1;
 	memset(msg, 0, sizeof(*msg));
 	strlcpy(msg->id, cv->msgid, sizeof(msg->id));
@@ -479,6 +481,32 @@ verifier_envelope(const uint8_t *body, size_t len,
 	msg->hdrlen = cv->hdrlen;
 	*nrcpts = cv->nrcpts;
 	*cvp = cv;
+	return 0;
+}
+
+/*
+ * What the worker put above the data is one Received field and nothing
+ * else: no field of ours (an Authentication-Results with our authserv-id)
+ * rides into "raw" there.  Its words are the worker's, as the rest of the
+ * message is the client's.  0, or -1.
+ */
+static int
+verifier_received(const char *p, size_t len)
+{
+	static const char	 name[] = "Received: ";
+	size_t			 i;
+
+	if (len < sizeof(name) + 1 || memcmp(p, name, sizeof(name) - 1) != 0 ||
+	    p[len - 2] != '\r' || p[len - 1] != '\n')
+		return -1;
+	for (i = 0; i < len - 2; i++) {
+		if (p[i] == '\0' || (p[i] == '\n' && (i == 0 ||
+		    p[i - 1] != '\r')) || (p[i] == '\r' && p[i + 1] != '\n'))
+			return -1;
+		/* a line that follows is a continuation, never a field */
+		if (p[i] == '\n' && p[i + 1] != ' ' && p[i + 1] != '\t')
+			return -1;
+	}
 	return 0;
 }
 

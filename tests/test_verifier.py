@@ -89,6 +89,22 @@ def test_firm_gets_the_verifiers_sender_token_and_the_masters_client(
     assert p["auth"]["dkim"] == [], p["auth"]
 
 
+def test_nothing_but_one_received_field_rides_above_the_data(smtpd, firm):
+    """The worker puts our Received field above the data, outside what
+    the field rules read: an Authentication-Results of ours slipped in
+    there would reach FIRM in "raw".  The verifier takes one Received
+    field and nothing else, or nothing."""
+    srv = smtpd(api=firm.url, binary=SMTPD_TEST)
+    with srv.session() as c:
+        c.ehlo()
+        r = c.cmd("XTEST FORGE-RECEIVED")
+        assert r.lines == [LOCALERR + "forge: relay: verdict 5 status 0"], \
+            r.lines
+    time.sleep(0.5)
+    assert firm.inbound() == []
+    assert [e for e in srv.logs() if e.get("event") == "verifier_refused"]
+
+
 def test_a_second_payload_for_one_message_is_refused(smtpd, firm):
     srv = smtpd(api=firm.url, binary=SMTPD_TEST)
     with srv.session() as c:
