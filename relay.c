@@ -28,6 +28,7 @@
  */
 
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -93,6 +94,8 @@ struct chan {
 	char			*fields;	/* its fields, or the
 						   worker's when pending */
 	size_t			 fieldslen;
+	size_t			 fieldscap;	/* of the result's, counted
+						   in buffered */
 	uint8_t			*in;		/* what the worker sent */
 	size_t			 inlen;
 	size_t			 incap;
@@ -137,6 +140,7 @@ static void	relay_ctl(int);
 static void	relay_link(int);
 static struct chan *relay_chan_new(int, enum chan_kind, uint64_t, uint32_t);
 static void	relay_pending(void);
+static void	relay_results_trim(uint64_t, uint32_t);
 static void	relay_pair(struct chan *);
 static void	relay_forward(struct chan *, struct chan *);
 static int	relay_fields_check(struct chan *, const char *, size_t);
@@ -256,6 +260,8 @@ relay_main(void)
 	static const int	 caught[] = { SIGTERM, SIGINT, SIGUSR1, 0 };
 	static const int	 ignored[] = { SIGHUP, 0 };
 	struct curl_waitfd	*wfd;
+	struct chan		**who;
+	struct rlimit		 rl;
 	struct timespec		 drain_start = { 0, 0 };
 	long			 drain_ms;
 	sigset_t		 none;
@@ -271,8 +277,14 @@ relay_main(void)
 	if (maxbody > UINT32_MAX - sizeof(struct chan_hdr))
 		maxbody = UINT32_MAX - sizeof(struct chan_hdr);
 	if ((chans = calloc(RELAY_CHAN_MAX, sizeof(*chans))) == NULL ||
-	    (wfd = calloc(RELAY_CHAN_MAX + 3, sizeof(*wfd))) == NULL)
+	    (wfd = calloc(RELAY_CHAN_MAX + 3, sizeof(*wfd))) == NULL ||
+	    (who = calloc(RELAY_CHAN_MAX + 3, sizeof(*who))) == NULL)
 		fatal("relay: channel table");
+	/* a descriptor for each channel the table holds, where allowed */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	/* without --api it polls only its channels, the same way */
 	if (conf.api == NULL && curl_global_init(CURL_GLOBAL_DEFAULT) !=
 	    CURLE_OK)
@@ -321,7 +333,10 @@ relay_main(void)
 		wfd[1].fd = relay_link_fd;
 		wfd[1].events = CURL_WAIT_POLLIN;
 		wfd[1].revents = 0;
-		for (i = 0, n = 2; i < nchans; i++, n++) {
+		/* a result waiting for its payload has no descriptor */
+		for (i = 0, n = 2; i < nchans; i++) {
+			if (chans[i]->fd == -1)
+				continue;
 			wfd[n].fd = chans[i]->fd;
 			wfd[n].events = 0;
 			wfd[n].revents = 0;
@@ -329,14 +344,17 @@ relay_main(void)
 				wfd[n].events |= CURL_WAIT_POLLOUT;
 			else if (!chans[i]->busy)
 				wfd[n].events |= CURL_WAIT_POLLIN;
+			who[n++] = chans[i];
 		}
 		/* libunbound's thread says: answers are ready */
 		wfd[n].fd = ub_fd(relay_ub);
 		wfd[n].events = CURL_WAIT_POLLIN;
 		wfd[n].revents = 0;
 		if (curl_multi_poll(relay_multi, wfd, (unsigned)n + 1, 1000,
-		    NULL) != CURLM_OK)
-			fatalx("relay: curl_multi_poll");
+		    NULL) != CURLM_OK) {
+			log_warnx("relay: curl_multi_poll failed");
+			continue;
+		}
 		curl_multi_perform(relay_multi, &running);
 		while ((m = curl_multi_info_read(relay_multi, &left)) != NULL)
 			if (m->msg == CURLMSG_DONE)
@@ -345,7 +363,7 @@ relay_main(void)
 			log_warnx("relay: ub_process failed");
 		/* channels first: the indexes of wfd follow chans[] */
 		for (i = n - 1; i >= 2; i--) {
-			struct chan *c = chans[i - 2];
+			struct chan *c = who[i];
 
 			if (wfd[i].revents & CURL_WAIT_POLLOUT)
 				relay_chan_write(c);
@@ -457,8 +475,30 @@ relay_link(int fd)
 				close(cfd);
 			continue;
 		}
+		relay_results_trim(m.wid, m.seq);
 		(void)relay_chan_new(cfd, CK_VERIFIER, m.wid, m.seq);
 	}
+}
+
+/*
+ * A worker waits for the answer to each payload, so its results come
+ * one at a time: one older than the last but one was never asked for
+ * (a worker that sends messages and no payloads).  Dropped, so that no
+ * worker makes the relay hold more than two of its results.
+ */
+static void
+relay_results_trim(uint64_t wid, uint32_t seq)
+{
+	size_t	 i;
+
+	for (i = 0; i < nchans; i++)
+		if (chans[i]->kind == CK_VERIFIER && chans[i]->wid == wid &&
+		    chans[i]->seq + 1 < seq) {
+			if (chans[i]->fd != -1)
+				close(chans[i]->fd);
+			chans[i]->fd = -1;
+			chans[i]->done = 0;	/* closed in the loop */
+		}
 }
 
 static struct chan *
@@ -503,6 +543,7 @@ relay_chan_close(size_t i)
 	firm_response_free(&c->resp);
 	free(c->body);
 	free(c->fields);
+	buffered -= c->fieldscap;
 	free(c->in);
 	buffered -= c->incap;
 	if (c->fd != -1)
@@ -1041,9 +1082,20 @@ relay_auth(struct chan *c, const uint8_t *body, size_t len)
 	clock_gettime(CLOCK_MONOTONIC, &c->since);
 	metrics_add(M_VERDICT + c->auth.verdict, 1);
 	metrics_add(M_DNS_QUERIES, c->auth.dns_queries);
-	/* its work is done: the verifier's child leaves */
+	/*
+	 * Its work is done: the verifier's child leaves, and what it
+	 * sent is held once, as the fields, counted with the rest.
+	 */
 	close(c->fd);
 	c->fd = -1;
+	free(c->in);
+	buffered -= c->incap;
+	c->in = NULL;
+	c->incap = c->inlen = 0;
+	if (c->fields != NULL) {
+		c->fieldscap = c->fieldslen + 1;
+		buffered += c->fieldscap;
+	}
 }
 
 /* Payloads waiting for their results: paired, or given up. */

@@ -87,6 +87,7 @@ static void	sandbox_seccomp(const struct smtpd_conf *, enum sandbox_role,
 static void	sandbox_seccomp_listeners(const struct smtpd_conf *,
 		    struct sock_fprog *);
 static void	sandbox_export(scmp_filter_ctx, struct sock_fprog *);
+static void	sandbox_seccomp_verifier_child(struct sock_fprog *);
 static void	sandbox_socket(scmp_filter_ctx, int, int, int);
 static void	sandbox_rule(scmp_filter_ctx, uint32_t, int, unsigned int,
 		    const struct scmp_arg_cmp *);
@@ -102,6 +103,7 @@ static void	sandbox_sigsys(int, siginfo_t *, void *);
 static struct sandbox_plan	 plan_worker = { ROLE_WORKER, -1, { 0, NULL },
 				    { 0, NULL }, NULL };
 /* The relay's, the fetcher's or the health process's, made at its start. */
+static struct sock_fprog	 verifier_child;	/* its children's */
 static struct sandbox_plan	 plan_helper = { ROLE_RELAY, -1, { 0, NULL },
 				    { 0, NULL }, NULL };
 static int			 landlock_abi;
@@ -375,6 +377,11 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum sandbox_role role,
 		ALLOW(sendmsg);
 		ALLOW(recvmsg);
 		ALLOW(wait4);
+		/* its children: ended past their deadline, and confined */
+		ALLOW_IF(kill, ARG(1, SCMP_CMP_EQ, SIGKILL, 0));
+		ALLOW_IF(prlimit64, ARG(0, SCMP_CMP_EQ, 0, 0));
+		ALLOW_IF(seccomp, ARG(0, SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER,
+		    0));
 	} else if (role == ROLE_HEALTH) {
 		/* accept on its one listening socket, nothing else */
 		ALLOW_IF(accept4, ARG(0, SCMP_CMP_EQ, conf->health_l.fd, 0));
@@ -555,6 +562,41 @@ sandbox_seccomp_listeners(const struct smtpd_conf *conf,
 	sandbox_export(ctx, prog);
 }
 
+/*
+ * A child of the verifier parses one hostile message: on top of the
+ * verifier's allow-list, it may make no process and no socket, hand on
+ * no descriptor, signal nobody and change no limit.
+ */
+static void
+sandbox_seccomp_verifier_child(struct sock_fprog *prog)
+{
+	static const int	 calls[] = { SCMP_SYS(kill), SCMP_SYS(tgkill),
+	    SCMP_SYS(tkill), SCMP_SYS(clone), SCMP_SYS(clone3),
+	    SCMP_SYS(fork), SCMP_SYS(vfork), SCMP_SYS(socketpair),
+	    SCMP_SYS(sendmsg), SCMP_SYS(prlimit64), SCMP_SYS(seccomp) };
+	scmp_filter_ctx		 ctx;
+	uint32_t		 kill = SCMP_ACT_KILL_PROCESS;
+	size_t			 i;
+
+#ifdef SANDBOX_TRAP
+	kill = SCMP_ACT_TRAP;
+#endif
+	if ((ctx = seccomp_init(SCMP_ACT_ALLOW)) == NULL)
+		fatalx("sandbox: seccomp_init");
+	for (i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
+		sandbox_rule(ctx, kill, calls[i], 0, NULL);
+	sandbox_export(ctx, prog);
+}
+
+/* In a child of the verifier, before it reads its message. */
+void
+sandbox_verifier_child(void)
+{
+	if (verifier_child.filter == NULL || syscall(SYS_seccomp,
+	    SECCOMP_SET_MODE_FILTER, 0, &verifier_child) == -1)
+		_exit(1);
+}
+
 /* The BPF program of a filter, in memory, to load in any child. */
 static void
 sandbox_export(scmp_filter_ctx ctx, struct sock_fprog *prog)
@@ -697,6 +739,8 @@ sandbox_os_plan(const struct smtpd_conf *conf, enum sandbox_role role)
 	p->ruleset = sandbox_landlock(conf, role, role == ROLE_FETCHER ?
 	    conf->banlist_dirfd : role == ROLE_RELAY ? conf->spool_fd : -1);
 	sandbox_seccomp(conf, role, &p->prog);
+	if (role == ROLE_VERIFIER)
+		sandbox_seccomp_verifier_child(&verifier_child);
 	p->root = NULL;
 	if (geteuid() == 0 && role == ROLE_VERIFIER) {
 		/* iconv's modules, as a worker's (GCONV_PATH is "/") */

@@ -143,3 +143,11 @@ sandbox_worker_narrow(const struct smtpd_conf *conf)
 	if (pledge(p, NULL) == -1)
 		fatal("sandbox: pledge");
 }
+
+/* In a child of the verifier, before it reads its message. */
+void
+sandbox_verifier_child(void)
+{
+	if (pledge("stdio", NULL) == -1)
+		_exit(1);
+}

@@ -135,7 +135,7 @@ struct child {
 static int	master_relay_start_priv(struct child *);
 static int	master_verifier_start_priv(struct child *);
 static void	master_verifier_link(void);
-static void	master_attest(struct pool *, struct worker *);
+static int	master_attest(struct worker *, int);
 static int	master_fetcher_start_priv(struct child *);
 static int	master_health_start_priv(struct child *);
 static int	master_workers_start(struct child *);
@@ -964,23 +964,29 @@ master_verifier_link(void)
 /*
  * A session starts: the verifier learns the client's address, as the
  * master took it from the connection (pool_attest()), before the worker
- * hears it may serve the session.
+ * hears it may serve the session; and when it ends, that it has.  A
+ * session the verifier cannot learn of is not served.  0, or -1.
  */
-static void
-master_attest(struct pool *p, struct worker *w)
+static int
+master_attest(struct worker *w, int begins)
 {
 	struct ctl_attest	 m;
 	int			 ctl = children[CHILD_VERIFIER].ctl;
 
-	(void)p;
 	if (ctl == -1)
-		return;
+		return -1;
 	memset(&m, 0, sizeof(m));
 	m.type = CTL_ATTEST;
 	m.wid = w->wid;
-	memcpy(&m.peer, &w->addr, sizeof(m.peer));
-	if (send(ctl, &m, sizeof(m), MSG_DONTWAIT | MSG_NOSIGNAL) == -1)
+	if (begins)
+		memcpy(&m.peer, &w->addr, sizeof(m.peer));
+	else
+		m.peer.ss_family = AF_UNSPEC;	/* the session is over */
+	if (send(ctl, &m, sizeof(m), MSG_DONTWAIT | MSG_NOSIGNAL) == -1) {
 		log_warn("verifier: attesting a session");
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -1549,10 +1555,11 @@ pool_claim(struct pool *p, struct worker *w)
 		a.reply = REPLY_MAXPERIP;
 	w->claimed = monotime();
 	w->signs = 0;
+	if (a.reply == -1 && master_attest(w, 1) == -1)
+		a.reply = REPLY_MAXSESSIONS;	/* try again soon */
 	if (a.reply == -1) {
 		w->state = W_BUSY;
 		p->busy++;
-		master_attest(p, w);
 	} else
 		w->state = W_REFUSING;	/* not counted while it says 421 */
 	(void)send(w->fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -1632,8 +1639,10 @@ pool_ctl(struct pool *p, struct worker *w)
 		else if (w->state == W_IDLE)
 			why = "release while idle";
 		else {
-			if (w->state == W_BUSY)
+			if (w->state == W_BUSY) {
 				p->busy--;
+				(void)master_attest(w, 0);
+			}
 			w->state = W_IDLE;
 			w->claimed = 0;
 			/* born before a reload: its TLS context is old */

@@ -913,6 +913,7 @@ void		 sandbox_relay(const struct smtpd_conf *);
 void		 sandbox_fetcher(const struct smtpd_conf *);
 void		 sandbox_health(const struct smtpd_conf *);
 void		 sandbox_verifier(const struct smtpd_conf *);
+void		 sandbox_verifier_child(void);
 
 /* cpu.c */
 void		 cpu_pin(void);

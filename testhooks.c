@@ -59,6 +59,8 @@ static void	testhook_forge(const struct smtpd_conf *, int, int, int,
 static void	testhook_replay(const struct smtpd_conf *, int, char *,
 		    size_t);
 static void	testhook_escape(char *, size_t);
+static void	testhook_flood(const struct smtpd_conf *, int, const char *,
+		    char *, size_t);
 static int	testhook_ctl(void);
 static void	testhook_claim(int, const char *, char *, size_t);
 static void	testhook_sign(const char *, char *, size_t);
@@ -494,6 +496,38 @@ testhook_forge(const struct smtpd_conf *conf, int chan, int vchan,
 }
 
 /*
+ * FLOOD N: N messages to the verifier and no payload to the relay, as
+ * fast as the channel takes them.
+ */
+static void
+testhook_flood(const struct smtpd_conf *conf, int vchan, const char *args,
+    char *what, size_t len)
+{
+	static char	 buf[] = "Received: from flood\r\n"
+	    "From: <a@flood.example>\r\nSubject: no token\r\n\r\nx\r\n";
+	struct envelope	 env;
+	struct message	 msg;
+	char		*rcpts[1] = { "test@example.org" };
+	long		 i, n = strtol(args, NULL, 10);
+
+	memset(&env, 0, sizeof(env));
+	env.session = "0123456789abcdef";
+	env.from = "a@flood.example";
+	env.helo = "flood.example";
+	env.rcpts = rcpts;
+	env.nrcpts = 1;
+	memset(&msg, 0, sizeof(msg));
+	strlcpy(msg.id, "0123456789abcdef", sizeof(msg.id));
+	msg.buf = buf;
+	msg.len = sizeof(buf) - 1;
+	msg.hdrlen = strlen("Received: from flood\r\n");
+	for (i = 0; i < n; i++)
+		if (payload_verify(conf, &env, &msg, vchan) == -1)
+			break;
+	snprintf(what, len, "flood: %ld of %ld sent", i, n);
+}
+
+/*
  * REPLAY: a second payload for the message this session just sent,
  * with no message for it to the verifier.
  */
@@ -587,6 +621,8 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan, int vchan,
 		testhook_forge(conf, chan, vchan, 1, what, len);
 	else if (strcasecmp(args, "FORGE-RECEIVED") == 0)
 		testhook_forge(conf, chan, vchan, 2, what, len);
+	else if (strncasecmp(args, "FLOOD ", 6) == 0)
+		testhook_flood(conf, vchan, args + 6, what, len);
 	else if (strcasecmp(args, "REPLAY") == 0)
 		testhook_replay(conf, chan, what, len);
 	else if (strcasecmp(args, "ESCAPE") == 0)

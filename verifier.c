@@ -18,6 +18,7 @@
  */
 
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -39,6 +40,8 @@
 
 #define VERIFIER_CHAN_MAX	(2 * (MAX_MAX_SESSIONS + MAX_SPARE))
 #define VERIFIER_LINK_MAX	16	/* relays: the current, draining */
+#define VERIFIER_SESSION_MAX	100	/* messages checked in one session */
+#define VERIFIER_CHILD_CPU	60	/* seconds of CPU for one message */
 
 struct wchan {				/* a worker's channel */
 	int			 fd;
@@ -46,6 +49,8 @@ struct wchan {				/* a worker's channel */
 	uint32_t		 relay;		/* where its results go */
 	uint32_t		 seq;		/* its messages so far */
 	pid_t			 child;		/* checking one now */
+	struct timespec		 child_t0;	/* when it began */
+	uint32_t		 checked;	/* messages of this session */
 	int			 attested;
 	struct sockaddr_storage	 peer;		/* the master's word */
 };
@@ -135,6 +140,13 @@ verifier_main(int argc, char *argv[])
 			verifier_child = 0;
 			verifier_reap();
 		}
+		/* a check past every deadline it has is ended */
+		for (i = 0; i < nwchans; i++)
+			if (wchans[i].child != 0 &&
+			    verifier_ms_since(&wchans[i].child_t0) >
+			    (conf.timeout + conf.api_timeout) * 1000LL +
+			    RELAY_AUTH_WAIT_MS)
+				kill(wchans[i].child, SIGKILL);
 		/*
 		 * Stopping: the workers finish their sessions (those in
 		 * DATA within --grace), so their messages are still
@@ -157,7 +169,7 @@ verifier_main(int argc, char *argv[])
 			pfd[n].events = POLLIN;
 			who[n++] = &wchans[i];
 		}
-		if (ppoll(pfd, n, smtpd_stop ? &tick : NULL, &none) == -1) {
+		if (ppoll(pfd, n, &tick, &none) == -1) {
 			if (errno == EINTR)
 				continue;
 			fatal("verifier: ppoll");
@@ -217,11 +229,14 @@ verifier_ctl(int fd)
 			w->relay = m.ch.relay;
 			(void)fcntl(cfd, F_SETFL, O_NONBLOCK);
 		} else if (m.type == CTL_ATTEST && n == sizeof(m.at)) {
+			/* a session begins; AF_UNSPEC: it is over */
 			for (i = 0; i < nwchans; i++)
 				if (wchans[i].wid == m.at.wid) {
 					memcpy(&wchans[i].peer, &m.at.peer,
 					    sizeof(wchans[i].peer));
-					wchans[i].attested = 1;
+					wchans[i].attested =
+					    m.at.peer.ss_family != AF_UNSPEC;
+					wchans[i].checked = 0;
 				}
 		} else if (m.type == CTL_LINK && n == sizeof(m.ln) &&
 		    cfd != -1) {
@@ -235,9 +250,12 @@ verifier_ctl(int fd)
 				l->fd = -1;
 			}
 			/* full: the oldest relay's goes, long gone by now */
-			for (i = 0; l == NULL && i < nlinks; i++)
-				if (l == NULL || links[i].relay < l->relay)
-					l = &links[i];
+			if (l == NULL) {
+				l = &links[0];
+				for (i = 1; i < nlinks; i++)
+					if (links[i].relay < l->relay)
+						l = &links[i];
+			}
 			if (l->fd != -1)
 				close(l->fd);
 			l->fd = cfd;
@@ -318,6 +336,19 @@ verifier_start(struct wchan *w)
 		w->fd = -1;
 		return;
 	}
+	/*
+	 * A message outside a session the master knows of, or one too
+	 * many in a session: the worker is not serving a client, it is
+	 * serving itself.  Its channel ends.
+	 */
+	if (!w->attested || w->checked >= VERIFIER_SESSION_MAX) {
+		log_event(LOG_WARNING, "verifier_refused", NULL, "{s:s}",
+		    "error", !w->attested ? "a message outside a session" :
+		    "too many messages in one session");
+		close(w->fd);
+		w->fd = -1;
+		return;
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
 		log_warn("verifier: socketpair");
 		return;
@@ -325,31 +356,37 @@ verifier_start(struct wchan *w)
 	memset(&lm, 0, sizeof(lm));
 	lm.wid = w->wid;
 	lm.seq = w->seq + 1;
-	if (fd_send_rec(l->fd, sp[1], &lm, sizeof(lm), MSG_DONTWAIT) == -1) {
-		/* a busy relay: the channel is still readable, try again */
-		if (errno != EAGAIN && errno != EINTR) {
-			log_warn("verifier: link to relay %u",
-			    (unsigned)w->relay);
-			close(l->fd);
-			l->fd = -1;
-		}
+	/* a busy relay makes us wait here, never spin */
+	if (fd_send_rec(l->fd, sp[1], &lm, sizeof(lm), 0) == -1) {
+		log_warn("verifier: link to relay %u", (unsigned)w->relay);
+		close(l->fd);
+		l->fd = -1;
 		close(sp[0]);
 		close(sp[1]);
 		return;
 	}
 	close(sp[1]);
 	w->seq++;
+	w->checked++;
 	switch (pid = fork()) {
 	case -1:
+		/*
+		 * The relay sees the channel close: no result, 451.  The
+		 * message is unread and its number spent: the channel
+		 * ends, so that no later message pairs with another's
+		 * payload.
+		 */
 		log_warn("verifier: fork");
-		/* the relay sees the channel close: no result, 451 */
 		close(sp[0]);
+		close(w->fd);
+		w->fd = -1;
 		return;
 	case 0:
 		verifier_check(w, sp[0]);
 	}
 	close(sp[0]);
 	w->child = pid;
+	clock_gettime(CLOCK_MONOTONIC, &w->child_t0);
 }
 
 /*
@@ -361,6 +398,7 @@ static __dead void
 verifier_check(struct wchan *w, int rfd)
 {
 	const struct chan_verify *cv;
+	struct rlimit		 rl;
 	struct chan_auth	 ca;
 	struct message		 msg;
 	struct mime_msg		 mm;
@@ -380,6 +418,14 @@ verifier_check(struct wchan *w, int rfd)
 			close(links[i].fd);
 	close(VERIFIER_CTL_FD);
 	(void)fcntl(rfd, F_SETFL, O_NONBLOCK);
+	/* what it parses may take it over: no process, bounded CPU */
+	rl.rlim_cur = rl.rlim_max = 0;
+	if (setrlimit(RLIMIT_NPROC, &rl) == -1)
+		_exit(1);
+	rl.rlim_cur = rl.rlim_max = VERIFIER_CHILD_CPU;
+	if (setrlimit(RLIMIT_CPU, &rl) == -1)
+		_exit(1);
+	sandbox_verifier_child();
 
 	maxbody = sizeof(*cv) + (size_t)conf.max_size + RECEIVED_MAX +
 	    (MAX_MAX_RCPT + 2) * (SMTP_PATH_MAX + 2);
@@ -500,7 +546,9 @@ verifier_received(const char *p, size_t len)
 	    p[len - 2] != '\r' || p[len - 1] != '\n')
 		return -1;
 	for (i = 0; i < len - 2; i++) {
-		if (p[i] == '\0' || (p[i] == '\n' && (i == 0 ||
+		if (((unsigned char)p[i] < ' ' && p[i] != '\t' &&
+		    p[i] != '\r' && p[i] != '\n') || p[i] == 0x7f ||
+		    (p[i] == '\n' && (i == 0 ||
 		    p[i - 1] != '\r')) || (p[i] == '\r' && p[i + 1] != '\n'))
 			return -1;
 		/* a line that follows is a continuation, never a field */

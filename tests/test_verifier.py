@@ -121,6 +121,36 @@ def test_a_second_payload_for_one_message_is_refused(smtpd, firm):
     assert [e for e in srv.logs() if e.get("event") == "verdict_missing"]
 
 
+def test_messages_without_payloads_harm_nobody_else(smtpd, firm):
+    """A worker that hands the verifier message after message and the
+    relay no payload: the verifier ends its channel after a session's
+    share, the relay keeps at most two of its results, and everyone
+    else is served by the same relay."""
+    srv = smtpd(api=firm.url, binary=SMTPD_TEST)
+    assert wait_for(lambda: relay_pid(srv), 5)
+    relay = relay_pid(srv)
+    with srv.session() as c:
+        c.ehlo()
+        r = c.cmd("XTEST FLOOD 1000", timeout=60)
+        assert r.lines[0].startswith(LOCALERR + "flood: "), r.lines
+    assert wait_for(lambda: [e for e in srv.logs() if
+                             e.get("event") == "verifier_refused" and
+                             "too many" in e.get("error", "")], 10)
+    with srv.session() as c:
+        assert_reply(c.deliver(make_message()), "250 2.0.0")
+        c.quit()
+    assert relay_pid(srv) == relay
+    assert not [e for e in srv.logs() if e.get("event") == "relay_exited"]
+    assert len(firm.inbound()) == 1
+
+
+def relay_pid(srv):
+    for pid, argv in processes(srv).items():
+        if argv[1:2] == ["relay"]:
+            return pid
+    return None
+
+
 def test_a_worker_holds_no_directory_descriptor(smtpd):
     """With --spool the relay writes the spool: no worker has a
     directory descriptor it could leave its chroot through
