@@ -57,6 +57,11 @@ def test_max_size_not_a_number_exits_1_naming_the_flag(spool_dir):
                     r"--max-size")
 
 
+def test_drain_not_a_number_exits_1_naming_the_flag(spool_dir):
+    assert_bad_flag(base_flags(spool_dir) + ["--drain", "soon"],
+                    r"--drain")
+
+
 def test_listen_bogus_exits_1_naming_the_flag(spool_dir):
     args = ["-H", HOSTNAME, "-r", RCPT, "--spool", str(spool_dir),
             "--listen", "bogus"]
