@@ -204,6 +204,19 @@ def test_sigterm_lets_session_in_data_finish_and_spool(smtpd):
     assert status == 0, (status, srv.stderr())
 
 
+def test_sigterm_during_a_firm_call_passes_its_250_on(smtpd, firm):
+    srv = smtpd("--grace", "10", api=firm.url)
+    firm.answer(200, delay=2.0)
+    with srv.session(timeout=10) as c:
+        c.envelope()
+        c.send(make_message() + b".\r\n")
+        assert len(firm.wait_inbound(1, timeout=5)) == 1
+        srv.signal(signal.SIGTERM)
+        assert_reply(c.reply(timeout=10), "250 2.0.0")
+    assert srv.wait(15) == 0, srv.stderr()
+    assert len(firm.inbound()) == 1
+
+
 def test_sigterm_with_no_sessions_exits_0_promptly(smtpd):
     srv = smtpd()
     srv.signal(signal.SIGTERM)
