@@ -442,6 +442,20 @@ def test_drain_answers_503_draining_and_serves_until_a_second_sigterm(
     assert any(e.get("event") == "stopping" for e in srv.logs())
 
 
+def test_sighup_during_the_drain_reloads_and_the_drain_goes_on(smtpd):
+    srv = start_health(smtpd, "--drain", "30", "--grace", "5")
+    srv.signal(signal.SIGTERM)
+    assert wait_for(lambda: get(srv, "/healthz")[0] == 503, 3)
+    srv.signal(signal.SIGHUP)
+    assert wait_for(lambda: any(e.get("event") == "reload"
+                                for e in srv.logs(strict=False)), 5)
+    deliver(srv)
+    assert get(srv, "/healthz")[:3:2] == (503, "draining\n")
+    assert srv.proc.poll() is None
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(10) == 0, srv.stderr()
+
+
 def test_drain_ends_by_itself_after_its_seconds(smtpd):
     srv = start_health(smtpd, "--drain", "2", "--grace", "5")
     t0 = time.monotonic()
