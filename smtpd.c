@@ -1895,10 +1895,10 @@ master_sandbox_prepare_priv(void)
 }
 
 /*
- * SIGTERM/SIGINT: stop accepting, let idle sessions hear 421 and
- * sessions in DATA finish within --grace, then exit 0.  The relay
- * serves the workers' last deliveries and leaves once their channels
- * are closed.
+ * SIGTERM/SIGINT, after --drain (master_drain): stop accepting, let
+ * idle sessions hear 421 and sessions in DATA finish within --grace,
+ * then exit 0.  The relay serves the workers' last deliveries and
+ * leaves once their channels are closed.
  */
 static __dead void
 master_shutdown(void)
