@@ -35,7 +35,7 @@ enum {
 	OPT_PROXY_FROM, OPT_HEALTH, OPT_GRACE, OPT_REJECT_BARE_LF,
 	OPT_GREET_DELAY, OPT_FETCH_ONLY, OPT_MAX_USE, OPT_RESOLVER,
 	OPT_REQUIRE_AUTH, OPT_AUTH_ID, OPT_SESSION_TIMEOUT, OPT_SPOOL_RESERVE,
-	OPT_PIN_CPU, OPT_SOFT_BOUNCE, OPT_ONLINE
+	OPT_PIN_CPU, OPT_SOFT_BOUNCE, OPT_ONLINE, OPT_DRAIN
 };
 
 static const struct option longopts[] = {
@@ -73,6 +73,7 @@ static const struct option longopts[] = {
 	{ "proxy-from",		required_argument,	NULL, OPT_PROXY_FROM },
 	{ "health",		required_argument,	NULL, OPT_HEALTH },
 	{ "grace",		required_argument,	NULL, OPT_GRACE },
+	{ "drain",		required_argument,	NULL, OPT_DRAIN },
 	{ "reject-bare-lf",	no_argument,		NULL,
 	    OPT_REJECT_BARE_LF },
 	{ "greet-delay",	required_argument,	NULL, OPT_GREET_DELAY },
@@ -136,7 +137,8 @@ usage(int status)
 	    "\t[-H hostname] [-l addr:port] [-p max-per-ip] [-s max-size]\n"
 	    "\t[-t timeout] [-u user] [--api-secret file] "
 	    "[--api-timeout sec]\n"
-	    "\t[--banlist-cache file] [--ca-file file] [--fetch-only]\n"
+	    "\t[--banlist-cache file] [--ca-file file] [--drain sec] "
+	    "[--fetch-only]\n"
 	    "\t[--grace sec] [--greet-delay ms] [--health addr:port]\n"
 	    "\t[--max-errors n] [--max-rcpt n] [--max-use n] [--pin-cpu]\n"
 	    "\t[--poll sec] [--proxy-from cidr]\n"
@@ -185,6 +187,7 @@ conf_defaults(struct smtpd_conf *c)
 	c->max_errors = DEF_MAX_ERRORS;
 	c->poll = DEF_POLL;
 	c->grace = DEF_GRACE;
+	c->drain = DEF_DRAIN;
 	c->max_use = DEF_MAX_USE;
 	c->banlist_cache = SMTPD_BANLIST_CACHE;
 	if (gethostname(c->hostname, sizeof(c->hostname)) == -1 ||
@@ -340,6 +343,9 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 			break;
 		case OPT_GRACE:
 			c->grace = conf_number(f, optarg, 0, MAX_GRACE);
+			break;
+		case OPT_DRAIN:
+			c->drain = conf_number(f, optarg, 0, MAX_DRAIN);
 			break;
 		case OPT_REJECT_BARE_LF:
 			c->reject_bare_lf = 1;

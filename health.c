@@ -122,6 +122,8 @@ static const struct {
 	    "Log lines dropped because standard output was full." },
 	{ "smtpd_start_time_seconds", "gauge", METRICS_SLOT_MASTER,
 	    M_START_TIME, "When the master started." },
+	{ "smtpd_draining", "gauge", METRICS_SLOT_MASTER, M_DRAINING,
+	    "1 while --drain keeps serving before the stop." },
 	{ "smtpd_tls_certificate_expiry_timestamp_seconds", "gauge",
 	    METRICS_SLOT_MASTER, M_TLS_CERT_EXPIRY,
 	    "notAfter of --tls-cert (0: no certificate)." },
@@ -437,8 +439,8 @@ metrics_sum(const struct metrics_map *m, enum metric k)
 
 /*
  * Is the MX fit to serve (SPEC section 7)?  1, or 0 with the reason in
- * why: no idle worker; with --api, no relay, no fetcher, FIRM said our
- * key or URL is wrong (FIRM_CONFIG_ERROR: until a later POST /inbound
+ * why: draining (--drain), no idle worker; with --api, no relay, no
+ * fetcher, FIRM said our key or URL is wrong (FIRM_CONFIG_ERROR: until a later POST /inbound
  * gets a 2xx, or FIRM_CONFIG_HOLD seconds after the last such answer),
  * or no good ban-list poll for 3 --poll intervals.
  */
@@ -448,6 +450,10 @@ health_check(const struct metrics_map *m, const struct smtpd_conf *conf,
 {
 	uint64_t	 last, status, now = (uint64_t)time(NULL);
 
+	if (metrics_get(m, METRICS_SLOT_MASTER, M_DRAINING) != 0) {
+		snprintf(why, len, "draining");
+		return 0;
+	}
 	if (metrics_get(m, METRICS_SLOT_MASTER, M_WORKERS_IDLE) == 0) {
 		snprintf(why, len, "no idle worker");
 		return 0;

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 
@@ -182,6 +183,7 @@ static struct metrics_map	*metrics;	/* with --health */
 static int			 metrics_fd = -1;
 static int			 risk_key_open, risk_secret_open;
 static int			 metrics_rofd = -1;	/* for health */
+static struct timespec		 drain_end;	/* --drain: its end, or 0 */
 
 static void	master_spool_priv(struct smtpd_conf *, int);
 static void	master_exec_paths(struct smtpd_conf *, const char *);
@@ -230,6 +232,7 @@ static void	pool_claim(struct pool *, struct worker *);
 static void	pool_overstay(struct pool *);
 static void	master_signals(void);
 static void	master_loop(void);
+static int	master_drain(struct timespec *);
 static void	master_reap(void);
 static void	master_gauges(void);
 static __dead void master_shutdown(void);
@@ -1745,7 +1748,9 @@ master_loop(void)
 			smtpd_child = 0;
 			master_reap();
 		}
-		if (smtpd_stop)
+		ts.tv_sec = 1;
+		ts.tv_nsec = 0;
+		if (master_drain(&ts))
 			master_shutdown();
 		if (smtpd_reload) {
 			smtpd_reload = 0;
@@ -1780,6 +1785,40 @@ master_loop(void)
 	}
 }
 
+/*
+ * --drain SEC: the first SIGTERM or SIGINT starts SEC seconds of
+ * normal service while /healthz answers 503, so that a load balancer
+ * moves away before the listeners close.  The end of them, or another
+ * SIGTERM or SIGINT, is the stop: 1 when it is due.  Meanwhile ts is
+ * cut to the time left.
+ */
+static int
+master_drain(struct timespec *ts)
+{
+	struct timespec	 now, left;
+
+	if (drain_end.tv_sec == 0) {
+		if (!smtpd_stop)
+			return 0;
+		if (conf.drain == 0)
+			return 1;
+		smtpd_stop = 0;
+		clock_gettime(CLOCK_MONOTONIC, &drain_end);
+		drain_end.tv_sec += conf.drain;
+		log_event(LOG_INFO, "draining", NULL, "{s:I}", "seconds",
+		    (json_int_t)conf.drain);
+	}
+	if (smtpd_stop)
+		return 1;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	timespecsub(&drain_end, &now, &left);
+	if (left.tv_sec < 0)
+		return 1;
+	if (timespeccmp(&left, ts, <))
+		*ts = left;
+	return 0;
+}
+
 /* Every child that exited, off the table of its kind. */
 static void
 master_reap(void)
@@ -1810,6 +1849,7 @@ master_gauges(void)
 		} else if (c->gauge != M_COUNT)
 			metrics_set(c->gauge, c->pid != 0);
 	}
+	metrics_set(M_DRAINING, drain_end.tv_sec != 0);
 }
 
 /*
@@ -1864,10 +1904,10 @@ master_sandbox_prepare_priv(void)
 }
 
 /*
- * SIGTERM/SIGINT: stop accepting, let idle sessions hear 421 and
- * sessions in DATA finish within --grace, then exit 0.  The relay
- * serves the workers' last deliveries and leaves once their channels
- * are closed.
+ * SIGTERM/SIGINT, after --drain (master_drain): stop accepting, let
+ * idle sessions hear 421 and sessions in DATA finish within --grace,
+ * then exit 0.  The relay serves the workers' last deliveries and
+ * leaves once their channels are closed.
  */
 static __dead void
 master_shutdown(void)

@@ -37,6 +37,7 @@
 #define DEF_POLL		60
 #define DEF_API_TIMEOUT		10
 #define DEF_GRACE		30
+#define DEF_DRAIN		0
 #define DEF_MAX_USE		1
 #define DEF_SESSION_TIMEOUT	600
 
@@ -49,6 +50,7 @@
 #define MAX_MAX_ERRORS		100
 #define MAX_POLL		86400
 #define MAX_GRACE		3600
+#define MAX_DRAIN		3600
 #define MAX_GREET_DELAY		60000
 #define MAX_MAX_USE		100000
 #define MAX_SESSION_TIMEOUT	86400
@@ -203,6 +205,7 @@ struct smtpd_conf {
 	const char		*health;
 	struct listener		 health_l;	/* --health, bound by master */
 	long long		 grace;
+	long long		 drain;		/* --drain: seconds */
 	int			 reject_bare_lf;
 	int			 pin_cpu;	/* --pin-cpu */
 	int			 soft_bounce;	/* refusals sent as 4xx */
@@ -387,6 +390,7 @@ enum metric {
 	M_WORKERS_BUSY,		/* master */
 	M_RELAY_UP,		/* master: 1 while a relay runs */
 	M_FETCHER_UP,		/* master: 1 while a fetcher runs */
+	M_DRAINING,		/* master: 1 during --drain */
 	M_BANLIST_LAST_OK,	/* fetcher: wall clock of the last good poll */
 	M_BANLIST_FAILURES,	/* fetcher: polls failed in a row */
 	M_START_TIME,		/* master: wall clock at start */

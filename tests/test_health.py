@@ -35,6 +35,7 @@ SPEC_METRICS = {
     "smtpd_worker_deaths_total": ("counter", set()),
     "smtpd_firm_config_errors_total": ("counter", set()),
     "smtpd_tls_certificate_expiry_timestamp_seconds": ("gauge", set()),
+    "smtpd_draining": ("gauge", set()),
 }
 SAMPLE = re.compile(r'^([a-z_]+)(?:\{([^}]*)\})? (\S+)$')
 
@@ -418,6 +419,49 @@ def test_a_worker_growing_its_metrics_slot_is_killed(smtpd):
         srv.log_text()[-2000:]
     assert get(srv, "/healthz")[::2] == (200, "ok\n")
     deliver(srv)
+
+
+def test_drain_answers_503_draining_and_serves_until_a_second_sigterm(
+        smtpd):
+    srv = start_health(smtpd, "--drain", "30", "--grace", "5")
+    assert get(srv, "/healthz")[0] == 200
+    assert value(metrics(srv)[0], "smtpd_draining") == 0
+    srv.signal(signal.SIGTERM)
+    assert wait_for(lambda: get(srv, "/healthz")[0] == 503, 3)
+    assert get(srv, "/healthz")[2] == "draining\n"
+    assert value(metrics(srv)[0], "smtpd_draining") == 1
+    [e] = [e for e in srv.logs() if e.get("event") == "draining"]
+    assert e["seconds"] == 30 and e["level"] == "info", e
+    # still serving: a new session delivers
+    deliver(srv)
+    assert not any(e.get("event") == "stopping" for e in srv.logs())
+    t0 = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(10) == 0, srv.stderr()
+    assert time.monotonic() - t0 < 5
+    assert any(e.get("event") == "stopping" for e in srv.logs())
+
+
+def test_sighup_during_the_drain_reloads_and_the_drain_goes_on(smtpd):
+    srv = start_health(smtpd, "--drain", "30", "--grace", "5")
+    srv.signal(signal.SIGTERM)
+    assert wait_for(lambda: get(srv, "/healthz")[0] == 503, 3)
+    srv.signal(signal.SIGHUP)
+    assert wait_for(lambda: any(e.get("event") == "reload"
+                                for e in srv.logs(strict=False)), 5)
+    deliver(srv)
+    assert get(srv, "/healthz")[:3:2] == (503, "draining\n")
+    assert srv.proc.poll() is None
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(10) == 0, srv.stderr()
+
+
+def test_drain_ends_by_itself_after_its_seconds(smtpd):
+    srv = start_health(smtpd, "--drain", "2", "--grace", "5")
+    t0 = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(10) == 0, srv.stderr()
+    assert 2 <= time.monotonic() - t0 < 4
 
 
 def test_health_with_inetd_is_refused_naming_the_flag():

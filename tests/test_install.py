@@ -286,6 +286,19 @@ def test_socket_and_service_units_exclude_each_other():
     assert unit_settings("smtpd.socket", "Accept") == ["yes"]
 
 
+def test_service_stop_timeout_outlasts_drain_grace_and_api_timeout():
+    # systemd must not SIGKILL a stop that smtpd finishes in time: the
+    # --drain contrib/haproxy recommends, then --grace and --api-timeout
+    # at their defaults (smtpd.h)
+    cfg = (REPO / "contrib" / "haproxy" / "haproxy.cfg").read_text()
+    drain = int(re.search(r"--drain (\d+)", cfg).group(1))
+    h = (REPO / "smtpd.h").read_text()
+    grace = int(re.search(r"#define DEF_GRACE\s+(\d+)", h).group(1))
+    api = int(re.search(r"#define DEF_API_TIMEOUT\s+(\d+)", h).group(1))
+    [stop] = unit_settings("smtpd.service", "TimeoutStopSec")
+    assert int(stop) > drain + grace + api, (stop, drain, grace, api)
+
+
 def test_inetd_unit_keeps_the_log_off_the_connection():
     # stdin and stdout are the client; smtpd -i -d logs to stderr, which
     # must go to the journal, not inherit the socket

@@ -57,6 +57,11 @@ def test_max_size_not_a_number_exits_1_naming_the_flag(spool_dir):
                     r"--max-size")
 
 
+def test_drain_not_a_number_exits_1_naming_the_flag(spool_dir):
+    assert_bad_flag(base_flags(spool_dir) + ["--drain", "soon"],
+                    r"--drain")
+
+
 def test_listen_bogus_exits_1_naming_the_flag(spool_dir):
     args = ["-H", HOSTNAME, "-r", RCPT, "--spool", str(spool_dir),
             "--listen", "bogus"]
@@ -197,6 +202,19 @@ def test_sigterm_lets_session_in_data_finish_and_spool(smtpd):
     assert b"first part\r\n" in raw_message(e)
     status = srv.wait(max(grace + 2 - (time.monotonic() - t0), 0.1))
     assert status == 0, (status, srv.stderr())
+
+
+def test_sigterm_during_a_firm_call_passes_its_250_on(smtpd, firm):
+    srv = smtpd("--grace", "10", api=firm.url)
+    firm.answer(200, delay=2.0)
+    with srv.session(timeout=10) as c:
+        c.envelope()
+        c.send(make_message() + b".\r\n")
+        assert len(firm.wait_inbound(1, timeout=5)) == 1
+        srv.signal(signal.SIGTERM)
+        assert_reply(c.reply(timeout=10), "250 2.0.0")
+    assert srv.wait(15) == 0, srv.stderr()
+    assert len(firm.inbound()) == 1
 
 
 def test_sigterm_with_no_sessions_exits_0_promptly(smtpd):

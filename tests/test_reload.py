@@ -19,6 +19,7 @@ def uid_of(pid):
 
 
 def test_sighup_replaces_every_idle_worker(smtpd):
+    # the workers: the verifier is not replaced, it links to each relay
     srv = smtpd("--spare", "3")
     master = srv.proc.pid
     assert wait_for(lambda: len(reloaded_children(master)) >= 3, 5)
@@ -43,6 +44,26 @@ def test_sighup_does_not_cut_a_session_in_progress(smtpd):
         r = c.send_data(make_message())
         assert_reply(r, "250 2.0.0")
     assert len(srv.spool_files()) == 1
+
+
+def test_sighup_during_a_firm_call_passes_its_250_on(smtpd, firm):
+    srv = smtpd("--grace", "10", api=firm.url)
+    firm.answer(200, delay=2.0)
+    with srv.session(timeout=10) as c:
+        c.envelope()
+        c.send(make_message() + b".\r\n")
+        assert len(firm.wait_inbound(1, timeout=5)) == 1
+        srv.signal(signal.SIGHUP)
+        assert_reply(c.reply(timeout=10), "250 2.0.0")
+        c.quit()
+    assert len(firm.inbound()) == 1
+    # the next message, on a new session, through the new relay
+    firm.answer(200)
+    with srv.session(timeout=10) as c:
+        assert_reply(c.deliver(make_message()), "250 2.0.0")
+        c.quit()
+    assert len(firm.wait_inbound(2, timeout=5)) == 2
+    assert srv.proc.poll() is None
 
 
 def test_workers_run_as_the_unprivileged_user(smtpd):

@@ -28,9 +28,8 @@ import time
 import pytest
 
 from conftest import (SANITIZER, assert_no_sanitizer_report, HOSTNAME, LOOPBACK, RCPT, SMTPD_TEST, TOKEN,
-                      assert_reply, free_port, make_message, run_smtpd,
-                      wait_for)
-from test_reload import children
+                      assert_reply, children, free_port, make_message,
+                      run_smtpd, wait_for)
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root: workers drop to nobody and "
