@@ -57,6 +57,7 @@ static const struct reply_entry replies[REPLY_COUNT] = {
 	[REPLY_UNKNOWN] = { 500, "5.5.1", "Command unrecognized", 1, 0 },
 	[REPLY_SYNTAX] = { 501, "5.5.4", "Syntax error", 1, 0 },
 	[REPLY_MAXERRORS] = { 421, "4.7.0", "Too many errors, closing", 0, 0 },
+	[REPLY_JUNK] = { 421, "4.7.0", "Too many commands, closing", 0, 0 },
 	[REPLY_HTTP] = { 421, "4.7.0",
 	    "This is an SMTP server, closing", 0, 0 },
 	[REPLY_AUTH] = { 502, "5.5.1", "AUTH not available", 0, 0 },

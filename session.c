@@ -83,6 +83,8 @@ struct session {
 	size_t			 nrcpts;
 	int			 smtputf8;
 	int			 errors;
+	int			 junk;		/* commands that move nothing on */
+	int			 hellos;
 	int			 quit;
 	int			 closing;	/* we close first: linger */
 	const char		*reason;	/* why the session ended */
@@ -114,6 +116,7 @@ static void	session_reply(struct session *, enum reply, const char *);
 static int	session_code(const struct session *, enum reply);
 static void	session_output(struct session *, const char *, size_t);
 static int	session_error(struct session *, enum reply);
+static int	session_junk(struct session *);
 static void	session_hangup(struct session *, int, const char *);
 static void	session_end(struct session *, int, const char *);
 static void	session_log_reject(struct session *, int, const char *);
@@ -167,29 +170,33 @@ static void	session_trace(struct session *, const char *, const char *,
 /*
  * The commands: a verb, then the end of the line or a space and its
  * arguments.  One that needs_helo is answered 503 before EHLO or HELO
- * and not run; BDAT checks that itself, once its chunk is read.
+ * and not run; BDAT checks that itself, once its chunk is read.  A junk
+ * one moves no message on: past SMTP_JUNK_MAX of them (EHLO and HELO
+ * after the first, 503s to a command out of sequence included) the
+ * session ends with a 421, not with its worker's CPU limit.
  */
 static const struct command {
 	const char	*verb;
 	void		(*handler)(struct session *, const char *);
 	int		 needs_helo;
+	int		 junk;
 } commands[] = {
-	{ "EHLO",	session_ehlo,		0 },
-	{ "HELO",	session_helo,		0 },
-	{ "MAIL",	session_mail,		1 },
-	{ "RCPT",	session_rcpt,		1 },
-	{ "DATA",	session_data,		1 },
-	{ "BDAT",	session_bdat,		0 },
-	{ "RSET",	session_rset,		0 },
-	{ "NOOP",	session_noop,		0 },
-	{ "QUIT",	session_quit,		0 },
-	{ "VRFY",	session_vrfy,		0 },
-	{ "EXPN",	session_expn,		0 },
-	{ "HELP",	session_help,		0 },
-	{ "AUTH",	session_auth,		0 },
-	{ "STARTTLS",	session_starttls,	0 },
+	{ "EHLO",	session_ehlo,		0, 0 },
+	{ "HELO",	session_helo,		0, 0 },
+	{ "MAIL",	session_mail,		1, 0 },
+	{ "RCPT",	session_rcpt,		1, 0 },
+	{ "DATA",	session_data,		1, 0 },
+	{ "BDAT",	session_bdat,		0, 0 },
+	{ "RSET",	session_rset,		0, 1 },
+	{ "NOOP",	session_noop,		0, 1 },
+	{ "QUIT",	session_quit,		0, 0 },
+	{ "VRFY",	session_vrfy,		0, 1 },
+	{ "EXPN",	session_expn,		0, 1 },
+	{ "HELP",	session_help,		0, 1 },
+	{ "AUTH",	session_auth,		0, 1 },
+	{ "STARTTLS",	session_starttls,	0, 0 },
 #ifdef SMTPD_TEST_HOOKS
-	{ "XTEST",	session_test_hook,	0 },
+	{ "XTEST",	session_test_hook,	0, 0 },
 #endif
 };
 
@@ -420,6 +427,17 @@ session_error(struct session *s, enum reply r)
 		return -1;
 	}
 	session_reply(s, r, NULL);
+	return 0;
+}
+
+/* One more junk command: -1 when it was one too many, and 421 sent. */
+static int
+session_junk(struct session *s)
+{
+	if (++s->junk > SMTP_JUNK_MAX) {
+		session_end(s, REPLY_JUNK, "junk-commands");
+		return -1;
+	}
 	return 0;
 }
 
@@ -981,6 +999,9 @@ session_command(struct session *s, char *line)
 		c = &commands[i];
 		if (!session_verb(line, c->verb, &args))
 			continue;
+		if ((c->junk || (c->needs_helo && s->phase == P_GREETED)) &&
+		    session_junk(s) == -1)
+			return;
 		if (c->needs_helo && s->phase == P_GREETED)
 			session_reply(s, REPLY_NOHELO, NULL);
 		else
@@ -1084,6 +1105,8 @@ session_hello(struct session *s, const char *args, int esmtp)
 	size_t	 len;
 	int	 n;
 
+	if (s->hellos++ > 0 && session_junk(s) == -1)
+		return;
 	len = strcspn(args, " ");
 	if (len == 0 || len > SMTP_HELO_MAX ||
 	    args[len + strspn(args + len, " ")] != '\0') {
@@ -1172,6 +1195,8 @@ session_mail(struct session *s, const char *args)
 	int		 smtputf8, r;
 
 	if (s->phase == P_MAIL) {
+		if (session_junk(s) == -1)
+			return;
 		session_reply(s, REPLY_NESTEDMAIL, NULL);
 		return;
 	}
@@ -1237,7 +1262,8 @@ session_rcpt(struct session *s, const char *args)
 	int		 ok, r;
 
 	if (s->phase != P_MAIL) {
-		session_reply(s, REPLY_NOMAIL, NULL);
+		if (session_junk(s) == 0)
+			session_reply(s, REPLY_NOMAIL, NULL);
 		return;
 	}
 	if (strncasecmp(args, "TO:", 3) != 0) {
@@ -1268,6 +1294,8 @@ session_rcpt(struct session *s, const char *args)
 		log_event(LOG_INFO, "rcpt", s->id, "{s:s, s:s, s:s}",
 		    "client_ip", s->client_ip, "rcpt", clean, "status",
 		    "too-many");
+		if (session_junk(s) == -1)
+			return;
 		session_reply(s, REPLY_TOOMANYRCPT, NULL);
 		return;
 	}
@@ -1433,11 +1461,13 @@ session_data(struct session *s, const char *args)
 		return;
 	}
 	if (s->phase != P_MAIL) {
-		session_reply(s, REPLY_NOMAIL, NULL);
+		if (session_junk(s) == 0)
+			session_reply(s, REPLY_NOMAIL, NULL);
 		return;
 	}
 	if (s->nrcpts == 0) {
-		session_reply(s, REPLY_NORCPT, NULL);
+		if (session_junk(s) == 0)
+			session_reply(s, REPLY_NORCPT, NULL);
 		return;
 	}
 	if (s->bdat) {		/* BDAT and DATA never mix (RFC 3030) */

@@ -34,6 +34,8 @@
 #define DEF_SPARE		10
 #define DEF_TIMEOUT		60
 #define DEF_MAX_ERRORS		3
+#define SMTP_JUNK_MAX		100	/* NOOP, RSET, VRFY... a session; as
+					   Postfix's smtpd_junk_command_limit */
 #define DEF_POLL		60
 #define DEF_API_TIMEOUT		10
 #define DEF_GRACE		30
@@ -293,6 +295,7 @@ enum reply {
 	REPLY_UNKNOWN,
 	REPLY_SYNTAX,
 	REPLY_MAXERRORS,
+	REPLY_JUNK,
 	REPLY_HTTP,
 	REPLY_AUTH,
 	REPLY_VRFY,

@@ -1,0 +1,47 @@
+"""Admission under load (issue 21): junk commands, per-address rates
+and stress mode, each ending a session with a reply and a log line,
+never with its worker's death."""
+
+import time
+
+from conftest import assert_reply, make_message, wait_for
+from test_health import metrics, start_health, value
+
+
+def test_the_101st_noop_gets_421_and_no_worker_dies(smtpd):
+    srv = start_health(smtpd)
+    deaths = value(metrics(srv)[0], "smtpd_worker_deaths_total")
+    with srv.session() as c:
+        c.ehlo()
+        c.send(b"NOOP\r\n" * 101)
+        replies = c.replies(101)
+        for r in replies[:100]:
+            assert_reply(r, "250 2.0.0")
+        assert_reply(replies[100], "421 4.7.0")
+        c.expect_closed()
+    assert wait_for(lambda: any(
+        e.get("event") == "disconnect" and
+        e.get("reason") == "junk-commands" for e in srv.logs()), 5)
+    assert value(metrics(srv)[0], "smtpd_worker_deaths_total") == deaths
+
+
+def test_100_noops_then_a_message_is_still_accepted(smtpd):
+    srv = smtpd()
+    with srv.session() as c:
+        c.ehlo()
+        c.send(b"NOOP\r\n" * 100)
+        for r in c.replies(100):
+            assert_reply(r, "250 2.0.0")
+        assert_reply(c.deliver(make_message(), helo=None), "250 2.0.0")
+        c.quit()
+
+
+def test_repeated_ehlo_counts_as_junk(smtpd):
+    srv = smtpd()
+    with srv.session() as c:
+        c.send(b"EHLO a.example\r\n" * 102)
+        last = None
+        for _ in range(102):
+            last = c.reply()
+        assert_reply(last, "421 4.7.0")
+        c.expect_closed()
