@@ -106,6 +106,8 @@ static const struct {
 } singles[] = {
 	{ "smtpd_sessions_active", "gauge", METRICS_SLOT_MASTER,
 	    M_SESSIONS_ACTIVE, "Sessions being served now." },
+	{ "smtpd_stress", "gauge", METRICS_SLOT_MASTER, M_STRESS,
+	    "1 while fewer than a tenth of the sessions are free." },
 	{ "smtpd_dns_queries_total", "counter", -1, M_DNS_QUERIES,
 	    "DNS questions the workers asked." },
 	{ "smtpd_banlist_last_success_timestamp_seconds", "gauge",

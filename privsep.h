@@ -67,10 +67,12 @@ struct ctl_claim {
 struct ctl_answer {
 	uint32_t		 type;		/* CTL_CLAIM */
 	int32_t			 reply;		/* -1 to serve, else enum reply */
+	uint32_t		 stress;	/* 1: serve with STRESS_TIMEOUT
+						   and STRESS_SESSION_TIMEOUT */
 };
 
 PRIVSEP_SIZE(ctl_claim, 4 + 2 + 2 + 16);
-PRIVSEP_SIZE(ctl_answer, 4 + 4);
+PRIVSEP_SIZE(ctl_answer, 4 + 4 + 4);
 
 /*
  * Worker -> master: a private-key operation of the worker's own TLS

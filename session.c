@@ -99,7 +99,9 @@ struct session {
 	int			 ofail;
 
 	struct message		 msg;
-	struct timespec		 deadline;	/* --session-timeout */
+	long long		 timeout;	/* -t, or STRESS_TIMEOUT */
+	long long		 session_timeout; /* or STRESS_SESSION_... */
+	struct timespec		 deadline;	/* of session_timeout */
 	int			 expired;	/* it passed */
 	struct timespec		 data_start;	/* of DATA, for its rate */
 	int			 bdat;		/* BDAT chunks taken: no DATA */
@@ -302,8 +304,14 @@ session_init(struct session *s, struct session_ctx *ctx)
 	addr_str(&ctx->peer, s->client_ip, sizeof(s->client_ip));
 	memcpy(&s->peer, &ctx->peer, sizeof(s->peer));
 	s->phase = P_GREETED;
+	s->timeout = s->conf->timeout;
+	s->session_timeout = s->conf->session_timeout;
+	if (ctx->stress && s->timeout > STRESS_TIMEOUT)
+		s->timeout = STRESS_TIMEOUT;
+	if (ctx->stress && s->session_timeout > STRESS_SESSION_TIMEOUT)
+		s->session_timeout = STRESS_SESSION_TIMEOUT;
 	clock_gettime(CLOCK_MONOTONIC, &s->deadline);
-	s->deadline.tv_sec += s->conf->session_timeout;
+	s->deadline.tv_sec += s->session_timeout;
 	s->rcpts = calloc((size_t)s->conf->max_rcpt, sizeof(char *));
 	if (s->rcpts == NULL)
 		fatal("recipient array");
@@ -540,7 +548,7 @@ session_flush(struct session *s)
 			continue;
 		r = -1;
 		if (n == -1 && errno == EAGAIN) {
-			r = poll(&pfd, 1, (int)s->conf->timeout * 1000);
+			r = poll(&pfd, 1, (int)s->timeout * 1000);
 			if (r > 0 || (r == -1 && errno == EINTR))
 				continue;
 		}
@@ -629,7 +637,7 @@ session_wait(struct session *s, struct timespec *ts)
 	long long	 ms, left, grace, need;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	ms = s->conf->timeout * 1000;
+	ms = s->timeout * 1000;
 	left = (s->deadline.tv_sec - now.tv_sec) * 1000LL +
 	    (s->deadline.tv_nsec - now.tv_nsec) / 1000000;
 	if (left <= 0) {
@@ -640,8 +648,8 @@ session_wait(struct session *s, struct timespec *ts)
 		ms = left;
 	if (s->data_start.tv_sec != 0) {
 		grace = DATA_RATE_GRACE;
-		if (s->conf->session_timeout / 2 < grace)
-			grace = s->conf->session_timeout / 2;
+		if (s->session_timeout / 2 < grace)
+			grace = s->session_timeout / 2;
 		/* when the bytes so far fall under the rate */
 		need = (long long)(s->data_bytes / DATA_MIN_RATE);
 		if (need < grace)
@@ -741,7 +749,7 @@ session_tls_start(struct session *s, struct tls *cctx)
 		session_hangup(s, -1, "tls-failed");
 		return -1;
 	}
-	if (tls_handshake_timed(cctx, s->fd_in, s->conf->timeout,
+	if (tls_handshake_timed(cctx, s->fd_in, s->timeout,
 	    &s->waitmask, err, sizeof(err)) == -1) {
 		log_sanitize(clean, sizeof(clean), err, strlen(err));
 		log_event(LOG_INFO, "tls_failed", s->id, "{s:s, s:s}",

@@ -70,12 +70,16 @@ struct worker {
 						   this session */
 	uint64_t		 wid;		/* its id, for the relay and
 						   the verifier */
+	int			 stress;	/* its session was claimed
+						   under stress */
 };
 
 struct pool {
 	struct worker		*w;
 	size_t			 cap;
 	size_t			 busy;		/* W_BUSY entries */
+	int			 stress;	/* fewer than a tenth of -c
+						   free: pool_stress() */
 };
 
 /*
@@ -228,6 +232,7 @@ static const char *pool_attest(struct worker *, const struct ctl_claim *,
 		    int);
 static void	pool_claim(struct pool *, struct worker *);
 static void	pool_overstay(struct pool *);
+static int	pool_stress(struct pool *);
 static void	master_signals(void);
 static void	master_loop(void);
 static void	master_reap(void);
@@ -1541,14 +1546,17 @@ pool_claim(struct pool *p, struct worker *w)
 		if (p->w[i].pid != 0 && p->w[i].state == W_BUSY &&
 		    memcmp(p->w[i].key, w->key, sizeof(w->key)) == 0)
 			same++;
+	memset(&a, 0, sizeof(a));
 	a.type = CTL_CLAIM;
 	a.reply = -1;
+	a.stress = pool_stress(p);
 	if (p->busy + 1 > (size_t)conf.max_sessions)
 		a.reply = REPLY_MAXSESSIONS;
 	else if (same > (size_t)conf.max_per_ip)
 		a.reply = REPLY_MAXPERIP;
 	w->claimed = monotime();
 	w->signs = 0;
+	w->stress = a.stress;
 	if (a.reply == -1) {
 		w->state = W_BUSY;
 		p->busy++;
@@ -1559,23 +1567,48 @@ pool_claim(struct pool *p, struct worker *w)
 }
 
 /*
- * A session lasts --session-timeout at most: its worker says 421 and
- * ends it.  One still in a session --grace seconds later has stopped
- * keeping time, whatever it says, and is killed (SPEC section 1); its
- * death is counted with the others.  The master loop wakes at least
- * once a second for this.
+ * Stress (SPEC section 2): fewer than a tenth of -c free now.  Sessions
+ * claimed meanwhile get the stress timeouts; the log says when it
+ * begins and ends.  Asked at every claim and every turn of the loop.
+ */
+static int
+pool_stress(struct pool *p)
+{
+	size_t	 max = (size_t)conf.max_sessions;
+	int	 on;
+
+	on = p->busy >= max || (max - p->busy) * 10 < max;
+	if (on != p->stress) {
+		p->stress = on;
+		log_event(LOG_INFO, "stress", NULL, "{s:b, s:I, s:I}",
+		    "active", on, "sessions", (json_int_t)p->busy,
+		    "max_sessions", (json_int_t)max);
+	}
+	return on;
+}
+
+/*
+ * A session lasts --session-timeout at most (STRESS_SESSION_TIMEOUT
+ * when claimed under stress): its worker says 421 and ends it.  One
+ * still in a session --grace seconds later has stopped keeping time,
+ * whatever it says, and is killed (SPEC section 1); its death is
+ * counted with the others.  The master loop wakes at least once a
+ * second for this.
  */
 static void
 pool_overstay(struct pool *p)
 {
 	struct worker	*w;
-	time_t		 now = monotime();
+	time_t		 now = monotime(), limit;
 	size_t		 i;
 
 	for (i = 0; i < p->cap; i++) {
 		w = &p->w[i];
+		limit = (time_t)conf.session_timeout;
+		if (w->stress && limit > STRESS_SESSION_TIMEOUT)
+			limit = STRESS_SESSION_TIMEOUT;
 		if (w->pid == 0 || w->claimed == 0 || now - w->claimed <=
-		    (time_t)conf.session_timeout + conf.grace)
+		    limit + conf.grace)
 			continue;
 		log_event(LOG_WARNING, "worker_overstay", NULL,
 		    "{s:i, s:s, s:I}", "pid", (int)w->pid, "client_ip", w->ip,
@@ -1798,6 +1831,7 @@ master_gauges(void)
 			metrics_set(M_SESSIONS_ACTIVE, pool.busy);
 			metrics_set(M_WORKERS_IDLE, pool_idle(&pool));
 			metrics_set(M_WORKERS_BUSY, pool.busy);
+			metrics_set(M_STRESS, pool_stress(&pool));
 		} else if (c->gauge != M_COUNT)
 			metrics_set(c->gauge, c->pid != 0);
 	}

@@ -41,6 +41,13 @@
 #define DEF_GRACE		30
 #define DEF_MAX_USE		1
 #define DEF_SESSION_TIMEOUT	600
+/*
+ * Stress: fewer than a tenth of -c free.  A session that starts then
+ * gets these limits instead of -t and --session-timeout (when those
+ * are longer), as Postfix's stress mode.
+ */
+#define STRESS_TIMEOUT		10
+#define STRESS_SESSION_TIMEOUT	60
 
 /* Upper bounds accepted for flag values. */
 #define MAX_MAX_SIZE		(256 * 1024 * 1024)
@@ -390,6 +397,7 @@ enum metric {
 	M_WORKERS_BUSY,		/* master */
 	M_RELAY_UP,		/* master: 1 while a relay runs */
 	M_FETCHER_UP,		/* master: 1 while a fetcher runs */
+	M_STRESS,		/* master: 1 under stress */
 	M_BANLIST_LAST_OK,	/* fetcher: wall clock of the last good poll */
 	M_BANLIST_FAILURES,	/* fetcher: polls failed in a row */
 	M_START_TIME,		/* master: wall clock at start */
@@ -473,6 +481,7 @@ struct session_ctx {
 	struct sockaddr_storage	 peer;
 	socklen_t		 peerlen;
 	int			 reject;	/* enum reply, or -1 */
+	int			 stress;	/* claimed under stress */
 	int			 banned;	/* client in the ban list */
 	int			 smtps;		/* implicit TLS listener */
 	int			 chan;		/* to the relay */

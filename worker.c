@@ -31,7 +31,8 @@ static int	worker_accept(const struct smtpd_conf *, int, int,
 		    struct session_ctx *);
 static int	worker_listener_smtps(const struct smtpd_conf *, int);
 static int	worker_proxy(const struct smtpd_conf *, struct session_ctx *);
-static int	worker_claim(int, int, const struct sockaddr_storage *);
+static int	worker_claim(int, int, const struct sockaddr_storage *,
+		    int *);
 static void	worker_drain(const struct smtpd_conf *);
 static int	worker_tls_sign(void *, const struct tls_sign_req *,
 		    struct tls_sign_res *);
@@ -113,7 +114,7 @@ worker_main(struct smtpd_conf *conf, int ctl, int chan, int vchan, int inetd)
 			continue;
 		}
 		if ((ctx.reject = worker_claim(ctl, ctx.fd_in,
-		    &ctx.peer)) == -2)
+		    &ctx.peer, &ctx.stress)) == -2)
 			break;		/* the master is gone */
 		ctx.banned = banlist_lookup_addr(conf->banlist, &ctx.peer);
 		session_run(&ctx);	/* closes the connection */
@@ -268,12 +269,14 @@ worker_drain(const struct smtpd_conf *conf)
 
 /*
  * Ask the master whether this session may start: -1 yes, else the
- * reply that refuses it (421), or -2 when the master is gone.  The
- * claim carries the connection itself, from which the master learns
- * the client; behind --proxy-from, peer is the PROXY header's client.
+ * reply that refuses it (421), or -2 when the master is gone; stress
+ * is 1 when the session is to get the stress timeouts.  The claim
+ * carries the connection itself, from which the master learns the
+ * client; behind --proxy-from, peer is the PROXY header's client.
  */
 static int
-worker_claim(int ctl, int fd, const struct sockaddr_storage *peer)
+worker_claim(int ctl, int fd, const struct sockaddr_storage *peer,
+    int *stress)
 {
 	struct ctl_claim	 c;
 	struct ctl_answer	 a;
@@ -292,6 +295,7 @@ worker_claim(int ctl, int fd, const struct sockaddr_storage *peer)
 	if (a.reply != -1 && a.reply != REPLY_MAXSESSIONS &&
 	    a.reply != REPLY_MAXPERIP)
 		return -2;
+	*stress = a.stress != 0;
 	return a.reply;
 }
 

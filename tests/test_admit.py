@@ -45,3 +45,31 @@ def test_repeated_ehlo_counts_as_junk(smtpd):
             last = c.reply()
         assert_reply(last, "421 4.7.0")
         c.expect_closed()
+
+
+def stress_events(srv):
+    return [e for e in srv.logs() if e.get("event") == "stress"]
+
+
+def test_under_stress_a_new_silent_session_is_cut_after_10_s(smtpd):
+    srv = start_health(smtpd, "-c", "20", "-p", "20")
+    silent = [srv.session() for _ in range(19)]
+    try:
+        assert wait_for(lambda: [e.get("active") for e in
+                                 stress_events(srv)] == [True], 5)
+        assert value(metrics(srv)[0], "smtpd_stress") == 1
+        c = srv.session()
+        t0 = time.monotonic()
+        assert_reply(c.reply(timeout=20), "421 4.4.2")
+        elapsed = time.monotonic() - t0
+        assert 9 <= elapsed <= 15, elapsed
+        c.expect_closed()
+        c.close()
+        # a session claimed before stress keeps its -t
+        assert_reply(silent[0].cmd("NOOP"), "250 2.0.0")
+    finally:
+        for s in silent:
+            s.close()
+    assert wait_for(lambda: [e.get("active") for e in
+                             stress_events(srv)] == [True, False], 5)
+    assert value(metrics(srv)[0], "smtpd_stress") == 0
