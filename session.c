@@ -69,6 +69,7 @@ struct session {
 	int			 fd_out;
 	int			 chan;		/* to the relay */
 	int			 vchan;		/* to the verifier */
+	int			 ctl;		/* to the master */
 	struct tls		*tls;		/* once TLS is active */
 	char			 tls_info[128];	/* version and cipher */
 	char			 id[SESSION_ID_LEN + 1];
@@ -225,10 +226,11 @@ session_run(struct session_ctx *ctx)
 	/* an early talker is counted as such, not as served */
 	metrics_add(ctx->reject == REPLY_MAXSESSIONS ? M_SESS_MAXSESSIONS :
 	    ctx->reject == REPLY_MAXPERIP ? M_SESS_MAXPERIP :
+	    ctx->reject == REPLY_CONNRATE ? M_SESS_CONNRATE :
 	    ctx->banned ? M_SESS_BANNED : M_SESS_SERVED, 1);
 
 	limit = ctx->reject == REPLY_MAXSESSIONS ? "max-sessions" :
-	    "max-per-ip";
+	    ctx->reject == REPLY_CONNRATE ? "max-conn-rate" : "max-per-ip";
 	if (ctx->smtps && ctx->reject >= 0) {
 		/*
 		 * Over a limit on an implicit-TLS port: a handshake would
@@ -300,6 +302,7 @@ session_init(struct session *s, struct session_ctx *ctx)
 	s->fd_out = ctx->fd_out;
 	s->chan = ctx->chan;
 	s->vchan = ctx->vchan;
+	s->ctl = ctx->ctl;
 	random_hex(s->id, sizeof(s->id));
 	addr_str(&ctx->peer, s->client_ip, sizeof(s->client_ip));
 	memcpy(&s->peer, &ctx->peer, sizeof(s->peer));
@@ -1252,6 +1255,13 @@ session_mail(struct session *s, const char *args)
 	}
 	if (strlcpy(s->from, path, sizeof(s->from)) >= sizeof(s->from)) {
 		session_error(s, REPLY_SYNTAX);
+		return;
+	}
+	/* last: only a message that could start counts */
+	if ((r = worker_mail(s->ctl)) != -1) {
+		if (r == REPLY_MSGRATE)
+			session_log_reject(s, LOG_INFO, "max-msg-rate");
+		session_reply(s, r, NULL);
 		return;
 	}
 	s->smtputf8 = smtputf8;

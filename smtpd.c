@@ -233,6 +233,7 @@ static const char *pool_attest(struct worker *, const struct ctl_claim *,
 static void	pool_claim(struct pool *, struct worker *);
 static void	pool_overstay(struct pool *);
 static int	pool_stress(struct pool *);
+static void	pool_mail(struct worker *);
 static void	master_signals(void);
 static void	master_loop(void);
 static void	master_reap(void);
@@ -260,6 +261,7 @@ main(int argc, char *argv[])
 	conf_init(&conf, argc, argv);
 	if (sodium_init() == -1)
 		errx(1, "libsodium initialisation failed");
+	rate_init();
 	json_object_seed(0);	/* reads /dev/urandom now, not sandboxed */
 	auth_init();		/* libopendkim, once for every worker */
 
@@ -1554,6 +1556,9 @@ pool_claim(struct pool *p, struct worker *w)
 		a.reply = REPLY_MAXSESSIONS;
 	else if (same > (size_t)conf.max_per_ip)
 		a.reply = REPLY_MAXPERIP;
+	else if (w->addr.ss_family != AF_UNSPEC &&
+	    rate_take(w->key, RATE_CONN, conf.max_conn_rate) == -1)
+		a.reply = REPLY_CONNRATE;
 	w->claimed = monotime();
 	w->signs = 0;
 	w->stress = a.stress;
@@ -1563,6 +1568,25 @@ pool_claim(struct pool *p, struct worker *w)
 		master_attest(p, w);
 	} else
 		w->state = W_REFUSING;	/* not counted while it says 421 */
+	(void)send(w->fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/*
+ * A message starts in a session this master counts: within
+ * --max-msg-rate for the client it attested at the claim?  (-i: a
+ * client without an address is never limited.)
+ */
+static void
+pool_mail(struct worker *w)
+{
+	struct ctl_answer	 a;
+
+	memset(&a, 0, sizeof(a));
+	a.type = CTL_MAIL;
+	a.reply = -1;
+	if (w->addr.ss_family != AF_UNSPEC &&
+	    rate_take(w->key, RATE_MSG, conf.max_msg_rate) == -1)
+		a.reply = REPLY_MSGRATE;
 	(void)send(w->fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
@@ -1673,6 +1697,13 @@ pool_ctl(struct pool *p, struct worker *w)
 			if (w->gen != generation)
 				kill(w->pid, SIGUSR1);
 		}
+	} else if (m.type == CTL_MAIL) {
+		if (n != sizeof(m.type))
+			why = "bad mail size";
+		else if (w->state != W_BUSY)
+			why = "mail while not serving";
+		else
+			pool_mail(w);
 	} else if (m.type == CTL_TLS_SIGN) {
 		if (n != sizeof(m.sign))
 			why = "bad signing request size";

@@ -52,6 +52,7 @@
 /* Upper bounds accepted for flag values. */
 #define MAX_MAX_SIZE		(256 * 1024 * 1024)
 #define MAX_MAX_RCPT		1000
+#define MAX_RATE		100000	/* --max-conn-rate, --max-msg-rate */
 #define MAX_MAX_SESSIONS	10000
 #define MAX_SPARE		1000
 #define MAX_TIMEOUT		3600
@@ -197,6 +198,8 @@ struct smtpd_conf {
 	long long		 session_timeout;	/* the whole session */
 	long long		 spool_reserve;	/* free octets --spool keeps */
 	long long		 max_errors;
+	long long		 max_conn_rate;	/* a minute, an address; 0: off */
+	long long		 max_msg_rate;
 	long long		 poll;
 	const char		*banlist_cache;
 	const char		*user;
@@ -287,6 +290,8 @@ enum reply {
 	REPLY_SENDER_BLOCKED,
 	REPLY_MAXSESSIONS,
 	REPLY_MAXPERIP,
+	REPLY_CONNRATE,
+	REPLY_MSGRATE,
 	REPLY_EARLYTALK,
 	REPLY_BADSEQ,
 	REPLY_NOHELO,
@@ -369,6 +374,7 @@ enum metric {
 	M_SESS_MAXPERIP,
 	M_SESS_BANNED,
 	M_SESS_EARLYTALK,
+	M_SESS_CONNRATE,
 	/* smtpd_messages_total{status} */
 	M_MSG_ACCEPTED,
 	M_MSG_REJECTED,
@@ -486,6 +492,7 @@ struct session_ctx {
 	int			 smtps;		/* implicit TLS listener */
 	int			 chan;		/* to the relay */
 	int			 vchan;		/* to the verifier */
+	int			 ctl;		/* to the master */
 	struct sockaddr_storage	 via;		/* the PROXY peer, or
 						   AF_UNSPEC */
 };
@@ -510,6 +517,15 @@ int		 payload_verify(const struct smtpd_conf *,
 #define VERIFIER_ROLE		"verifier"
 #define RELAY_AUTH_WAIT_MS	(DNS_BUDGET_MS + 10000)
 __dead void	 verifier_main(int, char *[]);
+
+/* rate.c: the master's per-address rates (--max-conn-rate, ...) */
+enum rate_kind {
+	RATE_CONN,
+	RATE_MSG,
+	RATE_KINDS
+};
+void		 rate_init(void);
+int		 rate_take(const uint8_t *, enum rate_kind, long long);
 
 /* channel.c */
 #define CHAN_DNS_QUERY_MAX	(4 + DNS_NAME_MAX + 1)
@@ -806,6 +822,7 @@ __dead void	 flag_error(const char *, const char *, ...)
 
 /* worker.c */
 __dead void	 worker_main(struct smtpd_conf *, int, int, int, int);
+int		 worker_mail(int);
 
 /* banlist.c */
 #define BANLIST_HDR_SIZE	4096

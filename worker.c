@@ -86,6 +86,7 @@ worker_main(struct smtpd_conf *conf, int ctl, int chan, int vchan, int inetd)
 		ctx.reject = -1;
 		ctx.chan = chan;
 		ctx.vchan = vchan;
+		ctx.ctl = ctl;
 		if (inetd) {
 			ctx.fd_in = STDIN_FILENO;
 			ctx.fd_out = STDOUT_FILENO;
@@ -293,7 +294,7 @@ worker_claim(int ctl, int fd, const struct sockaddr_storage *peer,
 	if (n != sizeof(a) || a.type != CTL_CLAIM)
 		return -2;
 	if (a.reply != -1 && a.reply != REPLY_MAXSESSIONS &&
-	    a.reply != REPLY_MAXPERIP)
+	    a.reply != REPLY_MAXPERIP && a.reply != REPLY_CONNRATE)
 		return -2;
 	*stress = a.stress != 0;
 	return a.reply;
@@ -323,4 +324,27 @@ worker_tls_sign(void *arg, const struct tls_sign_req *req,
 	    res->len > sizeof(res->out))
 		return -1;
 	return 0;
+}
+
+/*
+ * At MAIL: may this session start a message (--max-msg-rate)?  -1 yes,
+ * else the reply that refuses it; REPLY_LOCALERR when the master does
+ * not answer as it must.
+ */
+int
+worker_mail(int ctl)
+{
+	struct ctl_answer	 a;
+	uint32_t		 type = CTL_MAIL;
+	ssize_t			 n;
+
+	if (send(ctl, &type, sizeof(type), MSG_NOSIGNAL) != sizeof(type))
+		return REPLY_LOCALERR;
+	do {
+		n = recv(ctl, &a, sizeof(a), 0);
+	} while (n == -1 && errno == EINTR);
+	if (n != sizeof(a) || a.type != CTL_MAIL ||
+	    (a.reply != -1 && a.reply != REPLY_MSGRATE))
+		return REPLY_LOCALERR;
+	return a.reply;
 }

@@ -73,3 +73,68 @@ def test_under_stress_a_new_silent_session_is_cut_after_10_s(smtpd):
     assert wait_for(lambda: [e.get("active") for e in
                              stress_events(srv)] == [True, False], 5)
     assert value(metrics(srv)[0], "smtpd_stress") == 0
+
+
+def assert_over_conn_rate(r):
+    """421 4.7.0 for the rate, not for -p (the same code)."""
+    assert_reply(r, "421 4.7.0")
+    assert "connections" in r.lines[0], r
+
+
+def test_the_6th_session_in_a_minute_over_max_conn_rate_gets_421(smtpd):
+    srv = start_health(smtpd, "--max-conn-rate", "5", "-p", "50")
+    for _ in range(5):
+        with srv.session() as c:
+            c.quit()
+    with srv.connect() as c:
+        assert_over_conn_rate(c.reply())
+        c.expect_closed()
+    vals = metrics(srv)[0]
+    assert value(vals, "smtpd_sessions_total",
+                 result="refused_conn_rate") == 1
+    assert value(vals, "smtpd_sessions_total", result="served") == 5
+    assert wait_for(lambda: any(
+        e.get("event") == "reject" and e.get("reason") == "max-conn-rate"
+        for e in srv.logs()), 5)
+
+
+def proxied_reply(srv, src):
+    """The first reply to a connection whose PROXY header names src."""
+    from test_proxy import proxied, v2
+    c = proxied(srv, v2(src))
+    try:
+        return c.reply()
+    finally:
+        c.close()
+
+
+def test_max_conn_rate_counts_a_proxied_client_as_itself(smtpd):
+    from test_proxy import TRUSTED
+    srv = smtpd("--max-conn-rate", "5", "-p", "50", *TRUSTED)
+    for _ in range(5):
+        assert_reply(proxied_reply(srv, "192.0.2.1"), "220")
+    assert_over_conn_rate(proxied_reply(srv, "192.0.2.1"))
+    # the proxy's own address counts nothing: another client is served
+    assert_reply(proxied_reply(srv, "192.0.2.2"), "220")
+    # IPv6: one /64 is one client
+    for i in range(5):
+        assert_reply(proxied_reply(srv, "2001:db8::%d" % (i + 1)), "220")
+    assert_over_conn_rate(proxied_reply(srv, "2001:db8::99"))
+    assert_reply(proxied_reply(srv, "2001:db8:0:1::1"), "220")
+
+
+def test_the_third_mail_in_a_minute_over_max_msg_rate_gets_450(smtpd):
+    srv = smtpd("--max-msg-rate", "2")
+    with srv.session() as c:
+        assert_reply(c.deliver(make_message()), "250 2.0.0")
+        assert_reply(c.deliver(make_message(), helo=None), "250 2.0.0")
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), "450 4.7.1")
+        c.quit()
+    # counted by the address, not by the session
+    with srv.session() as c:
+        c.ehlo()
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), "450 4.7.1")
+        c.quit()
+    assert wait_for(lambda: any(
+        e.get("event") == "reject" and e.get("reason") == "max-msg-rate"
+        for e in srv.logs()), 5)
