@@ -1808,6 +1808,7 @@ master_loop(void)
 		}
 		master_children_start();
 		pool_overstay(&pool);
+		(void)pool_stress(&pool);	/* logs when it ends */
 		master_gauges();
 		for (i = n = 0; i < pool.cap; i++) {
 			if (pool.w[i].pid == 0 || pool.w[i].fd == -1)
@@ -1862,7 +1863,7 @@ master_gauges(void)
 			metrics_set(M_SESSIONS_ACTIVE, pool.busy);
 			metrics_set(M_WORKERS_IDLE, pool_idle(&pool));
 			metrics_set(M_WORKERS_BUSY, pool.busy);
-			metrics_set(M_STRESS, pool_stress(&pool));
+			metrics_set(M_STRESS, pool.stress);
 		} else if (c->gauge != M_COUNT)
 			metrics_set(c->gauge, c->pid != 0);
 	}

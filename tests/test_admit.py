@@ -138,3 +138,16 @@ def test_the_third_mail_in_a_minute_over_max_msg_rate_gets_450(smtpd):
     assert wait_for(lambda: any(
         e.get("event") == "reject" and e.get("reason") == "max-msg-rate"
         for e in srv.logs()), 5)
+
+
+def test_stress_begins_and_ends_in_the_log_without_health(smtpd):
+    srv = smtpd("-c", "10", "-p", "10")
+    held = [srv.session() for _ in range(10)]   # none free
+    try:
+        assert wait_for(lambda: [e.get("active") for e in
+                                 stress_events(srv)] == [True], 5)
+    finally:
+        for c in held:
+            c.close()
+    assert wait_for(lambda: [e.get("active") for e in
+                             stress_events(srv)] == [True, False], 5)
