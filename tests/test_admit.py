@@ -4,7 +4,9 @@ never with its worker's death."""
 
 import time
 
-from conftest import assert_reply, make_message, wait_for
+import pytest
+
+from conftest import SMTPD_TEST, assert_reply, make_message, wait_for
 from test_health import metrics, start_health, value
 
 
@@ -151,3 +153,32 @@ def test_stress_begins_and_ends_in_the_log_without_health(smtpd):
             c.close()
     assert wait_for(lambda: [e.get("active") for e in
                              stress_events(srv)] == [True, False], 5)
+
+
+def test_a_worker_asking_for_mails_spends_only_its_own_clients_rate(smtpd):
+    from test_proxy import TRUSTED, proxied, v2
+    srv = smtpd("--max-msg-rate", "2", "-p", "50", *TRUSTED,
+                binary=SMTPD_TEST)
+    with proxied(srv, v2("192.0.2.1")) as c:
+        c.greeting()
+        r = c.cmd("XTEST MAIL 10")
+        assert "mail: 8 of 10 refused" in r.lines[0], r
+    with proxied(srv, v2("192.0.2.2")) as c:
+        c.greeting()
+        c.ehlo()
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), "250 2.1.0")
+    with proxied(srv, v2("192.0.2.1")) as c:
+        c.greeting()
+        c.ehlo()
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), "450 4.7.1")
+
+
+@pytest.mark.worker_deaths
+def test_a_mail_record_from_a_worker_not_serving_kills_it(smtpd):
+    srv = smtpd("--max-msg-rate", "2", binary=SMTPD_TEST)
+    with srv.session() as c:
+        c.send(b"XTEST MAIL-IDLE\r\n")
+        c.read_until_close()
+    assert wait_for(lambda: [e.get("error") for e in srv.logs()
+                             if e.get("event") == "worker_protocol_error"]
+                    == ["mail while not serving"], 5)
