@@ -1258,7 +1258,7 @@ session_mail(struct session *s, const char *args)
 		return;
 	}
 	/* last: only a message that could start counts */
-	if ((r = worker_mail(s->ctl)) != -1) {
+	if (s->conf->max_msg_rate > 0 && (r = worker_mail(s->ctl)) != -1) {
 		if (r == REPLY_MSGRATE)
 			session_log_reject(s, LOG_INFO, "max-msg-rate");
 		session_reply(s, r, NULL);
