@@ -84,7 +84,7 @@ struct session {
 	size_t			 nrcpts;
 	int			 smtputf8;
 	int			 errors;
-	int			 junk;		/* commands that move nothing on */
+	int			 junk;		/* commands that move nothing */
 	int			 hellos;
 	int			 quit;
 	int			 closing;	/* we close first: linger */

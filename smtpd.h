@@ -198,7 +198,7 @@ struct smtpd_conf {
 	long long		 session_timeout;	/* the whole session */
 	long long		 spool_reserve;	/* free octets --spool keeps */
 	long long		 max_errors;
-	long long		 max_conn_rate;	/* a minute, an address; 0: off */
+	long long		 max_conn_rate;	/* an address a minute; 0 off */
 	long long		 max_msg_rate;
 	long long		 poll;
 	const char		*banlist_cache;
