@@ -35,7 +35,8 @@ enum {
 	OPT_PROXY_FROM, OPT_HEALTH, OPT_GRACE, OPT_REJECT_BARE_LF,
 	OPT_GREET_DELAY, OPT_FETCH_ONLY, OPT_MAX_USE, OPT_RESOLVER,
 	OPT_REQUIRE_AUTH, OPT_AUTH_ID, OPT_SESSION_TIMEOUT, OPT_SPOOL_RESERVE,
-	OPT_PIN_CPU, OPT_SOFT_BOUNCE, OPT_ONLINE, OPT_DRAIN
+	OPT_PIN_CPU, OPT_SOFT_BOUNCE, OPT_ONLINE, OPT_DRAIN,
+	OPT_MAX_CONN_RATE, OPT_MAX_MSG_RATE
 };
 
 static const struct option longopts[] = {
@@ -63,6 +64,9 @@ static const struct option longopts[] = {
 	{ "spare",		required_argument,	NULL, OPT_SPARE },
 	{ "timeout",		required_argument,	NULL, 't' },
 	{ "max-errors",		required_argument,	NULL, OPT_MAX_ERRORS },
+	{ "max-conn-rate",	required_argument,	NULL,
+	    OPT_MAX_CONN_RATE },
+	{ "max-msg-rate",	required_argument,	NULL, OPT_MAX_MSG_RATE },
 	{ "poll",		required_argument,	NULL, OPT_POLL },
 	{ "banlist-cache",	required_argument,	NULL,
 	    OPT_BANLIST_CACHE },
@@ -140,7 +144,8 @@ usage(int status)
 	    "\t[--banlist-cache file] [--ca-file file] [--drain sec] "
 	    "[--fetch-only]\n"
 	    "\t[--grace sec] [--greet-delay ms] [--health addr:port]\n"
-	    "\t[--max-errors n] [--max-rcpt n] [--max-use n] [--pin-cpu]\n"
+	    "\t[--max-conn-rate n] [--max-errors n] [--max-msg-rate n]\n"
+	    "\t[--max-rcpt n] [--max-use n] [--pin-cpu]\n"
 	    "\t[--poll sec] [--proxy-from cidr]\n"
 	    "\t[--reject-bare-lf] [--require-auth none|weak|strong] "
 	    "[--require-tls]\n"
@@ -310,6 +315,12 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 		case OPT_MAX_ERRORS:
 			c->max_errors = conf_number(f, optarg, 1,
 			    MAX_MAX_ERRORS);
+			break;
+		case OPT_MAX_CONN_RATE:
+			c->max_conn_rate = conf_number(f, optarg, 0, MAX_RATE);
+			break;
+		case OPT_MAX_MSG_RATE:
+			c->max_msg_rate = conf_number(f, optarg, 0, MAX_RATE);
 			break;
 		case OPT_POLL:
 			c->poll = conf_number(f, optarg, 1, MAX_POLL);

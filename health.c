@@ -67,7 +67,8 @@ static void	health_close(struct hconn *);
 static long long health_ms_left(const struct timespec *);
 
 static const char *const session_results[] = { "served",
-    "refused_max_sessions", "refused_max_per_ip", "banned", "early_talker" };
+    "refused_max_sessions", "refused_max_per_ip", "banned", "early_talker",
+    "refused_conn_rate" };
 static const char *const message_statuses[] = { "accepted", "rejected",
     "tempfail" };
 static const char *const firm_classes[] = { "2xx", "4xx", "5xx", "timeout",
@@ -84,7 +85,7 @@ static const struct {
 	enum metric		 first;
 	const char		*help;
 } labelled[] = {
-	{ "smtpd_sessions_total", "result", session_results, 5,
+	{ "smtpd_sessions_total", "result", session_results, 6,
 	    M_SESS_SERVED, "SMTP connections, by outcome." },
 	{ "smtpd_messages_total", "status", message_statuses, 3,
 	    M_MSG_ACCEPTED, "Messages at the end of data, by reply." },
@@ -106,6 +107,8 @@ static const struct {
 } singles[] = {
 	{ "smtpd_sessions_active", "gauge", METRICS_SLOT_MASTER,
 	    M_SESSIONS_ACTIVE, "Sessions being served now." },
+	{ "smtpd_stress", "gauge", METRICS_SLOT_MASTER, M_STRESS,
+	    "1 while fewer than a tenth of the sessions are free." },
 	{ "smtpd_dns_queries_total", "counter", -1, M_DNS_QUERIES,
 	    "DNS questions the workers asked." },
 	{ "smtpd_banlist_last_success_timestamp_seconds", "gauge",

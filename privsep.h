@@ -46,6 +46,7 @@ enum ctl_type {
 	CTL_CLAIM = 1,		/* a session starts: its client */
 	CTL_RELEASE,		/* that session is over; idle again */
 	CTL_TLS_SIGN,		/* a private-key operation of a handshake */
+	CTL_MAIL,		/* a message starts (MAIL): may it? */
 };
 
 /*
@@ -67,10 +68,20 @@ struct ctl_claim {
 struct ctl_answer {
 	uint32_t		 type;		/* CTL_CLAIM */
 	int32_t			 reply;		/* -1 to serve, else enum reply */
+	uint32_t		 stress;	/* 1: serve with STRESS_TIMEOUT
+						   and STRESS_SESSION_TIMEOUT */
 };
 
+/*
+ * CTL_RELEASE and CTL_MAIL are the type alone.  CTL_MAIL, only from a
+ * worker serving a session the master counts, is answered with a
+ * ctl_answer of its type: -1, or REPLY_MSGRATE when the session's
+ * client (the address the master attested at the claim, never one the
+ * worker names) is over --max-msg-rate.
+ */
+
 PRIVSEP_SIZE(ctl_claim, 4 + 2 + 2 + 16);
-PRIVSEP_SIZE(ctl_answer, 4 + 4);
+PRIVSEP_SIZE(ctl_answer, 4 + 4 + 4);
 
 /*
  * Worker -> master: a private-key operation of the worker's own TLS

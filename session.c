@@ -69,6 +69,7 @@ struct session {
 	int			 fd_out;
 	int			 chan;		/* to the relay */
 	int			 vchan;		/* to the verifier */
+	int			 ctl;		/* to the master */
 	struct tls		*tls;		/* once TLS is active */
 	char			 tls_info[128];	/* version and cipher */
 	char			 id[SESSION_ID_LEN + 1];
@@ -83,6 +84,8 @@ struct session {
 	size_t			 nrcpts;
 	int			 smtputf8;
 	int			 errors;
+	int			 junk;		/* commands that move nothing */
+	int			 hellos;
 	int			 quit;
 	int			 closing;	/* we close first: linger */
 	const char		*reason;	/* why the session ended */
@@ -97,7 +100,9 @@ struct session {
 	int			 ofail;
 
 	struct message		 msg;
-	struct timespec		 deadline;	/* --session-timeout */
+	long long		 timeout;	/* -t, or STRESS_TIMEOUT */
+	long long		 session_timeout; /* or STRESS_SESSION_... */
+	struct timespec		 deadline;	/* of session_timeout */
 	int			 expired;	/* it passed */
 	struct timespec		 data_start;	/* of DATA, for its rate */
 	int			 bdat;		/* BDAT chunks taken: no DATA */
@@ -114,6 +119,7 @@ static void	session_reply(struct session *, enum reply, const char *);
 static int	session_code(const struct session *, enum reply);
 static void	session_output(struct session *, const char *, size_t);
 static int	session_error(struct session *, enum reply);
+static int	session_junk(struct session *);
 static void	session_hangup(struct session *, int, const char *);
 static void	session_end(struct session *, int, const char *);
 static void	session_log_reject(struct session *, int, const char *);
@@ -167,29 +173,33 @@ static void	session_trace(struct session *, const char *, const char *,
 /*
  * The commands: a verb, then the end of the line or a space and its
  * arguments.  One that needs_helo is answered 503 before EHLO or HELO
- * and not run; BDAT checks that itself, once its chunk is read.
+ * and not run; BDAT checks that itself, once its chunk is read.  A junk
+ * one moves no message on: past SMTP_JUNK_MAX of them (EHLO and HELO
+ * after the first, 503s to a command out of sequence included) the
+ * session ends with a 421, not with its worker's CPU limit.
  */
 static const struct command {
 	const char	*verb;
 	void		(*handler)(struct session *, const char *);
 	int		 needs_helo;
+	int		 junk;
 } commands[] = {
-	{ "EHLO",	session_ehlo,		0 },
-	{ "HELO",	session_helo,		0 },
-	{ "MAIL",	session_mail,		1 },
-	{ "RCPT",	session_rcpt,		1 },
-	{ "DATA",	session_data,		1 },
-	{ "BDAT",	session_bdat,		0 },
-	{ "RSET",	session_rset,		0 },
-	{ "NOOP",	session_noop,		0 },
-	{ "QUIT",	session_quit,		0 },
-	{ "VRFY",	session_vrfy,		0 },
-	{ "EXPN",	session_expn,		0 },
-	{ "HELP",	session_help,		0 },
-	{ "AUTH",	session_auth,		0 },
-	{ "STARTTLS",	session_starttls,	0 },
+	{ "EHLO",	session_ehlo,		0, 0 },
+	{ "HELO",	session_helo,		0, 0 },
+	{ "MAIL",	session_mail,		1, 0 },
+	{ "RCPT",	session_rcpt,		1, 0 },
+	{ "DATA",	session_data,		1, 0 },
+	{ "BDAT",	session_bdat,		0, 0 },
+	{ "RSET",	session_rset,		0, 1 },
+	{ "NOOP",	session_noop,		0, 1 },
+	{ "QUIT",	session_quit,		0, 0 },
+	{ "VRFY",	session_vrfy,		0, 1 },
+	{ "EXPN",	session_expn,		0, 1 },
+	{ "HELP",	session_help,		0, 1 },
+	{ "AUTH",	session_auth,		0, 1 },
+	{ "STARTTLS",	session_starttls,	0, 0 },
 #ifdef SMTPD_TEST_HOOKS
-	{ "XTEST",	session_test_hook,	0 },
+	{ "XTEST",	session_test_hook,	0, 0 },
 #endif
 };
 
@@ -216,10 +226,11 @@ session_run(struct session_ctx *ctx)
 	/* an early talker is counted as such, not as served */
 	metrics_add(ctx->reject == REPLY_MAXSESSIONS ? M_SESS_MAXSESSIONS :
 	    ctx->reject == REPLY_MAXPERIP ? M_SESS_MAXPERIP :
+	    ctx->reject == REPLY_CONNRATE ? M_SESS_CONNRATE :
 	    ctx->banned ? M_SESS_BANNED : M_SESS_SERVED, 1);
 
 	limit = ctx->reject == REPLY_MAXSESSIONS ? "max-sessions" :
-	    "max-per-ip";
+	    ctx->reject == REPLY_CONNRATE ? "max-conn-rate" : "max-per-ip";
 	if (ctx->smtps && ctx->reject >= 0) {
 		/*
 		 * Over a limit on an implicit-TLS port: a handshake would
@@ -291,12 +302,19 @@ session_init(struct session *s, struct session_ctx *ctx)
 	s->fd_out = ctx->fd_out;
 	s->chan = ctx->chan;
 	s->vchan = ctx->vchan;
+	s->ctl = ctx->ctl;
 	random_hex(s->id, sizeof(s->id));
 	addr_str(&ctx->peer, s->client_ip, sizeof(s->client_ip));
 	memcpy(&s->peer, &ctx->peer, sizeof(s->peer));
 	s->phase = P_GREETED;
+	s->timeout = s->conf->timeout;
+	s->session_timeout = s->conf->session_timeout;
+	if (ctx->stress && s->timeout > STRESS_TIMEOUT)
+		s->timeout = STRESS_TIMEOUT;
+	if (ctx->stress && s->session_timeout > STRESS_SESSION_TIMEOUT)
+		s->session_timeout = STRESS_SESSION_TIMEOUT;
 	clock_gettime(CLOCK_MONOTONIC, &s->deadline);
-	s->deadline.tv_sec += s->conf->session_timeout;
+	s->deadline.tv_sec += s->session_timeout;
 	s->rcpts = calloc((size_t)s->conf->max_rcpt, sizeof(char *));
 	if (s->rcpts == NULL)
 		fatal("recipient array");
@@ -423,6 +441,17 @@ session_error(struct session *s, enum reply r)
 	return 0;
 }
 
+/* One more junk command: -1 when it was one too many, and 421 sent. */
+static int
+session_junk(struct session *s)
+{
+	if (++s->junk > SMTP_JUNK_MAX) {
+		session_end(s, REPLY_JUNK, "junk-commands");
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * The session ends for reason: after reply r, if not -1, closing
  * first (see session_close).
@@ -522,7 +551,7 @@ session_flush(struct session *s)
 			continue;
 		r = -1;
 		if (n == -1 && errno == EAGAIN) {
-			r = poll(&pfd, 1, (int)s->conf->timeout * 1000);
+			r = poll(&pfd, 1, (int)s->timeout * 1000);
 			if (r > 0 || (r == -1 && errno == EINTR))
 				continue;
 		}
@@ -611,7 +640,7 @@ session_wait(struct session *s, struct timespec *ts)
 	long long	 ms, left, grace, need;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	ms = s->conf->timeout * 1000;
+	ms = s->timeout * 1000;
 	left = (s->deadline.tv_sec - now.tv_sec) * 1000LL +
 	    (s->deadline.tv_nsec - now.tv_nsec) / 1000000;
 	if (left <= 0) {
@@ -622,8 +651,8 @@ session_wait(struct session *s, struct timespec *ts)
 		ms = left;
 	if (s->data_start.tv_sec != 0) {
 		grace = DATA_RATE_GRACE;
-		if (s->conf->session_timeout / 2 < grace)
-			grace = s->conf->session_timeout / 2;
+		if (s->session_timeout / 2 < grace)
+			grace = s->session_timeout / 2;
 		/* when the bytes so far fall under the rate */
 		need = (long long)(s->data_bytes / DATA_MIN_RATE);
 		if (need < grace)
@@ -723,7 +752,7 @@ session_tls_start(struct session *s, struct tls *cctx)
 		session_hangup(s, -1, "tls-failed");
 		return -1;
 	}
-	if (tls_handshake_timed(cctx, s->fd_in, s->conf->timeout,
+	if (tls_handshake_timed(cctx, s->fd_in, s->timeout,
 	    &s->waitmask, err, sizeof(err)) == -1) {
 		log_sanitize(clean, sizeof(clean), err, strlen(err));
 		log_event(LOG_INFO, "tls_failed", s->id, "{s:s, s:s}",
@@ -981,6 +1010,9 @@ session_command(struct session *s, char *line)
 		c = &commands[i];
 		if (!session_verb(line, c->verb, &args))
 			continue;
+		if ((c->junk || (c->needs_helo && s->phase == P_GREETED)) &&
+		    session_junk(s) == -1)
+			return;
 		if (c->needs_helo && s->phase == P_GREETED)
 			session_reply(s, REPLY_NOHELO, NULL);
 		else
@@ -1084,6 +1116,8 @@ session_hello(struct session *s, const char *args, int esmtp)
 	size_t	 len;
 	int	 n;
 
+	if (s->hellos++ > 0 && session_junk(s) == -1)
+		return;
 	len = strcspn(args, " ");
 	if (len == 0 || len > SMTP_HELO_MAX ||
 	    args[len + strspn(args + len, " ")] != '\0') {
@@ -1172,6 +1206,8 @@ session_mail(struct session *s, const char *args)
 	int		 smtputf8, r;
 
 	if (s->phase == P_MAIL) {
+		if (session_junk(s) == -1)
+			return;
 		session_reply(s, REPLY_NESTEDMAIL, NULL);
 		return;
 	}
@@ -1221,6 +1257,13 @@ session_mail(struct session *s, const char *args)
 		session_error(s, REPLY_SYNTAX);
 		return;
 	}
+	/* last: only a message that could start counts */
+	if (s->conf->max_msg_rate > 0 && (r = worker_mail(s->ctl)) != -1) {
+		if (r == REPLY_MSGRATE)
+			session_log_reject(s, LOG_INFO, "max-msg-rate");
+		session_reply(s, r, NULL);
+		return;
+	}
 	s->smtputf8 = smtputf8;
 	s->phase = P_MAIL;
 	log_sanitize(clean, sizeof(clean), path, strlen(path));
@@ -1237,7 +1280,8 @@ session_rcpt(struct session *s, const char *args)
 	int		 ok, r;
 
 	if (s->phase != P_MAIL) {
-		session_reply(s, REPLY_NOMAIL, NULL);
+		if (session_junk(s) == 0)
+			session_reply(s, REPLY_NOMAIL, NULL);
 		return;
 	}
 	if (strncasecmp(args, "TO:", 3) != 0) {
@@ -1268,6 +1312,8 @@ session_rcpt(struct session *s, const char *args)
 		log_event(LOG_INFO, "rcpt", s->id, "{s:s, s:s, s:s}",
 		    "client_ip", s->client_ip, "rcpt", clean, "status",
 		    "too-many");
+		if (session_junk(s) == -1)
+			return;
 		session_reply(s, REPLY_TOOMANYRCPT, NULL);
 		return;
 	}
@@ -1433,11 +1479,13 @@ session_data(struct session *s, const char *args)
 		return;
 	}
 	if (s->phase != P_MAIL) {
-		session_reply(s, REPLY_NOMAIL, NULL);
+		if (session_junk(s) == 0)
+			session_reply(s, REPLY_NOMAIL, NULL);
 		return;
 	}
 	if (s->nrcpts == 0) {
-		session_reply(s, REPLY_NORCPT, NULL);
+		if (session_junk(s) == 0)
+			session_reply(s, REPLY_NORCPT, NULL);
 		return;
 	}
 	if (s->bdat) {		/* BDAT and DATA never mix (RFC 3030) */

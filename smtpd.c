@@ -71,12 +71,16 @@ struct worker {
 						   this session */
 	uint64_t		 wid;		/* its id, for the relay and
 						   the verifier */
+	int			 stress;	/* its session was claimed
+						   under stress */
 };
 
 struct pool {
 	struct worker		*w;
 	size_t			 cap;
 	size_t			 busy;		/* W_BUSY entries */
+	int			 stress;	/* fewer than a tenth of -c
+						   free: pool_stress() */
 };
 
 /*
@@ -230,6 +234,8 @@ static const char *pool_attest(struct worker *, const struct ctl_claim *,
 		    int);
 static void	pool_claim(struct pool *, struct worker *);
 static void	pool_overstay(struct pool *);
+static int	pool_stress(struct pool *);
+static void	pool_mail(struct worker *);
 static void	master_signals(void);
 static void	master_loop(void);
 static int	master_drain(struct timespec *);
@@ -258,6 +264,7 @@ main(int argc, char *argv[])
 	conf_init(&conf, argc, argv);
 	if (sodium_init() == -1)
 		errx(1, "libsodium initialisation failed");
+	rate_init();
 	json_object_seed(0);	/* reads /dev/urandom now, not sandboxed */
 	auth_init();		/* libopendkim, once for every worker */
 
@@ -1550,14 +1557,20 @@ pool_claim(struct pool *p, struct worker *w)
 		if (p->w[i].pid != 0 && p->w[i].state == W_BUSY &&
 		    memcmp(p->w[i].key, w->key, sizeof(w->key)) == 0)
 			same++;
+	memset(&a, 0, sizeof(a));
 	a.type = CTL_CLAIM;
 	a.reply = -1;
+	a.stress = pool_stress(p);
 	if (p->busy + 1 > (size_t)conf.max_sessions)
 		a.reply = REPLY_MAXSESSIONS;
 	else if (same > (size_t)conf.max_per_ip)
 		a.reply = REPLY_MAXPERIP;
+	else if (w->addr.ss_family != AF_UNSPEC &&
+	    rate_take(w->key, RATE_CONN, conf.max_conn_rate) == -1)
+		a.reply = REPLY_CONNRATE;
 	w->claimed = monotime();
 	w->signs = 0;
+	w->stress = a.stress;
 	if (a.reply == -1 && master_attest(w, 1) == -1)
 		a.reply = REPLY_MAXSESSIONS;	/* try again soon */
 	if (a.reply == -1) {
@@ -1569,23 +1582,67 @@ pool_claim(struct pool *p, struct worker *w)
 }
 
 /*
- * A session lasts --session-timeout at most: its worker says 421 and
- * ends it.  One still in a session --grace seconds later has stopped
- * keeping time, whatever it says, and is killed (SPEC section 1); its
- * death is counted with the others.  The master loop wakes at least
- * once a second for this.
+ * A message starts in a session this master counts: within
+ * --max-msg-rate for the client it attested at the claim?  (-i: a
+ * client without an address is never limited.)
+ */
+static void
+pool_mail(struct worker *w)
+{
+	struct ctl_answer	 a;
+
+	memset(&a, 0, sizeof(a));
+	a.type = CTL_MAIL;
+	a.reply = -1;
+	if (w->addr.ss_family != AF_UNSPEC &&
+	    rate_take(w->key, RATE_MSG, conf.max_msg_rate) == -1)
+		a.reply = REPLY_MSGRATE;
+	(void)send(w->fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/*
+ * Stress (SPEC section 2): fewer than a tenth of -c free now.  Sessions
+ * claimed meanwhile get the stress timeouts; the log says when it
+ * begins and ends.  Asked at every claim and every turn of the loop.
+ */
+static int
+pool_stress(struct pool *p)
+{
+	size_t	 max = (size_t)conf.max_sessions;
+	int	 on;
+
+	on = p->busy >= max || (max - p->busy) * 10 < max;
+	if (on != p->stress) {
+		p->stress = on;
+		log_event(LOG_INFO, "stress", NULL, "{s:b, s:I, s:I}",
+		    "active", on, "sessions", (json_int_t)p->busy,
+		    "max_sessions", (json_int_t)max);
+	}
+	return on;
+}
+
+/*
+ * A session lasts --session-timeout at most (STRESS_SESSION_TIMEOUT
+ * when claimed under stress): its worker says 421 and ends it.  One
+ * still in a session --grace seconds later has stopped keeping time,
+ * whatever it says, and is killed (SPEC section 1); its death is
+ * counted with the others.  The master loop wakes at least once a
+ * second for this.
  */
 static void
 pool_overstay(struct pool *p)
 {
 	struct worker	*w;
-	time_t		 now = monotime();
+	time_t		 now = monotime(), limit;
 	size_t		 i;
 
 	for (i = 0; i < p->cap; i++) {
 		w = &p->w[i];
+		limit = (time_t)conf.session_timeout;
+		if (w->stress && limit > STRESS_SESSION_TIMEOUT)
+			limit = STRESS_SESSION_TIMEOUT;
 		if (w->pid == 0 || w->claimed == 0 || now - w->claimed <=
-		    (time_t)conf.session_timeout + conf.grace)
+		    limit + conf.grace)
 			continue;
 		log_event(LOG_WARNING, "worker_overstay", NULL,
 		    "{s:i, s:s, s:I}", "pid", (int)w->pid, "client_ip", w->ip,
@@ -1652,6 +1709,13 @@ pool_ctl(struct pool *p, struct worker *w)
 			if (w->gen != generation)
 				kill(w->pid, SIGUSR1);
 		}
+	} else if (m.type == CTL_MAIL) {
+		if (n != sizeof(m.type))
+			why = "bad mail size";
+		else if (w->state != W_BUSY)
+			why = "mail while not serving";
+		else
+			pool_mail(w);
 	} else if (m.type == CTL_TLS_SIGN) {
 		if (n != sizeof(m.sign))
 			why = "bad signing request size";
@@ -1758,6 +1822,7 @@ master_loop(void)
 		}
 		master_children_start();
 		pool_overstay(&pool);
+		(void)pool_stress(&pool);	/* logs when it ends */
 		master_gauges();
 		for (i = n = 0; i < pool.cap; i++) {
 			if (pool.w[i].pid == 0 || pool.w[i].fd == -1)
@@ -1846,6 +1911,7 @@ master_gauges(void)
 			metrics_set(M_SESSIONS_ACTIVE, pool.busy);
 			metrics_set(M_WORKERS_IDLE, pool_idle(&pool));
 			metrics_set(M_WORKERS_BUSY, pool.busy);
+			metrics_set(M_STRESS, pool.stress);
 		} else if (c->gauge != M_COUNT)
 			metrics_set(c->gauge, c->pid != 0);
 	}

@@ -34,16 +34,26 @@
 #define DEF_SPARE		10
 #define DEF_TIMEOUT		60
 #define DEF_MAX_ERRORS		3
+#define SMTP_JUNK_MAX		100	/* NOOP, RSET, VRFY... a session; as
+					   Postfix's smtpd_junk_command_limit */
 #define DEF_POLL		60
 #define DEF_API_TIMEOUT		10
 #define DEF_GRACE		30
 #define DEF_DRAIN		0
 #define DEF_MAX_USE		1
 #define DEF_SESSION_TIMEOUT	600
+/*
+ * Stress: fewer than a tenth of -c free.  A session that starts then
+ * gets these limits instead of -t and --session-timeout (when those
+ * are longer), as Postfix's stress mode.
+ */
+#define STRESS_TIMEOUT		10
+#define STRESS_SESSION_TIMEOUT	60
 
 /* Upper bounds accepted for flag values. */
 #define MAX_MAX_SIZE		(256 * 1024 * 1024)
 #define MAX_MAX_RCPT		1000
+#define MAX_RATE		100000	/* --max-conn-rate, --max-msg-rate */
 #define MAX_MAX_SESSIONS	10000
 #define MAX_SPARE		1000
 #define MAX_TIMEOUT		3600
@@ -190,6 +200,8 @@ struct smtpd_conf {
 	long long		 session_timeout;	/* the whole session */
 	long long		 spool_reserve;	/* free octets --spool keeps */
 	long long		 max_errors;
+	long long		 max_conn_rate;	/* an address a minute; 0 off */
+	long long		 max_msg_rate;
 	long long		 poll;
 	const char		*banlist_cache;
 	const char		*user;
@@ -281,6 +293,8 @@ enum reply {
 	REPLY_SENDER_BLOCKED,
 	REPLY_MAXSESSIONS,
 	REPLY_MAXPERIP,
+	REPLY_CONNRATE,
+	REPLY_MSGRATE,
 	REPLY_EARLYTALK,
 	REPLY_BADSEQ,
 	REPLY_NOHELO,
@@ -296,6 +310,7 @@ enum reply {
 	REPLY_UNKNOWN,
 	REPLY_SYNTAX,
 	REPLY_MAXERRORS,
+	REPLY_JUNK,
 	REPLY_HTTP,
 	REPLY_AUTH,
 	REPLY_VRFY,
@@ -362,6 +377,7 @@ enum metric {
 	M_SESS_MAXPERIP,
 	M_SESS_BANNED,
 	M_SESS_EARLYTALK,
+	M_SESS_CONNRATE,
 	/* smtpd_messages_total{status} */
 	M_MSG_ACCEPTED,
 	M_MSG_REJECTED,
@@ -391,6 +407,7 @@ enum metric {
 	M_RELAY_UP,		/* master: 1 while a relay runs */
 	M_FETCHER_UP,		/* master: 1 while a fetcher runs */
 	M_DRAINING,		/* master: 1 during --drain */
+	M_STRESS,		/* master: 1 under stress */
 	M_BANLIST_LAST_OK,	/* fetcher: wall clock of the last good poll */
 	M_BANLIST_FAILURES,	/* fetcher: polls failed in a row */
 	M_START_TIME,		/* master: wall clock at start */
@@ -474,10 +491,12 @@ struct session_ctx {
 	struct sockaddr_storage	 peer;
 	socklen_t		 peerlen;
 	int			 reject;	/* enum reply, or -1 */
+	int			 stress;	/* claimed under stress */
 	int			 banned;	/* client in the ban list */
 	int			 smtps;		/* implicit TLS listener */
 	int			 chan;		/* to the relay */
 	int			 vchan;		/* to the verifier */
+	int			 ctl;		/* to the master */
 	struct sockaddr_storage	 via;		/* the PROXY peer, or
 						   AF_UNSPEC */
 };
@@ -502,6 +521,15 @@ int		 payload_verify(const struct smtpd_conf *,
 #define VERIFIER_ROLE		"verifier"
 #define RELAY_AUTH_WAIT_MS	(DNS_BUDGET_MS + 10000)
 __dead void	 verifier_main(int, char *[]);
+
+/* rate.c: the master's per-address rates (--max-conn-rate, ...) */
+enum rate_kind {
+	RATE_CONN,
+	RATE_MSG,
+	RATE_KINDS
+};
+void		 rate_init(void);
+int		 rate_take(const uint8_t *, enum rate_kind, long long);
 
 /* channel.c */
 #define CHAN_DNS_QUERY_MAX	(4 + DNS_NAME_MAX + 1)
@@ -798,6 +826,7 @@ __dead void	 flag_error(const char *, const char *, ...)
 
 /* worker.c */
 __dead void	 worker_main(struct smtpd_conf *, int, int, int, int);
+int		 worker_mail(int);
 
 /* banlist.c */
 #define BANLIST_HDR_SIZE	4096

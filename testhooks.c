@@ -56,6 +56,7 @@ static int	testhook_probe(uintptr_t);
 static void	testhook_metrics(char *, size_t);
 static void	testhook_forge(const struct smtpd_conf *, int, int, int,
 		    char *, size_t);
+static void	testhook_mail(const char *, char *, size_t);
 static void	testhook_replay(const struct smtpd_conf *, int, char *,
 		    size_t);
 static void	testhook_escape(char *, size_t);
@@ -363,6 +364,34 @@ testhook_claim(int client, const char *args, char *what, size_t len)
 }
 
 /*
+ * "MAIL N": ask the master N times whether a message may start, as
+ * no session does, and say how many it refused; "MAIL-IDLE": say the
+ * session is over, then ask (a worker that is not serving).
+ */
+static void
+testhook_mail(const char *args, char *what, size_t len)
+{
+	struct ctl_answer	 a;
+	uint32_t		 release = CTL_RELEASE, type = CTL_MAIL;
+	int			 ctl = testhook_ctl(), i, n, refused = 0;
+
+	if (strcasecmp(args, "-IDLE") == 0) {
+		n = 1;
+		(void)send(ctl, &release, sizeof(release), MSG_NOSIGNAL);
+	} else
+		n = (int)strtonum(args + 1, 1, 1000, NULL);
+	for (i = 0; i < n; i++) {
+		if (send(ctl, &type, sizeof(type), MSG_NOSIGNAL) == -1 ||
+		    recv(ctl, &a, sizeof(a), 0) != sizeof(a)) {
+			snprintf(what, len, "mail: %s", strerror(errno));
+			return;
+		}
+		refused += a.reply != -1;
+	}
+	snprintf(what, len, "mail: %d of %d refused", refused, n);
+}
+
+/*
  * "SIGN N": ask the master for N signatures of the TLS key in a row,
  * as no handshake does; say how many it refused.
  */
@@ -629,6 +658,8 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan, int vchan,
 		testhook_escape(what, len);
 	else if (strncasecmp(args, "CLAIM ", 6) == 0)
 		testhook_claim(client, args + 6, what, len);
+	else if (strncasecmp(args, "MAIL", 4) == 0)
+		testhook_mail(args + 4, what, len);
 	else if (strncasecmp(args, "SIGN ", 5) == 0)
 		testhook_sign(args + 5, what, len);
 	else if (strcasecmp(args, "BUFFER") == 0 ||

@@ -31,7 +31,8 @@ static int	worker_accept(const struct smtpd_conf *, int, int,
 		    struct session_ctx *);
 static int	worker_listener_smtps(const struct smtpd_conf *, int);
 static int	worker_proxy(const struct smtpd_conf *, struct session_ctx *);
-static int	worker_claim(int, int, const struct sockaddr_storage *);
+static int	worker_claim(int, int, const struct sockaddr_storage *,
+		    int *);
 static void	worker_drain(const struct smtpd_conf *);
 static int	worker_tls_sign(void *, const struct tls_sign_req *,
 		    struct tls_sign_res *);
@@ -85,6 +86,7 @@ worker_main(struct smtpd_conf *conf, int ctl, int chan, int vchan, int inetd)
 		ctx.reject = -1;
 		ctx.chan = chan;
 		ctx.vchan = vchan;
+		ctx.ctl = ctl;
 		if (inetd) {
 			ctx.fd_in = STDIN_FILENO;
 			ctx.fd_out = STDOUT_FILENO;
@@ -113,7 +115,7 @@ worker_main(struct smtpd_conf *conf, int ctl, int chan, int vchan, int inetd)
 			continue;
 		}
 		if ((ctx.reject = worker_claim(ctl, ctx.fd_in,
-		    &ctx.peer)) == -2)
+		    &ctx.peer, &ctx.stress)) == -2)
 			break;		/* the master is gone */
 		ctx.banned = banlist_lookup_addr(conf->banlist, &ctx.peer);
 		session_run(&ctx);	/* closes the connection */
@@ -268,12 +270,14 @@ worker_drain(const struct smtpd_conf *conf)
 
 /*
  * Ask the master whether this session may start: -1 yes, else the
- * reply that refuses it (421), or -2 when the master is gone.  The
- * claim carries the connection itself, from which the master learns
- * the client; behind --proxy-from, peer is the PROXY header's client.
+ * reply that refuses it (421), or -2 when the master is gone; stress
+ * is 1 when the session is to get the stress timeouts.  The claim
+ * carries the connection itself, from which the master learns the
+ * client; behind --proxy-from, peer is the PROXY header's client.
  */
 static int
-worker_claim(int ctl, int fd, const struct sockaddr_storage *peer)
+worker_claim(int ctl, int fd, const struct sockaddr_storage *peer,
+    int *stress)
 {
 	struct ctl_claim	 c;
 	struct ctl_answer	 a;
@@ -290,8 +294,9 @@ worker_claim(int ctl, int fd, const struct sockaddr_storage *peer)
 	if (n != sizeof(a) || a.type != CTL_CLAIM)
 		return -2;
 	if (a.reply != -1 && a.reply != REPLY_MAXSESSIONS &&
-	    a.reply != REPLY_MAXPERIP)
+	    a.reply != REPLY_MAXPERIP && a.reply != REPLY_CONNRATE)
 		return -2;
+	*stress = a.stress != 0;
 	return a.reply;
 }
 
@@ -319,4 +324,27 @@ worker_tls_sign(void *arg, const struct tls_sign_req *req,
 	    res->len > sizeof(res->out))
 		return -1;
 	return 0;
+}
+
+/*
+ * At MAIL: may this session start a message (--max-msg-rate)?  -1 yes,
+ * else the reply that refuses it; REPLY_LOCALERR when the master does
+ * not answer as it must.
+ */
+int
+worker_mail(int ctl)
+{
+	struct ctl_answer	 a;
+	uint32_t		 type = CTL_MAIL;
+	ssize_t			 n;
+
+	if (send(ctl, &type, sizeof(type), MSG_NOSIGNAL) != sizeof(type))
+		return REPLY_LOCALERR;
+	do {
+		n = recv(ctl, &a, sizeof(a), 0);
+	} while (n == -1 && errno == EINTR);
+	if (n != sizeof(a) || a.type != CTL_MAIL ||
+	    (a.reply != -1 && a.reply != REPLY_MSGRATE))
+		return REPLY_LOCALERR;
+	return a.reply;
 }

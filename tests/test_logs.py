@@ -205,12 +205,16 @@ def test_client_that_never_reads_is_logged_as_write_timeout(smtpd):
     import socket
     import time
     from conftest import LOOPBACK
-    srv = smtpd("-t", "2")
+    # transactions, not junk commands: those end the session after 100
+    srv = smtpd("-t", "2", "--max-rcpt", "1000")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect((LOOPBACK, srv.port))
     sock.setblocking(False)
-    chunk = b"EHLO client.example\r\n" * 200
+    sock.send(b"EHLO client.example\r\n")
+    chunk = (b"MAIL FROM:<a@example.net>\r\n" +
+             b"RCPT TO:<verify@localhost>\r\n" * 1000 + b"DATA\r\n" +
+             b"x" * 1001 + b"\r\n.\r\n")   # refused: no FIRM call
     stuck_since = None
     deadline = time.monotonic() + 20
     try:
