@@ -96,6 +96,7 @@ dns_chan_init(struct dns_ctx *ctx, struct dns_chan *dc, int fd)
 	memset(ctx, 0, sizeof(*ctx));
 	dc->fd = fd;
 	dc->left_ms = DNS_BUDGET_MS;
+	dc->left_q = DNS_QUERIES_MAX;
 	ctx->lookup = dns_chan_lookup;
 	ctx->arg = dc;
 }
@@ -113,8 +114,10 @@ dns_chan_lookup(void *arg, const char *name, int type,
 
 	if (len > 0 && name[len - 1] == '.')
 		len--;
-	if (dc->fd == -1 || dc->left_ms <= 0 || len > DNS_NAME_MAX)
+	if (dc->fd == -1 || dc->left_ms <= 0 || dc->left_q == 0 ||
+	    len > DNS_NAME_MAX)
 		return -1;
+	dc->left_q--;
 	n = (uint16_t)len;
 	memcpy(q, &t, 2);
 	memcpy(q + 2, &n, 2);

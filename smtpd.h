@@ -558,6 +558,8 @@ ssize_t		 chan_answer(int, uint16_t, uint32_t *, void *, size_t,
 #define DNS_RR_MAX		64	/* records kept of one answer */
 #define DNS_BUDGET_MS		5000	/* one message, all questions */
 #define DNS_QUERIES_MAX		160	/* one message: SPF may need 111 */
+#define DNS_SESSION_QUERIES_MAX	480	/* one session, all its messages
+					   (verifier.c) */
 enum dns_status {
 	DNS_NOERROR = 0,	/* records, or none (NODATA) */
 	DNS_NXDOMAIN,		/* the name does not exist */
@@ -591,6 +593,7 @@ int		 dns_lookup(struct dns_ctx *, const char *, int,
 struct dns_chan {
 	int			 fd;		/* the channel */
 	long long		 left_ms;	/* the message's budget */
+	size_t			 left_q;	/* questions it may still ask */
 };
 void		 dns_chan_init(struct dns_ctx *, struct dns_chan *, int);
 void		 dns_chan_parallel(int, const char *const *, size_t, int,
@@ -776,7 +779,7 @@ struct auth {
 struct json_t;
 void		 auth_init(void);
 void		 auth_reset(struct auth *);
-void		 auth_spf(struct auth *, const struct smtpd_conf *, int,
+void		 auth_spf(struct auth *, const struct smtpd_conf *, int, size_t,
 		    const struct sockaddr_storage *, const char *,
 		    const char *);
 int		 auth_once(const struct message *, const char **);
