@@ -129,18 +129,22 @@ auth_reset(struct auth *au)
 
 /*
  * First of a message's checks that ask DNS (the verifier's): the
- * message's DNS budget starts, and SPF is decided for the envelope
+ * message's DNS budget starts, at most queries questions (what its
+ * session has left, verifier.c), and SPF is decided for the envelope
  * sender's domain, or for the HELO name when the sender is <> (RFC 7208
  * 2.3, 2.4).
  */
 void
 auth_spf(struct auth *au, const struct smtpd_conf *conf, int chan,
-    const struct sockaddr_storage *peer, const char *from, const char *helo)
+    size_t queries, const struct sockaddr_storage *peer, const char *from,
+    const char *helo)
 {
 	char		 sender[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 16];
 	const char	*at;
 
 	dns_chan_init(&au->dns, &au->dc, chan);
+	if (au->dc.left_q > queries)
+		au->dc.left_q = queries;
 	if (from[0] != '\0' && (at = strrchr(from, '@')) != NULL) {
 		/*
 		 * A domain in UTF-8 is asked about in its A-label form (RFC

@@ -23,6 +23,9 @@
 
 static int	chan_hex_field(const char *, size_t);
 static int	chan_io(int, struct iovec *, int, int, const struct timespec *);
+static void	chan_deadline(struct timespec *, long long);
+
+static uint32_t	chan_nextid;	/* of the worker's requests */
 
 /*
  * Look at buf: -1 when it cannot start a valid message (the channel
@@ -260,7 +263,6 @@ chan_request(int fd, uint16_t type, const void *body1, size_t len1,
     const void *body2, size_t len2, uint16_t want, void *ans, size_t anslen,
     long long timeout_ms)
 {
-	static uint32_t	 nextid;
 	struct chan_hdr	 h, r;
 	struct iovec	 iov[3];
 	struct timespec	 deadline;
@@ -278,7 +280,7 @@ chan_request(int fd, uint16_t type, const void *body1, size_t len1,
 	memset(&h, 0, sizeof(h));
 	h.version = CHAN_VERSION;
 	h.type = type;
-	h.id = ++nextid;
+	h.id = ++chan_nextid;
 	h.len = (uint32_t)(len1 + len2);
 	iov[0].iov_base = &h;
 	iov[0].iov_len = sizeof(h);
@@ -317,6 +319,79 @@ chan_request(int fd, uint16_t type, const void *body1, size_t len1,
 	iov[0].iov_base = ans;
 	iov[0].iov_len = r.len;
 	if (chan_io(fd, iov, 1, 0, &deadline) == -1)
+		return -1;
+	return (ssize_t)r.len;
+}
+
+static void
+chan_deadline(struct timespec *deadline, long long timeout_ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, deadline);
+	deadline->tv_sec += timeout_ms / 1000;
+	deadline->tv_nsec += (timeout_ms % 1000) * 1000000;
+	if (deadline->tv_nsec >= 1000000000) {
+		deadline->tv_sec++;
+		deadline->tv_nsec -= 1000000000;
+	}
+}
+
+/*
+ * Worker: send one request without waiting for its answer, so that
+ * several are in flight (chan_answer() reads them as they come).  Its
+ * id, or 0 with errno.
+ */
+uint32_t
+chan_ask(int fd, uint16_t type, const void *body, size_t len,
+    long long timeout_ms)
+{
+	struct chan_hdr	 h;
+	struct iovec	 iov[2];
+	struct timespec	 deadline;
+
+	chan_deadline(&deadline, timeout_ms);
+	memset(&h, 0, sizeof(h));
+	h.version = CHAN_VERSION;
+	h.type = type;
+	if ((h.id = ++chan_nextid) == 0)
+		h.id = ++chan_nextid;
+	h.len = (uint32_t)len;
+	iov[0].iov_base = &h;
+	iov[0].iov_len = sizeof(h);
+	iov[1].iov_base = (void *)(uintptr_t)body;
+	iov[1].iov_len = len;
+	if (chan_io(fd, iov, 2, 1, &deadline) == -1)
+		return 0;
+	return h.id;
+}
+
+/*
+ * Worker: the next answer, whichever request it answers (*id), into
+ * ans (at most anslen octets), before timeout_ms.  One of another type
+ * than want (late, to an earlier request) is read with *id 0.  Its
+ * length, or -1 with errno: ETIMEDOUT, EPIPE, EPROTO.
+ */
+ssize_t
+chan_answer(int fd, uint16_t want, uint32_t *id, void *ans, size_t anslen,
+    long long timeout_ms)
+{
+	struct chan_hdr	 r;
+	struct iovec	 iov;
+	struct timespec	 deadline;
+
+	chan_deadline(&deadline, timeout_ms);
+	iov.iov_base = &r;
+	iov.iov_len = sizeof(r);
+	if (chan_io(fd, &iov, 1, 0, &deadline) == -1)
+		return -1;
+	if (r.version != CHAN_VERSION || (r.type != CHAN_VERDICT &&
+	    r.type != CHAN_DNS_ANSWER) || r.len > anslen) {
+		errno = EPROTO;
+		return -1;
+	}
+	*id = r.type == want ? r.id : 0;
+	iov.iov_base = ans;
+	iov.iov_len = r.len;
+	if (chan_io(fd, &iov, 1, 0, &deadline) == -1)
 		return -1;
 	return (ssize_t)r.len;
 }

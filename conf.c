@@ -36,7 +36,8 @@ enum {
 	OPT_GREET_DELAY, OPT_FETCH_ONLY, OPT_MAX_USE, OPT_RESOLVER,
 	OPT_REQUIRE_AUTH, OPT_AUTH_ID, OPT_SESSION_TIMEOUT, OPT_SPOOL_RESERVE,
 	OPT_PIN_CPU, OPT_SOFT_BOUNCE, OPT_ONLINE, OPT_DRAIN,
-	OPT_MAX_CONN_RATE, OPT_MAX_MSG_RATE
+	OPT_MAX_CONN_RATE, OPT_MAX_MSG_RATE, OPT_DNSBL, OPT_DNSWL,
+	OPT_DNSBL_THRESHOLD
 };
 
 static const struct option longopts[] = {
@@ -81,6 +82,10 @@ static const struct option longopts[] = {
 	{ "reject-bare-lf",	no_argument,		NULL,
 	    OPT_REJECT_BARE_LF },
 	{ "greet-delay",	required_argument,	NULL, OPT_GREET_DELAY },
+	{ "dnsbl",		required_argument,	NULL, OPT_DNSBL },
+	{ "dnswl",		required_argument,	NULL, OPT_DNSWL },
+	{ "dnsbl-threshold",	required_argument,	NULL,
+	    OPT_DNSBL_THRESHOLD },
 	{ "soft-bounce",	no_argument,		NULL, OPT_SOFT_BOUNCE },
 	{ "fetch-only",		no_argument,		NULL, OPT_FETCH_ONLY },
 	{ "max-use",		required_argument,	NULL, OPT_MAX_USE },
@@ -110,6 +115,9 @@ static void	conf_listen(struct smtpd_conf *, const char *, const char *,
 static void	conf_recipient(struct smtpd_conf *, const char *);
 static void	conf_proxy(struct smtpd_conf *, const char *);
 static void	conf_resolver(struct smtpd_conf *, const char *, const char *);
+static void	conf_dnsbl(struct smtpd_conf *, const char *, const char *,
+		    int);
+static int	conf_dnsbl_octet(const char *, uint8_t *);
 
 /* Defaults, then the flags, then their consistency. */
 void
@@ -143,6 +151,8 @@ usage(int status)
 	    "[--api-timeout sec]\n"
 	    "\t[--banlist-cache file] [--ca-file file] [--drain sec] "
 	    "[--fetch-only]\n"
+	    "\t[--dnsbl zone[=pattern][*weight]] [--dnsbl-threshold n]\n"
+	    "\t[--dnswl zone[=pattern][*weight]]\n"
 	    "\t[--grace sec] [--greet-delay ms] [--health addr:port]\n"
 	    "\t[--max-conn-rate n] [--max-errors n] [--max-msg-rate n]\n"
 	    "\t[--max-rcpt n] [--max-use n] [--pin-cpu]\n"
@@ -194,6 +204,7 @@ conf_defaults(struct smtpd_conf *c)
 	c->grace = DEF_GRACE;
 	c->drain = DEF_DRAIN;
 	c->max_use = DEF_MAX_USE;
+	c->dnsbl_threshold = 1;
 	c->banlist_cache = SMTPD_BANLIST_CACHE;
 	if (gethostname(c->hostname, sizeof(c->hostname)) == -1 ||
 	    c->hostname[0] == '\0')
@@ -371,6 +382,14 @@ conf_parse(struct smtpd_conf *c, int argc, char **argv)
 			c->greet_delay = conf_number(f, optarg, 0,
 			    MAX_GREET_DELAY);
 			break;
+		case OPT_DNSBL:
+		case OPT_DNSWL:
+			conf_dnsbl(c, f, optarg, ch == OPT_DNSWL);
+			break;
+		case OPT_DNSBL_THRESHOLD:
+			c->dnsbl_threshold = conf_number(f, optarg, 1,
+			    MAX_DNSBL_WEIGHT);
+			break;
 		case OPT_FETCH_ONLY:
 			c->fetch_only = 1;
 			break;
@@ -486,6 +505,112 @@ conf_resolver(struct smtpd_conf *c, const char *flag, const char *arg)
 	    INET6_ADDRSTRLEN, buf, r->port) >= sizeof(r->name))
 		flag_error(flag, "'%s' is not ADDR[:PORT]", arg);
 	c->nresolvers++;
+}
+
+/*
+ * --dnsbl and --dnswl ZONE[=PATTERN][*WEIGHT], as postscreen_dnsbl_sites:
+ * PATTERN is four dotted octets, each a number or a bracketed list of
+ * numbers and ranges ("127.0.0.[2..11]", "127.0.0.[2;4;6]"); without
+ * it any A record matches.  WEIGHT (default 1) may be negative on a
+ * block list; an allow list's counts against the score whatever its
+ * sign, as postscreen's "*-2" and our "*2" alike.
+ */
+static void
+conf_dnsbl(struct smtpd_conf *c, const char *flag, const char *arg,
+    int allow)
+{
+	struct dnsbl_site	*d;
+	char			 buf[DNSBL_ZONE_MAX + 128], *pat, *w, *o, *end;
+	const char		*errstr;
+	size_t			 i, label = 0;
+
+	if (c->ndnsbl == MAX_DNSBL)
+		flag_error(flag, "more than %d --dnsbl and --dnswl in all",
+		    MAX_DNSBL);
+	if (strlcpy(buf, arg, sizeof(buf)) >= sizeof(buf))
+		flag_error(flag, "'%.64s...' is too long", arg);
+	d = &c->dnsbl[c->ndnsbl];
+	memset(d, 0, sizeof(*d));
+	memset(d->match, 0xff, sizeof(d->match));
+	d->weight = 1;
+	if ((w = strchr(buf, '*')) != NULL) {
+		*w++ = '\0';
+		d->weight = (int)strtonum(w, -MAX_DNSBL_WEIGHT,
+		    MAX_DNSBL_WEIGHT, &errstr);
+		if (errstr != NULL || d->weight == 0)
+			flag_error(flag, "weight in '%s' is not a number "
+			    "from -%d to %d but 0", arg, MAX_DNSBL_WEIGHT,
+			    MAX_DNSBL_WEIGHT);
+	}
+	if (allow)
+		d->weight = -abs(d->weight);
+	if ((pat = strchr(buf, '=')) != NULL) {
+		*pat++ = '\0';
+		for (i = 0; i < 4 && pat != NULL; i++) {
+			/* a bracketed list has dots of its own */
+			o = pat;
+			if ((end = o[0] == '[' ? strchr(o, ']') : o) == NULL)
+				break;
+			if ((pat = strchr(end, '.')) != NULL)
+				*pat++ = '\0';
+			if (conf_dnsbl_octet(o, d->match[i]) == -1)
+				break;
+		}
+		if (i < 4 || pat != NULL)
+			flag_error(flag, "pattern in '%s' is not four "
+			    "octets such as 127.0.0.[2..11]", arg);
+	}
+	if (buf[0] != '\0' && buf[strlen(buf) - 1] == '.')
+		buf[strlen(buf) - 1] = '\0';
+	for (i = 0; buf[i] != '\0'; i++) {
+		if (buf[i] == '.' && label > 0)
+			label = 0;
+		else if (strchr("abcdefghijklmnopqrstuvwxyz"
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", buf[i]) ==
+		    NULL || ++label > 63)
+			break;
+	}
+	if (i == 0 || buf[i] != '\0' || label == 0 || i > DNSBL_ZONE_MAX)
+		flag_error(flag, "'%s' is not a DNS zone of at most %d "
+		    "octets", buf, DNSBL_ZONE_MAX);
+	strlcpy(d->zone, buf, sizeof(d->zone));
+	c->ndnsbl++;
+}
+
+/* One octet of a pattern into the set m: "7", "[2..11]", "[2;4..6]". */
+static int
+conf_dnsbl_octet(const char *o, uint8_t *m)
+{
+	char		 buf[128], *list, *item, *dots;
+	const char	*e1, *e2;
+	long long	 lo, hi, v;
+
+	if (strlcpy(buf, o, sizeof(buf)) >= sizeof(buf) || buf[0] == '\0')
+		return -1;
+	memset(m, 0, 32);
+	list = buf;
+	if (buf[0] == '[') {
+		if (buf[strlen(buf) - 1] != ']')
+			return -1;
+		buf[strlen(buf) - 1] = '\0';
+		list = buf + 1;
+	} else if (strpbrk(buf, ";]") != NULL)
+		return -1;
+	while ((item = strsep(&list, ";")) != NULL) {
+		if ((dots = strstr(item, "..")) != NULL && buf[0] == '[') {
+			*dots = '\0';
+			lo = strtonum(item, 0, 255, &e1);
+			hi = strtonum(dots + 2, 0, 255, &e2);
+		} else {
+			lo = hi = strtonum(item, 0, 255, &e1);
+			e2 = NULL;
+		}
+		if (e1 != NULL || e2 != NULL || lo > hi)
+			return -1;
+		for (v = lo; v <= hi; v++)
+			m[v / 8] |= 1 << (v % 8);
+	}
+	return 0;
 }
 
 static void

@@ -96,6 +96,7 @@ dns_chan_init(struct dns_ctx *ctx, struct dns_chan *dc, int fd)
 	memset(ctx, 0, sizeof(*ctx));
 	dc->fd = fd;
 	dc->left_ms = DNS_BUDGET_MS;
+	dc->left_q = DNS_QUERIES_MAX;
 	ctx->lookup = dns_chan_lookup;
 	ctx->arg = dc;
 }
@@ -113,8 +114,10 @@ dns_chan_lookup(void *arg, const char *name, int type,
 
 	if (len > 0 && name[len - 1] == '.')
 		len--;
-	if (dc->fd == -1 || dc->left_ms <= 0 || len > DNS_NAME_MAX)
+	if (dc->fd == -1 || dc->left_ms <= 0 || dc->left_q == 0 ||
+	    len > DNS_NAME_MAX)
 		return -1;
+	dc->left_q--;
 	n = (uint16_t)len;
 	memcpy(q, &t, 2);
 	memcpy(q + 2, &n, 2);
@@ -131,6 +134,62 @@ dns_chan_lookup(void *arg, const char *name, int type,
 		return -1;
 	}
 	return dns_answer_decode(ans->buf, (size_t)got, ans);
+}
+
+/*
+ * A worker, at connect (dnsbl.c): n questions (at most MAX_DNSBL, the
+ * relay's limit in flight on a channel) asked at once, their answers
+ * awaited until timeout_ms in all.  done(arg, i, answer) is called for
+ * each name[i] answered in time, in the order they come; one not
+ * answered by then is not called for (a timeout, as a SERVFAIL, is no
+ * listing).  Answers that come later are dropped by the next request
+ * (chan_request).
+ */
+void
+dns_chan_parallel(int fd, const char *const *name, size_t n, int type,
+    void (*done)(void *, size_t, const struct dns_answer *), void *arg,
+    long long timeout_ms)
+{
+	static struct dns_answer ans;
+	struct timespec	 t0, t1;
+	uint32_t	 id[MAX_DNSBL], got_id;
+	uint8_t		 q[CHAN_DNS_QUERY_MAX];
+	uint16_t	 t = (uint16_t)type, len;
+	size_t		 i, asked = 0, left;
+	ssize_t		 got;
+	long long	 ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; i < n && i < MAX_DNSBL; i++) {
+		id[i] = 0;
+		len = (uint16_t)strlen(name[i]);
+		if (!dns_name_ok(name[i], len))
+			continue;
+		memcpy(q, &t, 2);
+		memcpy(q + 2, &len, 2);
+		memcpy(q + 4, name[i], len);
+		if ((id[i] = chan_ask(fd, CHAN_DNS_QUERY, q, 4 + (size_t)len,
+		    timeout_ms)) == 0)
+			return;
+		asked++;
+	}
+	for (left = asked; left > 0; ) {
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		ms = timeout_ms - ((t1.tv_sec - t0.tv_sec) * 1000LL +
+		    (t1.tv_nsec - t0.tv_nsec) / 1000000);
+		if (ms <= 0 || (got = chan_answer(fd, CHAN_DNS_ANSWER,
+		    &got_id, ans.buf, sizeof(ans.buf), ms)) == -1)
+			return;
+		for (i = 0; got_id != 0 && i < n && i < MAX_DNSBL; i++)
+			if (id[i] == got_id)
+				break;
+		if (got_id == 0 || i == n || i == MAX_DNSBL)
+			continue;	/* an earlier question's */
+		id[i] = 0;
+		left--;
+		if (dns_answer_decode(ans.buf, (size_t)got, &ans) == 0)
+			done(arg, i, &ans);
+	}
 }
 
 /*

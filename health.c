@@ -118,6 +118,8 @@ static const struct {
 	    M_BANLIST_FAILURES, "Ban-list polls failed in a row." },
 	{ "smtpd_worker_deaths_total", "counter", -1, M_WORKER_DEATHS,
 	    "Workers that died of a signal or failed." },
+	{ "smtpd_dnsbl_refused_total", "counter", -1, M_DNSBL_REFUSED,
+	    "Sessions refused at the greeting by DNS block lists." },
 	{ "smtpd_firm_config_errors_total", "counter", METRICS_SLOT_RELAY,
 	    M_FIRM_CONFIG_ERRORS, "POST /inbound answered 401, 403, 404 or "
 	    "405: our key or URL is wrong." },

@@ -554,7 +554,8 @@ relay_chan_close(size_t i)
 
 /*
  * Read what the worker sends; act on each complete message.  One
- * request at a time: a worker waits for its answer.
+ * payload at a time: a worker waits for its answer; DNS questions up
+ * to RELAY_DNS_PER_CHAN at once (dnsbl.c asks every zone together).
  */
 static void
 relay_chan_read(struct chan *c)

@@ -130,7 +130,8 @@ static int	session_wait(struct session *, struct timespec *);
 static int	session_spool_full(struct session *);
 static int	session_tls_start(struct session *, struct tls *);
 static void	session_starttls(struct session *, const char *);
-static void	session_banned(struct session *);
+static void	session_shun(struct session *, enum reply, const char *,
+		    enum reply, const char *);
 #ifdef SMTPD_TEST_HOOKS
 static void	session_test_hook(struct session *, const char *);
 #endif
@@ -207,7 +208,7 @@ void
 session_run(struct session_ctx *ctx)
 {
 	struct session	*s;
-	char		 via[INET6_ADDRSTRLEN];
+	char		 via[INET6_ADDRSTRLEN], text[300];
 	const char	*limit;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
@@ -243,7 +244,10 @@ session_run(struct session_ctx *ctx)
 	} else if (ctx->reject >= 0) {
 		session_end(s, ctx->reject, limit);
 	} else if (ctx->banned) {
-		session_banned(s);
+		snprintf(text, sizeof(text), "%s Your address is banned",
+		    s->conf->hostname);
+		session_shun(s, REPLY_BANNED, text, REPLY_BANNED_CMD,
+		    "banned");
 	} else if (session_greet(s) == 0)
 		session_serve(s);
 	session_close(s);
@@ -688,7 +692,10 @@ session_spool_full(struct session *s)
 	return v.kind == VERDICT_NOSPACE;
 }
 
-/* Greeting, after --greet-delay; -1 for an early talker. */
+/*
+ * Greeting, after the DNS lists' answers and --greet-delay, which
+ * overlap; -1 for an early talker or a client the lists refuse.
+ */
 static int
 session_greet(struct session *s)
 {
@@ -696,19 +703,22 @@ session_greet(struct session *s)
 	struct timespec	 ts, start, now;
 	long long	 left;
 	char		 text[300];
-	int		 r;
+	int		 r, listed;
 
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	listed = dnsbl_listed(s->conf, s->chan, &s->peer, s->id,
+	    s->client_ip);
 	if (s->conf->greet_delay > 0) {
-		clock_gettime(CLOCK_MONOTONIC, &start);
 		pfd.fd = s->fd_in;
 		pfd.events = POLLIN;
 		for (;;) {
+			/* spent on the lists: one look for early talk */
 			clock_gettime(CLOCK_MONOTONIC, &now);
 			left = s->conf->greet_delay -
 			    ((now.tv_sec - start.tv_sec) * 1000 +
 			    (now.tv_nsec - start.tv_nsec) / 1000000);
-			if (left <= 0)
-				break;
+			if (left < 0)
+				left = 0;
 			ts.tv_sec = left / 1000;
 			ts.tv_nsec = (left % 1000) * 1000000;
 			r = ppoll(&pfd, 1, &ts, &s->waitmask);
@@ -727,6 +737,10 @@ session_greet(struct session *s)
 			session_end(s, REPLY_EARLYTALK, "early-talker");
 			return -1;
 		}
+	}
+	if (listed) {
+		session_shun(s, REPLY_DNSBL, NULL, REPLY_DNSBL_CMD, "dnsbl");
+		return -1;
 	}
 	snprintf(text, sizeof(text), "%s ESMTP", s->conf->hostname);
 	session_reply(s, REPLY_GREETING, text);
@@ -810,19 +824,18 @@ session_starttls(struct session *s, const char *args)
 }
 
 /*
- * A banned client: 554 in place of the greeting, then only QUIT
- * (RFC 5321 3.1); anything else is a bad command, so --max-errors
- * ends it.
+ * A banned client (BAN LIST in smtpd.8) or one --dnsbl refuses:
+ * reply r in place of the greeting, then only QUIT (RFC 5321 3.1);
+ * anything else is a bad command (cmd), so --max-errors ends it.
  */
 static void
-session_banned(struct session *s)
+session_shun(struct session *s, enum reply r, const char *arg,
+    enum reply cmd, const char *reason)
 {
-	char	 line[SMTP_LINE_MAX + 1], text[300];
+	char	 line[SMTP_LINE_MAX + 1];
 
-	snprintf(text, sizeof(text), "%s Your address is banned",
-	    s->conf->hostname);
-	session_reply(s, REPLY_BANNED, text);
-	s->reason = "banned";
+	session_reply(s, r, arg);
+	s->reason = reason;
 	session_log_reject(s, LOG_INFO, s->reason);
 	while (!s->quit) {
 		switch (session_getline(s, line, sizeof(line))) {
@@ -831,20 +844,20 @@ session_banned(struct session *s)
 				session_reply(s, REPLY_QUIT, NULL);
 				s->quit = 1;
 			} else
-				session_error(s, REPLY_BANNED_CMD);
+				session_error(s, cmd);
 			break;
 		case LINE_TOOLONG:
 		case LINE_BAD:
-			session_error(s, REPLY_BANNED_CMD);
+			session_error(s, cmd);
 			break;
 		case LINE_TIMEOUT:
-			session_hangup(s, REPLY_TIMEOUT, "banned");
+			session_hangup(s, REPLY_TIMEOUT, reason);
 			break;
 		case LINE_STOP:
-			session_hangup(s, REPLY_SHUTDOWN, "banned");
+			session_hangup(s, REPLY_SHUTDOWN, reason);
 			break;
 		default:
-			session_hangup(s, -1, "banned");
+			session_hangup(s, -1, reason);
 			break;
 		}
 	}

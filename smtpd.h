@@ -70,6 +70,10 @@
 #define MAX_RECIPIENT_RULES	64
 #define MAX_PROXY_FROM		64
 #define MAX_RESOLVERS		8
+#define MAX_DNSBL		16	/* --dnsbl and --dnswl in all: the
+					   relay's questions in flight on
+					   one channel (RELAY_DNS_PER_CHAN) */
+#define MAX_DNSBL_WEIGHT	1000	/* of a site, and the threshold */
 #define API_ADDRS_MAX		32	/* addresses of the API host */
 
 #define LISTEN_BACKLOG		1024	/* well above any sane concurrency */
@@ -147,6 +151,19 @@ struct proxy_net {
 	int			 prefixlen;
 };
 
+/*
+ * --dnsbl and --dnswl ZONE[=PATTERN][*WEIGHT], as Postfix's
+ * postscreen_dnsbl_sites.  The zone leaves room for an IPv6 address's
+ * 32 reversed nibbles (64 octets) before it.
+ */
+#define DNSBL_ZONE_MAX		189	/* DNS_NAME_MAX less 64 */
+struct dnsbl_site {
+	char			 zone[DNSBL_ZONE_MAX + 1];
+	uint8_t			 match[4][32];	/* the octets PATTERN
+						   takes, a bit each */
+	int			 weight;	/* --dnswl: negative */
+};
+
 /* --require-auth, and the verdicts of SPEC section 6, worst first. */
 enum auth_level {
 	AUTH_NONE = 0,
@@ -222,6 +239,9 @@ struct smtpd_conf {
 	int			 pin_cpu;	/* --pin-cpu */
 	int			 soft_bounce;	/* refusals sent as 4xx */
 	long long		 greet_delay;	/* milliseconds */
+	struct dnsbl_site	 dnsbl[MAX_DNSBL];	/* and --dnswl */
+	size_t			 ndnsbl;
+	long long		 dnsbl_threshold;
 	int			 fetch_only;
 	long long		 max_use;
 	char			 relay_path[4096];	/* smtpd-relay */
@@ -290,6 +310,8 @@ enum reply {
 	REPLY_INTLS,
 	REPLY_NEEDTLS,
 	REPLY_BANNED_CMD,
+	REPLY_DNSBL,
+	REPLY_DNSBL_CMD,
 	REPLY_SENDER_BLOCKED,
 	REPLY_MAXSESSIONS,
 	REPLY_MAXPERIP,
@@ -395,6 +417,7 @@ enum metric {
 	/* smtpd_auth_verdicts_total{verdict}, enum auth_verdict order */
 	M_VERDICT,
 	M_WORKER_DEATHS = M_VERDICT + 5,
+	M_DNSBL_REFUSED,	/* worker: smtpd_dnsbl_refused_total */
 	M_DNS_QUERIES,		/* smtpd_dns_queries_total */
 	M_FIRM_CONFIG_ERRORS,	/* relay: smtpd_firm_config_errors_total */
 	/* master: smtpd_tls_signatures_total{result} */
@@ -544,6 +567,9 @@ int		 chan_send(int, uint16_t, struct iovec *, int, long long);
 ssize_t		 chan_read(int, uint16_t, size_t, uint8_t **, long long);
 ssize_t		 chan_request(int, uint16_t, const void *, size_t,
 		    const void *, size_t, uint16_t, void *, size_t, long long);
+uint32_t	 chan_ask(int, uint16_t, const void *, size_t, long long);
+ssize_t		 chan_answer(int, uint16_t, uint32_t *, void *, size_t,
+		    long long);
 
 /*
  * Sender authentication (SPEC section 6).  A worker asks the relay its
@@ -564,6 +590,8 @@ ssize_t		 chan_request(int, uint16_t, const void *, size_t,
 #define DNS_RR_MAX		64	/* records kept of one answer */
 #define DNS_BUDGET_MS		5000	/* one message, all questions */
 #define DNS_QUERIES_MAX		160	/* one message: SPF may need 111 */
+#define DNS_SESSION_QUERIES_MAX	480	/* one session, all its messages
+					   (verifier.c) */
 enum dns_status {
 	DNS_NOERROR = 0,	/* records, or none (NODATA) */
 	DNS_NXDOMAIN,		/* the name does not exist */
@@ -597,8 +625,12 @@ int		 dns_lookup(struct dns_ctx *, const char *, int,
 struct dns_chan {
 	int			 fd;		/* the channel */
 	long long		 left_ms;	/* the message's budget */
+	size_t			 left_q;	/* questions it may still ask */
 };
 void		 dns_chan_init(struct dns_ctx *, struct dns_chan *, int);
+void		 dns_chan_parallel(int, const char *const *, size_t, int,
+		    void (*)(void *, size_t, const struct dns_answer *),
+		    void *, long long);
 int		 dns_answer_decode(const uint8_t *, size_t,
 		    struct dns_answer *);
 int		 dns_query_check(const uint8_t *, size_t, int *, char *,
@@ -779,7 +811,7 @@ struct auth {
 struct json_t;
 void		 auth_init(void);
 void		 auth_reset(struct auth *);
-void		 auth_spf(struct auth *, const struct smtpd_conf *, int,
+void		 auth_spf(struct auth *, const struct smtpd_conf *, int, size_t,
 		    const struct sockaddr_storage *, const char *,
 		    const char *);
 int		 auth_once(const struct message *, const char **);
@@ -816,6 +848,12 @@ int		 proxy_trusted(const struct smtpd_conf *,
 		    const struct sockaddr_storage *);
 int		 proxy_read(int, long long, struct sockaddr_storage *,
 		    const char **);
+
+/* dnsbl.c */
+#define DNSBL_WAIT_MS		2000	/* every zone's answer, at connect */
+int		 dnsbl_listed(const struct smtpd_conf *, int,
+		    const struct sockaddr_storage *, const char *,
+		    const char *);
 
 /* conf.c */
 void		 conf_init(struct smtpd_conf *, int, char **);

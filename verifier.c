@@ -15,6 +15,13 @@
  * A worker is assumed taken over: whatever it sends is the content of
  * a message, never a statement.  It can lie about the message only as
  * its client could, and about the client not at all.
+ *
+ * Nor can a session make us ask DNS without end: each message may ask
+ * DNS_QUERIES_MAX questions and wait DNS_BUDGET_MS for them, and the
+ * messages of one session (from one attestation to the next)
+ * DNS_SESSION_QUERIES_MAX in all.  Each child says how many it asked
+ * on a socket of its own; one that does not say spent its allowance.
+ * Past it, a message's checks get no answer: temperror, never a pass.
  */
 
 #include <sys/types.h>
@@ -53,6 +60,11 @@ struct wchan {				/* a worker's channel */
 	uint32_t		 checked;	/* messages of this session */
 	int			 attested;
 	struct sockaddr_storage	 peer;		/* the master's word */
+	uint32_t		 session;	/* attestations so far */
+	size_t			 dns_left;	/* the session's questions */
+	int			 asked_fd;	/* the child says its own */
+	size_t			 allowed;	/* of them, for the child */
+	uint32_t		 child_session;
 };
 
 struct vlink {				/* to a relay */
@@ -74,7 +86,8 @@ static void	verifier_reap(void);
 static void	verifier_start(struct wchan *);
 static void	verifier_drop(size_t);
 static struct vlink *verifier_link(uint32_t);
-static __dead void verifier_check(struct wchan *, int);
+static __dead void verifier_check(struct wchan *, int, int);
+static void	verifier_asked(struct wchan *, int);
 static int	verifier_envelope(const uint8_t *, size_t,
 		    const struct chan_verify **, const char **,
 		    const char **, const char **, size_t *, struct message *);
@@ -225,6 +238,7 @@ verifier_ctl(int fd)
 			w = &wchans[nwchans++];
 			memset(w, 0, sizeof(*w));
 			w->fd = cfd;
+			w->asked_fd = -1;
 			w->wid = m.ch.wid;
 			w->relay = m.ch.relay;
 			(void)fcntl(cfd, F_SETFL, O_NONBLOCK);
@@ -237,6 +251,9 @@ verifier_ctl(int fd)
 					wchans[i].attested =
 					    m.at.peer.ss_family != AF_UNSPEC;
 					wchans[i].checked = 0;
+					wchans[i].session++;
+					wchans[i].dns_left =
+					    DNS_SESSION_QUERIES_MAX;
 				}
 		} else if (m.type == CTL_LINK && n == sizeof(m.ln) &&
 		    cfd != -1) {
@@ -292,6 +309,7 @@ verifier_reap(void)
 			if (wchans[i].child != pid)
 				continue;
 			wchans[i].child = 0;
+			verifier_asked(&wchans[i], WIFEXITED(status));
 			/* the worker broke the channel's rules, or died */
 			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 				if (WIFSIGNALED(status))
@@ -304,6 +322,25 @@ verifier_reap(void)
 			}
 			break;
 		}
+}
+
+/*
+ * What a child that is done asked of DNS comes off its session's
+ * allowance; one that says nothing (it died) spent all it had.
+ */
+static void
+verifier_asked(struct wchan *w, int exited)
+{
+	uint32_t	 asked;
+	size_t		 spent = w->allowed;
+
+	if (exited && recv(w->asked_fd, &asked, sizeof(asked),
+	    MSG_DONTWAIT) == sizeof(asked) && asked < spent)
+		spent = asked;
+	close(w->asked_fd);
+	w->asked_fd = -1;
+	if (w->child_session == w->session)
+		w->dns_left -= spent < w->dns_left ? spent : w->dns_left;
 }
 
 static void
@@ -324,7 +361,7 @@ verifier_start(struct wchan *w)
 	struct vlink	*l;
 	uint8_t		 b;
 	ssize_t		 n;
-	int		 sp[2];
+	int		 sp[2], ap[2];
 	pid_t		 pid;
 
 	n = recv(w->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -368,6 +405,17 @@ verifier_start(struct wchan *w)
 	close(sp[1]);
 	w->seq++;
 	w->checked++;
+	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, ap) == -1) {
+		/* no result: 451; the message unread, the channel ends */
+		log_warn("verifier: socketpair");
+		close(sp[0]);
+		close(w->fd);
+		w->fd = -1;
+		return;
+	}
+	w->allowed = w->dns_left < DNS_QUERIES_MAX ? w->dns_left :
+	    DNS_QUERIES_MAX;
+	w->child_session = w->session;
 	switch (pid = fork()) {
 	case -1:
 		/*
@@ -378,13 +426,18 @@ verifier_start(struct wchan *w)
 		 */
 		log_warn("verifier: fork");
 		close(sp[0]);
+		close(ap[0]);
+		close(ap[1]);
 		close(w->fd);
 		w->fd = -1;
 		return;
 	case 0:
-		verifier_check(w, sp[0]);
+		close(ap[0]);
+		verifier_check(w, sp[0], ap[1]);
 	}
 	close(sp[0]);
+	close(ap[1]);
+	w->asked_fd = ap[0];
 	w->child = pid;
 	clock_gettime(CLOCK_MONOTONIC, &w->child_t0);
 }
@@ -392,10 +445,11 @@ verifier_start(struct wchan *w)
 /*
  * In a child: one message.  Every descriptor but this worker's channel
  * and the relay's is closed first, so what it parses can reach no other
- * worker.  Exits 0 once the relay has the result, else 1.
+ * worker.  It asks at most w->allowed questions and tells afd how many
+ * it did.  Exits 0 once the relay has the result, else 1.
  */
 static __dead void
-verifier_check(struct wchan *w, int rfd)
+verifier_check(struct wchan *w, int rfd, int afd)
 {
 	const struct chan_verify *cv;
 	struct rlimit		 rl;
@@ -408,11 +462,15 @@ verifier_check(struct wchan *w, int rfd)
 	uint8_t			*body = NULL;
 	size_t			 i, nrcpts, maxbody;
 	ssize_t			 len;
+	uint32_t		 asked = 0;
 	int			 e, in_subject, wfd = w->fd;
 
-	for (i = 0; i < nwchans; i++)
+	for (i = 0; i < nwchans; i++) {
 		if (wchans[i].fd != wfd && wchans[i].fd != -1)
 			close(wchans[i].fd);
+		if (wchans[i].asked_fd != -1)
+			close(wchans[i].asked_fd);
+	}
 	for (i = 0; i < nlinks; i++)
 		if (links[i].fd != -1)
 			close(links[i].fd);
@@ -461,10 +519,11 @@ verifier_check(struct wchan *w, int rfd)
 	} else if ((e = auth_from(&au, &msg)) != -1)
 		ca.reply = e;
 	else {
-		auth_spf(&au, &conf, rfd, &w->peer, from, helo);
+		auth_spf(&au, &conf, rfd, w->allowed, &w->peer, from, helo);
 		if ((e = auth_message(&au, &conf, &msg, &mm, from, token,
 		    in_subject)) != -1)
 			ca.reply = e;
+		asked = (uint32_t)(w->allowed - au.dc.left_q);
 		ca.verdict = au.verdict;
 		ca.dns_queries = (uint32_t)au.dns.queries;
 		ca.size = au.rawlen;
@@ -480,6 +539,7 @@ verifier_check(struct wchan *w, int rfd)
 	strlcpy(ca.token, token, sizeof(ca.token));
 	verifier_idem(from, rcpts, nrcpts, &msg, ca.idem, sizeof(ca.idem));
  done:
+	(void)send(afd, &asked, sizeof(asked), 0);
 	if (verifier_result(rfd, &ca, fields, fields != NULL ?
 	    strlen(fields) : 0) == -1)
 		_exit(1);

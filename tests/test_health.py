@@ -34,6 +34,7 @@ SPEC_METRICS = {
     "smtpd_workers": ("gauge", {"state"}),
     "smtpd_worker_deaths_total": ("counter", set()),
     "smtpd_firm_config_errors_total": ("counter", set()),
+    "smtpd_dnsbl_refused_total": ("counter", set()),
     "smtpd_tls_certificate_expiry_timestamp_seconds": ("gauge", set()),
     "smtpd_draining": ("gauge", set()),
 }
