@@ -144,7 +144,8 @@ struct ctl_channel {
 };
 struct ctl_attest {
 	uint32_t		 type;		/* CTL_ATTEST */
-	uint32_t		 pad;
+	uint32_t		 open;		/* 1: a session begins, 0: it
+						   is over */
 	uint64_t		 wid;
 	struct sockaddr_storage	 peer;		/* the client */
 };

@@ -404,6 +404,13 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum sandbox_role role,
 			ALLOW(bind);
 		}
 		ALLOW_IF(socketpair, ARG(0, SCMP_CMP_EQ, AF_UNIX, 0));
+		/*
+		 * syslog(3) makes its socket again when syslogd went away
+		 * (a restart of it, or none at all): that fails, and the
+		 * line is lost, never the process.
+		 */
+		sandbox_rule(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 1,
+		    (struct scmp_arg_cmp[]){ ARG(0, SCMP_CMP_EQ, AF_UNIX, 0) });
 		ALLOW(connect);
 		ALLOW(sendto);
 		ALLOW(recvfrom);

@@ -988,10 +988,10 @@ master_attest(struct worker *w, int begins)
 	memset(&m, 0, sizeof(m));
 	m.type = CTL_ATTEST;
 	m.wid = w->wid;
+	/* -i on a pipe: a session of no address (AF_UNSPEC), all the same */
+	m.open = begins;
 	if (begins)
 		memcpy(&m.peer, &w->addr, sizeof(m.peer));
-	else
-		m.peer.ss_family = AF_UNSPEC;	/* the session is over */
 	if (send(ctl, &m, sizeof(m), MSG_DONTWAIT | MSG_NOSIGNAL) == -1) {
 		log_warn("verifier: attesting a session");
 		return -1;

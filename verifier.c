@@ -243,13 +243,12 @@ verifier_ctl(int fd)
 			w->relay = m.ch.relay;
 			(void)fcntl(cfd, F_SETFL, O_NONBLOCK);
 		} else if (m.type == CTL_ATTEST && n == sizeof(m.at)) {
-			/* a session begins; AF_UNSPEC: it is over */
+			/* a session begins, or it is over */
 			for (i = 0; i < nwchans; i++)
 				if (wchans[i].wid == m.at.wid) {
 					memcpy(&wchans[i].peer, &m.at.peer,
 					    sizeof(wchans[i].peer));
-					wchans[i].attested =
-					    m.at.peer.ss_family != AF_UNSPEC;
+					wchans[i].attested = m.at.open != 0;
 					wchans[i].checked = 0;
 					wchans[i].session++;
 					wchans[i].dns_left =

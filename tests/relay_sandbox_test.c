@@ -117,7 +117,9 @@ main(void)
 		EXPECT(r, KILLED, AF_INET, SOCK_RAW, IPPROTO_RAW);
 		EXPECT(r, KILLED, AF_NETLINK, SOCK_RAW, 0);
 		EXPECT(r, KILLED, AF_NETLINK, SOCK_DGRAM, 0);
-		EXPECT(r, KILLED, AF_UNIX, SOCK_STREAM, 0);
+		/* syslog(3) making its socket again: refused, no kill */
+		EXPECT(r, REFUSED, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		EXPECT(r, REFUSED, AF_UNIX, SOCK_STREAM, 0);
 		EXPECT(r, KILLED, AF_PACKET, SOCK_DGRAM, 0);
 	}
 	/* DNS: the relay's alone */
