@@ -324,7 +324,9 @@ relay_main(void)
 		    conf.session_timeout : 0) + conf.grace + conf.api_timeout +
 		    5;
 		drain_ms *= 1000;
-		if (relay_drain && (nchans == 0 ||
+		/* every channel the master handed over is in nchans once
+		 * its end of the control socket is read to the end */
+		if (relay_drain && ((nchans == 0 && relay_ctl_gone) ||
 		    relay_ms_since(&drain_start) > drain_ms))
 			_exit(0);
 		wfd[0].fd = relay_ctl_gone ? -1 : RELAY_CTL_FD;

@@ -167,8 +167,11 @@ verifier_main(int argc, char *argv[])
 		 * the last check done, or after --grace and the time a
 		 * FIRM call may take.
 		 */
-		if (smtpd_stop && stop_at.tv_sec == 0)
+		if (smtpd_stop && stop_at.tv_sec == 0) {
 			clock_gettime(CLOCK_MONOTONIC, &stop_at);
+			/* the channels handed over before, every one */
+			verifier_ctl(VERIFIER_CTL_FD);
+		}
 		if (smtpd_stop && (nwchans == 0 ||
 		    verifier_ms_since(&stop_at) > (conf.grace +
 		    conf.api_timeout + 5) * 1000LL))
