@@ -22,6 +22,7 @@
 #include "smtpd.h"
 
 static int	chan_hex_field(const char *, size_t);
+static void	chan_deadline(struct timespec *, long long);
 static int	chan_io(int, struct iovec *, int, int, const struct timespec *);
 static void	chan_deadline(struct timespec *, long long);
 
@@ -112,6 +113,19 @@ chan_inbound_check(const uint8_t *body, size_t len, struct chan_inbound *in,
 	return 0;
 }
 
+/* Now (CLOCK_MONOTONIC) and timeout_ms: the deadline of a wait. */
+static void
+chan_deadline(struct timespec *deadline, long long timeout_ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, deadline);
+	deadline->tv_sec += timeout_ms / 1000;
+	deadline->tv_nsec += (timeout_ms % 1000) * 1000000;
+	if (deadline->tv_nsec >= 1000000000) {
+		deadline->tv_sec++;
+		deadline->tv_nsec -= 1000000000;
+	}
+}
+
 /*
  * Move all of iov on a non-blocking descriptor, writing or reading,
  * before the deadline (CLOCK_MONOTONIC).  0, or -1 with errno set
@@ -185,13 +199,7 @@ chan_send(int fd, uint16_t type, struct iovec *iov, int iovcnt,
 	size_t		 len = 0;
 	int		 i;
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (timeout_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
+	chan_deadline(&deadline, timeout_ms);
 	for (i = 1; i < iovcnt; i++)
 		len += iov[i].iov_len;
 	if (len > UINT32_MAX) {
@@ -221,13 +229,7 @@ chan_read(int fd, uint16_t want, size_t maxbody, uint8_t **body,
 	struct timespec	 deadline;
 
 	*body = NULL;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (timeout_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
+	chan_deadline(&deadline, timeout_ms);
 	iov.iov_base = &h;
 	iov.iov_len = sizeof(h);
 	if (chan_io(fd, &iov, 1, 0, &deadline) == -1)
@@ -270,13 +272,7 @@ chan_request(int fd, uint16_t type, const void *body1, size_t len1,
 	size_t		 left, chunk;
 	int		 stale;
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (timeout_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
+	chan_deadline(&deadline, timeout_ms);
 	memset(&h, 0, sizeof(h));
 	h.version = CHAN_VERSION;
 	h.type = type;
@@ -321,18 +317,6 @@ chan_request(int fd, uint16_t type, const void *body1, size_t len1,
 	if (chan_io(fd, iov, 1, 0, &deadline) == -1)
 		return -1;
 	return (ssize_t)r.len;
-}
-
-static void
-chan_deadline(struct timespec *deadline, long long timeout_ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, deadline);
-	deadline->tv_sec += timeout_ms / 1000;
-	deadline->tv_nsec += (timeout_ms % 1000) * 1000000;
-	if (deadline->tv_nsec >= 1000000000) {
-		deadline->tv_sec++;
-		deadline->tv_nsec -= 1000000000;
-	}
 }
 
 /*

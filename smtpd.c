@@ -201,7 +201,7 @@ static void	master_sandbox_prepare_priv(void);
 static pid_t	master_exec_priv(const char *, const char *, int, int, int,
 		    int);
 static int	master_exec_fds(const int *, size_t);
-static int	master_relay_attach(int, uint64_t);
+static int	master_attach(enum child_kind, int, uint64_t);
 static int	master_child_wanted(const struct child *);
 static void	master_children_start(void);
 static void	master_child_stop(struct child *, int);
@@ -210,7 +210,6 @@ static size_t	master_child_live(const struct child *);
 static int	master_child_reaped(struct child *, pid_t, int);
 static void	master_worker_keep(struct pool *, struct worker *, int, int,
 		    int);
-static int	master_verifier_attach(int, uint64_t);
 static time_t	monotime(void);
 static void	master_tls_reload(void);
 static void	master_tls_expiry(void);
@@ -1218,14 +1217,15 @@ master_child_reaped(struct child *c, pid_t pid, int status)
 }
 
 /*
- * Hand the relay its end of a new worker's channel.  Without a relay
- * the worker keeps a channel nobody reads: its deliveries get 451.
+ * Hand the relay or the verifier (kind) its end of a new worker's
+ * channel, with the worker's id.  Without one the worker keeps a
+ * channel nobody reads: its deliveries get 451.
  */
 static int
-master_relay_attach(int fd, uint64_t wid)
+master_attach(enum child_kind kind, int fd, uint64_t wid)
 {
 	struct ctl_channel	 m;
-	int			 ctl = children[CHILD_RELAY].ctl;
+	int			 ctl = children[kind].ctl;
 
 	if (ctl == -1)
 		return -1;
@@ -1234,27 +1234,7 @@ master_relay_attach(int fd, uint64_t wid)
 	m.relay = relay_serial;
 	m.wid = wid;
 	if (fd_send_rec(ctl, fd, &m, sizeof(m), MSG_DONTWAIT) == -1) {
-		log_warn("relay: handing over a channel");
-		return -1;
-	}
-	return 0;
-}
-
-/* The same for the verifier: the worker's channel to it. */
-static int
-master_verifier_attach(int fd, uint64_t wid)
-{
-	struct ctl_channel	 m;
-	int			 ctl = children[CHILD_VERIFIER].ctl;
-
-	if (ctl == -1)
-		return -1;
-	memset(&m, 0, sizeof(m));
-	m.type = CTL_CHANNEL;
-	m.relay = relay_serial;
-	m.wid = wid;
-	if (fd_send_rec(ctl, fd, &m, sizeof(m), MSG_DONTWAIT) == -1) {
-		log_warn("verifier: handing over a channel");
+		log_warn("%s: handing over a channel", children[kind].name);
 		return -1;
 	}
 	return 0;
@@ -1334,8 +1314,8 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
 		return -1;
 	}
 	worker_serial++;
-	(void)master_relay_attach(ch[1], worker_serial);
-	(void)master_verifier_attach(vch[1], worker_serial);
+	(void)master_attach(CHILD_RELAY, ch[1], worker_serial);
+	(void)master_attach(CHILD_VERIFIER, vch[1], worker_serial);
 	close(ch[1]);
 	close(vch[1]);
 	switch (pid = fork()) {
