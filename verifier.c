@@ -47,8 +47,9 @@
 
 #define VERIFIER_CHAN_MAX	(2 * (MAX_MAX_SESSIONS + MAX_SPARE))
 #define VERIFIER_LINK_MAX	16	/* relays: the current, draining */
-#define VERIFIER_SESSION_MAX	100	/* messages checked in one session */
+#define VERIFIER_SESSION_MAX	10000	/* messages checked in one session */
 #define VERIFIER_CHILD_CPU	60	/* seconds of CPU for one message */
+#define VERIFIER_CHILD_USES	64	/* messages one child checks */
 
 struct wchan {				/* a worker's channel */
 	int			 fd;
@@ -56,15 +57,37 @@ struct wchan {				/* a worker's channel */
 	uint32_t		 relay;		/* where its results go */
 	uint32_t		 seq;		/* its messages so far */
 	pid_t			 child;		/* checking one now */
-	struct timespec		 child_t0;	/* when it began */
+	int			 backoff;	/* no child to be had: wait */
 	uint32_t		 checked;	/* messages of this session */
 	int			 attested;
 	struct sockaddr_storage	 peer;		/* the master's word */
 	uint32_t		 session;	/* attestations so far */
 	size_t			 dns_left;	/* the session's questions */
-	int			 asked_fd;	/* the child says its own */
 	size_t			 allowed;	/* of them, for the child */
 	uint32_t		 child_session;
+};
+
+struct vchild {				/* a child that checks messages */
+	pid_t			 pid;
+	int			 ctl;		/* our end of its socket */
+	int			 busy;		/* with worker wid's message */
+	uint64_t		 wid;
+	int			 uses;		/* messages handed to it */
+	struct timespec		 t0;		/* of the one it checks */
+};
+
+/* Parent -> child: a message to check (with a descriptor), twice. */
+struct vjob {
+	uint64_t		 wid;
+	uint32_t		 allowed;	/* DNS questions it may ask */
+	uint32_t		 pad;
+	struct sockaddr_storage	 peer;		/* the master's word */
+};
+
+/* Child -> parent: how it went. */
+struct vdone {
+	int32_t			 status;	/* 0, or 1: the channel ends */
+	uint32_t		 asked;		/* DNS questions it asked */
 };
 
 struct vlink {				/* to a relay */
@@ -76,6 +99,8 @@ static struct smtpd_conf	 conf;
 static struct wchan		*wchans;
 static size_t			 nwchans;
 static struct vlink		 links[VERIFIER_LINK_MAX];
+static struct vchild		*vchildren;
+static size_t			 nvchildren;
 static size_t			 nlinks;
 static volatile sig_atomic_t	 verifier_child;
 
@@ -86,8 +111,12 @@ static void	verifier_reap(void);
 static void	verifier_start(struct wchan *);
 static void	verifier_drop(size_t);
 static struct vlink *verifier_link(uint32_t);
-static __dead void verifier_check(struct wchan *, int, int);
-static void	verifier_asked(struct wchan *, int);
+static int	verifier_check(struct wchan *, int, uint32_t *);
+static void	verifier_asked(struct wchan *, size_t);
+static void	verifier_done(struct vchild *);
+static struct wchan *verifier_wchan(uint64_t);
+static struct vchild *verifier_child_get(void);
+static __dead void verifier_child_main(int);
 static int	verifier_envelope(const uint8_t *, size_t,
 		    const struct chan_verify **, const char **,
 		    const char **, const char **, size_t *, struct message *);
@@ -142,7 +171,9 @@ verifier_main(int argc, char *argv[])
 	json_object_seed(0);	/* reads /dev/urandom now, not sandboxed */
 	auth_init();
 	if ((wchans = calloc(VERIFIER_CHAN_MAX, sizeof(*wchans))) == NULL ||
-	    (pfd = calloc(VERIFIER_CHAN_MAX + 1, sizeof(*pfd))) == NULL ||
+	    (vchildren = calloc(VERIFIER_CHAN_MAX, sizeof(*vchildren))) ==
+	    NULL ||
+	    (pfd = calloc(2 * VERIFIER_CHAN_MAX + 1, sizeof(*pfd))) == NULL ||
 	    (who = calloc(VERIFIER_CHAN_MAX + 1, sizeof(*who))) == NULL)
 		fatal("verifier: channel table");
 	(void)fcntl(VERIFIER_CTL_FD, F_SETFL, O_NONBLOCK);
@@ -154,12 +185,12 @@ verifier_main(int argc, char *argv[])
 			verifier_reap();
 		}
 		/* a check past every deadline it has is ended */
-		for (i = 0; i < nwchans; i++)
-			if (wchans[i].child != 0 &&
-			    verifier_ms_since(&wchans[i].child_t0) >
+		for (i = 0; i < nvchildren; i++)
+			if (vchildren[i].busy &&
+			    verifier_ms_since(&vchildren[i].t0) >
 			    (conf.timeout + conf.api_timeout) * 1000LL +
 			    RELAY_AUTH_WAIT_MS)
-				kill(wchans[i].child, SIGKILL);
+				kill(vchildren[i].pid, SIGKILL);
 		/*
 		 * Stopping: the workers finish their sessions (those in
 		 * DATA within --grace), so their messages are still
@@ -179,13 +210,21 @@ verifier_main(int argc, char *argv[])
 		pfd[0].fd = VERIFIER_CTL_FD;
 		pfd[0].events = POLLIN;
 		for (i = 0, n = 1; i < nwchans; i++) {
-			if (wchans[i].child != 0 || wchans[i].fd == -1)
+			if (wchans[i].child != 0 || wchans[i].fd == -1 ||
+			    wchans[i].backoff) {
+				wchans[i].backoff = 0;
 				continue;	/* its child reads it */
+			}
 			pfd[n].fd = wchans[i].fd;
 			pfd[n].events = POLLIN;
 			who[n++] = &wchans[i];
 		}
-		if (ppoll(pfd, n, &tick, &none) == -1) {
+		/* after the channels: the children, in their order */
+		for (i = 0; i < nvchildren; i++) {
+			pfd[n + i].fd = vchildren[i].ctl;
+			pfd[n + i].events = POLLIN;
+		}
+		if (ppoll(pfd, n + nvchildren, &tick, &none) == -1) {
 			if (errno == EINTR)
 				continue;
 			fatal("verifier: ppoll");
@@ -197,6 +236,10 @@ verifier_main(int argc, char *argv[])
 		 */
 		if (pfd[0].revents != 0)
 			verifier_ctl(VERIFIER_CTL_FD);
+		/* results first, so that a child is free for what comes */
+		for (i = nvchildren; i > 0; i--)
+			if (pfd[n + i - 1].revents != 0)
+				verifier_done(&vchildren[i - 1]);
 		for (i = 1; i < n; i++)
 			if (pfd[i].revents != 0)
 				verifier_start(who[i]);
@@ -241,7 +284,6 @@ verifier_ctl(int fd)
 			w = &wchans[nwchans++];
 			memset(w, 0, sizeof(*w));
 			w->fd = cfd;
-			w->asked_fd = -1;
 			w->wid = m.ch.wid;
 			w->relay = m.ch.relay;
 			(void)fcntl(cfd, F_SETFL, O_NONBLOCK);
@@ -298,51 +340,134 @@ verifier_link(uint32_t relay)
 	return NULL;
 }
 
-/* Children that are done: their channels are read here again. */
+/*
+ * Children that left: one that was checking a message leaves that
+ * message without a result (the relay says 451), its channel unread to
+ * where it stopped: the channel ends, and the session's DNS allowance
+ * of that message is spent.
+ */
 static void
 verifier_reap(void)
 {
-	size_t	 i;
-	pid_t	 pid;
-	int	 status;
+	struct vchild	*c;
+	struct wchan	*w;
+	pid_t		 pid;
+	int		 status;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-		for (i = 0; i < nwchans; i++) {
-			if (wchans[i].child != pid)
-				continue;
-			wchans[i].child = 0;
-			verifier_asked(&wchans[i], WIFEXITED(status));
-			/* the worker broke the channel's rules, or died */
-			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-				if (WIFSIGNALED(status))
-					log_event(LOG_WARNING,
-					    "verifier_child_died", NULL,
-					    "{s:i}", "signal",
-					    WTERMSIG(status));
-				close(wchans[i].fd);
-				wchans[i].fd = -1;
-			}
-			break;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (c = vchildren; c < vchildren + nvchildren; c++)
+			if (c->pid == pid)
+				break;
+		if (c == vchildren + nvchildren)
+			continue;
+		if (WIFSIGNALED(status))
+			log_event(LOG_WARNING, "verifier_child_died", NULL,
+			    "{s:i}", "signal", WTERMSIG(status));
+		if (c->busy && (w = verifier_wchan(c->wid)) != NULL) {
+			verifier_asked(w, w->allowed);
+			w->child = 0;
+			close(w->fd);
+			w->fd = -1;
 		}
+		close(c->ctl);
+		*c = vchildren[--nvchildren];
+	}
+}
+
+/* What a check asked of DNS comes off its session's allowance. */
+static void
+verifier_asked(struct wchan *w, size_t asked)
+{
+	size_t	 spent = asked < w->allowed ? asked : w->allowed;
+
+	if (w->child_session == w->session)
+		w->dns_left -= spent < w->dns_left ? spent : w->dns_left;
+}
+
+/* A child says it is done with its message: status and questions. */
+static void
+verifier_done(struct vchild *c)
+{
+	struct vdone	 d;
+	struct wchan	*w;
+	ssize_t		 n;
+
+	n = recv(c->ctl, &d, sizeof(d), MSG_DONTWAIT);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n != sizeof(d) || !c->busy) {
+		kill(c->pid, SIGKILL);	/* reaped as one that died */
+		return;
+	}
+	c->busy = 0;
+	if ((w = verifier_wchan(c->wid)) == NULL)
+		return;
+	verifier_asked(w, d.asked);
+	w->child = 0;
+	/* the worker broke the channel's rules */
+	if (d.status != 0) {
+		close(w->fd);
+		w->fd = -1;
+	}
+}
+
+static struct wchan *
+verifier_wchan(uint64_t wid)
+{
+	size_t	 i;
+
+	for (i = 0; i < nwchans; i++)
+		if (wchans[i].wid == wid)
+			return &wchans[i];
+	return NULL;
 }
 
 /*
- * What a child that is done asked of DNS comes off its session's
- * allowance; one that says nothing (it died) spent all it had.
+ * An idle child, or a new one.  A child serves VERIFIER_CHILD_USES
+ * messages, one at a time, then leaves: no fork for each message, and
+ * what a hostile message could do to its child reaches few others.
  */
-static void
-verifier_asked(struct wchan *w, int exited)
+static struct vchild *
+verifier_child_get(void)
 {
-	uint32_t	 asked;
-	size_t		 spent = w->allowed;
+	struct vchild	*c;
+	size_t		 i;
+	int		 sp[2];
+	pid_t		 pid;
 
-	if (exited && recv(w->asked_fd, &asked, sizeof(asked),
-	    MSG_DONTWAIT) == sizeof(asked) && asked < spent)
-		spent = asked;
-	close(w->asked_fd);
-	w->asked_fd = -1;
-	if (w->child_session == w->session)
-		w->dns_left -= spent < w->dns_left ? spent : w->dns_left;
+	for (c = vchildren; c < vchildren + nvchildren; c++)
+		if (!c->busy && c->uses < VERIFIER_CHILD_USES)
+			return c;
+	if (nvchildren == VERIFIER_CHAN_MAX ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1)
+		return NULL;
+	switch (pid = fork()) {
+	case -1:
+		log_warn("verifier: fork");
+		close(sp[0]);
+		close(sp[1]);
+		return NULL;
+	case 0:
+		/* nothing of the others: their workers, the relays */
+		for (i = 0; i < nwchans; i++)
+			if (wchans[i].fd != -1)
+				close(wchans[i].fd);
+		for (i = 0; i < nlinks; i++)
+			if (links[i].fd != -1)
+				close(links[i].fd);
+		for (i = 0; i < nvchildren; i++)
+			close(vchildren[i].ctl);
+		close(VERIFIER_CTL_FD);
+		close(sp[0]);
+		verifier_child_main(sp[1]);
+	}
+	close(sp[1]);
+	c = &vchildren[nvchildren++];
+	memset(c, 0, sizeof(*c));
+	c->pid = pid;
+	c->ctl = sp[0];
+	(void)fcntl(c->ctl, F_SETFL, O_NONBLOCK);
+	return c;
 }
 
 static void
@@ -360,11 +485,12 @@ static void
 verifier_start(struct wchan *w)
 {
 	struct link_msg	 lm;
+	struct vjob	 job;
+	struct vchild	*c;
 	struct vlink	*l;
 	uint8_t		 b;
 	ssize_t		 n;
-	int		 sp[2], ap[2];
-	pid_t		 pid;
+	int		 sp[2];
 
 	n = recv(w->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
@@ -388,8 +514,14 @@ verifier_start(struct wchan *w)
 		w->fd = -1;
 		return;
 	}
+	if ((c = verifier_child_get()) == NULL) {
+		/* none to be had now: tried again in a second */
+		w->backoff = 1;
+		return;
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
 		log_warn("verifier: socketpair");
+		w->backoff = 1;
 		return;
 	}
 	memset(&lm, 0, sizeof(lm));
@@ -407,54 +539,95 @@ verifier_start(struct wchan *w)
 	close(sp[1]);
 	w->seq++;
 	w->checked++;
-	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, ap) == -1) {
-		/* no result: 451; the message unread, the channel ends */
-		log_warn("verifier: socketpair");
-		close(sp[0]);
-		close(w->fd);
-		w->fd = -1;
-		return;
-	}
 	w->allowed = w->dns_left < DNS_QUERIES_MAX ? w->dns_left :
 	    DNS_QUERIES_MAX;
 	w->child_session = w->session;
-	switch (pid = fork()) {
-	case -1:
+	memset(&job, 0, sizeof(job));
+	job.wid = w->wid;
+	job.allowed = (uint32_t)w->allowed;
+	memcpy(&job.peer, &w->peer, sizeof(job.peer));
+	/* the worker's channel, then the message's own to the relay */
+	if (fd_send_rec(c->ctl, w->fd, &job, sizeof(job), 0) == -1 ||
+	    fd_send_rec(c->ctl, sp[0], &job, sizeof(job), 0) == -1) {
 		/*
-		 * The relay sees the channel close: no result, 451.  The
-		 * message is unread and its number spent: the channel
-		 * ends, so that no later message pairs with another's
-		 * payload.
+		 * The relay sees the message's channel close: no result,
+		 * 451.  The message is unread and its number spent: the
+		 * channel ends, so that no later message pairs with
+		 * another's payload.
 		 */
-		log_warn("verifier: fork");
+		log_warn("verifier: handing a child its message");
+		kill(c->pid, SIGKILL);
 		close(sp[0]);
-		close(ap[0]);
-		close(ap[1]);
 		close(w->fd);
 		w->fd = -1;
 		return;
-	case 0:
-		close(ap[0]);
-		verifier_check(w, sp[0], ap[1]);
 	}
 	close(sp[0]);
-	close(ap[1]);
-	w->asked_fd = ap[0];
-	w->child = pid;
-	clock_gettime(CLOCK_MONOTONIC, &w->child_t0);
+	c->busy = 1;
+	c->uses++;
+	c->wid = w->wid;
+	clock_gettime(CLOCK_MONOTONIC, &c->t0);
+	w->child = c->pid;
 }
 
 /*
- * In a child: one message.  Every descriptor but this worker's channel
- * and the relay's is closed first, so what it parses can reach no other
- * worker.  It asks at most w->allowed questions and tells afd how many
- * it did.  Exits 0 once the relay has the result, else 1.
+ * A child: confined further first (no process, no socket of its own,
+ * no signal, bounded CPU), then one message after another as the
+ * parent hands them over, each with the worker's channel and one of
+ * its own to the relay; a record back says how each went.
  */
 static __dead void
-verifier_check(struct wchan *w, int rfd, int afd)
+verifier_child_main(int ctl)
+{
+	struct vjob	 job;
+	struct vdone	 d;
+	struct rlimit	 rl;
+	struct wchan	 w;
+	ssize_t		 n;
+	int		 wfd, rfd, uses;
+
+	rl.rlim_cur = rl.rlim_max = 0;
+	if (setrlimit(RLIMIT_NPROC, &rl) == -1)
+		_exit(1);
+	rl.rlim_cur = rl.rlim_max = VERIFIER_CHILD_CPU * VERIFIER_CHILD_USES;
+	if (setrlimit(RLIMIT_CPU, &rl) == -1)
+		_exit(1);
+	sandbox_verifier_child();
+	for (uses = 0; uses < VERIFIER_CHILD_USES; uses++) {
+		/* blocking: the parent is there, or it is gone */
+		n = fd_recv_rec(ctl, &wfd, &job, sizeof(job), MSG_TRUNC);
+		if (n <= 0)
+			_exit(0);
+		if (n != sizeof(job) || wfd == -1 ||
+		    fd_recv_rec(ctl, &rfd, &job, sizeof(job), MSG_TRUNC) !=
+		    sizeof(job) || rfd == -1)
+			_exit(1);
+		memset(&w, 0, sizeof(w));
+		w.fd = wfd;
+		w.wid = job.wid;
+		w.allowed = job.allowed;
+		w.attested = 1;
+		memcpy(&w.peer, &job.peer, sizeof(w.peer));
+		memset(&d, 0, sizeof(d));
+		d.status = verifier_check(&w, rfd, &d.asked);
+		close(wfd);
+		close(rfd);
+		if (write(ctl, &d, sizeof(d)) != sizeof(d))
+			_exit(1);
+	}
+	_exit(0);
+}
+
+/*
+ * In a child: one message, read from the worker's channel, its result
+ * written to the relay on rfd.  It asks at most w->allowed questions
+ * and says in *asked how many it did.  0 once the relay has the result;
+ * 1 when the worker broke the channel's rules or the relay is gone.
+ */
+static int
+verifier_check(struct wchan *w, int rfd, uint32_t *asked)
 {
 	const struct chan_verify *cv;
-	struct rlimit		 rl;
 	struct chan_auth	 ca;
 	struct message		 msg;
 	struct mime_msg		 mm;
@@ -462,30 +635,13 @@ verifier_check(struct wchan *w, int rfd, int afd)
 	const char		*from, *helo, *rcpts[MAX_MAX_RCPT], *field;
 	char			*fields = NULL, token[TOKEN_LEN + 1];
 	uint8_t			*body = NULL;
-	size_t			 i, nrcpts, maxbody;
+	size_t			 nrcpts, maxbody;
 	ssize_t			 len;
-	uint32_t		 asked = 0;
-	int			 e, in_subject, wfd = w->fd;
+	int			 e, in_subject, wfd = w->fd, r = 0;
 
-	for (i = 0; i < nwchans; i++) {
-		if (wchans[i].fd != wfd && wchans[i].fd != -1)
-			close(wchans[i].fd);
-		if (wchans[i].asked_fd != -1)
-			close(wchans[i].asked_fd);
-	}
-	for (i = 0; i < nlinks; i++)
-		if (links[i].fd != -1)
-			close(links[i].fd);
-	close(VERIFIER_CTL_FD);
+	*asked = 0;
 	(void)fcntl(rfd, F_SETFL, O_NONBLOCK);
-	/* what it parses may take it over: no process, bounded CPU */
-	rl.rlim_cur = rl.rlim_max = 0;
-	if (setrlimit(RLIMIT_NPROC, &rl) == -1)
-		_exit(1);
-	rl.rlim_cur = rl.rlim_max = VERIFIER_CHILD_CPU;
-	if (setrlimit(RLIMIT_CPU, &rl) == -1)
-		_exit(1);
-	sandbox_verifier_child();
+	(void)fcntl(wfd, F_SETFL, O_NONBLOCK);
 
 	maxbody = sizeof(*cv) + (size_t)conf.max_size + RECEIVED_MAX +
 	    (MAX_MAX_RCPT + 2) * (SMTP_PATH_MAX + 2);
@@ -495,7 +651,8 @@ verifier_check(struct wchan *w, int rfd, int afd)
 	    &helo, rcpts, &nrcpts, &msg) == -1) {
 		log_event(LOG_WARNING, "verifier_refused", NULL, "{s:s}",
 		    "error", "a worker broke the channel's rules");
-		_exit(1);
+		free(body);
+		return 1;
 	}
 	memset(&ca, 0, sizeof(ca));
 	memset(&au, 0, sizeof(au));
@@ -525,7 +682,7 @@ verifier_check(struct wchan *w, int rfd, int afd)
 		if ((e = auth_message(&au, &conf, &msg, &mm, from, token,
 		    in_subject)) != -1)
 			ca.reply = e;
-		asked = (uint32_t)(w->allowed - au.dc.left_q);
+		*asked = (uint32_t)(w->allowed - au.dc.left_q);
 		ca.verdict = au.verdict;
 		ca.dns_queries = (uint32_t)au.dns.queries;
 		ca.size = au.rawlen;
@@ -541,11 +698,13 @@ verifier_check(struct wchan *w, int rfd, int afd)
 	strlcpy(ca.token, token, sizeof(ca.token));
 	verifier_idem(from, rcpts, nrcpts, &msg, ca.idem, sizeof(ca.idem));
  done:
-	(void)send(afd, &asked, sizeof(asked), 0);
 	if (verifier_result(rfd, &ca, fields, fields != NULL ?
 	    strlen(fields) : 0) == -1)
-		_exit(1);
-	_exit(0);
+		r = 1;
+	free(fields);
+	free(body);
+	auth_reset(&au);
+	return r;
 }
 
 /*
