@@ -486,7 +486,9 @@ relay_link(int fd)
  * A worker waits for the answer to each payload, so its results come
  * one at a time: one older than the last but one was never asked for
  * (a worker that sends messages and no payloads).  Dropped, so that no
- * worker makes the relay hold more than two of its results.
+ * worker makes the relay hold more than two of its results (the
+ * verifier checks one message of a worker at a time: one more may be
+ * under way).
  */
 static void
 relay_results_trim(uint64_t wid, uint32_t seq)
@@ -495,7 +497,7 @@ relay_results_trim(uint64_t wid, uint32_t seq)
 
 	for (i = 0; i < nchans; i++)
 		if (chans[i]->kind == CK_VERIFIER && chans[i]->wid == wid &&
-		    chans[i]->seq + 1 < seq) {
+		    chans[i]->done && chans[i]->seq + 1 < seq) {
 			if (chans[i]->fd != -1)
 				close(chans[i]->fd);
 			chans[i]->fd = -1;

@@ -180,10 +180,12 @@ verifier_main(int argc, char *argv[])
 	sandbox_verifier(&conf);
 
 	for (;;) {
-		if (verifier_child) {
-			verifier_child = 0;
-			verifier_reap();
-		}
+		/*
+		 * Reaped every turn: SIGCHLD stays blocked while ppoll()
+		 * returns with descriptors ready, so the flag may wait.
+		 */
+		verifier_child = 0;
+		verifier_reap();
 		/* a check past every deadline it has is ended */
 		for (i = 0; i < nvchildren; i++)
 			if (vchildren[i].busy &&
@@ -221,7 +223,7 @@ verifier_main(int argc, char *argv[])
 		}
 		/* after the channels: the children, in their order */
 		for (i = 0; i < nvchildren; i++) {
-			pfd[n + i].fd = vchildren[i].ctl;
+			pfd[n + i].fd = vchildren[i].ctl;	/* -1: none */
 			pfd[n + i].events = POLLIN;
 		}
 		if (ppoll(pfd, n + nvchildren, &tick, &none) == -1) {
@@ -363,13 +365,17 @@ verifier_reap(void)
 		if (WIFSIGNALED(status))
 			log_event(LOG_WARNING, "verifier_child_died", NULL,
 			    "{s:i}", "signal", WTERMSIG(status));
+		/* its last word, written before it left, first */
+		if (c->busy && c->ctl != -1)
+			verifier_done(c);
 		if (c->busy && (w = verifier_wchan(c->wid)) != NULL) {
 			verifier_asked(w, w->allowed);
 			w->child = 0;
 			close(w->fd);
 			w->fd = -1;
 		}
-		close(c->ctl);
+		if (c->ctl != -1)
+			close(c->ctl);
 		*c = vchildren[--nvchildren];
 	}
 }
@@ -396,7 +402,15 @@ verifier_done(struct vchild *c)
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n != sizeof(d) || !c->busy) {
-		kill(c->pid, SIGKILL);	/* reaped as one that died */
+		/*
+		 * It left (its uses are spent) or broke the rules: no
+		 * more of it; reaped (as one that died, if it was busy).
+		 */
+		if (n != 0 || c->busy)
+			kill(c->pid, SIGKILL);
+		close(c->ctl);
+		c->ctl = -1;
+		c->uses = VERIFIER_CHILD_USES;
 		return;
 	}
 	c->busy = 0;
@@ -436,7 +450,7 @@ verifier_child_get(void)
 	pid_t		 pid;
 
 	for (c = vchildren; c < vchildren + nvchildren; c++)
-		if (!c->busy && c->uses < VERIFIER_CHILD_USES)
+		if (!c->busy && c->uses < VERIFIER_CHILD_USES && c->ctl != -1)
 			return c;
 	if (nvchildren == VERIFIER_CHAN_MAX ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1)
