@@ -89,6 +89,7 @@ struct chan {
 						   its result */
 	int			 authed;	/* worker: auth is the result
 						   of its payload's message */
+	int			 spooling;	/* its payload is being written */
 	struct timespec		 since;		/* of done, of pending */
 	struct chan_auth	 auth;		/* verifier: the result */
 	char			*fields;	/* its fields, or the
@@ -128,6 +129,7 @@ static size_t			 buffered;	/* incap of every channel */
 static volatile sig_atomic_t	 relay_drain;	/* RELAY_STOPPING... */
 static int			 relay_ctl_gone;
 static int			 relay_link_fd = -1;	/* from the verifier */
+static int			 relay_spool_fd = -1;	/* spool.c's wake-up */
 #define RELAY_STOPPING		1	/* SIGTERM: for --grace */
 #define RELAY_REPLACED		2	/* SIGUSR1: a reload replaced it */
 
@@ -139,6 +141,7 @@ static void	fetcher_signals(void);
 static void	relay_ctl(int);
 static void	relay_link(int);
 static struct chan *relay_chan_new(int, enum chan_kind, uint64_t, uint32_t);
+static void	relay_spooled(void);
 static void	relay_pending(void);
 static void	relay_results_trim(uint64_t, uint32_t);
 static void	relay_pair(struct chan *);
@@ -277,7 +280,7 @@ relay_main(void)
 	if (maxbody > UINT32_MAX - sizeof(struct chan_hdr))
 		maxbody = UINT32_MAX - sizeof(struct chan_hdr);
 	if ((chans = calloc(RELAY_CHAN_MAX, sizeof(*chans))) == NULL ||
-	    (wfd = calloc(RELAY_CHAN_MAX + 3, sizeof(*wfd))) == NULL ||
+	    (wfd = calloc(RELAY_CHAN_MAX + 4, sizeof(*wfd))) == NULL ||
 	    (who = calloc(RELAY_CHAN_MAX + 3, sizeof(*who))) == NULL)
 		fatal("relay: channel table");
 	/* a descriptor for each channel the table holds, where allowed */
@@ -309,6 +312,10 @@ relay_main(void)
 	}
 	relay_dns_setup();	/* reads /etc/resolv.conf */
 	sandbox_relay(&conf);
+	/* threads of its own: under the sandbox as they start */
+	if (conf.spool_fd != -1 && (relay_spool_fd = spool_start(conf.spool_fd,
+	    (unsigned long long)conf.spool_reserve)) == -1)
+		fatalx("relay: no thread to write the spool");
 	probe_resolvers_start(&conf);	/* warns of a silent resolver */
 
 	for (;;) {
@@ -352,7 +359,11 @@ relay_main(void)
 		wfd[n].fd = ub_fd(relay_ub);
 		wfd[n].events = CURL_WAIT_POLLIN;
 		wfd[n].revents = 0;
-		if (curl_multi_poll(relay_multi, wfd, (unsigned)n + 1, 1000,
+		/* and spool.c's: files are written */
+		wfd[n + 1].fd = relay_spool_fd;
+		wfd[n + 1].events = CURL_WAIT_POLLIN;
+		wfd[n + 1].revents = 0;
+		if (curl_multi_poll(relay_multi, wfd, (unsigned)n + 2, 1000,
 		    NULL) != CURLM_OK) {
 			log_warnx("relay: curl_multi_poll failed");
 			continue;
@@ -363,6 +374,8 @@ relay_main(void)
 				relay_done(m->easy_handle, m->data.result);
 		if (wfd[n].revents != 0 && ub_process(relay_ub) != 0)
 			log_warnx("relay: ub_process failed");
+		if (wfd[n + 1].revents != 0)
+			relay_spooled();
 		/* channels first: the indexes of wfd follow chans[] */
 		for (i = n - 1; i >= 2; i--) {
 			struct chan *c = who[i];
@@ -379,9 +392,9 @@ relay_main(void)
 		for (i = nchans; i > 0; i--) {
 			struct chan *c = chans[i - 1];
 
-			if (c->fd == -1 && (c->kind != CK_VERIFIER ||
-			    !c->done || relay_ms_since(&c->since) >
-			    RELAY_AUTH_WAIT_MS))
+			if (c->fd == -1 && !c->spooling &&
+			    (c->kind != CK_VERIFIER || !c->done ||
+			    relay_ms_since(&c->since) > RELAY_AUTH_WAIT_MS))
 				relay_chan_close(i - 1);
 		}
 		if (wfd[0].revents != 0)
@@ -1241,42 +1254,52 @@ relay_forward(struct chan *c, struct chan *v)
 static int
 relay_spool_full(void)
 {
-	struct statvfs		 sv;
-	unsigned long long	 avail;
-
-	if (conf.spool_fd == -1 || fstatvfs(conf.spool_fd, &sv) == -1)
-		return 0;
-	avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
-	return avail < (unsigned long long)conf.spool_reserve;
+	return spool_full(conf.spool_fd, (unsigned long long)conf.spool_reserve);
 }
 
 /*
  * Write one payload into the spool directory: a temporary file, fsync,
- * a link to <id>.json (never over another), fsync of the directory.
- * Nothing is lost: the sender hears 250 only after that.
+ * a link to <id>.json (never over another), fsync of the directory, by
+ * one of spool.c's threads.  Nothing is lost: the sender hears 250 only
+ * after that (relay_spooled()).
  */
 static void
 relay_spool(struct chan *c, const char *json, size_t len)
 {
-	struct iovec	 iov[2];
-	char		 name[MSG_ID_LEN + 16];
-	int		 kind = VERDICT_ACCEPTED;
+	struct spool_job	*j;
 
-	(void)snprintf(name, sizeof(name), "%s.json", c->inb.msgid);
-	iov[0].iov_base = (void *)(uintptr_t)json;
-	iov[0].iov_len = len;
-	iov[1].iov_base = "\n";
-	iov[1].iov_len = 1;
-	if (relay_spool_full())
-		kind = VERDICT_NOSPACE;
-	else if (file_write_atomic(conf.spool_fd, name, iov, 2, 0640,
-	    FILE_NOREPLACE) == -1) {
-		log_event(LOG_ERR, "spool_error", c->inb.session,
-		    "{s:s, s:s, s:s}", "id", c->inb.msgid, "file", name,
-		    "error", strerror(errno));
-		kind = VERDICT_LOCAL;
+	if (relay_spool_fd == -1 || (j = calloc(1, sizeof(*j))) == NULL) {
+		relay_verdict(c, VERDICT_LOCAL, 0, NULL);
+		return;
 	}
-	relay_verdict(c, kind, 0, NULL);
+	(void)snprintf(j->name, sizeof(j->name), "%s.json", c->inb.msgid);
+	j->arg = c;
+	j->json = json;		/* c->body, kept until the job is done */
+	j->len = len;
+	c->spooling = 1;
+	c->busy = 1;
+	spool_submit(j);
+}
+
+/* Jobs of spool.c that are done: each message's answer goes back. */
+static void
+relay_spooled(void)
+{
+	struct spool_job	*j;
+	struct chan		*c;
+
+	while ((j = spool_done()) != NULL) {
+		c = j->arg;
+		c->spooling = 0;
+		c->busy = 0;
+		if (j->kind == VERDICT_LOCAL)
+			log_event(LOG_ERR, "spool_error", c->inb.session,
+			    "{s:s, s:s, s:s}", "id", c->inb.msgid, "file",
+			    j->name, "error", strerror(j->error));
+		if (c->fd != -1)
+			relay_verdict(c, j->kind, 0, NULL);
+		free(j);
+	}
 }
 
 /* A transfer is over: the verdict goes back, the log says what FIRM said. */

@@ -52,6 +52,21 @@ size_t		 probe_resolvers(const struct smtpd_conf *, int,
 void		 probe_resolvers_start(const struct smtpd_conf *);
 int		 probe_online(struct smtpd_conf *);
 
+/* spool.c (smtpd-relay): --spool files, written by threads */
+struct spool_job {
+	struct spool_job	*next;
+	void			*arg;		/* the caller's */
+	char			 name[MSG_ID_LEN + 16];
+	const char		*json;		/* the caller's, until done */
+	size_t			 len;
+	int			 kind;		/* enum verdict_kind */
+	int			 error;		/* errno of a failed write */
+};
+int		 spool_start(int, unsigned long long);
+int		 spool_full(int, unsigned long long);
+void		 spool_submit(struct spool_job *);
+struct spool_job *spool_done(void);
+
 /* relay_guard.c (smtpd-relay): where its libraries may connect and send */
 void		 relay_guard_init(const struct smtpd_conf *);
 void		 relay_guard_dns_any(void);
