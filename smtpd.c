@@ -139,6 +139,7 @@ struct child {
 
 static int	master_relay_start_priv(struct child *);
 static int	master_verifier_start_priv(struct child *);
+static int	master_exec_ctl_priv(struct child *, const char *, int, int);
 static void	master_verifier_link(void);
 static int	master_attest(struct worker *, int);
 static int	master_fetcher_start_priv(struct child *);
@@ -881,13 +882,11 @@ master_tls_sign(struct worker *w, const struct ctl_sign *m)
 }
 
 /*
- * The relay: one per master, the only process that talks to FIRM.
- * Its descriptor 3 is a control socket on which the master hands it
- * one end of each worker's channel.  A relay that is replaced (SIGHUP)
- * drains: it serves the channels it has and leaves.
+ * Start a program of ours with a control socket as its 3 (and fd3 as
+ * its 6): the relay and the verifier.  0, or -1.
  */
 static int
-master_relay_start_priv(struct child *c)
+master_exec_ctl_priv(struct child *c, const char *path, int mfd, int fd3)
 {
 	int	 sp[2];
 	pid_t	 pid;
@@ -897,8 +896,8 @@ master_relay_start_priv(struct child *c)
 		log_warn("%s: socketpair", c->name);
 		return -1;
 	}
-	if ((pid = master_exec_priv(conf.relay_path, c->name, sp[1],
-	    -1, metrics_fd, conf.spool_fd)) == -1) {
+	if ((pid = master_exec_priv(path, c->name, sp[1], -1, mfd, fd3)) ==
+	    -1) {
 		log_warn("%s: fork", c->name);
 		close(sp[0]);
 		close(sp[1]);
@@ -907,6 +906,21 @@ master_relay_start_priv(struct child *c)
 	close(sp[1]);
 	c->pid = pid;
 	c->ctl = sp[0];
+	return 0;
+}
+
+/*
+ * The relay: one per master, the only process that talks to FIRM.
+ * Its descriptor 3 is a control socket on which the master hands it
+ * one end of each worker's channel.  A relay that is replaced (SIGHUP)
+ * drains: it serves the channels it has and leaves.
+ */
+static int
+master_relay_start_priv(struct child *c)
+{
+	if (master_exec_ctl_priv(c, conf.relay_path, metrics_fd,
+	    conf.spool_fd) == -1)
+		return -1;
 	relay_serial++;
 	master_verifier_link();
 	return 0;
@@ -920,24 +934,8 @@ master_relay_start_priv(struct child *c)
 static int
 master_verifier_start_priv(struct child *c)
 {
-	int	 sp[2];
-	pid_t	 pid;
-
-	c->started = monotime();
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1) {
-		log_warn("%s: socketpair", c->name);
+	if (master_exec_ctl_priv(c, conf.self_path, -1, -1) == -1)
 		return -1;
-	}
-	if ((pid = master_exec_priv(conf.self_path, c->name, sp[1], -1, -1,
-	    -1)) == -1) {
-		log_warn("%s: fork", c->name);
-		close(sp[0]);
-		close(sp[1]);
-		return -1;
-	}
-	close(sp[1]);
-	c->pid = pid;
-	c->ctl = sp[0];
 	master_verifier_link();
 	return 0;
 }
