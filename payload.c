@@ -25,6 +25,7 @@
 
 static json_t	*payload_json(const struct envelope *,
 		    const struct mime_msg *, const char *, const char *);
+static enum reply payload_reply(struct chan_verdict *, char *, size_t);
 static enum reply payload_post(const struct smtpd_conf *,
 		    const struct envelope *, const struct message *, int,
 		    const char *, size_t, struct chan_verdict *, char *,
@@ -227,7 +228,7 @@ payload_post(const struct smtpd_conf *conf, const struct envelope *env,
 }
 
 /* The reply the relay's verdict makes. */
-enum reply
+static enum reply
 payload_reply(struct chan_verdict *v, char *text, size_t textlen)
 {
 	v->text[sizeof(v->text) - 1] = '\0';

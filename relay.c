@@ -31,7 +31,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <sys/uio.h>
 
 #include <arpa/inet.h>
@@ -428,12 +427,9 @@ relay_ctl(int fd)
 	int			 cfd;
 
 	for (;;) {
-		n = fd_recv_rec(fd, &cfd, &m, sizeof(m), MSG_DONTWAIT | MSG_TRUNC);
-		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		if ((n = fd_recv_next(fd, &cfd, &m, sizeof(m))) == -1)
 			return;
-		if (n == -1 && errno == EBADMSG)
-			continue;	/* what it held is closed */
-		if (n <= 0) {
+		if (n == 0) {
 			/*
 			 * The master closed it: it replaced us or it stops
 			 * (the signal says which), or it is gone; each way,
@@ -473,12 +469,9 @@ relay_link(int fd)
 	int		 cfd;
 
 	for (;;) {
-		n = fd_recv_rec(fd, &cfd, &m, sizeof(m), MSG_DONTWAIT | MSG_TRUNC);
-		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		if ((n = fd_recv_next(fd, &cfd, &m, sizeof(m))) == -1)
 			return;
-		if (n == -1 && errno == EBADMSG)
-			continue;	/* what it held is closed */
-		if (n <= 0) {
+		if (n == 0) {
 			/* no verifier now; the master starts the next */
 			close(fd);
 			relay_link_fd = -1;

@@ -88,6 +88,7 @@ static void	sandbox_seccomp_listeners(const struct smtpd_conf *,
 		    struct sock_fprog *);
 static void	sandbox_export(scmp_filter_ctx, struct sock_fprog *);
 static void	sandbox_seccomp_verifier_child(struct sock_fprog *);
+static scmp_filter_ctx sandbox_seccomp_but(uint32_t *);
 static void	sandbox_socket(scmp_filter_ctx, int, int, int);
 static void	sandbox_rule(scmp_filter_ctx, uint32_t, int, unsigned int,
 		    const struct scmp_arg_cmp *);
@@ -535,6 +536,24 @@ sandbox_seccomp(const struct smtpd_conf *conf, enum sandbox_role role,
 }
 
 /*
+ * A second filter that allows all but what its caller adds, each with
+ * *kill, the action that ends the process (a trap in debug builds).
+ */
+static scmp_filter_ctx
+sandbox_seccomp_but(uint32_t *kill)
+{
+	scmp_filter_ctx	 ctx;
+
+	*kill = SCMP_ACT_KILL_PROCESS;
+#ifdef SANDBOX_TRAP
+	*kill = SCMP_ACT_TRAP;
+#endif
+	if ((ctx = seccomp_init(SCMP_ACT_ALLOW)) == NULL)
+		fatalx("sandbox: seccomp_init");
+	return ctx;
+}
+
+/*
  * A worker's second filter: no setsockopt() on a listening socket,
  * which it shares with the master and its siblings (TCP_DEFER_ACCEPT
  * or a tiny receive buffer there would hold every session).  The
@@ -551,14 +570,10 @@ sandbox_seccomp_listeners(const struct smtpd_conf *conf,
     struct sock_fprog *prog)
 {
 	scmp_filter_ctx	 ctx;
-	uint32_t	 kill = SCMP_ACT_KILL_PROCESS;
+	uint32_t	 kill;
 	size_t		 i;
 
-#ifdef SANDBOX_TRAP
-	kill = SCMP_ACT_TRAP;
-#endif
-	if ((ctx = seccomp_init(SCMP_ACT_ALLOW)) == NULL)
-		fatalx("sandbox: seccomp_init");
+	ctx = sandbox_seccomp_but(&kill);
 	for (i = 0; i < conf->nlisteners; i++) {
 		if (conf->listeners[i].fd == -1)
 			continue;
@@ -582,14 +597,10 @@ sandbox_seccomp_verifier_child(struct sock_fprog *prog)
 	    SCMP_SYS(fork), SCMP_SYS(vfork), SCMP_SYS(socketpair),
 	    SCMP_SYS(sendmsg), SCMP_SYS(prlimit64), SCMP_SYS(seccomp) };
 	scmp_filter_ctx		 ctx;
-	uint32_t		 kill = SCMP_ACT_KILL_PROCESS;
+	uint32_t		 kill;
 	size_t			 i;
 
-#ifdef SANDBOX_TRAP
-	kill = SCMP_ACT_TRAP;
-#endif
-	if ((ctx = seccomp_init(SCMP_ACT_ALLOW)) == NULL)
-		fatalx("sandbox: seccomp_init");
+	ctx = sandbox_seccomp_but(&kill);
 	for (i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
 		sandbox_rule(ctx, kill, calls[i], 0, NULL);
 	sandbox_export(ctx, prog);

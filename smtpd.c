@@ -1096,9 +1096,9 @@ master_children_start(void)
 /*
  * Tell every child of kind c to leave (sig: SIGTERM, or SIGUSR1 to a
  * relay a reload replaces, which serves its workers to their end):
- * workers finish their sessions.  One that may overlap its successor joins the old ones,
- * which drain meanwhile, and the next may start now; else the next
- * starts once this one is reaped.
+ * workers finish their sessions.  One that may overlap its successor
+ * joins the old ones, which drain meanwhile, and the next may start
+ * now; else the next starts once this one is reaped.
  */
 static void
 master_child_stop(struct child *c, int sig)

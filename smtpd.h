@@ -532,7 +532,6 @@ struct chan_verdict;
 enum reply	 payload_deliver(const struct smtpd_conf *,
 		    const struct envelope *, const struct message *, int,
 		    int, struct chan_verdict *, char *, char *, size_t);
-enum reply	 payload_reply(struct chan_verdict *, char *, size_t);
 int		 payload_verify(const struct smtpd_conf *,
 		    const struct envelope *, const struct message *, int);
 
@@ -1041,6 +1040,7 @@ int		 fd_send(int, int);
 int		 fd_recv(int, int *);
 int		 fd_send_rec(int, int, const void *, size_t, int);
 ssize_t		 fd_recv_rec(int, int *, void *, size_t, int);
+ssize_t		 fd_recv_next(int, int *, void *, size_t);
 
 /* The records that cross a process boundary, each with its gate. */
 #include "privsep.h"

@@ -60,6 +60,10 @@ static void	testhook_mail(const char *, char *, size_t);
 static void	testhook_replay(const struct smtpd_conf *, int, char *,
 		    size_t);
 static void	testhook_escape(char *, size_t);
+static void	testhook_message(struct envelope *, struct message *, char **,
+		    const char *, const char *, const char *);
+static void	testhook_post(int, const char *, const char *, const char *,
+		    char *, size_t);
 static void	testhook_flood(const struct smtpd_conf *, int, const char *,
 		    char *, size_t);
 static int	testhook_ctl(void);
@@ -459,6 +463,40 @@ testhook_overstay(void)
 		sleep(1);
 }
 
+/* The envelope and message of a hook's own, to RCPT's one recipient. */
+static void
+testhook_message(struct envelope *env, struct message *msg, char **rcpts,
+    const char *from, const char *helo, const char *id)
+{
+	memset(env, 0, sizeof(*env));
+	env->session = "0123456789abcdef";
+	env->from = from;
+	env->helo = helo;
+	env->rcpts = rcpts;
+	env->nrcpts = 1;
+	memset(msg, 0, sizeof(*msg));
+	strlcpy(msg->id, id, sizeof(msg->id));
+}
+
+/* A payload of the worker's to the relay, and what it answered. */
+static void
+testhook_post(int chan, const char *id, const char *json, const char *tag,
+    char *what, size_t len)
+{
+	struct chan_inbound	 in;
+	struct chan_verdict	 v;
+
+	memset(&in, 0, sizeof(in));
+	strlcpy(in.session, "0123456789abcdef", sizeof(in.session));
+	strlcpy(in.msgid, id, sizeof(in.msgid));
+	if (chan_request(chan, CHAN_INBOUND, &in, sizeof(in), json,
+	    strlen(json), CHAN_VERDICT, &v, sizeof(v), 30000) == -1)
+		snprintf(what, len, "%s: relay: %s", tag, strerror(errno));
+	else
+		snprintf(what, len, "%s: relay: verdict %d status %d", tag,
+		    (int)v.kind, (int)v.status);
+}
+
 /*
  * FORGE: what a worker taken over would hand on.  The message it
  * gives the verifier is its own (unsigned, From the victim); the
@@ -475,20 +513,12 @@ testhook_forge(const struct smtpd_conf *conf, int chan, int vchan,
 	static char		 buf[1024];
 	struct envelope		 env;
 	struct message		 msg;
-	struct chan_inbound	 in;
-	struct chan_verdict	 v;
 	char			*rcpts[1] = { "test@example.org" };
 	const char		*json;
 	int			 n;
 
-	memset(&env, 0, sizeof(env));
-	env.session = "0123456789abcdef";
-	env.from = "victim@victim.example";
-	env.helo = "mail.victim.example";
-	env.rcpts = rcpts;
-	env.nrcpts = 1;
-	memset(&msg, 0, sizeof(msg));
-	strlcpy(msg.id, "fedcba9876543210", sizeof(msg.id));
+	testhook_message(&env, &msg, rcpts, "victim@victim.example",
+	    "mail.victim.example", "fedcba9876543210");
 	/* mode 2: a field of ours smuggled in as part of our Received */
 	n = snprintf(buf, sizeof(buf), "Received: from forged\r\n%s"
 	    "From: <victim@victim.example>\r\n"
@@ -513,15 +543,7 @@ testhook_forge(const struct smtpd_conf *conf, int chan, int vchan,
 	    "\"token\":\"FIRM-TOKEN:STOL-ENTO-KEN0\","
 	    "\"client_ip\":\"192.0.2.1\","
 	    "\"auth\":{\"verdict\":\"strong\"}}";
-	memset(&in, 0, sizeof(in));
-	strlcpy(in.session, env.session, sizeof(in.session));
-	strlcpy(in.msgid, msg.id, sizeof(in.msgid));
-	if (chan_request(chan, CHAN_INBOUND, &in, sizeof(in), json,
-	    strlen(json), CHAN_VERDICT, &v, sizeof(v), 30000) == -1)
-		snprintf(what, len, "forge: relay: %s", strerror(errno));
-	else
-		snprintf(what, len, "forge: relay: verdict %d status %d",
-		    (int)v.kind, (int)v.status);
+	testhook_post(chan, msg.id, json, "forge", what, len);
 }
 
 /*
@@ -539,14 +561,8 @@ testhook_flood(const struct smtpd_conf *conf, int vchan, const char *args,
 	char		*rcpts[1] = { "test@example.org" };
 	long		 i, n = strtol(args, NULL, 10);
 
-	memset(&env, 0, sizeof(env));
-	env.session = "0123456789abcdef";
-	env.from = "a@flood.example";
-	env.helo = "flood.example";
-	env.rcpts = rcpts;
-	env.nrcpts = 1;
-	memset(&msg, 0, sizeof(msg));
-	strlcpy(msg.id, "0123456789abcdef", sizeof(msg.id));
+	testhook_message(&env, &msg, rcpts, "a@flood.example",
+	    "flood.example", "0123456789abcdef");
 	msg.buf = buf;
 	msg.len = sizeof(buf) - 1;
 	msg.hdrlen = strlen("Received: from flood\r\n");
@@ -564,20 +580,9 @@ static void
 testhook_replay(const struct smtpd_conf *conf, int chan, char *what,
     size_t len)
 {
-	struct chan_inbound	 in;
-	struct chan_verdict	 v;
-	const char		*json = "{\"subject\":\"again\"}";
-
 	(void)conf;
-	memset(&in, 0, sizeof(in));
-	strlcpy(in.session, "0123456789abcdef", sizeof(in.session));
-	strlcpy(in.msgid, "0123456789abcdef", sizeof(in.msgid));
-	if (chan_request(chan, CHAN_INBOUND, &in, sizeof(in), json,
-	    strlen(json), CHAN_VERDICT, &v, sizeof(v), 30000) == -1)
-		snprintf(what, len, "replay: relay: %s", strerror(errno));
-	else
-		snprintf(what, len, "replay: relay: verdict %d status %d",
-		    (int)v.kind, (int)v.status);
+	testhook_post(chan, "0123456789abcdef", "{\"subject\":\"again\"}",
+	    "replay", what, len);
 }
 
 /*

@@ -232,6 +232,26 @@ fd_recv_rec(int sock, int *fd, void *rec, size_t len, int flags)
 	return n;
 }
 
+/*
+ * The next record waiting on a non-blocking socket of the master's or
+ * a helper's: its whole length (a longer one than len is cut, and
+ * known by its length), with *fd set (-1 when it carried none); 0 at
+ * end of file; -1 when there is nothing now.  One that carried more
+ * than a descriptor is skipped: what it held is closed.
+ */
+ssize_t
+fd_recv_next(int sock, int *fd, void *rec, size_t len)
+{
+	ssize_t	 n;
+
+	do {
+		n = fd_recv_rec(sock, fd, rec, len, MSG_DONTWAIT | MSG_TRUNC);
+	} while (n == -1 && errno == EBADMSG);
+	if (n == -1 && errno != EAGAIN && errno != EINTR)
+		return 0;	/* as good as gone */
+	return n;
+}
+
 int
 fd_send(int sock, int fd)
 {

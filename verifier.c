@@ -102,7 +102,6 @@ static struct vlink		 links[VERIFIER_LINK_MAX];
 static struct vchild		*vchildren;
 static size_t			 nvchildren;
 static size_t			 nlinks;
-static volatile sig_atomic_t	 verifier_child;
 
 static void	verifier_sig(int);
 static long long verifier_ms_since(const struct timespec *);
@@ -132,9 +131,8 @@ static void	verifier_idem(const char *, const char **, size_t,
 static void
 verifier_sig(int sig)
 {
-	if (sig == SIGCHLD)
-		verifier_child = 1;
-	else
+	/* SIGCHLD only ends the wait: children are reaped every turn */
+	if (sig != SIGCHLD)
 		smtpd_stop = 1;
 }
 
@@ -184,7 +182,6 @@ verifier_main(int argc, char *argv[])
 		 * Reaped every turn: SIGCHLD stays blocked while ppoll()
 		 * returns with descriptors ready, so the flag may wait.
 		 */
-		verifier_child = 0;
 		verifier_reap();
 		/* a check past every deadline it has is ended */
 		for (i = 0; i < nvchildren; i++)
@@ -267,12 +264,9 @@ verifier_ctl(int fd)
 	int		 cfd;
 
 	for (;;) {
-		n = fd_recv_rec(fd, &cfd, &m, sizeof(m), MSG_DONTWAIT | MSG_TRUNC);
-		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		if ((n = fd_recv_next(fd, &cfd, &m, sizeof(m))) == -1)
 			return;
-		if (n == -1 && errno == EBADMSG)
-			continue;	/* what it held is closed */
-		if (n <= 0)
+		if (n == 0)
 			_exit(0);	/* the master is gone */
 		if ((size_t)n < sizeof(m.type))
 			fatalx("verifier: a short record from the master");
