@@ -68,14 +68,24 @@ class Balanced:
             srv.hport = hport
             self.servers.append(srv)
             ports.append((srv.port, hport))
-        self.front = free_port()
         self.dir = tempfile.mkdtemp()
         cfg = pathlib.Path(self.dir) / "haproxy.cfg"
-        cfg.write_text(haproxy_config(self.front, ports, inter))
-        self.proc = subprocess.Popen(
-            [HAPROXY, "-db", "-f", str(cfg)], stdin=subprocess.DEVNULL,
-            stdout=open(os.path.join(self.dir, "out"), "wb"),
-            stderr=subprocess.STDOUT, start_new_session=True)
+        # free_port() only says the port was free: a test running
+        # beside this one (the sanitizer pass) may take it first, and
+        # haproxy then exits at once; another port, 3 tries at most
+        for _ in range(3):
+            self.front = free_port()
+            cfg.write_text(haproxy_config(self.front, ports, inter))
+            self.proc = subprocess.Popen(
+                [HAPROXY, "-db", "-f", str(cfg)], stdin=subprocess.DEVNULL,
+                stdout=open(os.path.join(self.dir, "out"), "wb"),
+                stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                self.proc.wait(0.5)
+            except subprocess.TimeoutExpired:
+                break
+            if "cannot bind socket" not in self.log():
+                break
         assert wait_for(self.both_up, 15), self.log()
 
     def log(self):
