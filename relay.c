@@ -84,6 +84,7 @@ struct chan {
 	uint32_t		 seq;		/* worker: payloads so far;
 						   verifier: the message's */
 	int			 done;		/* verifier: result is in */
+	int			 gone;		/* verifier: used or dropped */
 	int			 pending;	/* worker: a payload waits for
 						   its result */
 	int			 authed;	/* worker: auth is the result
@@ -392,7 +393,7 @@ relay_main(void)
 			struct chan *c = chans[i - 1];
 
 			if (c->fd == -1 && !c->spooling &&
-			    (c->kind != CK_VERIFIER || !c->done ||
+			    (c->kind != CK_VERIFIER || c->gone ||
 			    relay_ms_since(&c->since) > RELAY_AUTH_WAIT_MS))
 				relay_chan_close(i - 1);
 		}
@@ -494,7 +495,7 @@ relay_link(int fd)
  * (a worker that sends messages and no payloads).  Dropped, so that no
  * worker makes the relay hold more than two of its results (the
  * verifier checks one message of a worker at a time: one more may be
- * under way).
+ * under way, and is kept).
  */
 static void
 relay_results_trim(uint64_t wid, uint32_t seq)
@@ -503,11 +504,11 @@ relay_results_trim(uint64_t wid, uint32_t seq)
 
 	for (i = 0; i < nchans; i++)
 		if (chans[i]->kind == CK_VERIFIER && chans[i]->wid == wid &&
-		    chans[i]->done && chans[i]->seq + 1 < seq) {
+		    chans[i]->fd == -1 && chans[i]->seq + 1 < seq) {
 			if (chans[i]->fd != -1)
 				close(chans[i]->fd);
 			chans[i]->fd = -1;
-			chans[i]->done = 0;	/* closed in the loop */
+			chans[i]->gone = 1;	/* closed in the loop */
 		}
 }
 
@@ -526,6 +527,9 @@ relay_chan_new(int fd, enum chan_kind kind, uint64_t wid, uint32_t seq)
 	c->kind = kind;
 	c->wid = wid;
 	c->seq = seq;
+	/* a verifier's channel, ended with a result or without, is kept
+	 * RELAY_AUTH_WAIT_MS for its payload: either way it is paired */
+	clock_gettime(CLOCK_MONOTONIC, &c->since);
 	chans[nchans++] = c;
 	return c;
 }
@@ -1135,19 +1139,21 @@ relay_pair(struct chan *c)
 	long		 waited = relay_ms_since(&c->since);
 
 	for (i = 0; i < nchans; i++)
-		if (chans[i]->kind == CK_VERIFIER &&
+		if (chans[i]->kind == CK_VERIFIER && !chans[i]->gone &&
 		    chans[i]->wid == c->wid && chans[i]->seq == c->seq) {
 			v = chans[i];
 			break;
 		}
 	if (v != NULL && v->done) {
 		relay_forward(c, v);
-		v->done = 0;	/* used: closed in the loop */
+		v->gone = 1;	/* used: closed in the loop */
 		return;
 	}
 	if ((v == NULL && waited < RELAY_LINK_WAIT_MS) ||
 	    (v != NULL && v->fd != -1 && waited < RELAY_AUTH_WAIT_MS))
 		return;
+	if (v != NULL)
+		v->gone = 1;
 	log_event(LOG_WARNING, "verdict_missing", c->inb.session,
 	    "{s:s, s:s}", "id", c->inb.msgid, "error", v == NULL ?
 	    "no message for this payload reached the verifier" :
