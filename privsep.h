@@ -167,7 +167,7 @@ PRIVSEP_SIZE(ctl_link, 8);
 struct link_msg {
 	uint64_t		 wid;
 	uint32_t		 seq;		/* 1, 2...: the worker's n-th */
-	uint32_t		 pad;
+	uint32_t		 bound;		/* 1: seq, seq + 1... follow */
 };
 PRIVSEP_SIZE(link_msg, 16);
 

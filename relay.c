@@ -73,7 +73,8 @@ struct dnsq {				/* a question libunbound works on */
 
 enum chan_kind {
 	CK_WORKER = 1,		/* a worker's: payloads, DNS */
-	CK_VERIFIER,		/* the verifier's, one message: DNS, result */
+	CK_VERIFIER,		/* the verifier's, one message: DNS, result;
+				   bound, a session's, result after result */
 };
 
 struct chan {
@@ -85,6 +86,8 @@ struct chan {
 						   verifier: the message's */
 	int			 done;		/* verifier: result is in */
 	int			 gone;		/* verifier: used or dropped */
+	int			 bound;		/* verifier: results follow */
+	int			 ended;		/* verifier: closed, since */
 	int			 pending;	/* worker: a payload waits for
 						   its result */
 	int			 authed;	/* worker: auth is the result
@@ -392,6 +395,12 @@ relay_main(void)
 		for (i = nchans; i > 0; i--) {
 			struct chan *c = chans[i - 1];
 
+			/* a bound channel that ends: counted from then */
+			if (c->fd == -1 && c->bound && !c->ended) {
+				c->ended = 1;
+				clock_gettime(CLOCK_MONOTONIC, &c->since);
+			}
+
 			if (c->fd == -1 && !c->spooling &&
 			    (c->kind != CK_VERIFIER || c->gone ||
 			    relay_ms_since(&c->since) > RELAY_AUTH_WAIT_MS))
@@ -460,12 +469,15 @@ relay_ctl(int fd)
 
 /*
  * The verifier hands over its end of a channel for one message: the
- * seq-th of worker wid, whose payload it goes with.
+ * seq-th of worker wid, whose payload it goes with; bound, for that
+ * message and those that follow it in the session, seq + 1 and on.
  */
 static void
 relay_link(int fd)
 {
 	struct link_msg	 m;
+	struct chan	*c;
+	size_t		 i;
 	ssize_t		 n;
 	int		 cfd;
 
@@ -485,7 +497,15 @@ relay_link(int fd)
 			continue;
 		}
 		relay_results_trim(m.wid, m.seq);
-		(void)relay_chan_new(cfd, CK_VERIFIER, m.wid, m.seq);
+		/* a bound channel that ended: this one checks its next */
+		for (i = 0; i < nchans; i++)
+			if (chans[i]->kind == CK_VERIFIER &&
+			    chans[i]->wid == m.wid && chans[i]->fd == -1 &&
+			    !chans[i]->done && chans[i]->seq >= m.seq)
+				chans[i]->gone = 1;
+		if ((c = relay_chan_new(cfd, CK_VERIFIER, m.wid, m.seq)) !=
+		    NULL)
+			c->bound = m.bound != 0;
 	}
 }
 
@@ -539,6 +559,12 @@ relay_chan_close(size_t i)
 {
 	struct chan	*c = chans[i];
 	size_t		 j;
+
+	/* a worker that left sends no payload: its channels' ends go */
+	for (j = 0; c->kind == CK_WORKER && j < nchans; j++)
+		if (chans[j]->kind == CK_VERIFIER && chans[j]->wid == c->wid &&
+		    chans[j]->fd == -1 && !chans[j]->done)
+			chans[j]->gone = 1;
 
 	for (j = 0; j < RELAY_DNS_PER_CHAN; j++) {
 		if (c->dns[j] == NULL)
@@ -1072,10 +1098,32 @@ relay_fields_check(struct chan *c, const char *json, size_t len)
 	return bad == NULL ? 0 : -1;
 }
 
-/* The verifier's result for one message, kept until its payload comes. */
+/*
+ * The verifier's result for one message, kept until its payload comes.
+ * On a bound channel each result is kept apart, as if it had come on a
+ * channel of its own, and the channel waits for the next message's.
+ */
 static void
 relay_auth(struct chan *c, const uint8_t *body, size_t len)
 {
+	struct chan	*r;
+
+	if (c->bound) {
+		if (nchans == RELAY_CHAN_MAX ||
+		    (r = calloc(1, sizeof(*r))) == NULL) {
+			log_warnx("relay: no room for a verifier's result");
+			close(c->fd);	/* its payload hears 451 */
+			c->fd = -1;
+			return;
+		}
+		r->fd = -1;
+		r->kind = CK_VERIFIER;
+		r->wid = c->wid;
+		r->seq = c->seq++;
+		chans[nchans++] = r;
+		relay_results_trim(r->wid, r->seq);
+		c = r;
+	}
 	memcpy(&c->auth, body, sizeof(c->auth));
 	c->auth.text[sizeof(c->auth.text) - 1] = '\0';
 	c->auth.idem[sizeof(c->auth.idem) - 1] = '\0';
@@ -1101,7 +1149,8 @@ relay_auth(struct chan *c, const uint8_t *body, size_t len)
 	 * Its work is done: the verifier's child leaves, and what it
 	 * sent is held once, as the fields, counted with the rest.
 	 */
-	close(c->fd);
+	if (c->fd != -1)
+		close(c->fd);
 	c->fd = -1;
 	free(c->in);
 	buffered -= c->incap;

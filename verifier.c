@@ -3,12 +3,16 @@
  * decides who sent each message.  A worker hands it the message as
  * received and the envelope over the channel the master gave them
  * both; the client's address is the one the master took from the
- * worker's connection itself.  For each message a child of this process
- * (fork: one message, one process, nothing of another message in it)
- * reads it, finds the token, applies the field rules, and computes SPF,
- * DKIM, DMARC and the verdict, asking its DNS questions of the relay on
- * a channel of its own; its result goes to the relay on that channel,
- * never back through the worker.  The relay joins it to the worker's
+ * worker's connection itself.  A child of this process (one session at
+ * a time, nothing of another session in it) reads each message, finds
+ * the token, applies the field rules, and computes SPF, DKIM, DMARC and
+ * the verdict, asking its DNS questions of the relay on a channel of
+ * its own; its result goes to the relay on that channel, never back
+ * through the worker.  This process hands each message to a child with
+ * a channel to the relay made for it; with --max-use 1 (a worker serves
+ * one client) the child given a session's second message keeps the
+ * worker's channel for the rest of the session, so this process is out
+ * of the way of the messages that follow.  The relay joins it to the worker's
  * payload fields.  This process holds no key, has no network but its
  * channels, and no file system.
  *
@@ -56,7 +60,7 @@ struct wchan {				/* a worker's channel */
 	uint64_t		 wid;
 	uint32_t		 relay;		/* where its results go */
 	uint32_t		 seq;		/* its messages so far */
-	pid_t			 child;		/* checking one now */
+	pid_t			 child;		/* checking one now, or bound */
 	int			 backoff;	/* no child to be had: wait */
 	uint32_t		 checked;	/* messages of this session */
 	int			 attested;
@@ -71,23 +75,33 @@ struct vchild {				/* a child that checks messages */
 	pid_t			 pid;
 	int			 ctl;		/* our end of its socket */
 	int			 busy;		/* with worker wid's message */
+	int			 bound;		/* with its session */
 	uint64_t		 wid;
-	int			 uses;		/* messages handed to it */
+	int			 uses;		/* messages (sessions) handed */
 	struct timespec		 t0;		/* of the one it checks */
 };
 
-/* Parent -> child: a message to check (with a descriptor), twice. */
+/*
+ * Parent -> child: a message to check (with a descriptor), twice; bound,
+ * every message of the session.  A record of VJOB_END alone: the
+ * session is over, let the worker's channel go.
+ */
 struct vjob {
 	uint64_t		 wid;
-	uint32_t		 allowed;	/* DNS questions it may ask */
+	uint32_t		 allowed;	/* the session's DNS questions */
+	uint32_t		 bound;
+	uint32_t		 checked;	/* the session's messages */
 	uint32_t		 pad;
 	struct sockaddr_storage	 peer;		/* the master's word */
 };
+#define VJOB_END		0x656e64	/* "end" */
 
 /* Child -> parent: how it went. */
 struct vdone {
 	int32_t			 status;	/* 0, or 1: the channel ends */
 	uint32_t		 asked;		/* DNS questions it asked */
+	uint32_t		 checked;	/* messages it checked */
+	uint32_t		 pad;
 };
 
 struct vlink {				/* to a relay */
@@ -113,9 +127,11 @@ static struct vlink *verifier_link(uint32_t);
 static int	verifier_check(struct wchan *, int, uint32_t *);
 static void	verifier_asked(struct wchan *, size_t);
 static void	verifier_done(struct vchild *);
+static void	verifier_unbind(struct wchan *);
 static struct wchan *verifier_wchan(uint64_t);
 static struct vchild *verifier_child_get(void);
 static __dead void verifier_child_main(int);
+static int	verifier_child_next(int, int, int32_t *);
 static int	verifier_envelope(const uint8_t *, size_t,
 		    const struct chan_verify **, const char **,
 		    const char **, const char **, size_t *, struct message *);
@@ -183,12 +199,13 @@ verifier_main(int argc, char *argv[])
 		 * returns with descriptors ready, so the flag may wait.
 		 */
 		verifier_reap();
-		/* a check past every deadline it has is ended */
+		/* a check (a session) past every deadline it has ends */
 		for (i = 0; i < nvchildren; i++)
 			if (vchildren[i].busy &&
 			    verifier_ms_since(&vchildren[i].t0) >
-			    (conf.timeout + conf.api_timeout) * 1000LL +
-			    RELAY_AUTH_WAIT_MS)
+			    ((vchildren[i].bound ? conf.session_timeout +
+			    conf.grace : 0) + conf.timeout +
+			    conf.api_timeout) * 1000LL + RELAY_AUTH_WAIT_MS)
 				kill(vchildren[i].pid, SIGKILL);
 		/*
 		 * Stopping: the workers finish their sessions (those in
@@ -294,6 +311,7 @@ verifier_ctl(int fd)
 					wchans[i].session++;
 					wchans[i].dns_left =
 					    DNS_SESSION_QUERIES_MAX;
+					verifier_unbind(&wchans[i]);
 				}
 		} else if (m.type == CTL_LINK && n == sizeof(m.ln) &&
 		    cfd != -1) {
@@ -408,15 +426,45 @@ verifier_done(struct vchild *c)
 		return;
 	}
 	c->busy = 0;
+	c->bound = 0;
 	if ((w = verifier_wchan(c->wid)) == NULL)
 		return;
 	verifier_asked(w, d.asked);
 	w->child = 0;
+	/* the first was counted when it was handed over */
+	if (d.checked > 1) {
+		w->seq += d.checked - 1;
+		w->checked += d.checked - 1;
+	}
 	/* the worker broke the channel's rules */
 	if (d.status != 0) {
 		close(w->fd);
 		w->fd = -1;
 	}
+}
+
+/*
+ * Its session is over (or another begins): the child bound to it lets
+ * the worker's channel go once it has checked what it is checking, and
+ * says so; what comes after is handed over afresh.
+ */
+static void
+verifier_unbind(struct wchan *w)
+{
+	struct vchild	*c;
+	struct vjob	 end;
+
+	for (c = vchildren; c < vchildren + nvchildren; c++)
+		if (c->busy && c->bound && c->pid == w->child &&
+		    c->ctl != -1)
+			break;
+	if (c == vchildren + nvchildren)
+		return;
+	memset(&end, 0, sizeof(end));
+	end.wid = VJOB_END;
+	/* it reads its socket between messages: never full */
+	if (send(c->ctl, &end, sizeof(end), MSG_DONTWAIT) != sizeof(end))
+		kill(c->pid, SIGKILL);
 }
 
 static struct wchan *
@@ -487,7 +535,9 @@ verifier_drop(size_t i)
 /*
  * A worker's channel is readable: a message, or its end.  A child
  * takes the message, with a channel to the worker's relay made for it,
- * which the relay learns with the worker's id and the message's number.
+ * which the relay learns with the worker's id and the message's number;
+ * bound (--max-use 1), the child keeps both for the session's next
+ * messages, numbered on from there.
  */
 static void
 verifier_start(struct wchan *w)
@@ -535,6 +585,11 @@ verifier_start(struct wchan *w)
 	memset(&lm, 0, sizeof(lm));
 	lm.wid = w->wid;
 	lm.seq = w->seq + 1;
+	/*
+	 * Bound from a session's second message on: a session that sends
+	 * one (the MX's usual) costs no wake-up more than before.
+	 */
+	lm.bound = conf.max_use == 1 && w->checked > 0;
 	/* a busy relay makes us wait here, never spin */
 	if (fd_send_rec(l->fd, sp[1], &lm, sizeof(lm), 0) == -1) {
 		log_warn("verifier: link to relay %u", (unsigned)w->relay);
@@ -547,12 +602,15 @@ verifier_start(struct wchan *w)
 	close(sp[1]);
 	w->seq++;
 	w->checked++;
-	w->allowed = w->dns_left < DNS_QUERIES_MAX ? w->dns_left :
+	/* bound, the child may spend the session's questions */
+	w->allowed = w->dns_left < DNS_QUERIES_MAX || lm.bound ? w->dns_left :
 	    DNS_QUERIES_MAX;
 	w->child_session = w->session;
 	memset(&job, 0, sizeof(job));
 	job.wid = w->wid;
 	job.allowed = (uint32_t)w->allowed;
+	job.bound = lm.bound;
+	job.checked = w->checked - 1;
 	memcpy(&job.peer, &w->peer, sizeof(job.peer));
 	/* the worker's channel, then the message's own to the relay */
 	if (fd_send_rec(c->ctl, w->fd, &job, sizeof(job), 0) == -1 ||
@@ -572,6 +630,7 @@ verifier_start(struct wchan *w)
 	}
 	close(sp[0]);
 	c->busy = 1;
+	c->bound = (int)lm.bound;
 	c->uses++;
 	c->wid = w->wid;
 	clock_gettime(CLOCK_MONOTONIC, &c->t0);
@@ -582,7 +641,9 @@ verifier_start(struct wchan *w)
  * A child: confined further first (no process, no socket of its own,
  * no signal, bounded CPU), then one message after another as the
  * parent hands them over, each with the worker's channel and one of
- * its own to the relay; a record back says how each went.
+ * its own to the relay; bound, every message of that session on them,
+ * until the worker's channel ends or the parent says the session did.
+ * A record back says how each went.
  */
 static __dead void
 verifier_child_main(int ctl)
@@ -592,6 +653,7 @@ verifier_child_main(int ctl)
 	struct rlimit	 rl;
 	struct wchan	 w;
 	ssize_t		 n;
+	uint32_t	 asked;
 	int		 wfd, rfd, uses;
 
 	rl.rlim_cur = rl.rlim_max = 0;
@@ -613,17 +675,77 @@ verifier_child_main(int ctl)
 		memset(&w, 0, sizeof(w));
 		w.fd = wfd;
 		w.wid = job.wid;
-		w.allowed = job.allowed;
+		w.dns_left = job.allowed;
+		w.checked = job.checked;
 		w.attested = 1;
 		memcpy(&w.peer, &job.peer, sizeof(w.peer));
 		memset(&d, 0, sizeof(d));
-		d.status = verifier_check(&w, rfd, &d.asked);
+		for (;;) {
+			if (w.checked >= VERIFIER_SESSION_MAX) {
+				log_event(LOG_WARNING, "verifier_refused",
+				    NULL, "{s:s}", "error",
+				    "too many messages in one session");
+				d.status = 1;
+				break;
+			}
+			w.allowed = w.dns_left < DNS_QUERIES_MAX ?
+			    w.dns_left : DNS_QUERIES_MAX;
+			d.status = verifier_check(&w, rfd, &asked);
+			asked = asked < w.allowed ? asked : (uint32_t)w.allowed;
+			w.dns_left -= asked;
+			d.asked += asked;
+			d.checked++;
+			w.checked++;
+			if (d.status != 0 || !job.bound ||
+			    verifier_child_next(ctl, wfd, &d.status) == -1)
+				break;
+		}
 		close(wfd);
 		close(rfd);
 		if (write(ctl, &d, sizeof(d)) != sizeof(d))
 			_exit(1);
 	}
 	_exit(0);
+}
+
+/*
+ * Bound: wait for the session's next message.  0 when one is there;
+ * -1 when the session is over: the parent said so (what it says comes
+ * first), or the worker's channel ended (*status 1).
+ */
+static int
+verifier_child_next(int ctl, int wfd, int32_t *status)
+{
+	struct pollfd	 pfd[2];
+	struct vjob	 end;
+	uint8_t		 b;
+	ssize_t		 n;
+
+	pfd[0].fd = ctl;
+	pfd[0].events = POLLIN;
+	pfd[1].fd = wfd;
+	pfd[1].events = POLLIN;
+	for (;;) {
+		/* the parent kills a session that overstays */
+		if (poll(pfd, 2, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			_exit(1);
+		}
+		if (pfd[0].revents != 0) {
+			n = recv(ctl, &end, sizeof(end), 0);
+			if (n != sizeof(end) || end.wid != VJOB_END)
+				_exit(n == 0 ? 0 : 1);
+			return -1;
+		}
+		n = recv(wfd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n == 1)
+			return 0;
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		*status = 1;	/* the worker is gone */
+		return -1;
+	}
 }
 
 /*

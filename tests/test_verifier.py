@@ -13,6 +13,8 @@ the verifier's word and the master's, or nothing.
 import os
 import time
 
+import pytest
+
 from conftest import (SMTPD_TEST, assert_reply, make_message, wait_for,
                       TOKEN)
 from test_sandbox import LOCALERR
@@ -49,16 +51,33 @@ def test_the_verifier_runs_sandboxed_as_its_own_process(smtpd):
                processes(srv).values()), processes(srv)
 
 
-def test_a_payload_naming_the_verifiers_fields_is_refused(smtpd, firm):
+# A session's first message goes to a child with a channel to the relay
+# made for it; from its second on (with --max-use 1), one child keeps the
+# worker's channel and its own to the relay for the rest of the session.
+# Each hook runs both ways.
+LATER = pytest.mark.parametrize("earlier", [0, 2], ids=["first", "third"])
+
+
+def deliver_earlier(c, n):
+    """n ordinary messages of the session before the hook's."""
+    for i in range(n):
+        assert_reply(c.deliver(make_message(msgid="<early-%d@example.net>"
+                                            % i)), "250 2.0.0")
+
+
+@LATER
+def test_a_payload_naming_the_verifiers_fields_is_refused(smtpd, firm,
+                                                          earlier):
     srv = smtpd(api=firm.url, binary=SMTPD_TEST)
     with srv.session() as c:
         c.ehlo()
+        deliver_earlier(c, earlier)
         r = c.cmd("XTEST FORGE")
         # the relay closes the channel of a worker that lies
         assert r.lines[0].startswith(LOCALERR + "forge: relay:"), r.lines
         assert "verdict" not in r.lines[0], r.lines
     time.sleep(1)
-    assert firm.inbound() == []
+    assert len(firm.inbound()) == earlier
     assert wait_for(lambda: [e for e in srv.logs()
                              if e.get("event") == "payload_refused"], 5)
     [e] = [e for e in srv.logs() if e.get("event") == "payload_refused"]
@@ -69,16 +88,21 @@ def test_a_payload_naming_the_verifiers_fields_is_refused(smtpd, firm):
         c.quit()
 
 
+@LATER
 def test_firm_gets_the_verifiers_sender_token_and_the_masters_client(
-        smtpd, firm):
+        smtpd, firm, earlier):
     srv = smtpd(api=firm.url, binary=SMTPD_TEST)
     with srv.session() as c:
         c.ehlo()
+        deliver_earlier(c, earlier)
         r = c.cmd("XTEST FORGE-CLEAN")
         assert r.lines == [LOCALERR + "forge: relay: verdict 1 status 200"], \
             r.lines
-    [q] = firm.wait_inbound(1)
-    p = q.json()
+    qs = firm.wait_inbound(earlier + 1)
+    assert len(qs) == earlier + 1
+    for q in qs[:earlier]:
+        assert q.json()["token"] == TOKEN, q.json()
+    p = qs[-1].json()
     # the message's own From and token; the payload's other token lost
     assert p["from"] == "victim@victim.example", p
     assert p["token"] == "FIRM-TOKEN:FORG-EDTO-KEN1", p
@@ -89,7 +113,9 @@ def test_firm_gets_the_verifiers_sender_token_and_the_masters_client(
     assert p["auth"]["dkim"] == [], p["auth"]
 
 
-def test_nothing_but_one_received_field_rides_above_the_data(smtpd, firm):
+@LATER
+def test_nothing_but_one_received_field_rides_above_the_data(smtpd, firm,
+                                                             earlier):
     """The worker puts our Received field above the data, outside what
     the field rules read: an Authentication-Results of ours slipped in
     there would reach FIRM in "raw".  The verifier takes one Received
@@ -97,17 +123,23 @@ def test_nothing_but_one_received_field_rides_above_the_data(smtpd, firm):
     srv = smtpd(api=firm.url, binary=SMTPD_TEST)
     with srv.session() as c:
         c.ehlo()
+        deliver_earlier(c, earlier)
+        t0 = time.monotonic()
         r = c.cmd("XTEST FORGE-RECEIVED")
         assert r.lines == [LOCALERR + "forge: relay: verdict 5 status 0"], \
             r.lines
+        # the verifier's channel ended without a result: no 5 s wait
+        assert time.monotonic() - t0 < 4
     time.sleep(0.5)
-    assert firm.inbound() == []
+    assert len(firm.inbound()) == earlier
     assert [e for e in srv.logs() if e.get("event") == "verifier_refused"]
 
 
-def test_a_second_payload_for_one_message_is_refused(smtpd, firm):
+@LATER
+def test_a_second_payload_for_one_message_is_refused(smtpd, firm, earlier):
     srv = smtpd(api=firm.url, binary=SMTPD_TEST)
     with srv.session() as c:
+        deliver_earlier(c, earlier)
         assert_reply(c.deliver(make_message()), "250 2.0.0")
         t0 = time.monotonic()
         r = c.cmd("XTEST REPLAY", timeout=20)
@@ -117,11 +149,12 @@ def test_a_second_payload_for_one_message_is_refused(smtpd, firm):
         assert time.monotonic() - t0 < 15
         c.quit()
     time.sleep(0.5)
-    assert len(firm.inbound()) == 1
+    assert len(firm.inbound()) == earlier + 1
     assert [e for e in srv.logs() if e.get("event") == "verdict_missing"]
 
 
-def test_messages_without_payloads_harm_nobody_else(smtpd, firm):
+@LATER
+def test_messages_without_payloads_harm_nobody_else(smtpd, firm, earlier):
     """A worker that hands the verifier message after message and the
     relay no payload: the relay keeps at most two of its results (it
     would otherwise hold a thousand, and their descriptors), and
@@ -131,6 +164,7 @@ def test_messages_without_payloads_harm_nobody_else(smtpd, firm):
     relay = relay_pid(srv)
     with srv.session() as c:
         c.ehlo()
+        deliver_earlier(c, earlier)
         r = c.cmd("XTEST FLOOD 1000", timeout=60)
         assert r.lines == [LOCALERR + "flood: 1000 of 1000 sent"], r.lines
     # the relay holds few descriptors: its results were trimmed
@@ -141,7 +175,33 @@ def test_messages_without_payloads_harm_nobody_else(smtpd, firm):
         c.quit()
     assert relay_pid(srv) == relay
     assert not [e for e in srv.logs() if e.get("event") == "relay_exited"]
-    assert len(firm.inbound()) == 1
+    assert len(firm.inbound()) == earlier + 1
+
+
+@pytest.mark.parametrize("max_use", [1, 3])
+def test_each_message_of_a_session_gets_its_own_result(smtpd, firm,
+                                                       max_use):
+    """Many messages in one session, each with its own sender and token:
+    each payload carries its own message's, in order, whether one child
+    keeps the session (--max-use 1) or each message goes to a child of
+    its own (--max-use 3, where a worker serves more than one client)."""
+    srv = smtpd("--max-use", str(max_use), api=firm.url)
+    tokens = ["FIRM-TOKEN:SESS-IONM-SG%02d" % i for i in range(8)]
+    for rnd in range(2):
+        with srv.session() as c:
+            for i, t in enumerate(tokens):
+                sender = "s%d-%d@example.org" % (rnd, i)
+                m = make_message(body="Hello\r\n%s\r\n" % t, sender=sender,
+                                 msgid="<m%d-%d@example.net>" % (rnd, i))
+                assert_reply(c.deliver(m, sender=sender), "250 2.0.0")
+            c.quit()
+    qs = firm.wait_inbound(2 * len(tokens))
+    got = [(q.json()["email"], q.json()["token"]) for q in qs]
+    want = [("s%d-%d@example.org" % (rnd, i), t) for rnd in range(2)
+            for i, t in enumerate(tokens)]
+    assert got == want
+    assert not [e for e in srv.logs() if e.get("event") in
+                ("verdict_missing", "verifier_refused", "payload_refused")]
 
 
 def relay_pid(srv):
