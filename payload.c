@@ -1,10 +1,10 @@
 /*
- * What a worker makes of an accepted message: find the FIRM token,
- * hand the message to the verifier and the fields it decoded (SPEC
- * section 4) to the relay, which POSTs the whole to FIRM (--api) or
- * writes it into the spool (--spool).  No HTTP client here, no file,
- * and nothing FIRM believes: the relay's, the verifier's and the
- * master's.
+ * What a worker makes of an accepted message: it hands the message to
+ * the verifier, which decodes it (SPEC section 4) and judges it, and
+ * asks the relay to deliver it, which POSTs the verifier's payload to
+ * FIRM (--api) or writes it into the spool (--spool).  No HTTP client
+ * here, no file, and nothing FIRM believes: the verifier's and the
+ * master's.  payload_token_find() serves the verifier.
  */
 
 #include <sys/types.h>
@@ -23,8 +23,6 @@
 
 #include "smtpd.h"
 
-static json_t	*payload_json(const struct envelope *,
-		    const struct mime_msg *, const char *, const char *);
 static enum reply payload_reply(struct chan_verdict *, char *, size_t);
 static enum reply payload_post(const struct smtpd_conf *,
 		    const struct envelope *, const struct message *, int,
@@ -74,91 +72,30 @@ payload_token_find(const char *p, size_t len, char *out)
 }
 
 /*
- * The worker's part of a message: the token (a message without one is
- * not for FIRM, whatever else is wrong with it), then the message goes
- * to the verifier and the payload's decoded fields to the relay, which
- * joins them with the verifier's result and the client address the
- * master attested, and POSTs or spools the whole.  Nothing the worker
- * says here decides who sent the message.
+ * The worker's part of a message: it goes to the verifier as received,
+ * and the relay is asked to deliver it.  The verifier finds the token,
+ * decodes the fields (SPEC section 4) and judges the sender; the relay
+ * joins that with the client address the master attested, and POSTs or
+ * spools the whole.  The worker's payload is an empty object: nothing
+ * it says there reaches FIRM, and the relay refuses one that names a
+ * field.
  */
 enum reply
 payload_deliver(const struct smtpd_conf *conf, const struct envelope *env,
     const struct message *msg, int chan, int vchan, struct chan_verdict *v,
     char *token, char *text, size_t textlen)
 {
-	struct mime_msg	 mm;
-	const char	*subject;
-	char		*json;
-	json_t		*payload;
-	enum reply	 r;
+	static const char	 empty[] = "{}";
+	enum reply		 r;
 
 	memset(v, 0, sizeof(*v));
-	/*
-	 * A MIME limit only cuts the walk short: what was read is kept.
-	 * The data as the client sent it is parsed, without our Received
-	 * field, which must not count toward the field limit.
-	 */
-	if (mime_parse(msg->buf + msg->hdrlen, msg->len - msg->hdrlen, &mm) !=
-	    MIME_OK)
-		return REPLY_LOCALERR;
-	if (mm.truncated)
-		log_event(LOG_INFO, "mime_truncated", env->session,
-		    "{s:s, s:s}", "id", msg->id, "limit",
-		    mime_strerror(mm.truncated));
-	subject = mm.subject;
-	if (!(subject != NULL && payload_token_find(subject, strlen(subject),
-	    token)) && !payload_token_find(mm.body, mm.bodylen, token)) {
-		mime_free(&mm);
-		return REPLY_NOTOKEN;
-	}
-	payload = payload_json(env, &mm, subject, mm.body);
-	mime_free(&mm);
-	if (payload == NULL)
-		return REPLY_LOCALERR;
-	json = json_dumps(payload, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(payload);
-	if (json == NULL)
-		return REPLY_LOCALERR;
 	if (payload_verify(conf, env, msg, vchan) == -1)
-		r = REPLY_API_DOWN;
-	else
-		r = payload_post(conf, env, msg, chan, json, strlen(json), v,
-		    text, textlen);
-	free(json);
+		return REPLY_API_DOWN;
+	r = payload_post(conf, env, msg, chan, empty, sizeof(empty) - 1, v,
+	    text, textlen);
+	/* the verifier's token, for the log */
+	strlcpy(token, v->token, TOKEN_LEN + 1);
 	return r;
-}
-
-/*
- * The payload's fields the worker answers for: what it decoded of the
- * message.  The relay refuses a payload that names any other.
- */
-static json_t *
-payload_json(const struct envelope *env, const struct mime_msg *mm,
-    const char *subject, const char *body)
-{
-	json_t		*o, *hdrs;
-	char		 when[32];
-	const char	*msgid;
-	struct tm	 tm;
-	size_t		 i;
-
-	gmtime_r(&env->received, &tm);
-	if (strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		when[0] = '\0';
-	hdrs = json_object();
-	for (i = 0; hdrs != NULL && i < mm->nhdrs; i++)
-		if (json_object_get(hdrs, mm->hdrs[i].name) == NULL)
-			json_object_set_new(hdrs, mm->hdrs[i].name,
-			    json_string(mm->hdrs[i].value));
-	msgid = mime_header_get(mm, "message-id");
-	o = json_pack("{s:s, s:s, s:o, s:s?, s:s?, s:s}",
-	    "subject", subject != NULL ? subject : "",
-	    "body", body,
-	    "headers", hdrs,
-	    "tls", env->tls,
-	    "message_id", msgid,
-	    "received_at", when);
-	return o;
 }
 
 /*
@@ -179,6 +116,8 @@ payload_verify(const struct smtpd_conf *conf, const struct envelope *env,
 	strlcpy(cv.msgid, msg->id, sizeof(cv.msgid));
 	cv.nrcpts = (uint32_t)env->nrcpts;
 	cv.hdrlen = (uint32_t)msg->hdrlen;
+	if (env->tls != NULL)
+		strlcpy(cv.tls, env->tls, sizeof(cv.tls));
 	iov[n].iov_base = &cv;
 	iov[n++].iov_len = sizeof(cv);
 	iov[n].iov_base = (void *)(uintptr_t)env->from;

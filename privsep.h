@@ -244,6 +244,8 @@ struct chan_verdict {
  * content: the client's address is the master's, the token and the
  * results the verifier's.
  */
+#define CHAN_TLS_MAX		16	/* the protocol's name */
+
 struct chan_verify {
 	char			 session[SESSION_ID_LEN + 1];
 	char			 msgid[MSG_ID_LEN + 1];
@@ -252,6 +254,7 @@ struct chan_verify {
 	uint32_t		 hdrlen;
 	uint32_t		 smtputf8;
 	uint32_t		 pad2;
+	char			 tls[CHAN_TLS_MAX];	/* "TLSv1.3", or "" */
 };
 
 /*
@@ -276,7 +279,8 @@ struct chan_auth {
 PRIVSEP_SIZE(chan_hdr, 12);
 PRIVSEP_SIZE(chan_inbound, SESSION_ID_LEN + 1 + MSG_ID_LEN + 1 + 2);
 PRIVSEP_SIZE(chan_verdict, 4 + 4 + 201 + 3 + 4 + 4 + 32 + 16 * 4 + 4 + 8);
-PRIVSEP_SIZE(chan_verify, SESSION_ID_LEN + 1 + MSG_ID_LEN + 1 + 2 + 16);
+PRIVSEP_SIZE(chan_verify, SESSION_ID_LEN + 1 + MSG_ID_LEN + 1 + 2 + 16 +
+    CHAN_TLS_MAX);
 PRIVSEP_SIZE(chan_auth, 24 + 64 + IDEM_KEY_LEN + 1 + 32 + 16 * 3 + 7);
 
 /*

@@ -88,6 +88,7 @@ struct chan {
 	int			 gone;		/* verifier: used or dropped */
 	int			 bound;		/* verifier: results follow */
 	int			 ended;		/* verifier: closed, since */
+	int			 begun;		/* bound: a check asked DNS */
 	int			 pending;	/* worker: a payload waits for
 						   its result */
 	int			 authed;	/* worker: auth is the result
@@ -613,9 +614,11 @@ relay_chan_read(struct chan *c)
 			return;
 		}
 		if (len > 0) {
-			if (h.type == CHAN_DNS_QUERY && !c->busy)
+			if (h.type == CHAN_DNS_QUERY && !c->busy) {
+				c->begun = 1;
 				relay_dns_query(c, &h, c->in + sizeof(h),
 				    (size_t)len - sizeof(h));
+			}
 			else if (h.type == CHAN_INBOUND && !c->busy &&
 			    c->kind == CK_WORKER)
 				relay_inbound(c, &h, c->in + sizeof(h),
@@ -1019,7 +1022,7 @@ relay_dns_answer(struct chan *c, uint32_t id, int status,
 
 
 /*
- * A worker's payload: its own fields, checked; it waits for the
+ * A worker's payload: an empty object, checked; it waits for the
  * verifier's result for the same message, the worker's n-th.
  */
 static void
@@ -1057,34 +1060,25 @@ relay_inbound(struct chan *c, const struct chan_hdr *h, const uint8_t *body,
 }
 
 /*
- * The worker's fields: one JSON object, each member one the worker
- * answers for (what it decoded of the message).  Who sent it, the
- * token, the results, the client and the message itself are the
- * verifier's and the master's: a payload naming any of them is a
- * worker taken over, refused and logged.  0, or -1.
+ * The worker's fields: one JSON object with no member.  Every field of
+ * the payload is the verifier's (what the message says, who sent it,
+ * the token, the results) or the master's (the client): a payload
+ * naming any is a worker taken over, refused and logged.  0, or -1.
  */
 static int
 relay_fields_check(struct chan *c, const char *json, size_t len)
 {
-	static const char *const ours[] = { "subject", "body", "headers",
-	    "tls", "message_id", "received_at" };
 	json_error_t	 err;
 	json_t		*o, *v;
 	const char	*k, *bad = NULL;
-	size_t		 i;
 
 	o = json_loadb(json, len, JSON_REJECT_DUPLICATES, &err);
 	if (o == NULL || !json_is_object(o))
 		bad = "(not one JSON object)";
 	else
 		json_object_foreach(o, k, v) {
-			for (i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
-				if (strcmp(k, ours[i]) == 0)
-					break;
-			if (i == sizeof(ours) / sizeof(ours[0])) {
-				bad = k;
-				break;
-			}
+			bad = k;
+			break;
 		}
 	if (bad != NULL) {
 		char clean[64];
@@ -1120,6 +1114,7 @@ relay_auth(struct chan *c, const uint8_t *body, size_t len)
 		r->kind = CK_VERIFIER;
 		r->wid = c->wid;
 		r->seq = c->seq++;
+		c->begun = 0;
 		chans[nchans++] = r;
 		relay_results_trim(r->wid, r->seq);
 		c = r;
@@ -1198,8 +1193,14 @@ relay_pair(struct chan *c)
 		v->gone = 1;	/* used: closed in the loop */
 		return;
 	}
+	/*
+	 * A bound channel waits for the session's next message: a check
+	 * has begun there once it asks DNS (its result comes first
+	 * otherwise).
+	 */
 	if ((v == NULL && waited < RELAY_LINK_WAIT_MS) ||
-	    (v != NULL && v->fd != -1 && waited < RELAY_AUTH_WAIT_MS))
+	    (v != NULL && v->fd != -1 && waited < (v->bound && !v->begun ?
+	    RELAY_LINK_WAIT_MS : RELAY_AUTH_WAIT_MS)))
 		return;
 	if (v != NULL)
 		v->gone = 1;
@@ -1213,9 +1214,9 @@ relay_pair(struct chan *c)
 }
 
 /*
- * The whole payload: the verifier's members, then the worker's, in one
- * object; then POSTed (--api) or written (--spool).  A message the
- * verifier refused goes nowhere: the worker hears why.
+ * The whole payload: the verifier's members (the worker's object is
+ * empty), in one object; then POSTed (--api) or written (--spool).  A
+ * message the verifier refused goes nowhere: the worker hears why.
  */
 static void
 relay_forward(struct chan *c, struct chan *v)

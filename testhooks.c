@@ -500,10 +500,10 @@ testhook_post(int chan, const char *id, const char *json, const char *tag,
 /*
  * FORGE: what a worker taken over would hand on.  The message it
  * gives the verifier is its own (unsigned, From the victim); the
- * payload it gives the relay names, besides its own fields, another
- * sender, another token, another client and a strong verdict (clean:
- * its own fields only, with another token in its subject; received:
- * those, and a field of ours slipped into our Received).  What FIRM
+ * payload it gives the relay names another sender, another token,
+ * another client and a strong verdict (clean: nothing, the payload a
+ * worker sends; subject: another token as the subject; received:
+ * nothing, and a field of ours slipped into our Received).  What FIRM
  * receives, if anything, is the test's to see.
  */
 static void
@@ -534,15 +534,11 @@ testhook_forge(const struct smtpd_conf *conf, int chan, int vchan,
 		snprintf(what, len, "forge: verifier: %s", strerror(errno));
 		return;
 	}
-	json = mode != 0 ? "{\"subject\":\"FIRM-TOKEN:STOL-ENTO-KEN0\","
-	    "\"body\":\"FIRM-TOKEN:STOL-ENTO-KEN0\",\"headers\":{},"
-	    "\"tls\":null,\"message_id\":null,\"received_at\":\"x\"}" :
-	    "{\"subject\":\"s\",\"body\":\"b\",\"headers\":{},"
-	    "\"tls\":null,\"message_id\":null,\"received_at\":\"x\","
-	    "\"from\":\"ceo@bank.example\","
+	json = mode == 0 ? "{\"from\":\"ceo@bank.example\","
 	    "\"token\":\"FIRM-TOKEN:STOL-ENTO-KEN0\","
 	    "\"client_ip\":\"192.0.2.1\","
-	    "\"auth\":{\"verdict\":\"strong\"}}";
+	    "\"auth\":{\"verdict\":\"strong\"}}" :
+	    mode == 3 ? "{\"subject\":\"FIRM-TOKEN:STOL-ENTO-KEN0\"}" : "{}";
 	testhook_post(chan, msg.id, json, "forge", what, len);
 }
 
@@ -581,7 +577,7 @@ testhook_replay(const struct smtpd_conf *conf, int chan, char *what,
     size_t len)
 {
 	(void)conf;
-	testhook_post(chan, "0123456789abcdef", "{\"subject\":\"again\"}",
+	testhook_post(chan, "0123456789abcdef", "{}",
 	    "replay", what, len);
 }
 
@@ -655,6 +651,8 @@ testhook_run(const struct smtpd_conf *conf, int client, int chan, int vchan,
 		testhook_forge(conf, chan, vchan, 1, what, len);
 	else if (strcasecmp(args, "FORGE-RECEIVED") == 0)
 		testhook_forge(conf, chan, vchan, 2, what, len);
+	else if (strcasecmp(args, "FORGE-SUBJECT") == 0)
+		testhook_forge(conf, chan, vchan, 3, what, len);
 	else if (strncasecmp(args, "FLOOD ", 6) == 0)
 		testhook_flood(conf, vchan, args + 6, what, len);
 	else if (strcasecmp(args, "REPLAY") == 0)

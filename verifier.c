@@ -34,6 +34,7 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -138,8 +139,9 @@ static int	verifier_envelope(const uint8_t *, size_t,
 static int	verifier_result(int, const struct chan_auth *, const char *,
 		    size_t);
 static int	verifier_received(const char *, size_t);
-static char	*verifier_fields(const struct auth *, const char *,
-		    const char *, const char *, const char **, size_t,
+static char	*verifier_fields(const struct auth *, const struct mime_msg *,
+		    const struct chan_verify *, const char *, const char *,
+		    const char *, const char **, size_t,
 		    const struct sockaddr_storage *);
 static void	verifier_idem(const char *, const char **, size_t,
 		    const struct message *, char *, size_t);
@@ -793,11 +795,20 @@ verifier_check(struct wchan *w, int rfd, uint32_t *asked)
 		ca.reply = REPLY_LOCALERR;
 		goto done;
 	}
+	/*
+	 * A MIME limit only cuts the walk short: what was read is kept.
+	 * The data as the client sent it is parsed, without our Received
+	 * field, which must not count toward the field limit.
+	 */
 	if (mime_parse(msg.buf + msg.hdrlen, msg.len - msg.hdrlen, &mm) !=
 	    MIME_OK) {
 		ca.reply = REPLY_LOCALERR;
 		goto done;
 	}
+	if (mm.truncated)
+		log_event(LOG_INFO, "mime_truncated", cv->session,
+		    "{s:s, s:s}", "id", cv->msgid, "limit",
+		    mime_strerror(mm.truncated));
 	in_subject = mm.subject != NULL &&
 	    payload_token_find(mm.subject, strlen(mm.subject), token);
 	if (!in_subject && !payload_token_find(mm.body, mm.bodylen, token))
@@ -820,8 +831,8 @@ verifier_check(struct wchan *w, int rfd, uint32_t *asked)
 		strlcpy(ca.dkim, auth_dkim_result(&au), sizeof(ca.dkim));
 		strlcpy(ca.dmarc, dmarc_result_name(au.dmarc.result),
 		    sizeof(ca.dmarc));
-		if (ca.reply == -1 && (fields = verifier_fields(&au, token,
-		    from, helo, rcpts, nrcpts, &w->peer)) == NULL)
+		if (ca.reply == -1 && (fields = verifier_fields(&au, &mm, cv,
+		    token, from, helo, rcpts, nrcpts, &w->peer)) == NULL)
 			ca.reply = REPLY_LOCALERR;
 	}
 	mime_free(&mm);
@@ -854,8 +865,14 @@ verifier_envelope(const uint8_t *body, size_t len,
 	if (len < sizeof(*cv) || cv->nrcpts == 0 ||
 	    cv->nrcpts > MAX_MAX_RCPT || cv->hdrlen > RECEIVED_MAX ||
 	    memchr(cv->session, '\0', sizeof(cv->session)) == NULL ||
-	    memchr(cv->msgid, '\0', sizeof(cv->msgid)) == NULL)
+	    memchr(cv->msgid, '\0', sizeof(cv->msgid)) == NULL ||
+	    memchr(cv->tls, '\0', sizeof(cv->tls)) == NULL)
 		return -1;
+	/* a protocol's name: "TLSv1.3" */
+	for (p = cv->tls; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' &&
+		    *p != '_')
+			return -1;
 	p = (const char *)body + sizeof(*cv);
 	for (i = 0; i < 2 + cv->nrcpts; i++) {
 		max = i == 1 ? SMTP_HELO_MAX : SMTP_PATH_MAX;
@@ -910,38 +927,51 @@ verifier_received(const char *p, size_t len)
 }
 
 /*
- * The payload's fields this process answers for, as JSON members
- * without the braces: the relay adds the worker's.
+ * The payload, as JSON members without the braces: every field is this
+ * process's (decoded from the message, judged here) or the master's
+ * (client_ip); tls is the worker's word, a protocol's name at most.
  */
 static char *
-verifier_fields(const struct auth *au, const char *token, const char *from,
+verifier_fields(const struct auth *au, const struct mime_msg *mm,
+    const struct chan_verify *cv, const char *token, const char *from,
     const char *helo, const char **rcpts, size_t nrcpts,
     const struct sockaddr_storage *peer)
 {
-	json_t	*o, *r;
-	char	*raw, *s;
-	size_t	 i, rawlen, len;
-	char	 ip[INET6_ADDRSTRLEN];
+	json_t		*o, *r, *hdrs, *raw;
+	char		*s, *b64, when[32];
+	size_t		 i, rawlen, len;
+	struct tm	 tm;
+	time_t		 now = time(NULL);
+	char		 ip[INET6_ADDRSTRLEN];
 
 	rawlen = sodium_base64_ENCODED_LEN(au->rawlen,
 	    sodium_base64_VARIANT_ORIGINAL);
-	if ((raw = malloc(rawlen)) == NULL)
+	if ((b64 = malloc(rawlen)) == NULL)
 		return NULL;
-	sodium_bin2base64(raw, rawlen, (const unsigned char *)au->raw,
+	sodium_bin2base64(b64, rawlen, (const unsigned char *)au->raw,
 	    au->rawlen, sodium_base64_VARIANT_ORIGINAL);
+	/* base64 is ASCII: no UTF-8 to check */
+	raw = json_stringn_nocheck(b64, rawlen - 1);
+	free(b64);
 	addr_str(peer, ip, sizeof(ip));
-	if ((r = json_array()) == NULL) {
-		free(raw);
-		return NULL;
-	}
+	gmtime_r(&now, &tm);
+	if (strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		when[0] = '\0';
+	r = json_array();
+	hdrs = json_object();
+	if (raw == NULL || r == NULL || hdrs == NULL)
+		goto fail;
 	for (i = 0; i < nrcpts; i++)
-		if (json_array_append_new(r, json_string(rcpts[i])) == -1) {
-			json_decref(r);		/* never drop a recipient */
-			free(raw);
-			return NULL;
-		}
+		if (json_array_append_new(r, json_string(rcpts[i])) == -1)
+			goto fail;		/* never drop a recipient */
+	/* the first of each name, as the message has it */
+	for (i = 0; i < mm->nhdrs; i++)
+		if (json_object_get(hdrs, mm->hdrs[i].name) == NULL &&
+		    json_object_set_new(hdrs, mm->hdrs[i].name,
+		    json_string(mm->hdrs[i].value)) == -1)
+			goto fail;
 	o = json_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:o, s:s, s:s, s:I,"
-	    " s:s}",
+	    " s:o, s:s, s:s, s:o, s:s?, s:s?, s:s}",
 	    "email", from,
 	    "from", au->from,
 	    "recipients", r,
@@ -952,8 +982,14 @@ verifier_fields(const struct auth *au, const char *token, const char *from,
 	    "client_ip", ip,
 	    "helo", helo,
 	    "size", (json_int_t)au->rawlen,
-	    "raw", raw);
-	free(raw);
+	    "raw", raw,
+	    "subject", mm->subject != NULL ? mm->subject : "",
+	    "body", mm->body,
+	    "headers", hdrs,
+	    "tls", cv->tls[0] != '\0' ? cv->tls : NULL,
+	    "message_id", mime_header_get(mm, "message-id"),
+	    "received_at", when);
+	/* json_pack() took r, raw and hdrs, whatever it returned */
 	if (o == NULL)
 		return NULL;
 	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -966,6 +1002,11 @@ verifier_fields(const struct auth *au, const char *token, const char *from,
 	memmove(s, s + 1, len - 2);
 	s[len - 2] = '\0';
 	return s;
+ fail:
+	json_decref(raw);
+	json_decref(r);
+	json_decref(hdrs);
+	return NULL;
 }
 
 /*
