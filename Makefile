@@ -36,7 +36,8 @@ COMMON_SRCS=	conf.c addr.c banlist.c channel.c cpu.c dns.c log.c metrics.c \
 SMTPD_SRCS=	smtpd.c worker.c session.c message.c reply.c payload.c mime.c \
 		tls.c auth.c alabel.c spf.c dmarc.c health.c proxy.c dkimtag.c \
 		verifier.c rate.c dnsbl.c
-RELAY_SRCS=	relay.c relay_guard.c fetcher.c firm.c probe.c spool.c
+RELAY_SRCS=	relay.c relay_guard.c fetcher.c firm.c probe.c spool.c \
+		dnscache.c
 SRCS=		$(SMTPD_SRCS) $(RELAY_SRCS) $(COMMON_SRCS)
 OBJS=		$(SMTPD_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
 RELAY_OBJS=	$(RELAY_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)

@@ -111,6 +111,8 @@ static const struct {
 	    "1 while fewer than a tenth of the sessions are free." },
 	{ "smtpd_dns_queries_total", "counter", -1, M_DNS_QUERIES,
 	    "DNS questions the workers asked." },
+	{ "smtpd_dns_cache_answers_total", "counter", -1, M_DNS_CACHED,
+	    "DNS questions the relay answered from the answers it keeps." },
 	{ "smtpd_banlist_last_success_timestamp_seconds", "gauge",
 	    METRICS_SLOT_FETCHER, M_BANLIST_LAST_OK,
 	    "Time of the last good ban-list poll (0: none yet)." },

@@ -67,6 +67,8 @@ struct dnsq {				/* a question libunbound works on */
 	struct chan		*c;
 	uint32_t		 reqid;
 	int			 type;
+	char			 name[DNS_NAME_MAX + 1];
+	long			 ttl;		/* of libunbound's answer */
 	int			 async_id;
 	int			 slot;		/* in c->dns[] */
 };
@@ -172,7 +174,7 @@ static void	relay_resolvconf(void);
 static void	relay_dns_query(struct chan *, const struct chan_hdr *,
 		    const uint8_t *, size_t);
 static void	relay_dns_done(void *, int, struct ub_result *);
-static void	relay_dns_answer(struct chan *, uint32_t, int,
+static void	relay_dns_answer(struct chan *, struct dnsq *, uint32_t, int,
 		    const struct ub_result *);
 static long	relay_ms_since(const struct timespec *);
 
@@ -315,6 +317,8 @@ relay_main(void)
 		conf.spool_fd = RELAY_SPOOL_FD;
 	}
 	relay_dns_setup();	/* reads /etc/resolv.conf */
+	if (dnscache_init() == -1)
+		fatal("relay: DNS answer cache");
 	sandbox_relay(&conf);
 	/* threads of its own: under the sandbox as they start */
 	if (conf.spool_fd != -1 && (relay_spool_fd = spool_start(conf.spool_fd,
@@ -941,6 +945,9 @@ relay_dns_query(struct chan *c, const struct chan_hdr *h, const uint8_t *body,
 	char		 name[DNS_NAME_MAX + 1];
 	int		 type, slot;
 
+	const uint8_t	*ans;
+	size_t		 anslen;
+
 	if (dns_query_check(body, len, &type, name, sizeof(name)) == -1) {
 		log_warnx("relay: a worker sent a malformed DNS question; "
 		    "closing its channel");
@@ -948,22 +955,29 @@ relay_dns_query(struct chan *c, const struct chan_hdr *h, const uint8_t *body,
 		c->fd = -1;
 		return;
 	}
+	/* asked before, and still alive: answered here */
+	if (dnscache_get(type, name, &ans, &anslen)) {
+		metrics_add(M_DNS_CACHED, 1);
+		relay_queue(c, CHAN_DNS_ANSWER, h->id, ans, anslen);
+		return;
+	}
 	for (slot = 0; slot < RELAY_DNS_PER_CHAN; slot++)
 		if (c->dns[slot] == NULL)
 			break;
 	if (slot == RELAY_DNS_PER_CHAN || (q = calloc(1, sizeof(*q))) ==
 	    NULL) {
-		relay_dns_answer(c, h->id, DNS_TEMPFAIL, NULL);
+		relay_dns_answer(c, NULL, h->id, DNS_TEMPFAIL, NULL);
 		return;
 	}
 	q->c = c;
 	q->reqid = h->id;
 	q->type = type;
 	q->slot = slot;
+	strlcpy(q->name, name, sizeof(q->name));
 	if (ub_resolve_async(relay_ub, name, type, 1 /* IN */, q,
 	    relay_dns_done, &q->async_id) != 0) {
 		free(q);
-		relay_dns_answer(c, h->id, DNS_TEMPFAIL, NULL);
+		relay_dns_answer(c, NULL, h->id, DNS_TEMPFAIL, NULL);
 		return;
 	}
 	c->dns[slot] = q;
@@ -982,16 +996,20 @@ relay_dns_done(void *arg, int err, struct ub_result *res)
 			status = DNS_NXDOMAIN;
 	}
 	q->c->dns[q->slot] = NULL;
-	relay_dns_answer(q->c, q->reqid, status, status == DNS_NOERROR ?
+	q->ttl = res != NULL ? (long)res->ttl : 0;
+	relay_dns_answer(q->c, q, q->reqid, status, status == DNS_NOERROR ?
 	    res : NULL);
 	free(q);
 	if (res != NULL)
 		ub_resolve_free(res);
 }
 
-/* Records as dns.c hands them to a worker: plain data, no wire names. */
+/*
+ * Records as dns.c hands them to a worker: plain data, no wire names.
+ * libunbound's answer to q is kept for its time to live.
+ */
 static void
-relay_dns_answer(struct chan *c, uint32_t id, int status,
+relay_dns_answer(struct chan *c, struct dnsq *q, uint32_t id, int status,
     const struct ub_result *res)
 {
 	static uint8_t	 out[CHAN_DNS_MAX], rec[DNS_RR_MAX][1024 + 256];
@@ -1017,6 +1035,8 @@ relay_dns_answer(struct chan *c, uint32_t id, int status,
 		n++;
 	}
 	olen = dns_answer_encode(status, data, len, n, out, sizeof(out));
+	if (q != NULL)
+		dnscache_put(q->type, q->name, status, out, olen, q->ttl);
 	relay_queue(c, CHAN_DNS_ANSWER, id, out, olen);
 }
 

@@ -52,6 +52,12 @@ size_t		 probe_resolvers(const struct smtpd_conf *, int,
 void		 probe_resolvers_start(const struct smtpd_conf *);
 int		 probe_online(struct smtpd_conf *);
 
+/* dnscache.c (smtpd-relay): answers kept for their time to live */
+int		 dnscache_init(void);
+int		 dnscache_get(int, const char *, const uint8_t **, size_t *);
+void		 dnscache_put(int, const char *, int, const uint8_t *, size_t,
+		    long);
+
 /* spool.c (smtpd-relay): --spool files, written by threads */
 struct spool_job {
 	struct spool_job	*next;

@@ -419,6 +419,7 @@ enum metric {
 	M_WORKER_DEATHS = M_VERDICT + 5,
 	M_DNSBL_REFUSED,	/* worker: smtpd_dnsbl_refused_total */
 	M_DNS_QUERIES,		/* smtpd_dns_queries_total */
+	M_DNS_CACHED,		/* relay: smtpd_dns_cache_answers_total */
 	M_FIRM_CONFIG_ERRORS,	/* relay: smtpd_firm_config_errors_total */
 	/* master: smtpd_tls_signatures_total{result} */
 	M_TLS_SIGNED,

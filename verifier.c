@@ -937,29 +937,21 @@ verifier_fields(const struct auth *au, const struct mime_msg *mm,
     const char *helo, const char **rcpts, size_t nrcpts,
     const struct sockaddr_storage *peer)
 {
-	json_t		*o, *r, *hdrs, *raw;
-	char		*s, *b64, when[32];
-	size_t		 i, rawlen, len;
-	struct tm	 tm;
-	time_t		 now = time(NULL);
-	char		 ip[INET6_ADDRSTRLEN];
+	static const char	 rawname[] = ",\"raw\":\"";
+	json_t			*o, *r, *hdrs;
+	char			*s, *out, when[32];
+	size_t			 i, b64len, len;
+	struct tm		 tm;
+	time_t			 now = time(NULL);
+	char			 ip[INET6_ADDRSTRLEN];
 
-	rawlen = sodium_base64_ENCODED_LEN(au->rawlen,
-	    sodium_base64_VARIANT_ORIGINAL);
-	if ((b64 = malloc(rawlen)) == NULL)
-		return NULL;
-	sodium_bin2base64(b64, rawlen, (const unsigned char *)au->raw,
-	    au->rawlen, sodium_base64_VARIANT_ORIGINAL);
-	/* base64 is ASCII: no UTF-8 to check */
-	raw = json_stringn_nocheck(b64, rawlen - 1);
-	free(b64);
 	addr_str(peer, ip, sizeof(ip));
 	gmtime_r(&now, &tm);
 	if (strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
 		when[0] = '\0';
 	r = json_array();
 	hdrs = json_object();
-	if (raw == NULL || r == NULL || hdrs == NULL)
+	if (r == NULL || hdrs == NULL)
 		goto fail;
 	for (i = 0; i < nrcpts; i++)
 		if (json_array_append_new(r, json_string(rcpts[i])) == -1)
@@ -971,7 +963,7 @@ verifier_fields(const struct auth *au, const struct mime_msg *mm,
 		    json_string(mm->hdrs[i].value)) == -1)
 			goto fail;
 	o = json_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:o, s:s, s:s, s:I,"
-	    " s:o, s:s, s:s, s:o, s:s?, s:s?, s:s}",
+	    " s:s, s:s, s:o, s:s?, s:s?, s:s}",
 	    "email", from,
 	    "from", au->from,
 	    "recipients", r,
@@ -982,14 +974,13 @@ verifier_fields(const struct auth *au, const struct mime_msg *mm,
 	    "client_ip", ip,
 	    "helo", helo,
 	    "size", (json_int_t)au->rawlen,
-	    "raw", raw,
 	    "subject", mm->subject != NULL ? mm->subject : "",
 	    "body", mm->body,
 	    "headers", hdrs,
 	    "tls", cv->tls[0] != '\0' ? cv->tls : NULL,
 	    "message_id", mime_header_get(mm, "message-id"),
 	    "received_at", when);
-	/* json_pack() took r, raw and hdrs, whatever it returned */
+	/* json_pack() took r and hdrs, whatever it returned */
 	if (o == NULL)
 		return NULL;
 	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -999,11 +990,29 @@ verifier_fields(const struct auth *au, const struct mime_msg *mm,
 		free(s);
 		return NULL;
 	}
-	memmove(s, s + 1, len - 2);
-	s[len - 2] = '\0';
-	return s;
+	/*
+	 * raw last, written here: base64 needs no JSON escape, and
+	 * jansson would look at each of its octets twice more.
+	 */
+	b64len = sodium_base64_ENCODED_LEN(au->rawlen,
+	    sodium_base64_VARIANT_ORIGINAL);
+	if ((out = malloc(len - 2 + sizeof(rawname) - 1 + b64len + 1)) ==
+	    NULL) {
+		free(s);
+		return NULL;
+	}
+	memcpy(out, s + 1, len - 2);
+	free(s);
+	len -= 2;
+	memcpy(out + len, rawname, sizeof(rawname) - 1);
+	len += sizeof(rawname) - 1;
+	sodium_bin2base64(out + len, b64len, (const unsigned char *)au->raw,
+	    au->rawlen, sodium_base64_VARIANT_ORIGINAL);
+	len += b64len - 1;
+	out[len++] = '"';
+	out[len] = '\0';
+	return out;
  fail:
-	json_decref(raw);
 	json_decref(r);
 	json_decref(hdrs);
 	return NULL;

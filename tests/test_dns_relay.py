@@ -178,6 +178,67 @@ def test_negative_answers_are_cached_too(smtpd, dns):
     assert dns.count("missing.example.org", "TXT") == 1, dns.queries()
 
 
+def test_the_relay_answers_again_from_what_it_keeps(smtpd, dns):
+    """An answer asked again within its TTL is the relay's own, counted
+    in smtpd_dns_cache_answers_total; names match without case."""
+    from test_health import metrics, start_health, value
+    dns.txt("example.org", "v=spf1 -all")
+    srv = start_health(smtpd, binary=SMTPD_TEST, resolver=dns)
+    before = value(metrics(srv)[0], "smtpd_dns_cache_answers_total")
+    with srv.session() as c:
+        c.ehlo()
+        for name in ("example.org", "Example.ORG", "example.org"):
+            assert ask(c, "TXT", name) == (NOERROR, ["v=spf1 -all"])
+        assert ask(c, "TXT", "gone.example.org") == (NXDOMAIN, [])
+        assert ask(c, "TXT", "gone.example.org") == (NXDOMAIN, [])
+        c.quit()
+    assert wait_for(lambda: value(metrics(srv)[0],
+                                  "smtpd_dns_cache_answers_total") -
+                    before == 3, 5)
+    assert dns.count("example.org", "TXT") == 1, dns.queries()
+
+
+def test_a_kept_answer_lives_no_longer_than_its_ttl(smtpd, dns):
+    """The relay keeps an answer no longer than libunbound says it
+    lives: a record of TTL 1 changed at the server is seen changed two
+    seconds later."""
+    dns.txt("short.example.org", "v=spf1 -all", ttl=1)
+    srv = smtpd(binary=SMTPD_TEST, resolver=dns)
+    with srv.session() as c:
+        c.ehlo()
+        assert ask(c, "TXT", "short.example.org") == \
+            (NOERROR, ["v=spf1 -all"])
+        dns.remove("short.example.org")
+        dns.txt("short.example.org", "v=spf1 +all", ttl=1)
+        time.sleep(2.5)
+        assert ask(c, "TXT", "short.example.org") == \
+            (NOERROR, ["v=spf1 +all"])
+        c.quit()
+
+
+def test_a_failure_is_kept_for_a_second(smtpd, dns):
+    """RFC 9520 section 3.2: a resolution failure is kept at least one
+    second (asked again at once: no new question), and not for long
+    (the name answers again soon after the server mends: libunbound
+    keeps a SERVFAIL some seconds of its own)."""
+    dns.txt("flaky.example.org", "v=spf1 -all")
+    dns.set_mode("flaky.example.org", "servfail")
+    srv = smtpd(binary=SMTPD_TEST, resolver=dns)
+    with srv.session() as c:
+        c.ehlo()
+        assert ask(c, "TXT", "flaky.example.org") == (TEMPFAIL, [])
+        n = dns.count("flaky.example.org", "TXT")
+        assert ask(c, "TXT", "flaky.example.org") == (TEMPFAIL, [])
+        assert dns.count("flaky.example.org", "TXT") == n, dns.queries()
+        dns.set_mode("flaky.example.org", None)
+        t0 = time.monotonic()
+        while ask(c, "TXT", "flaky.example.org") != \
+                (NOERROR, ["v=spf1 -all"]):
+            assert time.monotonic() - t0 < 15
+            time.sleep(0.5)
+        c.quit()
+
+
 def test_a_malformed_question_closes_only_that_workers_channel(smtpd, dns):
     dns.txt("example.org", "v=spf1 -all")
     srv = smtpd("--spare", "2", binary=SMTPD_TEST, resolver=dns)
