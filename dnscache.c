@@ -10,7 +10,8 @@
  *
  * Names come from hostile mail (SPF include:, DKIM d=): the slot is a
  * keyed hash of the question, so nobody can aim two names at one slot;
- * a slot holds one answer, the newest.
+ * a slot holds one answer, the newest, of DNSCACHE_ANSWER_MAX octets at
+ * most (larger ones are not kept): DNSCACHE_SLOTS of them in all.
  */
 
 #include <sys/types.h>
@@ -28,10 +29,11 @@
 #define DNSCACHE_SLOTS		4096
 #define DNSCACHE_TTL_MAX	300	/* seconds */
 #define DNSCACHE_FAIL_TTL	1	/* seconds */
+#define DNSCACHE_ANSWER_MAX	4096	/* octets */
 
 struct dnsent {
 	int		 type;
-	time_t		 expires;	/* monotonic seconds; 0: empty */
+	long long	 expires;	/* monotonic ms; 0: empty */
 	char		 name[DNS_NAME_MAX + 1];
 	uint8_t		*ans;
 	size_t		 len;
@@ -40,13 +42,13 @@ struct dnsent {
 static struct dnsent	*dnscache;
 static unsigned char	 dnscache_key[crypto_shorthash_KEYBYTES];
 
-static time_t
+static long long
 dnscache_now(void)
 {
 	struct timespec	 ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000 + 1;
 }
 
 /* 0, or -1 with no cache (every question goes to libunbound). */
@@ -102,9 +104,8 @@ dnscache_get(int type, const char *name, const uint8_t **ans, size_t *len)
 }
 
 /*
- * Keep an answer as encoded for the channel, for ttl seconds (a
- * failure: DNSCACHE_FAIL_TTL).  Expiry is whole seconds, counted from
- * the next one, so an answer never outlives libunbound's by a second.
+ * Keep an answer as encoded for the channel, for ttl seconds from now
+ * (a failure: DNSCACHE_FAIL_TTL).
  */
 void
 dnscache_put(int type, const char *name, int status, const uint8_t *ans,
@@ -117,7 +118,7 @@ dnscache_put(int type, const char *name, int status, const uint8_t *ans,
 		ttl = DNSCACHE_FAIL_TTL;
 	if (ttl > DNSCACHE_TTL_MAX)
 		ttl = DNSCACHE_TTL_MAX;
-	if (dnscache == NULL || ttl <= 0 ||
+	if (dnscache == NULL || ttl <= 0 || len > DNSCACHE_ANSWER_MAX ||
 	    (e = dnscache_slot(type, name)) == NULL ||
 	    (copy = malloc(len)) == NULL)
 		return;
@@ -127,5 +128,5 @@ dnscache_put(int type, const char *name, int status, const uint8_t *ans,
 	e->len = len;
 	e->type = type;
 	strlcpy(e->name, name, sizeof(e->name));
-	e->expires = dnscache_now() + ttl;
+	e->expires = dnscache_now() + ttl * 1000;
 }

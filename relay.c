@@ -322,7 +322,7 @@ relay_main(void)
 	sandbox_relay(&conf);
 	/* threads of its own: under the sandbox as they start */
 	if (conf.spool_fd != -1 && (relay_spool_fd = spool_start(conf.spool_fd,
-	    (unsigned long long)conf.spool_reserve)) == -1)
+	    (unsigned long long)conf.spool_reserve, conf.max_sessions)) == -1)
 		fatalx("relay: no thread to write the spool");
 	probe_resolvers_start(&conf);	/* warns of a silent resolver */
 
@@ -699,6 +699,7 @@ relay_chan_read(struct chan *c)
 			return;
 		}
 		c->inlen += (size_t)n;
+		c->begun = 1;	/* a result may be on its way */
 	}
 }
 

@@ -68,7 +68,7 @@ struct spool_job {
 	int			 kind;		/* enum verdict_kind */
 	int			 error;		/* errno of a failed write */
 };
-int		 spool_start(int, unsigned long long);
+int		 spool_start(int, unsigned long long, long long);
 int		 spool_full(int, unsigned long long);
 void		 spool_submit(struct spool_job *);
 struct spool_job *spool_done(void);

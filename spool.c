@@ -3,9 +3,12 @@
  * file is written whole and synced before its message is answered
  * (util.c, file_write_atomic()), and a sync takes as long as the disk
  * does: done in the loop, every delivery would wait for every other.
- * A few threads write them instead, as the workers once did each its
- * own; the loop hands a job over and learns of its end on a pipe.
- * Threads start after the sandbox, so each runs under it.
+ * Threads write them instead, one for each session that may deliver at
+ * once (-c, SPOOL_THREADS_MAX at most), as the workers once did each
+ * its own: the file system syncs the files of many at once in one
+ * journal commit, which a few threads would serialise.  The loop hands
+ * a job over and learns of its end on a pipe.  Threads start after the
+ * sandbox, so each runs under it.
  */
 
 #include <sys/types.h>
@@ -22,7 +25,7 @@
 #include "smtpd.h"
 #include "relay.h"
 
-#define SPOOL_THREADS	4
+#define SPOOL_THREADS_MAX	64
 
 static pthread_mutex_t	 spool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t	 spool_cond = PTHREAD_COND_INITIALIZER;
@@ -34,11 +37,11 @@ static int		 spool_wake[2] = { -1, -1 };
 static void	*spool_thread(void *);
 
 /*
- * The threads, writing into dirfd; the pipe's read end, which becomes
- * readable when a job is done, or -1.
+ * The threads (nthreads, SPOOL_THREADS_MAX at most), writing into dirfd;
+ * the pipe's read end, which becomes readable when a job is done, or -1.
  */
 int
-spool_start(int dirfd, unsigned long long reserve)
+spool_start(int dirfd, unsigned long long reserve, long long nthreads)
 {
 	pthread_t	 t;
 	int		 i;
@@ -47,7 +50,9 @@ spool_start(int dirfd, unsigned long long reserve)
 	spool_reserve = reserve;
 	if (pipe2(spool_wake, O_CLOEXEC | O_NONBLOCK) == -1)
 		return -1;
-	for (i = 0; i < SPOOL_THREADS; i++) {
+	if (nthreads > SPOOL_THREADS_MAX)
+		nthreads = SPOOL_THREADS_MAX;
+	for (i = 0; i < nthreads || i == 0; i++) {
 		if (pthread_create(&t, NULL, spool_thread, NULL) != 0)
 			return i == 0 ? -1 : spool_wake[0];
 		(void)pthread_detach(t);

@@ -62,11 +62,14 @@ fd_write_all(int fd, const void *buf, size_t len)
 
 /*
  * Write a file so that it is either whole or absent: a temporary file
- * beside it (".name.tmp", never following a link), fsync, rename over
- * name (with FILE_NOREPLACE: a link to name, which fails with EEXIST
- * when there is one), fsync of the directory.  Any step that fails, the
- * directory's fsync included, fails the whole: -1 with errno set, no
- * file left.
+ * beside it (".name.tmp", never following a link; one a crash left is
+ * removed first), fsync, rename over name (with FILE_NOREPLACE: a
+ * rename that fails with EEXIST when there is one, or on a file system
+ * that cannot, a link to name and the temporary name's removal), fsync
+ * of the directory.  Any step that fails, the directory's fsync
+ * included, fails the whole: -1 with errno set, no file left.  Each
+ * step on the directory takes its lock: two, where the file system
+ * renames without replacing.
  */
 int
 file_write_atomic(int dirfd, const char *name, const struct iovec *iov,
@@ -79,10 +82,10 @@ file_write_atomic(int dirfd, const char *name, const struct iovec *iov,
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	(void)unlinkat(dirfd, tmp, 0);
-	if ((fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-	    O_CLOEXEC, mode)) == -1)
-		return -1;
+	for (i = 0; (fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC, mode)) == -1; i++)
+		if (errno != EEXIST || i > 0 || unlinkat(dirfd, tmp, 0) == -1)
+			return -1;
 	for (i = 0; i < iovcnt; i++)
 		if (fd_write_all(fd, iov[i].iov_base, iov[i].iov_len) == -1)
 			goto fail;
@@ -94,11 +97,20 @@ file_write_atomic(int dirfd, const char *name, const struct iovec *iov,
 	}
 	fd = -1;
 	if ((flags & FILE_NOREPLACE) != 0) {
+#ifdef RENAME_NOREPLACE
+		if (renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE) == 0)
+			goto renamed;
+		if (errno != EINVAL && errno != ENOSYS)
+			goto fail;
+#endif
 		if (linkat(dirfd, tmp, dirfd, name, 0) == -1)
 			goto fail;
 		(void)unlinkat(dirfd, tmp, 0);
 	} else if (renameat(dirfd, tmp, dirfd, name) == -1)
 		goto fail;
+#ifdef RENAME_NOREPLACE
+ renamed:
+#endif
 	if (fsync(dirfd) == -1) {
 		/* renamed, but maybe not on disk: not a success */
 		saved = errno;

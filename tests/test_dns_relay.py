@@ -264,17 +264,18 @@ def test_a_malformed_question_closes_only_that_workers_channel(smtpd, dns):
 
 def test_the_relay_resolves_in_one_thread_of_its_own(smtpd, dns):
     dns.txt("example.org", "v=spf1 -all")
-    srv = smtpd(binary=SMTPD_TEST, resolver=dns)
+    srv = smtpd("-c", "5", binary=SMTPD_TEST, resolver=dns)
     assert wait_for(lambda: relay_of(srv) is not None, 5)
     with srv.session() as c:
         c.ehlo()
         assert ask(c, "TXT", "example.org")[0] == NOERROR
         c.quit()
     relay = relay_of(srv)
-    # libunbound's resolver thread and, with --spool, the four that
-    # write the spool (spool.c), and nothing more; each one filtered
+    # libunbound's resolver thread and, with --spool, one that writes
+    # the spool (spool.c) for each session -c allows, and nothing more;
+    # each one filtered
     tasks = os.listdir("/proc/%d/task" % relay)
-    assert len(tasks) == 2 + 4, tasks
+    assert len(tasks) == 2 + 5, tasks
     for t in tasks:
         with open("/proc/%d/task/%s/status" % (relay, t)) as f:
             status = f.read()
