@@ -129,6 +129,7 @@ dns_chan_lookup(void *arg, const char *name, int type,
 	dc->left_ms -= (t1.tv_sec - t0.tv_sec) * 1000LL +
 	    (t1.tv_nsec - t0.tv_nsec) / 1000000;
 	if (got == -1) {
+		dc->broken = 1;
 		if (errno == EPIPE || errno == EPROTO)
 			dc->fd = -1;	/* no more questions this message */
 		return -1;

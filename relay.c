@@ -90,7 +90,6 @@ struct chan {
 	int			 gone;		/* verifier: used or dropped */
 	int			 bound;		/* verifier: results follow */
 	int			 ended;		/* verifier: closed, since */
-	int			 begun;		/* bound: a check asked DNS */
 	int			 pending;	/* worker: a payload waits for
 						   its result */
 	int			 authed;	/* worker: auth is the result
@@ -160,6 +159,7 @@ static void	relay_auth(struct chan *, const uint8_t *, size_t);
 static void	relay_chan_read(struct chan *);
 static void	relay_chan_write(struct chan *);
 static void	relay_chan_close(size_t);
+static void	relay_dns_cancel(struct chan *);
 static void	relay_inbound(struct chan *, const struct chan_hdr *,
 		    const uint8_t *, size_t);
 static void	relay_done(CURL *, CURLcode);
@@ -529,12 +529,24 @@ relay_results_trim(uint64_t wid, uint32_t seq)
 
 	for (i = 0; i < nchans; i++)
 		if (chans[i]->kind == CK_VERIFIER && chans[i]->wid == wid &&
-		    chans[i]->fd == -1 && chans[i]->seq + 1 < seq) {
-			if (chans[i]->fd != -1)
-				close(chans[i]->fd);
-			chans[i]->fd = -1;
+		    chans[i]->fd == -1 && chans[i]->seq + 1 < seq)
 			chans[i]->gone = 1;	/* closed in the loop */
-		}
+}
+
+/* The questions of c libunbound still works on: none of its concern. */
+static void
+relay_dns_cancel(struct chan *c)
+{
+	size_t	 j;
+
+	for (j = 0; j < RELAY_DNS_PER_CHAN; j++) {
+		if (c->dns[j] == NULL)
+			continue;
+		/* libunbound will not call back for it */
+		(void)ub_cancel(relay_ub, c->dns[j]->async_id);
+		free(c->dns[j]);
+		c->dns[j] = NULL;
+	}
 }
 
 static struct chan *
@@ -570,14 +582,7 @@ relay_chan_close(size_t i)
 		if (chans[j]->kind == CK_VERIFIER && chans[j]->wid == c->wid &&
 		    chans[j]->fd == -1 && !chans[j]->done)
 			chans[j]->gone = 1;
-
-	for (j = 0; j < RELAY_DNS_PER_CHAN; j++) {
-		if (c->dns[j] == NULL)
-			continue;
-		/* libunbound will not call back for it */
-		(void)ub_cancel(relay_ub, c->dns[j]->async_id);
-		free(c->dns[j]);
-	}
+	relay_dns_cancel(c);
 	free(c->out);
 	if (c->h != NULL) {
 		if (c->busy)
@@ -618,11 +623,9 @@ relay_chan_read(struct chan *c)
 			return;
 		}
 		if (len > 0) {
-			if (h.type == CHAN_DNS_QUERY && !c->busy) {
-				c->begun = 1;
+			if (h.type == CHAN_DNS_QUERY && !c->busy)
 				relay_dns_query(c, &h, c->in + sizeof(h),
 				    (size_t)len - sizeof(h));
-			}
 			else if (h.type == CHAN_INBOUND && !c->busy &&
 			    c->kind == CK_WORKER)
 				relay_inbound(c, &h, c->in + sizeof(h),
@@ -699,7 +702,6 @@ relay_chan_read(struct chan *c)
 			return;
 		}
 		c->inlen += (size_t)n;
-		c->begun = 1;	/* a result may be on its way */
 	}
 }
 
@@ -1122,8 +1124,27 @@ static void
 relay_auth(struct chan *c, const uint8_t *body, size_t len)
 {
 	struct chan	*r;
+	size_t		 i, kept = 0;
 
 	if (c->bound) {
+		/*
+		 * A worker waits for each answer: two results it has not
+		 * sent the payload of are all it can have.  A third is a
+		 * worker that serves itself, or a child taken over: its
+		 * channel ends, and no more of them pile up.
+		 */
+		for (i = 0; i < nchans; i++)
+			if (chans[i]->kind == CK_VERIFIER &&
+			    chans[i]->wid == c->wid && chans[i]->fd == -1 &&
+			    chans[i]->done && !chans[i]->gone)
+				kept++;
+		if (kept >= 2) {
+			log_warnx("relay: results nobody asked for on a "
+			    "verifier's channel; closing it");
+			close(c->fd);
+			c->fd = -1;
+			return;
+		}
 		if (nchans == RELAY_CHAN_MAX ||
 		    (r = calloc(1, sizeof(*r))) == NULL) {
 			log_warnx("relay: no room for a verifier's result");
@@ -1135,8 +1156,8 @@ relay_auth(struct chan *c, const uint8_t *body, size_t len)
 		r->kind = CK_VERIFIER;
 		r->wid = c->wid;
 		r->seq = c->seq++;
-		c->begun = 0;
 		chans[nchans++] = r;
+		relay_dns_cancel(c);	/* late answers would go astray */
 		relay_results_trim(r->wid, r->seq);
 		c = r;
 	}
@@ -1214,14 +1235,9 @@ relay_pair(struct chan *c)
 		v->gone = 1;	/* used: closed in the loop */
 		return;
 	}
-	/*
-	 * A bound channel waits for the session's next message: a check
-	 * has begun there once it asks DNS (its result comes first
-	 * otherwise).
-	 */
+	/* a bound channel is a check that has begun: it waits as one */
 	if ((v == NULL && waited < RELAY_LINK_WAIT_MS) ||
-	    (v != NULL && v->fd != -1 && waited < (v->bound && !v->begun ?
-	    RELAY_LINK_WAIT_MS : RELAY_AUTH_WAIT_MS)))
+	    (v != NULL && v->fd != -1 && waited < RELAY_AUTH_WAIT_MS))
 		return;
 	if (v != NULL)
 		v->gone = 1;
@@ -1243,8 +1259,7 @@ static void
 relay_forward(struct chan *c, struct chan *v)
 {
 	struct chan_verdict	 a;
-	const char		*w = c->fields;
-	size_t			 wlen = c->fieldslen, len;
+	size_t			 len;
 	long			 left;
 
 	c->pending = 0;
@@ -1255,22 +1270,8 @@ relay_forward(struct chan *c, struct chan *v)
 		relay_verdict(c, VERDICT_REFUSED, v->auth.reply, v);
 		return;
 	}
-	/* the worker's object, checked: "{...}", its braces dropped */
-	while (wlen > 0 && (w[wlen - 1] == ' ' || w[wlen - 1] == '\n' ||
-	    w[wlen - 1] == '\r' || w[wlen - 1] == '\t'))
-		wlen--;
-	while (wlen > 0 && (*w == ' ' || *w == '\n' || *w == '\r' ||
-	    *w == '\t')) {
-		w++;
-		wlen--;
-	}
-	if (wlen < 2 || w[0] != '{' || w[wlen - 1] != '}') {
-		relay_verdict(c, VERDICT_LOCAL, 0, NULL);
-		return;
-	}
-	w++;
-	wlen -= 2;
-	len = 1 + v->fieldslen + 1 + wlen + 1;
+	/* the worker's object is empty (relay_fields_check()): ours */
+	len = 1 + v->fieldslen + 1;
 	free(c->body);
 	if ((c->body = malloc(len + 1)) == NULL) {
 		relay_verdict(c, VERDICT_LOCAL, 0, NULL);
@@ -1279,11 +1280,6 @@ relay_forward(struct chan *c, struct chan *v)
 	c->body[0] = '{';
 	memcpy(c->body + 1, v->fields, v->fieldslen);
 	len = 1 + v->fieldslen;
-	if (wlen > 0) {
-		c->body[len++] = ',';
-		memcpy(c->body + len, w, wlen);
-		len += wlen;
-	}
 	c->body[len++] = '}';
 	c->body[len] = '\0';
 	free(c->fields);

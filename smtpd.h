@@ -626,6 +626,8 @@ struct dns_chan {
 	int			 fd;		/* the channel */
 	long long		 left_ms;	/* the message's budget */
 	size_t			 left_q;	/* questions it may still ask */
+	int			 broken;	/* a request failed: the stream
+						   may be mid-record */
 };
 void		 dns_chan_init(struct dns_ctx *, struct dns_chan *, int);
 void		 dns_chan_parallel(int, const char *const *, size_t, int,

@@ -62,8 +62,9 @@ fd_write_all(int fd, const void *buf, size_t len)
 
 /*
  * Write a file so that it is either whole or absent: a temporary file
- * beside it (".name.tmp", never following a link; one a crash left is
- * removed first), fsync, rename over name (with FILE_NOREPLACE: a
+ * beside it (".name.XXXXXXXX.tmp", random, so that two writers of one
+ * name never share it; never following a link), fsync, rename over
+ * name (with FILE_NOREPLACE: a
  * rename that fails with EEXIST when there is one, or on a file system
  * that cannot, a link to name and the temporary name's removal), fsync
  * of the directory.  Any step that fails, the directory's fsync
@@ -78,14 +79,14 @@ file_write_atomic(int dirfd, const char *name, const struct iovec *iov,
 	char	 tmp[NAME_MAX + 1];
 	int	 fd, i, saved;
 
-	if (snprintf(tmp, sizeof(tmp), ".%s.tmp", name) >= (int)sizeof(tmp)) {
+	if (snprintf(tmp, sizeof(tmp), ".%s.%08x.tmp", name,
+	    (unsigned)arc4random()) >= (int)sizeof(tmp)) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	for (i = 0; (fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL |
-	    O_NOFOLLOW | O_CLOEXEC, mode)) == -1; i++)
-		if (errno != EEXIST || i > 0 || unlinkat(dirfd, tmp, 0) == -1)
-			return -1;
+	if ((fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, mode)) == -1)
+		return -1;
 	for (i = 0; i < iovcnt; i++)
 		if (fd_write_all(fd, iov[i].iov_base, iov[i].iov_len) == -1)
 			goto fail;

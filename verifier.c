@@ -77,6 +77,7 @@ struct vchild {				/* a child that checks messages */
 	int			 ctl;		/* our end of its socket */
 	int			 busy;		/* with worker wid's message */
 	int			 bound;		/* with its session */
+	uint32_t		 bind;		/* that binding's number */
 	uint64_t		 wid;
 	int			 uses;		/* messages (sessions) handed */
 	struct timespec		 t0;		/* of the one it checks */
@@ -92,7 +93,8 @@ struct vjob {
 	uint32_t		 allowed;	/* the session's DNS questions */
 	uint32_t		 bound;
 	uint32_t		 checked;	/* the session's messages */
-	uint32_t		 pad;
+	uint32_t		 bind;		/* bound: this binding's, or
+						   VJOB_END's */
 	struct sockaddr_storage	 peer;		/* the master's word */
 };
 #define VJOB_END		0x656e64	/* "end" */
@@ -117,6 +119,7 @@ static struct vlink		 links[VERIFIER_LINK_MAX];
 static struct vchild		*vchildren;
 static size_t			 nvchildren;
 static size_t			 nlinks;
+static uint32_t			 binds;		/* bindings so far */
 
 static void	verifier_sig(int);
 static long long verifier_ms_since(const struct timespec *);
@@ -132,7 +135,7 @@ static void	verifier_unbind(struct wchan *);
 static struct wchan *verifier_wchan(uint64_t);
 static struct vchild *verifier_child_get(void);
 static __dead void verifier_child_main(int);
-static int	verifier_child_next(int, int, int32_t *);
+static int	verifier_child_next(int, int, uint32_t, int32_t *);
 static int	verifier_envelope(const uint8_t *, size_t,
 		    const struct chan_verify **, const char **,
 		    const char **, const char **, size_t *, struct message *);
@@ -464,6 +467,7 @@ verifier_unbind(struct wchan *w)
 		return;
 	memset(&end, 0, sizeof(end));
 	end.wid = VJOB_END;
+	end.bind = c->bind;	/* the child may be past it: then ignored */
 	/* it reads its socket between messages: never full */
 	if (send(c->ctl, &end, sizeof(end), MSG_DONTWAIT) != sizeof(end))
 		kill(c->pid, SIGKILL);
@@ -613,6 +617,9 @@ verifier_start(struct wchan *w)
 	job.allowed = (uint32_t)w->allowed;
 	job.bound = lm.bound;
 	job.checked = w->checked - 1;
+	if (lm.bound && ++binds == 0)
+		binds = 1;
+	job.bind = lm.bound ? binds : 0;
 	memcpy(&job.peer, &w->peer, sizeof(job.peer));
 	/* the worker's channel, then the message's own to the relay */
 	if (fd_send_rec(c->ctl, w->fd, &job, sizeof(job), 0) == -1 ||
@@ -633,6 +640,7 @@ verifier_start(struct wchan *w)
 	close(sp[0]);
 	c->busy = 1;
 	c->bound = (int)lm.bound;
+	c->bind = job.bind;
 	c->uses++;
 	c->wid = w->wid;
 	clock_gettime(CLOCK_MONOTONIC, &c->t0);
@@ -666,10 +674,15 @@ verifier_child_main(int ctl)
 		_exit(1);
 	sandbox_verifier_child();
 	for (uses = 0; uses < VERIFIER_CHILD_USES; uses++) {
-		/* blocking: the parent is there, or it is gone */
-		n = fd_recv_rec(ctl, &wfd, &job, sizeof(job), MSG_TRUNC);
-		if (n <= 0)
-			_exit(0);
+		/* blocking: the parent is there, or it is gone; an end
+		 * it sent as an earlier binding ended anyway is no job */
+		do {
+			n = fd_recv_rec(ctl, &wfd, &job, sizeof(job),
+			    MSG_TRUNC);
+			if (n <= 0)
+				_exit(0);
+		} while (n == sizeof(job) && wfd == -1 &&
+		    job.wid == VJOB_END);
 		if (n != sizeof(job) || wfd == -1 ||
 		    fd_recv_rec(ctl, &rfd, &job, sizeof(job), MSG_TRUNC) !=
 		    sizeof(job) || rfd == -1)
@@ -698,8 +711,15 @@ verifier_child_main(int ctl)
 			d.asked += asked;
 			d.checked++;
 			w.checked++;
+			if (d.status == 2) {
+				/* done, but its channel to the relay is not
+				 * fit for another: the next goes afresh */
+				d.status = 0;
+				break;
+			}
 			if (d.status != 0 || !job.bound ||
-			    verifier_child_next(ctl, wfd, &d.status) == -1)
+			    verifier_child_next(ctl, wfd, job.bind,
+			    &d.status) == -1)
 				break;
 		}
 		close(wfd);
@@ -712,11 +732,12 @@ verifier_child_main(int ctl)
 
 /*
  * Bound: wait for the session's next message.  0 when one is there;
- * -1 when the session is over: the parent said so (what it says comes
- * first), or the worker's channel ended (*status 1).
+ * -1 when the session is over: the parent said so of this binding
+ * (what it says comes first), or the worker's channel ended (*status
+ * 1).
  */
 static int
-verifier_child_next(int ctl, int wfd, int32_t *status)
+verifier_child_next(int ctl, int wfd, uint32_t bind, int32_t *status)
 {
 	struct pollfd	 pfd[2];
 	struct vjob	 end;
@@ -738,7 +759,9 @@ verifier_child_next(int ctl, int wfd, int32_t *status)
 			n = recv(ctl, &end, sizeof(end), 0);
 			if (n != sizeof(end) || end.wid != VJOB_END)
 				_exit(n == 0 ? 0 : 1);
-			return -1;
+			if (end.bind == bind)
+				return -1;
+			continue;	/* of a binding before this one */
 		}
 		n = recv(wfd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 		if (n == 1)
@@ -754,7 +777,10 @@ verifier_child_next(int ctl, int wfd, int32_t *status)
  * In a child: one message, read from the worker's channel, its result
  * written to the relay on rfd.  It asks at most w->allowed questions
  * and says in *asked how many it did.  0 once the relay has the result;
- * 1 when the worker broke the channel's rules or the relay is gone.
+ * 1 when the worker broke the channel's rules or the relay is gone; 2
+ * when the relay has the result but a DNS question failed on the way,
+ * which may have left the channel to the relay inside a record: no
+ * other message may use it.
  */
 static int
 verifier_check(struct wchan *w, int rfd, uint32_t *asked)
@@ -842,6 +868,8 @@ verifier_check(struct wchan *w, int rfd, uint32_t *asked)
 	if (verifier_result(rfd, &ca, fields, fields != NULL ?
 	    strlen(fields) : 0) == -1)
 		r = 1;
+	else if (au.dc.broken)
+		r = 2;
 	free(fields);
 	free(body);
 	auth_reset(&au);

@@ -11,6 +11,7 @@ the verifier's word and the master's, or nothing.
 """
 
 import os
+import re
 import time
 
 import pytest
@@ -66,13 +67,19 @@ def deliver_earlier(c, n):
 
 
 @LATER
-def test_a_payload_naming_the_verifiers_fields_is_refused(smtpd, firm,
-                                                          earlier):
+@pytest.mark.parametrize("hook,field", [("FORGE", "from"),
+                                        ("FORGE-SUBJECT", "subject")])
+def test_a_payload_naming_any_field_is_refused(smtpd, firm, earlier, hook,
+                                              field):
+    """Every field is the verifier's or the master's: a worker whose
+    payload names one (FORGE: another sender, token, client and a strong
+    verdict; FORGE-SUBJECT: another token as the subject) is refused,
+    its channel closed, and everyone else served."""
     srv = smtpd(api=firm.url, binary=SMTPD_TEST)
     with srv.session() as c:
         c.ehlo()
         deliver_earlier(c, earlier)
-        r = c.cmd("XTEST FORGE")
+        r = c.cmd("XTEST " + hook)
         # the relay closes the channel of a worker that lies
         assert r.lines[0].startswith(LOCALERR + "forge: relay:"), r.lines
         assert "verdict" not in r.lines[0], r.lines
@@ -81,8 +88,7 @@ def test_a_payload_naming_the_verifiers_fields_is_refused(smtpd, firm,
     assert wait_for(lambda: [e for e in srv.logs()
                              if e.get("event") == "payload_refused"], 5)
     [e] = [e for e in srv.logs() if e.get("event") == "payload_refused"]
-    assert e["field"] == "from", e
-    # everyone else is served
+    assert e["field"] == field, e
     with srv.session() as c:
         assert_reply(c.deliver(make_message()), "250 2.0.0")
         c.quit()
@@ -117,24 +123,6 @@ def test_firm_gets_the_verifiers_sender_token_and_the_masters_client(
 
 
 @LATER
-def test_a_payload_naming_a_decoded_field_is_refused(smtpd, firm, earlier):
-    """The subject, body and headers are the verifier's too: a worker
-    that names one (here another token as the subject) is refused."""
-    srv = smtpd(api=firm.url, binary=SMTPD_TEST)
-    with srv.session() as c:
-        c.ehlo()
-        deliver_earlier(c, earlier)
-        r = c.cmd("XTEST FORGE-SUBJECT")
-        assert r.lines[0].startswith(LOCALERR + "forge: relay:"), r.lines
-    time.sleep(1)
-    assert len(firm.inbound()) == earlier
-    assert wait_for(lambda: [e for e in srv.logs()
-                             if e.get("event") == "payload_refused"], 5)
-    [e] = [e for e in srv.logs() if e.get("event") == "payload_refused"]
-    assert e["field"] == "subject", e
-
-
-@LATER
 def test_nothing_but_one_received_field_rides_above_the_data(smtpd, firm,
                                                              earlier):
     """The worker puts our Received field above the data, outside what
@@ -164,10 +152,12 @@ def test_a_second_payload_for_one_message_is_refused(smtpd, firm, earlier):
         assert_reply(c.deliver(make_message()), "250 2.0.0")
         t0 = time.monotonic()
         r = c.cmd("XTEST REPLAY", timeout=20)
-        # VERDICT_LOCAL (5): no result of the verifier's for it
+        # VERDICT_LOCAL (5): no result of the verifier's for it; within
+        # 5 s where no check began, 15 where a child keeps the session
+        # (a check may be under way there)
         assert r.lines == [LOCALERR + "replay: relay: verdict 5 status 0"], \
             r.lines
-        assert time.monotonic() - t0 < 15
+        assert time.monotonic() - t0 < (15 if earlier == 0 else 20)
         c.quit()
     time.sleep(0.5)
     assert len(firm.inbound()) == earlier + 1
@@ -187,7 +177,12 @@ def test_messages_without_payloads_harm_nobody_else(smtpd, firm, earlier):
         c.ehlo()
         deliver_earlier(c, earlier)
         r = c.cmd("XTEST FLOOD 1000", timeout=60)
-        assert r.lines == [LOCALERR + "flood: 1000 of 1000 sent"], r.lines
+        # from the session's second message on, one child keeps the
+        # session: the relay ends its channel at the third result nobody
+        # sent a payload for, and the worker's channel ends with it
+        sent = re.match(re.escape(LOCALERR) + r"flood: (\d+) of 1000 "
+                        r"sent$", r.lines[0])
+        assert sent and int(sent.group(1)) < 1000, r.lines
     # the relay holds few descriptors: its results were trimmed
     assert wait_for(lambda: len(os.listdir("/proc/%d/fd" % relay)) < 100,
                     20), len(os.listdir("/proc/%d/fd" % relay))
