@@ -160,6 +160,7 @@ static void	relay_chan_read(struct chan *);
 static void	relay_chan_write(struct chan *);
 static void	relay_chan_close(size_t);
 static void	relay_dns_cancel(struct chan *);
+static int	relay_worker_live(uint64_t);
 static void	relay_inbound(struct chan *, const struct chan_hdr *,
 		    const uint8_t *, size_t);
 static void	relay_done(CURL *, CURLcode);
@@ -400,10 +401,16 @@ relay_main(void)
 		for (i = nchans; i > 0; i--) {
 			struct chan *c = chans[i - 1];
 
-			/* a bound channel that ends: counted from then */
+			/*
+			 * A bound channel that ends: counted from then, if
+			 * its worker may still send the payload it checked
+			 * nothing for; if the worker is gone, no payload will
+			 * come.
+			 */
 			if (c->fd == -1 && c->bound && !c->ended) {
 				c->ended = 1;
 				clock_gettime(CLOCK_MONOTONIC, &c->since);
+				c->gone = !relay_worker_live(c->wid);
 			}
 
 			if (c->fd == -1 && !c->spooling &&
@@ -531,6 +538,19 @@ relay_results_trim(uint64_t wid, uint32_t seq)
 		if (chans[i]->kind == CK_VERIFIER && chans[i]->wid == wid &&
 		    chans[i]->fd == -1 && chans[i]->seq + 1 < seq)
 			chans[i]->gone = 1;	/* closed in the loop */
+}
+
+/* Is worker wid's channel open? */
+static int
+relay_worker_live(uint64_t wid)
+{
+	size_t	 i;
+
+	for (i = 0; i < nchans; i++)
+		if (chans[i]->kind == CK_WORKER && chans[i]->wid == wid &&
+		    chans[i]->fd != -1)
+			return 1;
+	return 0;
 }
 
 /* The questions of c libunbound still works on: none of its concern. */

@@ -260,3 +260,17 @@ def test_the_same_message_name_is_never_written_over(smtpd):
             r.lines
     assert srv.read_spool() == [first]
     assert [e for e in srv.logs() if e.get("event") == "spool_error"]
+
+
+def test_a_kept_session_holds_up_no_stop(smtpd):
+    """A session of two messages (the second checked by a child that
+    keeps the session) that the client drops: SIGTERM ends the server
+    at once, not after the relay's wait for a payload that never
+    comes."""
+    srv = smtpd()
+    with srv.session() as c:
+        deliver_earlier(c, 2)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    assert srv.stop(timeout=10) == 0
+    assert time.monotonic() - t0 < 3
