@@ -597,10 +597,13 @@ relay_chan_close(size_t i)
 	struct chan	*c = chans[i];
 	size_t		 j;
 
-	/* a worker that left sends no payload: its channels' ends go */
+	/*
+	 * A worker that left sends no payload: its results, and its
+	 * channels' ends, go (a stop would wait for them).
+	 */
 	for (j = 0; c->kind == CK_WORKER && j < nchans; j++)
 		if (chans[j]->kind == CK_VERIFIER && chans[j]->wid == c->wid &&
-		    chans[j]->fd == -1 && !chans[j]->done)
+		    chans[j]->fd == -1)
 			chans[j]->gone = 1;
 	relay_dns_cancel(c);
 	free(c->out);
@@ -1200,6 +1203,9 @@ relay_auth(struct chan *c, const uint8_t *body, size_t len)
 	}
 	c->done = 1;
 	clock_gettime(CLOCK_MONOTONIC, &c->since);
+	/* its worker is gone (the relay closed its channel): no payload */
+	if (!relay_worker_live(c->wid))
+		c->gone = 1;
 	metrics_add(M_VERDICT + c->auth.verdict, 1);
 	metrics_add(M_DNS_QUERIES, c->auth.dns_queries);
 	/*

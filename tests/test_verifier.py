@@ -92,6 +92,11 @@ def test_a_payload_naming_any_field_is_refused(smtpd, firm, earlier, hook,
     with srv.session() as c:
         assert_reply(c.deliver(make_message()), "250 2.0.0")
         c.quit()
+    # the refused worker's result is dropped with its channel: a stop
+    # does not wait for a payload that cannot come
+    t0 = time.monotonic()
+    assert srv.stop(timeout=10) == 0
+    assert time.monotonic() - t0 < 3
 
 
 @LATER
