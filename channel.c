@@ -24,7 +24,9 @@
 static int	chan_hex_field(const char *, size_t);
 static void	chan_deadline(struct timespec *, long long);
 static int	chan_io(int, struct iovec *, int, int, const struct timespec *);
-static void	chan_deadline(struct timespec *, long long);
+static void	chan_request_hdr(struct chan_hdr *, uint16_t, size_t);
+static int	chan_answer_hdr(int, struct chan_hdr *, size_t,
+		    const struct timespec *);
 
 static uint32_t	chan_nextid;	/* of the worker's requests */
 
@@ -273,11 +275,7 @@ chan_request(int fd, uint16_t type, const void *body1, size_t len1,
 	int		 stale;
 
 	chan_deadline(&deadline, timeout_ms);
-	memset(&h, 0, sizeof(h));
-	h.version = CHAN_VERSION;
-	h.type = type;
-	h.id = ++chan_nextid;
-	h.len = (uint32_t)(len1 + len2);
+	chan_request_hdr(&h, type, len1 + len2);
 	iov[0].iov_base = &h;
 	iov[0].iov_len = sizeof(h);
 	iov[1].iov_base = (void *)(uintptr_t)body1;
@@ -287,15 +285,8 @@ chan_request(int fd, uint16_t type, const void *body1, size_t len1,
 	if (chan_io(fd, iov, 3, 1, &deadline) == -1)
 		return -1;
 	for (stale = 0; stale < CHAN_STALE_MAX; stale++) {
-		iov[0].iov_base = &r;
-		iov[0].iov_len = sizeof(r);
-		if (chan_io(fd, iov, 1, 0, &deadline) == -1)
+		if (chan_answer_hdr(fd, &r, CHAN_DNS_MAX, &deadline) == -1)
 			return -1;
-		if (r.version != CHAN_VERSION || (r.type != CHAN_VERDICT &&
-		    r.type != CHAN_DNS_ANSWER) || r.len > CHAN_DNS_MAX) {
-			errno = EPROTO;
-			return -1;
-		}
 		if (r.id == h.id)
 			break;
 		/* the answer to a question we gave up on */
@@ -333,12 +324,7 @@ chan_ask(int fd, uint16_t type, const void *body, size_t len,
 	struct timespec	 deadline;
 
 	chan_deadline(&deadline, timeout_ms);
-	memset(&h, 0, sizeof(h));
-	h.version = CHAN_VERSION;
-	h.type = type;
-	if ((h.id = ++chan_nextid) == 0)
-		h.id = ++chan_nextid;
-	h.len = (uint32_t)len;
+	chan_request_hdr(&h, type, len);
 	iov[0].iov_base = &h;
 	iov[0].iov_len = sizeof(h);
 	iov[1].iov_base = (void *)(uintptr_t)body;
@@ -363,19 +349,47 @@ chan_answer(int fd, uint16_t want, uint32_t *id, void *ans, size_t anslen,
 	struct timespec	 deadline;
 
 	chan_deadline(&deadline, timeout_ms);
-	iov.iov_base = &r;
-	iov.iov_len = sizeof(r);
-	if (chan_io(fd, &iov, 1, 0, &deadline) == -1)
+	if (chan_answer_hdr(fd, &r, anslen, &deadline) == -1)
 		return -1;
-	if (r.version != CHAN_VERSION || (r.type != CHAN_VERDICT &&
-	    r.type != CHAN_DNS_ANSWER) || r.len > anslen) {
-		errno = EPROTO;
-		return -1;
-	}
 	*id = r.type == want ? r.id : 0;
 	iov.iov_base = ans;
 	iov.iov_len = r.len;
 	if (chan_io(fd, &iov, 1, 0, &deadline) == -1)
 		return -1;
 	return (ssize_t)r.len;
+}
+
+/* A worker's request header: a new id, never 0 (chan_answer()'s "late"). */
+static void
+chan_request_hdr(struct chan_hdr *h, uint16_t type, size_t len)
+{
+	memset(h, 0, sizeof(*h));
+	h->version = CHAN_VERSION;
+	h->type = type;
+	if ((h->id = ++chan_nextid) == 0)
+		h->id = ++chan_nextid;
+	h->len = (uint32_t)len;
+}
+
+/*
+ * The header of the relay's next answer to a worker: a verdict or a
+ * DNS answer, its body at most maxlen.  0, or -1 with errno: ETIMEDOUT,
+ * EPIPE, EPROTO.
+ */
+static int
+chan_answer_hdr(int fd, struct chan_hdr *r, size_t maxlen,
+    const struct timespec *deadline)
+{
+	struct iovec	 iov;
+
+	iov.iov_base = r;
+	iov.iov_len = sizeof(*r);
+	if (chan_io(fd, &iov, 1, 0, deadline) == -1)
+		return -1;
+	if (r->version != CHAN_VERSION || (r->type != CHAN_VERDICT &&
+	    r->type != CHAN_DNS_ANSWER) || r->len > maxlen) {
+		errno = EPROTO;
+		return -1;
+	}
+	return 0;
 }
