@@ -97,8 +97,7 @@ struct chan {
 	int			 spooling;	/* its payload is being written */
 	struct timespec		 since;		/* of done, of pending */
 	struct chan_auth	 auth;		/* verifier: the result */
-	char			*fields;	/* its fields, or the
-						   worker's when pending */
+	char			*fields;	/* verifier: its fields */
 	size_t			 fieldslen;
 	size_t			 fieldscap;	/* of the result's, counted
 						   in buffered */
@@ -969,10 +968,9 @@ relay_dns_query(struct chan *c, const struct chan_hdr *h, const uint8_t *body,
 {
 	struct dnsq	*q;
 	char		 name[DNS_NAME_MAX + 1];
-	int		 type, slot;
-
 	const uint8_t	*ans;
 	size_t		 anslen;
+	int		 type, slot;
 
 	if (dns_query_check(body, len, &type, name, sizeof(name)) == -1) {
 		log_warnx("relay: a worker sent a malformed DNS question; "
@@ -1091,13 +1089,6 @@ relay_inbound(struct chan *c, const struct chan_hdr *h, const uint8_t *body,
 		c->fd = -1;
 		return;
 	}
-	free(c->fields);
-	if ((c->fields = malloc(jsonlen)) == NULL) {
-		relay_verdict(c, VERDICT_LOCAL, 0, NULL);
-		return;
-	}
-	memcpy(c->fields, json, jsonlen);
-	c->fieldslen = jsonlen;
 	c->seq++;
 	c->pending = 1;
 	c->busy = 1;
@@ -1305,11 +1296,8 @@ relay_forward(struct chan *c, struct chan *v)
 	}
 	c->body[0] = '{';
 	memcpy(c->body + 1, v->fields, v->fieldslen);
-	len = 1 + v->fieldslen;
-	c->body[len++] = '}';
+	c->body[len - 1] = '}';
 	c->body[len] = '\0';
-	free(c->fields);
-	c->fields = NULL;
 	clock_gettime(CLOCK_MONOTONIC, &c->t0);
 	if (conf.spool != NULL) {
 		relay_spool(c, c->body, len);
@@ -1351,7 +1339,7 @@ relay_spool_full(void)
 
 /*
  * Write one payload into the spool directory: a temporary file, fsync,
- * a link to <id>.json (never over another), fsync of the directory, by
+ * a rename to <id>.json (never over another), fsync of the directory, by
  * one of spool.c's threads.  Nothing is lost: the sender hears 250 only
  * after that (relay_spooled()).
  */

@@ -61,16 +61,32 @@ fd_write_all(int fd, const void *buf, size_t len)
 }
 
 /*
+ * Rename tmp to name in dirfd, never over a file there (EEXIST): one
+ * step where the file system can; else a link and an unlink.  0, or -1.
+ */
+static int
+file_rename_new(int dirfd, const char *tmp, const char *name)
+{
+#ifdef RENAME_NOREPLACE
+	if (renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+#endif
+	if (linkat(dirfd, tmp, dirfd, name, 0) == -1)
+		return -1;
+	(void)unlinkat(dirfd, tmp, 0);
+	return 0;
+}
+
+/*
  * Write a file so that it is either whole or absent: a temporary file
  * beside it (".name.XXXXXXXX.tmp", random, so that two writers of one
- * name never share it; never following a link), fsync, rename over
- * name (with FILE_NOREPLACE: a
- * rename that fails with EEXIST when there is one, or on a file system
- * that cannot, a link to name and the temporary name's removal), fsync
- * of the directory.  Any step that fails, the directory's fsync
- * included, fails the whole: -1 with errno set, no file left.  Each
- * step on the directory takes its lock: two, where the file system
- * renames without replacing.
+ * name never share it; never following a link), fsync, rename over name
+ * (with FILE_NOREPLACE: file_rename_new()), fsync of the directory.
+ * Any step that fails, the directory's fsync included, fails the whole:
+ * -1 with errno set, no file left.  Each step on the directory takes
+ * its lock: two, where the file system renames without replacing.
  */
 int
 file_write_atomic(int dirfd, const char *name, const struct iovec *iov,
@@ -97,21 +113,9 @@ file_write_atomic(int dirfd, const char *name, const struct iovec *iov,
 		goto fail;
 	}
 	fd = -1;
-	if ((flags & FILE_NOREPLACE) != 0) {
-#ifdef RENAME_NOREPLACE
-		if (renameat2(dirfd, tmp, dirfd, name, RENAME_NOREPLACE) == 0)
-			goto renamed;
-		if (errno != EINVAL && errno != ENOSYS)
-			goto fail;
-#endif
-		if (linkat(dirfd, tmp, dirfd, name, 0) == -1)
-			goto fail;
-		(void)unlinkat(dirfd, tmp, 0);
-	} else if (renameat(dirfd, tmp, dirfd, name) == -1)
+	if (((flags & FILE_NOREPLACE) != 0 ? file_rename_new(dirfd, tmp,
+	    name) : renameat(dirfd, tmp, dirfd, name)) == -1)
 		goto fail;
-#ifdef RENAME_NOREPLACE
- renamed:
-#endif
 	if (fsync(dirfd) == -1) {
 		/* renamed, but maybe not on disk: not a success */
 		saved = errno;

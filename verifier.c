@@ -99,9 +99,15 @@ struct vjob {
 };
 #define VJOB_END		0x656e64	/* "end" */
 
+/* A check's outcome (verifier_check()), and a child's (vdone.status). */
+#define VCHECK_OK		0	/* the relay has the result */
+#define VCHECK_END		1	/* the worker's channel ends */
+#define VCHECK_ALONE		2	/* OK, but the channel to the relay
+					   serves no other message */
+
 /* Child -> parent: how it went. */
 struct vdone {
-	int32_t			 status;	/* 0, or 1: the channel ends */
+	int32_t			 status;	/* VCHECK_OK or VCHECK_END */
 	uint32_t		 asked;		/* DNS questions it asked */
 	uint32_t		 checked;	/* messages it checked */
 	uint32_t		 pad;
@@ -441,8 +447,8 @@ verifier_done(struct vchild *c)
 		w->seq += d.checked - 1;
 		w->checked += d.checked - 1;
 	}
-	/* the worker broke the channel's rules */
-	if (d.status != 0) {
+	/* the worker broke the channel's rules, or it is gone */
+	if (d.status != VCHECK_OK) {
 		close(w->fd);
 		w->fd = -1;
 	}
@@ -700,7 +706,7 @@ verifier_child_main(int ctl)
 				log_event(LOG_WARNING, "verifier_refused",
 				    NULL, "{s:s}", "error",
 				    "too many messages in one session");
-				d.status = 1;
+				d.status = VCHECK_END;
 				break;
 			}
 			w.allowed = w.dns_left < DNS_QUERIES_MAX ?
@@ -711,13 +717,13 @@ verifier_child_main(int ctl)
 			d.asked += asked;
 			d.checked++;
 			w.checked++;
-			if (d.status == 2) {
+			if (d.status == VCHECK_ALONE) {
 				/* done, but its channel to the relay is not
 				 * fit for another: the next goes afresh */
-				d.status = 0;
+				d.status = VCHECK_OK;
 				break;
 			}
-			if (d.status != 0 || !job.bound ||
+			if (d.status != VCHECK_OK || !job.bound ||
 			    verifier_child_next(ctl, wfd, job.bind,
 			    &d.status) == -1)
 				break;
@@ -768,7 +774,7 @@ verifier_child_next(int ctl, int wfd, uint32_t bind, int32_t *status)
 			return 0;
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			continue;
-		*status = 1;	/* the worker is gone */
+		*status = VCHECK_END;	/* the worker is gone */
 		return -1;
 	}
 }
@@ -776,11 +782,11 @@ verifier_child_next(int ctl, int wfd, uint32_t bind, int32_t *status)
 /*
  * In a child: one message, read from the worker's channel, its result
  * written to the relay on rfd.  It asks at most w->allowed questions
- * and says in *asked how many it did.  0 once the relay has the result;
- * 1 when the worker broke the channel's rules or the relay is gone; 2
- * when the relay has the result but a DNS question failed on the way,
- * which may have left the channel to the relay inside a record: no
- * other message may use it.
+ * and says in *asked how many it did.  VCHECK_OK once the relay has the
+ * result; VCHECK_END when the worker broke the channel's rules or the
+ * relay is gone; VCHECK_ALONE when the relay has the result but a DNS
+ * question failed on the way, which may have left the channel to the
+ * relay inside a record: no other message may use it.
  */
 static int
 verifier_check(struct wchan *w, int rfd, uint32_t *asked)
@@ -795,7 +801,8 @@ verifier_check(struct wchan *w, int rfd, uint32_t *asked)
 	uint8_t			*body = NULL;
 	size_t			 nrcpts, maxbody;
 	ssize_t			 len;
-	int			 e, in_subject, wfd = w->fd, r = 0;
+	int			 e, in_subject, wfd = w->fd;
+	int			 r = VCHECK_OK;
 
 	*asked = 0;
 	(void)fcntl(rfd, F_SETFL, O_NONBLOCK);
@@ -810,7 +817,7 @@ verifier_check(struct wchan *w, int rfd, uint32_t *asked)
 		log_event(LOG_WARNING, "verifier_refused", NULL, "{s:s}",
 		    "error", "a worker broke the channel's rules");
 		free(body);
-		return 1;
+		return VCHECK_END;
 	}
 	memset(&ca, 0, sizeof(ca));
 	memset(&au, 0, sizeof(au));
@@ -867,9 +874,9 @@ verifier_check(struct wchan *w, int rfd, uint32_t *asked)
  done:
 	if (verifier_result(rfd, &ca, fields, fields != NULL ?
 	    strlen(fields) : 0) == -1)
-		r = 1;
+		r = VCHECK_END;
 	else if (au.dc.broken)
-		r = 2;
+		r = VCHECK_ALONE;
 	free(fields);
 	free(body);
 	auth_reset(&au);
