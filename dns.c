@@ -26,6 +26,7 @@
 static int	dns_chan_lookup(void *, const char *, int,
 		    struct dns_answer *);
 static int	dns_name_ok(const char *, size_t);
+static size_t	dns_query_encode(uint8_t *, int, const char *, size_t);
 
 /*
  * Ask ctx one question.  The name is checked here, once, for every
@@ -101,6 +102,22 @@ dns_chan_init(struct dns_ctx *ctx, struct dns_chan *dc, int fd)
 	ctx->arg = dc;
 }
 
+/*
+ * A question as the relay reads it (dns_query_check()): type and length,
+ * two octets each, then the name's len octets (DNS_NAME_MAX at most);
+ * q holds CHAN_DNS_QUERY_MAX.  Its length.
+ */
+static size_t
+dns_query_encode(uint8_t *q, int type, const char *name, size_t len)
+{
+	uint16_t	 t = (uint16_t)type, n = (uint16_t)len;
+
+	memcpy(q, &t, 2);
+	memcpy(q + 2, &n, 2);
+	memcpy(q + 4, name, len);
+	return 4 + len;
+}
+
 static int
 dns_chan_lookup(void *arg, const char *name, int type,
     struct dns_answer *ans)
@@ -108,7 +125,6 @@ dns_chan_lookup(void *arg, const char *name, int type,
 	struct dns_chan	*dc = arg;
 	struct timespec	 t0, t1;
 	uint8_t		 q[CHAN_DNS_QUERY_MAX];
-	uint16_t	 t = (uint16_t)type, n;
 	size_t		 len = strlen(name);
 	ssize_t		 got;
 
@@ -118,12 +134,9 @@ dns_chan_lookup(void *arg, const char *name, int type,
 	    len > DNS_NAME_MAX)
 		return -1;
 	dc->left_q--;
-	n = (uint16_t)len;
-	memcpy(q, &t, 2);
-	memcpy(q + 2, &n, 2);
-	memcpy(q + 4, name, len);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	got = chan_request(dc->fd, CHAN_DNS_QUERY, q, 4 + len, NULL, 0,
+	got = chan_request(dc->fd, CHAN_DNS_QUERY, q,
+	    dns_query_encode(q, type, name, len), NULL, 0,
 	    CHAN_DNS_ANSWER, ans->buf, sizeof(ans->buf), dc->left_ms);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	dc->left_ms -= (t1.tv_sec - t0.tv_sec) * 1000LL +
@@ -155,22 +168,18 @@ dns_chan_parallel(int fd, const char *const *name, size_t n, int type,
 	struct timespec	 t0, t1;
 	uint32_t	 id[MAX_DNSBL], got_id;
 	uint8_t		 q[CHAN_DNS_QUERY_MAX];
-	uint16_t	 t = (uint16_t)type, len;
-	size_t		 i, asked = 0, left;
+	size_t		 i, len, asked = 0, left;
 	ssize_t		 got;
 	long long	 ms;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (i = 0; i < n && i < MAX_DNSBL; i++) {
 		id[i] = 0;
-		len = (uint16_t)strlen(name[i]);
+		len = strlen(name[i]);
 		if (!dns_name_ok(name[i], len))
 			continue;
-		memcpy(q, &t, 2);
-		memcpy(q + 2, &len, 2);
-		memcpy(q + 4, name[i], len);
-		if ((id[i] = chan_ask(fd, CHAN_DNS_QUERY, q, 4 + (size_t)len,
-		    timeout_ms)) == 0)
+		if ((id[i] = chan_ask(fd, CHAN_DNS_QUERY, q,
+		    dns_query_encode(q, type, name[i], len), timeout_ms)) == 0)
 			return;
 		asked++;
 	}
