@@ -122,6 +122,7 @@ auth_reset(struct auth *au)
 {
 	free(au->raw);
 	free(au->ans);
+	dns_chan_free(&au->dc);
 	auth_sigtags_free(au);
 	free(au->sigtags);
 	memset(au, 0, sizeof(*au));
@@ -140,11 +141,15 @@ auth_spf(struct auth *au, const struct smtpd_conf *conf, int chan,
     const char *helo)
 {
 	char		 sender[SMTP_LOCAL_MAX + SMTP_DOMAIN_MAX + 16];
+	char		 q[DNS_NAME_MAX + 16];
 	const char	*at;
 
 	dns_chan_init(&au->dns, &au->dc, chan);
 	if (au->dc.left_q > queries)
 		au->dc.left_q = queries;
+	/* DMARC's first question goes with SPF's: one wait for both */
+	if (dmarc_first_question(au->from_domain, q, sizeof(q)) == 0)
+		dns_ahead(&au->dns, q, DNS_T_TXT);
 	if (from[0] != '\0' && (at = strrchr(from, '@')) != NULL) {
 		/*
 		 * A domain in UTF-8 is asked about in its A-label form (RFC

@@ -135,6 +135,7 @@ static void	dmarc_walk(struct dmarc_ctx *, const char *,
 static const char *dmarc_walk_org(const struct dmarc_walk *, char *,
 		    size_t);
 static int	dmarc_org(struct dmarc_ctx *, const char *, char *, size_t);
+static int	dmarc_qname(const char *, char *, size_t);
 static struct dmarc_ctx *dmarc_ctx_new(struct dns_ctx *);
 static int	dmarc_align(struct dmarc_ctx *, const char *, const char *,
 		    const char *, int);
@@ -480,6 +481,29 @@ dmarc_suffix(const char *name, const char *suffix)
 	    strcmp(name + n - s, suffix) == 0;
 }
 
+/* The name of domain's DMARC record (q: DMARC_QNAME_MAX).  0, or -1. */
+static int
+dmarc_qname(const char *domain, char *q, size_t qsz)
+{
+	return (size_t)snprintf(q, qsz, "%s%s", DMARC_PREFIX, domain) >= qsz ?
+	    -1 : 0;
+}
+
+/*
+ * The first question dmarc_check() asks about a From domain, so that
+ * it may be asked ahead (dns_ahead()): the TXT record of the domain as
+ * DMARC compares it.  0, or -1 when it would ask none.
+ */
+int
+dmarc_first_question(const char *from_domain, char *q, size_t qsz)
+{
+	char	 d[DNS_NAME_MAX + 1];
+
+	if (dmarc_name(from_domain, d, sizeof(d)) == -1)
+		return -1;
+	return dmarc_qname(d, q, qsz);
+}
+
 /*
  * The DMARC record at _dmarc.<domain>: DMARC_F_ONE and *rec, or
  * DMARC_F_NONE, or DMARC_F_TEMP.  Answers are kept for the check.
@@ -500,8 +524,7 @@ dmarc_fetch(struct dmarc_ctx *c, const char *domain, struct dmarc_record *rec)
 
 	memset(rec, 0, sizeof(*rec));
 	found = DMARC_F_NONE;
-	if ((size_t)snprintf(q, sizeof(q), "%s%s", DMARC_PREFIX, domain) >=
-	    sizeof(q))
+	if (dmarc_qname(domain, q, sizeof(q)) == -1)
 		found = DMARC_F_NONE;	/* too long to exist */
 	else {
 		dns_lookup(c->dns, q, DNS_T_TXT, &c->ans);

@@ -18,12 +18,17 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "smtpd.h"
 
 static int	dns_chan_lookup(void *, const char *, int,
+		    struct dns_answer *);
+static int	dns_chan_ahead_is(const struct dns_chan *, const char *,
+		    size_t, int);
+static ssize_t	dns_chan_wait(struct dns_chan *, uint32_t,
 		    struct dns_answer *);
 static int	dns_name_ok(const char *, size_t);
 static size_t	dns_query_encode(uint8_t *, int, const char *, size_t);
@@ -47,11 +52,15 @@ dns_lookup(struct dns_ctx *ctx, const char *name, int type,
 		ans->status = DNS_NXDOMAIN;
 		return 0;
 	}
-	if (ctx->queries >= DNS_QUERIES_MAX) {
-		ans->status = DNS_TEMPFAIL;
-		return 0;
+	/* asked ahead, it was counted then */
+	if (ctx->lookup != dns_chan_lookup ||
+	    !dns_chan_ahead_is(ctx->arg, name, len, type)) {
+		if (ctx->queries >= DNS_QUERIES_MAX) {
+			ans->status = DNS_TEMPFAIL;
+			return 0;
+		}
+		ctx->queries++;
 	}
-	ctx->queries++;
 	if (ctx->lookup(ctx->arg, name, type, ans) == -1)
 		ans->status = DNS_TEMPFAIL;
 	if (ans->status != DNS_NOERROR)
@@ -98,8 +107,70 @@ dns_chan_init(struct dns_ctx *ctx, struct dns_chan *dc, int fd)
 	dc->fd = fd;
 	dc->left_ms = DNS_BUDGET_MS;
 	dc->left_q = DNS_QUERIES_MAX;
+	dc->broken = 0;
+	dc->ahead_id = 0;
+	dc->ahead_have = 0;
+	dc->ahead_buf = NULL;	/* dns_chan_free() frees what dns_ahead()
+				   takes */
 	ctx->lookup = dns_chan_lookup;
 	ctx->arg = dc;
+}
+
+void
+dns_chan_free(struct dns_chan *dc)
+{
+	free(dc->ahead_buf);
+	dc->ahead_buf = NULL;
+	dc->ahead_id = 0;
+}
+
+/*
+ * Ask a question now whose answer a later dns_lookup() of the same type
+ * and name (as written, trailing dot aside) will want: both travel
+ * together, so the check waits once where it would have waited twice.
+ * It counts as a question when it is asked, not again when used; only
+ * a message that may still ask all DNS_QUERIES_MAX questions asks one
+ * ahead, so that it never takes one another check would have needed.
+ * One at a time; an answer never used is dropped with the message.
+ */
+void
+dns_ahead(struct dns_ctx *ctx, const char *name, int type)
+{
+	struct dns_chan	*dc = ctx->arg;
+	uint8_t		 q[CHAN_DNS_QUERY_MAX];
+	size_t		 len = strlen(name);
+
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (ctx->lookup != dns_chan_lookup || dc->ahead_id != 0 ||
+	    dc->fd == -1 || dc->left_q < DNS_QUERIES_MAX ||
+	    ctx->queries != 0 || !dns_name_ok(name, len))
+		return;
+	if (dc->ahead_buf == NULL &&
+	    (dc->ahead_buf = malloc(CHAN_DNS_MAX)) == NULL)
+		return;
+	if ((dc->ahead_id = chan_ask(dc->fd, CHAN_DNS_QUERY, q,
+	    dns_query_encode(q, type, name, len), dc->left_ms)) == 0) {
+		dc->broken = 1;
+		dc->fd = -1;	/* perhaps half a question went */
+		return;
+	}
+	memcpy(dc->ahead_name, name, len);
+	dc->ahead_name[len] = '\0';
+	dc->ahead_type = type;
+	dc->ahead_have = 0;
+	dc->left_q--;
+	ctx->queries++;
+}
+
+/* Whether a lookup of name (len octets) is the one asked ahead. */
+static int
+dns_chan_ahead_is(const struct dns_chan *dc, const char *name, size_t len,
+    int type)
+{
+	return dc->ahead_id != 0 &&
+	    dc->ahead_type == type && strlen(dc->ahead_name) == len &&
+	    memcmp(dc->ahead_name, name, len) == 0;
 }
 
 /*
@@ -123,31 +194,81 @@ dns_chan_lookup(void *arg, const char *name, int type,
     struct dns_answer *ans)
 {
 	struct dns_chan	*dc = arg;
-	struct timespec	 t0, t1;
 	uint8_t		 q[CHAN_DNS_QUERY_MAX];
 	size_t		 len = strlen(name);
+	uint32_t	 id;
 	ssize_t		 got;
 
 	if (len > 0 && name[len - 1] == '.')
 		len--;
-	if (dc->fd == -1 || dc->left_ms <= 0 || dc->left_q == 0 ||
-	    len > DNS_NAME_MAX)
+	if (dns_chan_ahead_is(dc, name, len, type)) {
+		/* asked ahead: its answer, here or on its way */
+		id = dc->ahead_id;
+		dc->ahead_id = 0;
+		if (dc->ahead_have) {
+			memcpy(ans->buf, dc->ahead_buf, dc->ahead_len);
+			return dns_answer_decode(ans->buf, dc->ahead_len, ans);
+		}
+	} else {
+		if (dc->fd == -1 || dc->left_ms <= 0 || dc->left_q == 0 ||
+		    len > DNS_NAME_MAX)
+			return -1;
+		dc->left_q--;
+		if ((id = chan_ask(dc->fd, CHAN_DNS_QUERY, q,
+		    dns_query_encode(q, type, name, len), dc->left_ms)) == 0) {
+			dc->broken = 1;
+			dc->fd = -1;	/* perhaps half a question went */
+			return -1;
+		}
+	}
+	if ((got = dns_chan_wait(dc, id, ans)) == -1)
 		return -1;
-	dc->left_q--;
+	return dns_answer_decode(ans->buf, (size_t)got, ans);
+}
+
+/*
+ * The answer to question id, into ans->buf, within what is left of the
+ * message's budget; the one asked ahead is kept if it comes first, an
+ * earlier question's (given up on) is dropped.  Its length, or -1.
+ */
+static ssize_t
+dns_chan_wait(struct dns_chan *dc, uint32_t id, struct dns_answer *ans)
+{
+	struct timespec	 t0, t1;
+	uint32_t	 got_id;
+	ssize_t		 got = -1;
+	int		 stale;
+
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	got = chan_request(dc->fd, CHAN_DNS_QUERY, q,
-	    dns_query_encode(q, type, name, len), NULL, 0,
-	    CHAN_DNS_ANSWER, ans->buf, sizeof(ans->buf), dc->left_ms);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	dc->left_ms -= (t1.tv_sec - t0.tv_sec) * 1000LL +
-	    (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	for (stale = 0; stale < CHAN_STALE_MAX; stale++) {
+		if (dc->fd == -1 || dc->left_ms <= 0) {
+			errno = ETIMEDOUT;
+			got = -1;
+			break;
+		}
+		got = chan_answer(dc->fd, CHAN_DNS_ANSWER, &got_id, ans->buf,
+		    sizeof(ans->buf), dc->left_ms);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		dc->left_ms -= (t1.tv_sec - t0.tv_sec) * 1000LL +
+		    (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		t0 = t1;
+		if (got == -1 || got_id == id)
+			break;
+		if (got_id != 0 && got_id == dc->ahead_id && !dc->ahead_have) {
+			memcpy(dc->ahead_buf, ans->buf, (size_t)got);
+			dc->ahead_len = (size_t)got;
+			dc->ahead_have = 1;
+		}
+		got = -1;
+		errno = EPROTO;
+	}
 	if (got == -1) {
+		/* the stream may be inside a record: no more questions */
 		dc->broken = 1;
 		if (errno == EPIPE || errno == EPROTO)
-			dc->fd = -1;	/* no more questions this message */
-		return -1;
+			dc->fd = -1;
 	}
-	return dns_answer_decode(ans->buf, (size_t)got, ans);
+	return got;
 }
 
 /*

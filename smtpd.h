@@ -628,8 +628,17 @@ struct dns_chan {
 	size_t			 left_q;	/* questions it may still ask */
 	int			 broken;	/* a request failed: the stream
 						   may be mid-record */
+	/* one question asked ahead (dns_ahead()), its answer kept */
+	uint32_t		 ahead_id;	/* 0: none waits to be used */
+	int			 ahead_type;
+	int			 ahead_have;	/* its answer is in ahead_buf */
+	size_t			 ahead_len;
+	uint8_t			*ahead_buf;	/* CHAN_DNS_MAX octets */
+	char			 ahead_name[DNS_NAME_MAX + 1];
 };
 void		 dns_chan_init(struct dns_ctx *, struct dns_chan *, int);
+void		 dns_chan_free(struct dns_chan *);
+void		 dns_ahead(struct dns_ctx *, const char *, int);
 void		 dns_chan_parallel(int, const char *const *, size_t, int,
 		    void (*)(void *, size_t, const struct dns_answer *),
 		    void *, long long);
@@ -709,6 +718,7 @@ int		 dmarc_org_domain(struct dns_ctx *, const char *, char *,
 		    size_t);
 int		 dmarc_check(struct dns_ctx *, const struct dmarc_input *,
 		    struct dmarc_output *);
+int		 dmarc_first_question(const char *, char *, size_t);
 const char	*dmarc_result_name(int);
 const char	*dmarc_policy_name(int);
 

@@ -342,6 +342,46 @@ def test_each_message_gets_its_own_dns_budget(auth_smtpd, dns):
     assert by_sender["bob@example.net"]["auth"]["verdict"] == "weak"
 
 
+def test_dmarc_question_goes_with_spf_and_waits_for_its_use(auth_smtpd,
+                                                          dns):
+    # The verifier asks DMARC's first question (_dmarc.<From domain>)
+    # together with SPF's, so a check waits once for both.  SPF's answer
+    # is held back here: DMARC's comes first and must be kept, unused,
+    # until DMARC wants it; nothing else may read it, nor may it be
+    # asked twice.
+    msg = strong_message(dns)
+    dns.set_delay(DOMAIN, 1.0)
+    srv = auth_smtpd()
+    e = accepted(srv, msg)
+    a = e["auth"]
+    has(a["spf"], result="pass", domain=DOMAIN)
+    has(a["dmarc"], result="pass", domain=DOMAIN, p="reject")
+    has(a, verdict="strong")
+    # the resolver may ask a slow name again; the first counts
+    spf = min((q for q in dns.queries if q.name == DOMAIN and
+               q.type == "TXT"), key=lambda q: q.when)
+    dms = [q for q in dns.queries if q.name == "_dmarc." + DOMAIN]
+    assert len(dms) == 1, dns.queries
+    dm = dms[0]
+    assert dm.type == "TXT"
+    # asked before SPF's answer came (it took 1 s), not after it
+    assert dm.when - spf.when < 0.5, (spf, dm)
+
+
+def test_dmarc_answer_asked_ahead_is_not_taken_for_spf(auth_smtpd, dns):
+    # SPF's answer comes after DMARC's, and says -all for the client:
+    # the DMARC record (v=DMARC1, no SPF record in it) must not be read
+    # as the SPF answer, nor SPF's as DMARC's.
+    publish(dns, spf="v=spf1 -all", dmarc="v=DMARC1; p=none")
+    dns.set_delay(DOMAIN, 0.5)
+    srv = auth_smtpd()
+    e = accepted(srv, message())
+    a = e["auth"]
+    has(a["spf"], result="fail", domain=DOMAIN)
+    has(a["dmarc"], result="fail", domain=DOMAIN, p="none")
+    has(a, verdict="fail")
+
+
 # ------------------------------------------------------------ --require-auth
 
 def test_require_auth_strong_refuses_weak_with_550_5_7_26(auth_smtpd, dns):
