@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import (RCPT, SENDER, TOKEN, assert_reply, make_message,
+from conftest import (HELO, RCPT, SENDER, TOKEN, assert_reply, make_message,
                       raw_message, wait_for)
 
 
@@ -51,6 +51,26 @@ def test_text_line_of_1000_octets_is_accepted(server):
         assert_reply(c.deliver(msg), "250 2.0.0")
     [e] = server.read_spool()
     assert ("\r\n" + long_line).encode() in raw_message(e)
+
+
+def test_raw_is_the_message_whatever_its_length_modulo_three(server):
+    # raw is base64 written by the verifier itself, after the JSON: each
+    # length's last group (no padding, "=", "==") must decode whole
+    with server.session() as c:
+        for n in range(6):
+            msg = make_message(body=TOKEN + "\r\n" + "p" * n + "\r\n",
+                               msgid="<len-%d@example.org>" % n)
+            assert_reply(c.deliver(msg, helo=None if n else HELO),
+                         "250 2.0.0")
+    entries = server.read_spool()
+    assert len(entries) == 6
+    ends = {len(raw_message(e)) % 3 for e in entries}
+    for e in entries:
+        raw = raw_message(e)
+        n = next(k for k in range(6) if ("<len-%d@" % k).encode() in raw)
+        assert raw.endswith(("\r\n" + TOKEN + "\r\n" + "p" * n +
+                             "\r\n").encode()), raw[-80:]
+    assert ends == {0, 1, 2}, ends
 
 
 def test_session_continues_after_rejected_long_line(server):
