@@ -28,6 +28,9 @@
  */
 
 #include <sys/types.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -110,6 +113,7 @@ struct chan {
 	size_t			 outcap;
 	struct dnsq		*dns[RELAY_DNS_PER_CHAN];
 	int			 busy;		/* a transfer in flight */
+	uint32_t		 watch;		/* what epoll waits for on fd */
 	uint32_t		 reqid;
 	CURL			*h;
 	struct curl_slist	*hdrs;
@@ -133,6 +137,7 @@ static size_t			 buffered;	/* incap of every channel */
 static volatile sig_atomic_t	 relay_drain;	/* RELAY_STOPPING... */
 static int			 relay_ctl_gone;
 static int			 relay_link_fd = -1;	/* from the verifier */
+static int			 relay_ep = -1;	/* epoll: the channels */
 static int			 relay_spool_fd = -1;	/* spool.c's wake-up */
 #define RELAY_STOPPING		1	/* SIGTERM: for --grace */
 #define RELAY_REPLACED		2	/* SIGUSR1: a reload replaced it */
@@ -158,6 +163,9 @@ static void	relay_auth(struct chan *, const uint8_t *, size_t);
 static void	relay_chan_read(struct chan *);
 static void	relay_chan_write(struct chan *);
 static void	relay_chan_close(size_t);
+static void	relay_chan_shut(struct chan *);
+static size_t	relay_watch(struct curl_waitfd *, struct chan **, size_t);
+static void	relay_ready(struct curl_waitfd *, struct chan **, size_t);
 static void	relay_dns_cancel(struct chan *);
 static int	relay_worker_live(uint64_t);
 static void	relay_inbound(struct chan *, const struct chan_hdr *,
@@ -325,6 +333,11 @@ relay_main(void)
 	    (unsigned long long)conf.spool_reserve, conf.max_sessions)) == -1)
 		fatalx("relay: no thread to write the spool");
 	probe_resolvers_start(&conf);	/* warns of a silent resolver */
+#ifdef __linux__
+	/* without it, each turn polls every channel (as elsewhere) */
+	if ((relay_ep = epoll_create1(EPOLL_CLOEXEC)) == -1)
+		log_warn("relay: epoll_create1");
+#endif
 
 	for (;;) {
 		if (relay_drain && drain_start.tv_sec == 0)
@@ -350,19 +363,7 @@ relay_main(void)
 		wfd[1].fd = relay_link_fd;
 		wfd[1].events = CURL_WAIT_POLLIN;
 		wfd[1].revents = 0;
-		/* a result waiting for its payload has no descriptor */
-		for (i = 0, n = 2; i < nchans; i++) {
-			if (chans[i]->fd == -1)
-				continue;
-			wfd[n].fd = chans[i]->fd;
-			wfd[n].events = 0;
-			wfd[n].revents = 0;
-			if (chans[i]->outoff < chans[i]->outlen)
-				wfd[n].events |= CURL_WAIT_POLLOUT;
-			else if (!chans[i]->busy)
-				wfd[n].events |= CURL_WAIT_POLLIN;
-			who[n++] = chans[i];
-		}
+		n = relay_watch(wfd, who, 2);
 		/* libunbound's thread says: answers are ready */
 		wfd[n].fd = ub_fd(relay_ub);
 		wfd[n].events = CURL_WAIT_POLLIN;
@@ -384,15 +385,8 @@ relay_main(void)
 			log_warnx("relay: ub_process failed");
 		if (wfd[n + 1].revents != 0)
 			relay_spooled();
-		/* channels first: the indexes of wfd follow chans[] */
-		for (i = n - 1; i >= 2; i--) {
-			struct chan *c = who[i];
-
-			if (wfd[i].revents & CURL_WAIT_POLLOUT)
-				relay_chan_write(c);
-			if (wfd[i].revents & CURL_WAIT_POLLIN)
-				relay_chan_read(c);
-		}
+		/* channels first: the link and the master add to them */
+		relay_ready(wfd, who, n);
 		if (wfd[1].revents != 0)
 			relay_link(relay_link_fd);
 		relay_pending();
@@ -618,10 +612,124 @@ relay_chan_close(size_t i)
 	buffered -= c->fieldscap;
 	free(c->in);
 	buffered -= c->incap;
-	if (c->fd != -1)
-		close(c->fd);
+	relay_chan_shut(c);
 	free(c);
 	chans[i] = chans[--nchans];
+}
+
+/* A channel ends here: out of epoll's set first, then closed. */
+static void
+relay_chan_shut(struct chan *c)
+{
+	if (c->fd == -1)
+		return;
+#ifdef __linux__
+	if (c->watch != 0)
+		(void)epoll_ctl(relay_ep, EPOLL_CTL_DEL, c->fd, NULL);
+#endif
+	c->watch = 0;
+	close(c->fd);
+	c->fd = -1;
+}
+
+/*
+ * What each channel waits for, from wfd[n] on: its answers to go out,
+ * or, when it is not waiting for FIRM or the spool, what its worker
+ * sends; a result waiting for its payload has no descriptor.  Where
+ * epoll is, the channels are in its set, changed only as they change,
+ * and wfd holds its one descriptor: the turn does not walk a few
+ * hundred idle workers' channels in the kernel.  The new n.
+ */
+static size_t
+relay_watch(struct curl_waitfd *wfd, struct chan **who, size_t n)
+{
+	struct chan	*c;
+	size_t		 i;
+	short		 ev;
+
+	for (i = 0; i < nchans; i++) {
+		if ((c = chans[i])->fd == -1)
+			continue;
+		ev = c->outoff < c->outlen ? CURL_WAIT_POLLOUT :
+		    !c->busy ? CURL_WAIT_POLLIN : 0;
+#ifdef __linux__
+		if (relay_ep != -1) {
+			struct epoll_event e;
+			uint32_t want = ev == CURL_WAIT_POLLOUT ? EPOLLOUT :
+			    ev == CURL_WAIT_POLLIN ? EPOLLIN : 0;
+			int op = c->watch == 0 ? EPOLL_CTL_ADD : want == 0 ?
+			    EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+
+			if (want == c->watch)
+				continue;
+			memset(&e, 0, sizeof(e));
+			e.events = want;
+			e.data.ptr = c;
+			if (epoll_ctl(relay_ep, op, c->fd, &e) == -1) {
+				log_warn("relay: epoll_ctl");
+				relay_chan_shut(c);
+				continue;
+			}
+			c->watch = want;
+			continue;
+		}
+#endif
+		wfd[n].fd = c->fd;
+		wfd[n].events = ev;
+		wfd[n].revents = 0;
+		who[n++] = c;
+	}
+	if (relay_ep != -1) {
+		wfd[n].fd = relay_ep;
+		wfd[n].events = CURL_WAIT_POLLIN;
+		wfd[n].revents = 0;
+		who[n++] = NULL;
+	}
+	return n;
+}
+
+/* The channels relay_watch() put in wfd[2..n) that are ready. */
+static void
+relay_ready(struct curl_waitfd *wfd, struct chan **who, size_t n)
+{
+	struct chan	*c;
+	size_t		 i;
+
+	for (i = n; i > 2; i--) {
+		if (wfd[i - 1].revents == 0)
+			continue;
+		if ((c = who[i - 1]) != NULL) {
+			if (wfd[i - 1].revents & CURL_WAIT_POLLOUT)
+				relay_chan_write(c);
+			if (wfd[i - 1].revents & CURL_WAIT_POLLIN)
+				relay_chan_read(c);
+			continue;
+		}
+#ifdef __linux__
+		{
+			static struct epoll_event	 ev[256];
+			int				 k, got;
+
+			got = epoll_wait(relay_ep, ev, 256, 0);
+			for (k = 0; k < got; k++) {
+				/*
+				 * Freed only after this turn's channels
+				 * (relay_chan_close()), but perhaps ended
+				 * by another's.
+				 */
+				c = ev[k].data.ptr;
+				if (c->fd == -1)
+					continue;
+				if ((ev[k].events & (EPOLLOUT | EPOLLERR |
+				    EPOLLHUP)) && c->outoff < c->outlen)
+					relay_chan_write(c);
+				else if ((ev[k].events & (EPOLLIN | EPOLLERR |
+				    EPOLLHUP)) && (c->watch & EPOLLIN))
+					relay_chan_read(c);
+			}
+		}
+#endif
+	}
 }
 
 /*
@@ -640,8 +748,7 @@ relay_chan_read(struct chan *c)
 		if (len == -1) {
 			log_warnx("relay: a worker broke the channel's rules; "
 			    "closing it");
-			close(c->fd);
-			c->fd = -1;
+			relay_chan_shut(c);
 			return;
 		}
 		if (len > 0) {
@@ -665,8 +772,7 @@ relay_chan_read(struct chan *c)
 			} else {
 				log_warnx("relay: unexpected message type %u",
 				    (unsigned)h.type);
-				close(c->fd);
-				c->fd = -1;
+				relay_chan_shut(c);
 			}
 			if (c->fd == -1)
 				return;
@@ -697,16 +803,14 @@ relay_chan_read(struct chan *c)
 			if (ncap <= ocap) {
 				log_warnx("relay: a worker sent more than a "
 				    "message may hold; closing its channel");
-				close(c->fd);
-				c->fd = -1;
+				relay_chan_shut(c);
 				return;
 			}
 			/* workers together cannot make us hold more */
 			if (buffered - ocap + ncap > RELAY_BUFFERED_MAX) {
 				log_warnx("relay: %zu bytes buffered for the "
 				    "workers; closing a channel", buffered);
-				close(c->fd);
-				c->fd = -1;
+				relay_chan_shut(c);
 				return;
 			}
 			if (relay_grow(c, &c->in, &c->incap, ncap) == -1)
@@ -719,8 +823,7 @@ relay_chan_read(struct chan *c)
 		if (n == -1 && errno == EBADMSG)
 			continue;	/* what it held is closed */
 		if (n <= 0) {
-			close(c->fd);	/* the worker is gone */
-			c->fd = -1;
+			relay_chan_shut(c);	/* the worker is gone */
 			return;
 		}
 		c->inlen += (size_t)n;
@@ -748,8 +851,7 @@ relay_grow(struct chan *c, uint8_t **buf, size_t *cap, size_t ncap)
 
 	if ((nb = realloc(*buf, ncap)) == NULL) {
 		log_warn("relay: channel buffer");
-		close(c->fd);
-		c->fd = -1;
+		relay_chan_shut(c);
 		return -1;
 	}
 	*buf = nb;
@@ -769,8 +871,7 @@ relay_chan_write(struct chan *c)
 		if (n == -1 && errno == EBADMSG)
 			continue;	/* what it held is closed */
 		if (n <= 0) {
-			close(c->fd);
-			c->fd = -1;
+			relay_chan_shut(c);
 			return;
 		}
 		c->outoff += (size_t)n;
@@ -975,8 +1076,7 @@ relay_dns_query(struct chan *c, const struct chan_hdr *h, const uint8_t *body,
 	if (dns_query_check(body, len, &type, name, sizeof(name)) == -1) {
 		log_warnx("relay: a worker sent a malformed DNS question; "
 		    "closing its channel");
-		close(c->fd);
-		c->fd = -1;
+		relay_chan_shut(c);
 		return;
 	}
 	/* asked before, and still alive: answered here */
@@ -1080,13 +1180,11 @@ relay_inbound(struct chan *c, const struct chan_hdr *h, const uint8_t *body,
 	if (chan_inbound_check(body, len, &c->inb, &json, &jsonlen) == -1) {
 		log_warnx("relay: a worker sent a malformed payload; closing "
 		    "its channel");
-		close(c->fd);
-		c->fd = -1;
+		relay_chan_shut(c);
 		return;
 	}
 	if (relay_fields_check(c, json, jsonlen) == -1) {
-		close(c->fd);	/* a worker that lies: no more of it */
-		c->fd = -1;
+		relay_chan_shut(c);	/* a worker that lies: no more of it */
 		return;
 	}
 	c->seq++;
@@ -1155,15 +1253,13 @@ relay_auth(struct chan *c, const uint8_t *body, size_t len)
 		if (kept >= 2) {
 			log_warnx("relay: results nobody asked for on a "
 			    "verifier's channel; closing it");
-			close(c->fd);
-			c->fd = -1;
+			relay_chan_shut(c);
 			return;
 		}
 		if (nchans == RELAY_CHAN_MAX ||
 		    (r = calloc(1, sizeof(*r))) == NULL) {
 			log_warnx("relay: no room for a verifier's result");
-			close(c->fd);	/* its payload hears 451 */
-			c->fd = -1;
+			relay_chan_shut(c);	/* its payload hears 451 */
 			return;
 		}
 		r->fd = -1;
@@ -1203,9 +1299,7 @@ relay_auth(struct chan *c, const uint8_t *body, size_t len)
 	 * Its work is done: the verifier's child leaves, and what it
 	 * sent is held once, as the fields, counted with the rest.
 	 */
-	if (c->fd != -1)
-		close(c->fd);
-	c->fd = -1;
+	relay_chan_shut(c);
 	free(c->in);
 	buffered -= c->incap;
 	c->in = NULL;
