@@ -1046,6 +1046,7 @@ struct iovec;
 void		 random_hex(char *, size_t);
 int		 fd_write_all(int, const void *, size_t);
 #define FILE_NOREPLACE		0x01	/* never over another file */
+#define FILE_UNNAMED		0x02	/* made unnamed, then linked */
 int		 file_write_atomic(int, const char *, const struct iovec *, int,
 		    mode_t, int);
 void		 signals_set(void (*)(int), const int *, const int *);

@@ -33,8 +33,10 @@ static struct spool_job	*spool_todo, *spool_todo_tail, *spool_finished;
 static int		 spool_dirfd = -1;
 static unsigned long long spool_reserve;
 static int		 spool_wake[2] = { -1, -1 };
+static int		 spool_unnamed = 1;	/* FILE_UNNAMED works here */
 
 static void	*spool_thread(void *);
+static void	 spool_named(void);
 
 /*
  * The threads (nthreads, SPOOL_THREADS_MAX at most), writing into dirfd;
@@ -107,6 +109,7 @@ spool_thread(void *arg)
 {
 	struct spool_job	*j;
 	struct iovec		 iov[2];
+	int			 unnamed, flags, r = 0;
 
 	(void)arg;
 	for (;;) {
@@ -116,6 +119,7 @@ spool_thread(void *arg)
 		j = spool_todo;
 		if ((spool_todo = j->next) == NULL)
 			spool_todo_tail = NULL;
+		unnamed = spool_unnamed;
 		pthread_mutex_unlock(&spool_lock);
 
 		iov[0].iov_base = (void *)(uintptr_t)j->json;
@@ -123,14 +127,20 @@ spool_thread(void *arg)
 		iov[1].iov_base = "\n";
 		iov[1].iov_len = 1;
 		j->error = 0;
+		j->kind = VERDICT_ACCEPTED;
+		flags = FILE_NOREPLACE | (unnamed ? FILE_UNNAMED : 0);
 		if (spool_full(spool_dirfd, spool_reserve))
 			j->kind = VERDICT_NOSPACE;
-		else if (file_write_atomic(spool_dirfd, j->name, iov, 2, 0640,
-		    FILE_NOREPLACE) == -1) {
+		else if ((r = file_write_atomic(spool_dirfd, j->name, iov, 2,
+		    0640, flags)) == -1 && unnamed && errno == EOPNOTSUPP) {
+			spool_named();
+			r = file_write_atomic(spool_dirfd, j->name, iov, 2,
+			    0640, FILE_NOREPLACE);
+		}
+		if (j->kind == VERDICT_ACCEPTED && r == -1) {
 			j->kind = VERDICT_LOCAL;
 			j->error = errno;
-		} else
-			j->kind = VERDICT_ACCEPTED;
+		}
 
 		pthread_mutex_lock(&spool_lock);
 		j->next = spool_finished;
@@ -141,4 +151,17 @@ spool_thread(void *arg)
 			continue;
 	}
 	return NULL;
+}
+
+/*
+ * The file system (or the kernel: before 6.10, only root may link an
+ * unnamed file) makes no unnamed file: every thread names its files
+ * from the start from now on.
+ */
+static void
+spool_named(void)
+{
+	pthread_mutex_lock(&spool_lock);
+	spool_unnamed = 0;
+	pthread_mutex_unlock(&spool_lock);
 }

@@ -87,6 +87,9 @@ file_rename_new(int dirfd, const char *tmp, const char *name)
  * Any step that fails, the directory's fsync included, fails the whole:
  * -1 with errno set, no file left.  Each step on the directory takes
  * its lock: two, where the file system renames without replacing.
+ * With FILE_UNNAMED the file is made unnamed (O_TMPFILE) and linked as
+ * the temporary file; -1 with EOPNOTSUPP, before anything is written,
+ * where that cannot be done: the caller asks again without it.
  */
 int
 file_write_atomic(int dirfd, const char *name, const struct iovec *iov,
@@ -100,6 +103,29 @@ file_write_atomic(int dirfd, const char *name, const struct iovec *iov,
 		errno = ENAMETOOLONG;
 		return -1;
 	}
+#ifdef O_TMPFILE
+	if ((flags & FILE_UNNAMED) != 0) {
+		/*
+		 * The file made without a name, then given the temporary
+		 * one: the file system finds it an inode outside the
+		 * directory's lock, which other writers would spin on.
+		 */
+		if ((fd = openat(dirfd, ".", O_WRONLY | O_TMPFILE | O_CLOEXEC,
+		    mode)) == -1) {
+			if (errno == EISDIR || errno == EINVAL)
+				errno = EOPNOTSUPP;
+			return -1;
+		}
+		if (linkat(fd, "", dirfd, tmp, AT_EMPTY_PATH) == -1) {
+			/* before Linux 6.10, root's own (CAP_DAC_READ_SEARCH) */
+			saved = errno;
+			close(fd);
+			errno = saved == ENOENT || saved == EPERM ||
+			    saved == EINVAL ? EOPNOTSUPP : saved;
+			return -1;
+		}
+	} else
+#endif
 	if ((fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
 	    O_CLOEXEC, mode)) == -1)
 		return -1;

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import (SMTPClient, assert_reply, free_port,
+from conftest import (HELO, SMTPClient, assert_reply, free_port,
                       make_message, port_accepts, read_spool, wait_for, REPO,
                       greeted_with_retry)
 
@@ -382,6 +382,39 @@ def test_a_failed_fsync_of_the_file_or_its_directory_is_never_250(
     assert len(srv.spool_files()) == (1 if fail == "none" else 0)
     if fail != "none":
         assert "Input/output error" in srv.log_text(), srv.log_text()[-2000:]
+
+
+@pytest.mark.parametrize("how", ["kernel", "eopnotsupp", "enoent"])
+def test_spool_files_are_written_where_no_unnamed_file_can_be(
+        smtpd, monkeypatch, how):
+    """The relay makes each spool file unnamed (O_TMPFILE) and links it
+    in, so that finding an inode is done outside the directory's lock;
+    where the file system cannot (eopnotsupp) or the kernel lets only
+    root link a descriptor (enoent: before Linux 6.10), it names its
+    files from the start, after one refusal, and loses nothing.
+    (tests/fakes/fsync_fail.so refuses on demand.)"""
+    shim = REPO / "tests" / "fakes" / "fsync_fail.so"
+    assert shim.exists(), "make tests/fakes/fsync_fail.so"
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    if how != "kernel":
+        monkeypatch.setenv("SMTPD_TEST_TMPFILE", how)
+    monkeypatch.setenv("ASAN_OPTIONS", os.environ.get("ASAN_OPTIONS", "") +
+                       ":verify_asan_link_order=0")
+    srv = smtpd()
+    with srv.session() as c:
+        for i in range(3):
+            m = make_message(msgid="<unnamed-%d@example.net>" % i)
+            assert_reply(c.deliver(m, helo=None if i else HELO),
+                         "250 2.0.0")
+        c.quit()
+    names = sorted(p.name for p in srv.spool.iterdir())
+    assert len(names) == 3 and all(n.endswith(".json") and
+                                   not n.startswith(".") for n in names), names
+    refusals = srv.log_text().count("tmpfile shim: refused")
+    if how == "kernel":
+        assert refusals == 0
+    else:
+        assert refusals == 1, srv.log_text()[-2000:]
 
 
 def smtpd_on(srv, args):
