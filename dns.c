@@ -29,7 +29,7 @@ static int	dns_chan_lookup(void *, const char *, int,
 static int	dns_chan_ahead_is(const struct dns_chan *, const char *,
 		    size_t, int);
 static ssize_t	dns_chan_wait(struct dns_chan *, uint32_t,
-		    struct dns_answer *);
+		    struct dns_answer *, const struct timespec *);
 static int	dns_name_ok(const char *, size_t);
 static size_t	dns_query_encode(uint8_t *, int, const char *, size_t);
 
@@ -137,6 +137,7 @@ void
 dns_ahead(struct dns_ctx *ctx, const char *name, int type)
 {
 	struct dns_chan	*dc = ctx->arg;
+	struct timespec	 t0, t1;
 	uint8_t		 q[CHAN_DNS_QUERY_MAX];
 	size_t		 len = strlen(name);
 
@@ -149,8 +150,14 @@ dns_ahead(struct dns_ctx *ctx, const char *name, int type)
 	if (dc->ahead_buf == NULL &&
 	    (dc->ahead_buf = malloc(CHAN_DNS_MAX)) == NULL)
 		return;
-	if ((dc->ahead_id = chan_ask(dc->fd, CHAN_DNS_QUERY, q,
-	    dns_query_encode(q, type, name, len), dc->left_ms)) == 0) {
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	dc->ahead_id = chan_ask(dc->fd, CHAN_DNS_QUERY, q,
+	    dns_query_encode(q, type, name, len), dc->left_ms);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	/* a write that waited spends the budget as a wait does */
+	dc->left_ms -= (t1.tv_sec - t0.tv_sec) * 1000LL +
+	    (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	if (dc->ahead_id == 0) {
 		dc->broken = 1;
 		dc->fd = -1;	/* perhaps half a question went */
 		return;
@@ -196,22 +203,27 @@ dns_chan_lookup(void *arg, const char *name, int type,
 	struct dns_chan	*dc = arg;
 	uint8_t		 q[CHAN_DNS_QUERY_MAX];
 	size_t		 len = strlen(name);
+	struct timespec	 t0;
 	uint32_t	 id;
 	ssize_t		 got;
 
 	if (len > 0 && name[len - 1] == '.')
 		len--;
+	/* the budget spent, every answer fails: one asked ahead too */
+	if (dc->fd == -1 || dc->left_ms <= 0)
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (dns_chan_ahead_is(dc, name, len, type)) {
 		/* asked ahead: its answer, here or on its way */
 		id = dc->ahead_id;
 		dc->ahead_id = 0;
 		if (dc->ahead_have) {
+			dc->ahead_have = 0;
 			memcpy(ans->buf, dc->ahead_buf, dc->ahead_len);
 			return dns_answer_decode(ans->buf, dc->ahead_len, ans);
 		}
 	} else {
-		if (dc->fd == -1 || dc->left_ms <= 0 || dc->left_q == 0 ||
-		    len > DNS_NAME_MAX)
+		if (dc->left_q == 0 || len > DNS_NAME_MAX)
 			return -1;
 		dc->left_q--;
 		if ((id = chan_ask(dc->fd, CHAN_DNS_QUERY, q,
@@ -221,25 +233,27 @@ dns_chan_lookup(void *arg, const char *name, int type,
 			return -1;
 		}
 	}
-	if ((got = dns_chan_wait(dc, id, ans)) == -1)
+	if ((got = dns_chan_wait(dc, id, ans, &t0)) == -1)
 		return -1;
 	return dns_answer_decode(ans->buf, (size_t)got, ans);
 }
 
 /*
  * The answer to question id, into ans->buf, within what is left of the
- * message's budget; the one asked ahead is kept if it comes first, an
- * earlier question's (given up on) is dropped.  Its length, or -1.
+ * message's budget, spent from *since (before the question was
+ * written); the one asked ahead is kept if it comes first, an earlier
+ * question's (given up on) is dropped.  Its length, or -1: then the
+ * stream may be inside a record, and no other question goes on it.
  */
 static ssize_t
-dns_chan_wait(struct dns_chan *dc, uint32_t id, struct dns_answer *ans)
+dns_chan_wait(struct dns_chan *dc, uint32_t id, struct dns_answer *ans,
+    const struct timespec *since)
 {
-	struct timespec	 t0, t1;
+	struct timespec	 t0 = *since, t1;
 	uint32_t	 got_id;
 	ssize_t		 got = -1;
 	int		 stale;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (stale = 0; stale < CHAN_STALE_MAX; stale++) {
 		if (dc->fd == -1 || dc->left_ms <= 0) {
 			errno = ETIMEDOUT;
@@ -263,10 +277,8 @@ dns_chan_wait(struct dns_chan *dc, uint32_t id, struct dns_answer *ans)
 		errno = EPROTO;
 	}
 	if (got == -1) {
-		/* the stream may be inside a record: no more questions */
 		dc->broken = 1;
-		if (errno == EPIPE || errno == EPROTO)
-			dc->fd = -1;
+		dc->fd = -1;
 	}
 	return got;
 }

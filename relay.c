@@ -665,13 +665,15 @@ relay_watch(struct curl_waitfd *wfd, struct chan **who, size_t n)
 			memset(&e, 0, sizeof(e));
 			e.events = want;
 			e.data.ptr = c;
-			if (epoll_ctl(relay_ep, op, c->fd, &e) == -1) {
-				log_warn("relay: epoll_ctl");
-				relay_chan_shut(c);
+			if (epoll_ctl(relay_ep, op, c->fd, &e) == 0) {
+				c->watch = want;
 				continue;
 			}
-			c->watch = want;
-			continue;
+			/* no room in the set (ENOMEM, ENOSPC): polled */
+			if (c->watch != 0)
+				(void)epoll_ctl(relay_ep, EPOLL_CTL_DEL, c->fd,
+				    NULL);
+			c->watch = 0;
 		}
 #endif
 		wfd[n].fd = c->fd;

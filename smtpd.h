@@ -1047,6 +1047,7 @@ void		 random_hex(char *, size_t);
 int		 fd_write_all(int, const void *, size_t);
 #define FILE_NOREPLACE		0x01	/* never over another file */
 #define FILE_UNNAMED		0x02	/* made unnamed, then linked */
+#define FILE_NO_UNNAMED		(-2)	/* that cannot be done here */
 int		 file_write_atomic(int, const char *, const struct iovec *, int,
 		    mode_t, int);
 void		 signals_set(void (*)(int), const int *, const int *);

@@ -132,7 +132,7 @@ spool_thread(void *arg)
 		if (spool_full(spool_dirfd, spool_reserve))
 			j->kind = VERDICT_NOSPACE;
 		else if ((r = file_write_atomic(spool_dirfd, j->name, iov, 2,
-		    0640, flags)) == -1 && unnamed && errno == EOPNOTSUPP) {
+		    0640, flags)) == FILE_NO_UNNAMED) {
 			spool_named();
 			r = file_write_atomic(spool_dirfd, j->name, iov, 2,
 			    0640, FILE_NOREPLACE);

@@ -88,8 +88,9 @@ file_rename_new(int dirfd, const char *tmp, const char *name)
  * -1 with errno set, no file left.  Each step on the directory takes
  * its lock: two, where the file system renames without replacing.
  * With FILE_UNNAMED the file is made unnamed (O_TMPFILE) and linked as
- * the temporary file; -1 with EOPNOTSUPP, before anything is written,
- * where that cannot be done: the caller asks again without it.
+ * the temporary file; FILE_NO_UNNAMED, with nothing made, where that
+ * cannot be done (the file system, the kernel, a security module, or
+ * whatever else): the caller asks again without it.
  */
 int
 file_write_atomic(int dirfd, const char *name, const struct iovec *iov,
@@ -111,18 +112,12 @@ file_write_atomic(int dirfd, const char *name, const struct iovec *iov,
 		 * directory's lock, which other writers would spin on.
 		 */
 		if ((fd = openat(dirfd, ".", O_WRONLY | O_TMPFILE | O_CLOEXEC,
-		    mode)) == -1) {
-			if (errno == EISDIR || errno == EINVAL)
-				errno = EOPNOTSUPP;
-			return -1;
-		}
+		    mode)) == -1)
+			return FILE_NO_UNNAMED;
 		if (linkat(fd, "", dirfd, tmp, AT_EMPTY_PATH) == -1) {
 			/* before Linux 6.10, root's own (CAP_DAC_READ_SEARCH) */
-			saved = errno;
 			close(fd);
-			errno = saved == ENOENT || saved == EPERM ||
-			    saved == EINVAL ? EOPNOTSUPP : saved;
-			return -1;
+			return FILE_NO_UNNAMED;
 		}
 	} else
 #endif

@@ -382,6 +382,22 @@ def test_dmarc_answer_asked_ahead_is_not_taken_for_spf(auth_smtpd, dns):
     has(a, verdict="fail")
 
 
+def test_dmarc_answer_asked_ahead_is_not_used_once_the_budget_is_spent(
+        auth_smtpd, dns):
+    # SPF's question is never answered: the message's 5 s go on it, and
+    # every answer after that is a temporary failure, DMARC's too, even
+    # though it came early and was kept.  Used, p=reject with no DKIM
+    # pass (its key unasked) would be a permanent "fail": 550 for slow
+    # DNS.
+    msg = strong_message(dns)
+    dns.set_mode(DOMAIN, "timeout")
+    srv = auth_smtpd("--require-auth", "weak")
+    t0 = time.monotonic()
+    refused(srv, msg, "451 4.4.3")
+    assert time.monotonic() - t0 < DNS_BUDGET + 7
+    assert dns.count("_dmarc." + DOMAIN, "TXT") == 1, dns.queries
+
+
 # ------------------------------------------------------------ --require-auth
 
 def test_require_auth_strong_refuses_weak_with_550_5_7_26(auth_smtpd, dns):
