@@ -70,6 +70,9 @@ struct ctl_answer {
 	int32_t			 reply;		/* -1 to serve, else enum reply */
 	uint32_t		 stress;	/* 1: serve with STRESS_TIMEOUT
 						   and STRESS_SESSION_TIMEOUT */
+	uint32_t		 spool_full;	/* CTL_CLAIM, with --spool: 1
+						   when the spool is under
+						   --spool-reserve now */
 };
 
 /*
@@ -81,7 +84,7 @@ struct ctl_answer {
  */
 
 PRIVSEP_SIZE(ctl_claim, 4 + 2 + 2 + 16);
-PRIVSEP_SIZE(ctl_answer, 4 + 4 + 4);
+PRIVSEP_SIZE(ctl_answer, 4 + 4 + 4 + 4);
 
 /*
  * Worker -> master: a private-key operation of the worker's own TLS

@@ -69,7 +69,6 @@ struct spool_job {
 	int			 error;		/* errno of a failed write */
 };
 int		 spool_start(int, unsigned long long, long long);
-int		 spool_full(int, unsigned long long);
 void		 spool_submit(struct spool_job *);
 struct spool_job *spool_done(void);
 

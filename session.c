@@ -70,6 +70,9 @@ struct session {
 	int			 chan;		/* to the relay */
 	int			 vchan;		/* to the verifier */
 	int			 ctl;		/* to the master */
+	int			 spool_said;	/* the master's word on the
+						   spool, for the first MAIL;
+						   -1: ask the relay */
 	struct tls		*tls;		/* once TLS is active */
 	char			 tls_info[128];	/* version and cipher */
 	char			 id[SESSION_ID_LEN + 1];
@@ -307,6 +310,7 @@ session_init(struct session *s, struct session_ctx *ctx)
 	s->chan = ctx->chan;
 	s->vchan = ctx->vchan;
 	s->ctl = ctx->ctl;
+	s->spool_said = ctx->spool_full;
 	random_hex(s->id, sizeof(s->id));
 	addr_str(&ctx->peer, s->client_ip, sizeof(s->client_ip));
 	memcpy(&s->peer, &ctx->peer, sizeof(s->peer));
@@ -676,15 +680,21 @@ session_wait(struct session *s, struct timespec *ts)
 }
 
 /*
- * With --spool: is its file system under --spool-reserve?  Asked of
- * the relay at MAIL, before any data is taken, so a full disk is a 452
- * the sender retries, not a message lost at write time.
+ * With --spool: is its file system under --spool-reserve?  Asked at
+ * MAIL, before any data is taken, so a full disk is a 452 the sender
+ * retries, not a message lost at write time: the first time from what
+ * the master said as it let the session begin (a moment ago; in the
+ * MX's usual session, the only MAIL), later of the relay.
  */
 static int
 session_spool_full(struct session *s)
 {
 	struct chan_verdict	 v;
+	int			 said = s->spool_said;
 
+	s->spool_said = -1;
+	if (s->conf->spool != NULL && said != -1)
+		return said;
 	/* the relay writes the spool; it checks again when it writes */
 	if (s->conf->spool == NULL || chan_request(s->chan, CHAN_SPOOL_ROOM,
 	    NULL, 0, NULL, 0, CHAN_VERDICT, &v, sizeof(v), 5000) == -1)

@@ -1546,6 +1546,9 @@ pool_claim(struct pool *p, struct worker *w)
 	else if (w->addr.ss_family != AF_UNSPEC &&
 	    rate_take(w->key, RATE_CONN, conf.max_conn_rate) == -1)
 		a.reply = REPLY_CONNRATE;
+	/* the session's first MAIL needs no question of the relay */
+	a.spool_full = conf.spool != NULL && spool_full(conf.spool_fd,
+	    (unsigned long long)conf.spool_reserve);
 	w->claimed = monotime();
 	w->signs = 0;
 	w->stress = a.stress;

@@ -516,6 +516,9 @@ struct session_ctx {
 	socklen_t		 peerlen;
 	int			 reject;	/* enum reply, or -1 */
 	int			 stress;	/* claimed under stress */
+	int			 spool_full;	/* the master's word at the
+						   claim: 1 full, 0 room,
+						   -1 unsaid */
 	int			 banned;	/* client in the ban list */
 	int			 smtps;		/* implicit TLS listener */
 	int			 chan;		/* to the relay */
@@ -1048,6 +1051,7 @@ int		 fd_write_all(int, const void *, size_t);
 #define FILE_NOREPLACE		0x01	/* never over another file */
 #define FILE_UNNAMED		0x02	/* made unnamed, then linked */
 #define FILE_NO_UNNAMED		(-2)	/* that cannot be done here */
+int		 spool_full(int, unsigned long long);
 int		 file_write_atomic(int, const char *, const struct iovec *, int,
 		    mode_t, int);
 void		 signals_set(void (*)(int), const int *, const int *);

@@ -12,7 +12,6 @@
  */
 
 #include <sys/types.h>
-#include <sys/statvfs.h>
 #include <sys/uio.h>
 
 #include <errno.h>
@@ -60,17 +59,6 @@ spool_start(int dirfd, unsigned long long reserve, long long nthreads)
 		(void)pthread_detach(t);
 	}
 	return spool_wake[0];
-}
-
-/* Is the spool's file system under its reserve? */
-int
-spool_full(int dirfd, unsigned long long reserve)
-{
-	struct statvfs		 sv;
-
-	if (dirfd == -1 || fstatvfs(dirfd, &sv) == -1)
-		return 0;
-	return (unsigned long long)sv.f_bavail * sv.f_frsize < reserve;
 }
 
 /* Write json as name; the job's result comes back by spool_done(). */

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 
 #include <errno.h>
@@ -152,6 +153,22 @@ file_write_atomic(int dirfd, const char *name, const struct iovec *iov,
 	(void)unlinkat(dirfd, tmp, 0);
 	errno = saved;
 	return -1;
+}
+
+/*
+ * Is the spool's file system under its reserve?  Asked by the relay as
+ * it writes each file, and by the master at each claim (the worker,
+ * which holds no directory, says 452 at a session's first MAIL from
+ * the master's answer).
+ */
+int
+spool_full(int dirfd, unsigned long long reserve)
+{
+	struct statvfs		 sv;
+
+	if (dirfd == -1 || fstatvfs(dirfd, &sv) == -1)
+		return 0;
+	return (unsigned long long)sv.f_bavail * sv.f_frsize < reserve;
 }
 
 /*

@@ -32,7 +32,7 @@ static int	worker_accept(const struct smtpd_conf *, int, int,
 static int	worker_listener_smtps(const struct smtpd_conf *, int);
 static int	worker_proxy(const struct smtpd_conf *, struct session_ctx *);
 static int	worker_claim(int, int, const struct sockaddr_storage *,
-		    int *);
+		    int *, int *);
 static void	worker_drain(const struct smtpd_conf *);
 static int	worker_tls_sign(void *, const struct tls_sign_req *,
 		    struct tls_sign_res *);
@@ -84,6 +84,7 @@ worker_main(struct smtpd_conf *conf, int ctl, int chan, int vchan, int inetd)
 		memset(&ctx, 0, sizeof(ctx));
 		ctx.conf = conf;
 		ctx.reject = -1;
+		ctx.spool_full = -1;
 		ctx.chan = chan;
 		ctx.vchan = vchan;
 		ctx.ctl = ctl;
@@ -115,7 +116,7 @@ worker_main(struct smtpd_conf *conf, int ctl, int chan, int vchan, int inetd)
 			continue;
 		}
 		if ((ctx.reject = worker_claim(ctl, ctx.fd_in,
-		    &ctx.peer, &ctx.stress)) == -2)
+		    &ctx.peer, &ctx.stress, &ctx.spool_full)) == -2)
 			break;		/* the master is gone */
 		ctx.banned = banlist_lookup_addr(conf->banlist, &ctx.peer);
 		session_run(&ctx);	/* closes the connection */
@@ -271,13 +272,14 @@ worker_drain(const struct smtpd_conf *conf)
 /*
  * Ask the master whether this session may start: -1 yes, else the
  * reply that refuses it (421), or -2 when the master is gone; stress
- * is 1 when the session is to get the stress timeouts.  The claim
+ * is 1 when the session is to get the stress timeouts, spool_full 1
+ * when the spool was under its reserve as the master answered.  The claim
  * carries the connection itself, from which the master learns the
  * client; behind --proxy-from, peer is the PROXY header's client.
  */
 static int
 worker_claim(int ctl, int fd, const struct sockaddr_storage *peer,
-    int *stress)
+    int *stress, int *spool_full)
 {
 	struct ctl_claim	 c;
 	struct ctl_answer	 a;
@@ -297,6 +299,7 @@ worker_claim(int ctl, int fd, const struct sockaddr_storage *peer,
 	    a.reply != REPLY_MAXPERIP && a.reply != REPLY_CONNRATE)
 		return -2;
 	*stress = a.stress != 0;
+	*spool_full = a.spool_full != 0;
 	return a.reply;
 }
 
