@@ -126,10 +126,11 @@ PRIVSEP_SIZE(ctl_sign, 4 + sizeof(struct tls_sign_req));
  * master is trusted; each record is still checked for its size.
  *
  *	CTL_CHANNEL	a worker's channel (descriptor) and the worker's
- *			id, which the master alone gives; to both
+ *			id, which the master alone gives; to the relay
  *	CTL_ATTEST	the client address the master took from a worker's
  *			connection itself (getpeername), for that worker's
- *			session now; to the verifier
+ *			session now; to the verifier, with the worker's
+ *			channel (descriptor) on its first session
  *	CTL_LINK	the two ends of a link from the verifier to a
  *			relay (descriptor), on which the verifier hands
  *			that relay its workers' results; one to each, for
@@ -150,6 +151,9 @@ struct ctl_attest {
 	uint32_t		 open;		/* 1: a session begins, 0: it
 						   is over */
 	uint64_t		 wid;
+	uint32_t		 relay;		/* the relay the worker is
+						   attached to */
+	uint32_t		 pad;
 	struct sockaddr_storage	 peer;		/* the client */
 };
 struct ctl_link {
@@ -157,7 +161,7 @@ struct ctl_link {
 	uint32_t		 relay;		/* which relay is behind it */
 };
 PRIVSEP_SIZE(ctl_channel, 16);
-PRIVSEP_SIZE(ctl_attest, 16 + sizeof(struct sockaddr_storage));
+PRIVSEP_SIZE(ctl_attest, 24 + sizeof(struct sockaddr_storage));
 PRIVSEP_SIZE(ctl_link, 8);
 
 /*

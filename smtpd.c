@@ -71,6 +71,10 @@ struct worker {
 						   this session */
 	uint64_t		 wid;		/* its id, for the relay and
 						   the verifier */
+	int			 vch;		/* the verifier's end of its
+						   channel, until its first
+						   session: master_attest() */
+	uint32_t		 relay;		/* the relay it is attached to */
 	int			 stress;	/* its session was claimed
 						   under stress */
 };
@@ -972,7 +976,11 @@ master_verifier_link(void)
  * A session starts: the verifier learns the client's address, as the
  * master took it from the connection (pool_attest()), before the worker
  * hears it may serve the session; and when it ends, that it has.  A
- * session the verifier cannot learn of is not served.  0, or -1.
+ * session the verifier cannot learn of is not served.  A worker's first
+ * session brings the verifier its end of the worker's channel, so that
+ * a channel is never lost on the way (the control socket holds few
+ * records): the claim that cannot hand it over is refused, and the next
+ * tries again.  0, or -1.
  */
 static int
 master_attest(struct worker *w, int begins)
@@ -985,10 +993,21 @@ master_attest(struct worker *w, int begins)
 	memset(&m, 0, sizeof(m));
 	m.type = CTL_ATTEST;
 	m.wid = w->wid;
+	m.relay = w->relay;
 	/* -i on a pipe: a session of no address (AF_UNSPEC), all the same */
 	m.open = begins;
 	if (begins)
 		memcpy(&m.peer, &w->addr, sizeof(m.peer));
+	if (begins && w->vch != -1) {
+		if (fd_send_rec(ctl, w->vch, &m, sizeof(m), MSG_DONTWAIT) ==
+		    -1) {
+			log_warn("verifier: attesting a session");
+			return -1;
+		}
+		close(w->vch);
+		w->vch = -1;
+		return 0;
+	}
 	if (send(ctl, &m, sizeof(m), MSG_DONTWAIT | MSG_NOSIGNAL) == -1) {
 		log_warn("verifier: attesting a session");
 		return -1;
@@ -1247,7 +1266,7 @@ pool_create(struct pool *p, size_t cap)
 	if ((p->w = calloc(cap, sizeof(*p->w))) == NULL)
 		err(1, "worker table");
 	for (i = 0; i < cap; i++)
-		p->w[i].fd = -1;
+		p->w[i].fd = p->w[i].vch = -1;
 	p->cap = cap;
 }
 
@@ -1313,15 +1332,14 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
 	}
 	worker_serial++;
 	(void)master_attach(CHILD_RELAY, ch[1], worker_serial);
-	(void)master_attach(CHILD_VERIFIER, vch[1], worker_serial);
 	close(ch[1]);
-	close(vch[1]);
 	switch (pid = fork()) {
 	case -1:
 		close(ctl[0]);
 		close(ctl[1]);
 		close(ch[0]);
 		close(vch[0]);
+		close(vch[1]);
 		return -1;
 	case 0:
 		master_worker_keep(p, w, ctl[1], ch[0], vch[0]);
@@ -1336,6 +1354,9 @@ pool_fork(struct pool *p, struct worker *w, int inetd)
 	w->gen = generation;
 	w->state = W_IDLE;
 	w->wid = worker_serial;
+	/* the verifier's end waits here for the worker's first session */
+	w->vch = vch[1];
+	w->relay = relay_serial;
 	return 0;
 }
 
@@ -1451,10 +1472,13 @@ pool_drop(struct pool *p, struct worker *w)
 {
 	if (w->fd != -1)
 		close(w->fd);
+	if (w->vch != -1)
+		close(w->vch);
 	if (w->state == W_BUSY)
 		p->busy--;
 	memset(w, 0, sizeof(*w));
 	w->fd = -1;
+	w->vch = -1;
 }
 
 /* A worker was reaped: its entry is free, its death counted. */

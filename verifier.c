@@ -284,7 +284,6 @@ verifier_ctl(int fd)
 {
 	union {
 		uint32_t		 type;
-		struct ctl_channel	 ch;
 		struct ctl_attest	 at;
 		struct ctl_link		 ln;
 	}		 m;
@@ -300,20 +299,27 @@ verifier_ctl(int fd)
 			_exit(0);	/* the master is gone */
 		if ((size_t)n < sizeof(m.type))
 			fatalx("verifier: a short record from the master");
-		if (m.type == CTL_CHANNEL && n == sizeof(m.ch) && cfd != -1) {
-			if (nwchans == VERIFIER_CHAN_MAX) {
-				log_warnx("verifier: no room for another "
-				    "channel");
-				close(cfd);
-				continue;
+		if (m.type == CTL_ATTEST && n == sizeof(m.at)) {
+			/*
+			 * A worker's first session brings its channel; the
+			 * worker has not been told to serve it yet.
+			 */
+			if (cfd != -1 && m.at.open &&
+			    verifier_wchan(m.at.wid) == NULL) {
+				if (nwchans == VERIFIER_CHAN_MAX) {
+					log_warnx("verifier: no room for "
+					    "another channel");
+					close(cfd);
+					continue;
+				}
+				w = &wchans[nwchans++];
+				memset(w, 0, sizeof(*w));
+				w->fd = cfd;
+				w->wid = m.at.wid;
+				w->relay = m.at.relay;
+				(void)fcntl(cfd, F_SETFL, O_NONBLOCK);
+				cfd = -1;
 			}
-			w = &wchans[nwchans++];
-			memset(w, 0, sizeof(*w));
-			w->fd = cfd;
-			w->wid = m.ch.wid;
-			w->relay = m.ch.relay;
-			(void)fcntl(cfd, F_SETFL, O_NONBLOCK);
-		} else if (m.type == CTL_ATTEST && n == sizeof(m.at)) {
 			/* a session begins, or it is over */
 			for (i = 0; i < nwchans; i++)
 				if (wchans[i].wid == m.at.wid) {
@@ -348,11 +354,13 @@ verifier_ctl(int fd)
 				close(l->fd);
 			l->fd = cfd;
 			l->relay = m.ln.relay;
+			cfd = -1;
 		} else
 			fatalx("verifier: a record from the master of type "
 			    "%u and size %zd", (unsigned)m.type, n);
-		if (cfd != -1 && m.type == CTL_ATTEST)
-			close(cfd);
+		if (cfd != -1)
+			close(cfd);	/* a second one for a worker: not
+					   the one its messages come on */
 	}
 }
 

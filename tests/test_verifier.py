@@ -279,3 +279,54 @@ def test_a_kept_session_holds_up_no_stop(smtpd):
     t0 = time.monotonic()
     assert srv.stop(timeout=10) == 0
     assert time.monotonic() - t0 < 3
+
+
+def test_sessions_begun_while_the_verifier_is_behind_lose_no_message(smtpd):
+    # The master's control socket to the verifier holds what its send
+    # buffer does.  While the verifier is stopped, sessions begin and
+    # end, and workers are forked to replace them, until it is full: a
+    # session whose worker's channel cannot be handed over is refused at
+    # once (421), never accepted with a channel the verifier does not
+    # hold, whose message would hear 451 after 5 s.
+    import signal
+    from conftest import children
+    srv = smtpd()
+    [v] = [p for p in children(srv.proc.pid)
+           if processes(srv).get(p, [])[1:2] == ["verifier"]]
+    greetings = []
+    os.kill(v, signal.SIGSTOP)
+    try:
+        for _ in range(1500):           # until the socket is full
+            if 421 in greetings[-20:]:
+                break
+            c = srv.connect()
+            try:
+                r = c.reply()
+                greetings.append(r.code)
+                if r.code == 220:
+                    c.cmd("QUIT")
+            finally:
+                c.close()
+    finally:
+        os.kill(v, signal.SIGCONT)
+    assert 421 in greetings, greetings
+    # the verifier catches up; a 421 meanwhile is the sender's to retry
+    t0 = time.monotonic()
+    sent = 0
+    for _ in range(200):
+        if sent == 24:
+            break
+        c = srv.connect()
+        try:
+            if c.reply().code == 421:
+                time.sleep(0.05)
+                continue
+            assert_reply(c.deliver(make_message(
+                msgid="<behind-%d@example.net>" % sent)), "250 2.0.0")
+            sent += 1
+            c.cmd("QUIT")
+        finally:
+            c.close()
+    assert sent == 24
+    assert time.monotonic() - t0 < 20
+    assert len(srv.spool_files()) == 24
