@@ -30,6 +30,7 @@ static int	dns_chan_ahead_is(const struct dns_chan *, const char *,
 		    size_t, int);
 static ssize_t	dns_chan_wait(struct dns_chan *, uint32_t,
 		    struct dns_answer *, const struct timespec *);
+static void	dns_chan_spend(struct dns_chan *, struct timespec *);
 static int	dns_name_ok(const char *, size_t);
 static size_t	dns_query_encode(uint8_t *, int, const char *, size_t);
 
@@ -137,7 +138,7 @@ void
 dns_ahead(struct dns_ctx *ctx, const char *name, int type)
 {
 	struct dns_chan	*dc = ctx->arg;
-	struct timespec	 t0, t1;
+	struct timespec	 t0;
 	uint8_t		 q[CHAN_DNS_QUERY_MAX];
 	size_t		 len = strlen(name);
 
@@ -153,10 +154,8 @@ dns_ahead(struct dns_ctx *ctx, const char *name, int type)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	dc->ahead_id = chan_ask(dc->fd, CHAN_DNS_QUERY, q,
 	    dns_query_encode(q, type, name, len), dc->left_ms);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
 	/* a write that waited spends the budget as a wait does */
-	dc->left_ms -= (t1.tv_sec - t0.tv_sec) * 1000LL +
-	    (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	dns_chan_spend(dc, &t0);
 	if (dc->ahead_id == 0) {
 		dc->broken = 1;
 		dc->fd = -1;	/* perhaps half a question went */
@@ -249,7 +248,7 @@ static ssize_t
 dns_chan_wait(struct dns_chan *dc, uint32_t id, struct dns_answer *ans,
     const struct timespec *since)
 {
-	struct timespec	 t0 = *since, t1;
+	struct timespec	 t0 = *since;
 	uint32_t	 got_id;
 	ssize_t		 got = -1;
 	int		 stale;
@@ -262,10 +261,7 @@ dns_chan_wait(struct dns_chan *dc, uint32_t id, struct dns_answer *ans,
 		}
 		got = chan_answer(dc->fd, CHAN_DNS_ANSWER, &got_id, ans->buf,
 		    sizeof(ans->buf), dc->left_ms);
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		dc->left_ms -= (t1.tv_sec - t0.tv_sec) * 1000LL +
-		    (t1.tv_nsec - t0.tv_nsec) / 1000000;
-		t0 = t1;
+		dns_chan_spend(dc, &t0);
 		if (got == -1 || got_id == id)
 			break;
 		if (got_id != 0 && got_id == dc->ahead_id && !dc->ahead_have) {
@@ -281,6 +277,18 @@ dns_chan_wait(struct dns_chan *dc, uint32_t id, struct dns_answer *ans,
 		dc->fd = -1;
 	}
 	return got;
+}
+
+/* The time since *since comes off the message's budget; *since is now. */
+static void
+dns_chan_spend(struct dns_chan *dc, struct timespec *since)
+{
+	struct timespec	 now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	dc->left_ms -= (now.tv_sec - since->tv_sec) * 1000LL +
+	    (now.tv_nsec - since->tv_nsec) / 1000000;
+	*since = now;
 }
 
 /*

@@ -978,15 +978,15 @@ master_verifier_link(void)
  * hears it may serve the session; and when it ends, that it has.  A
  * session the verifier cannot learn of is not served.  A worker's first
  * session brings the verifier its end of the worker's channel, so that
- * a channel is never lost on the way (the control socket holds few
- * records): the claim that cannot hand it over is refused, and the next
+ * a channel is never lost on the way (a full control socket refuses
+ * it): the claim that cannot hand it over is refused, and the next
  * tries again.  0, or -1.
  */
 static int
 master_attest(struct worker *w, int begins)
 {
 	struct ctl_attest	 m;
-	int			 ctl = children[CHILD_VERIFIER].ctl;
+	int			 ctl = children[CHILD_VERIFIER].ctl, fd, r;
 
 	if (ctl == -1)
 		return -1;
@@ -998,19 +998,18 @@ master_attest(struct worker *w, int begins)
 	m.open = begins;
 	if (begins)
 		memcpy(&m.peer, &w->addr, sizeof(m.peer));
-	if (begins && w->vch != -1) {
-		if (fd_send_rec(ctl, w->vch, &m, sizeof(m), MSG_DONTWAIT) ==
-		    -1) {
-			log_warn("verifier: attesting a session");
-			return -1;
-		}
-		close(w->vch);
-		w->vch = -1;
-		return 0;
-	}
-	if (send(ctl, &m, sizeof(m), MSG_DONTWAIT | MSG_NOSIGNAL) == -1) {
+	if ((fd = begins ? w->vch : -1) != -1)
+		r = fd_send_rec(ctl, fd, &m, sizeof(m), MSG_DONTWAIT);
+	else
+		r = send(ctl, &m, sizeof(m), MSG_DONTWAIT | MSG_NOSIGNAL) ==
+		    -1 ? -1 : 0;
+	if (r == -1) {
 		log_warn("verifier: attesting a session");
 		return -1;
+	}
+	if (fd != -1) {
+		close(fd);		/* the verifier's now */
+		w->vch = -1;
 	}
 	return 0;
 }
@@ -1570,9 +1569,6 @@ pool_claim(struct pool *p, struct worker *w)
 	else if (w->addr.ss_family != AF_UNSPEC &&
 	    rate_take(w->key, RATE_CONN, conf.max_conn_rate) == -1)
 		a.reply = REPLY_CONNRATE;
-	/* the session's first MAIL needs no question of the relay */
-	a.spool_full = conf.spool != NULL && spool_full(conf.spool_fd,
-	    (unsigned long long)conf.spool_reserve);
 	w->claimed = monotime();
 	w->signs = 0;
 	w->stress = a.stress;
@@ -1581,6 +1577,9 @@ pool_claim(struct pool *p, struct worker *w)
 	if (a.reply == -1) {
 		w->state = W_BUSY;
 		p->busy++;
+		/* the session's first MAIL needs no question of the relay */
+		a.spool_full = conf.spool != NULL && spool_full(conf.spool_fd,
+		    (unsigned long long)conf.spool_reserve);
 	} else
 		w->state = W_REFUSING;	/* not counted while it says 421 */
 	(void)send(w->fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL);

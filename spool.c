@@ -97,7 +97,7 @@ spool_thread(void *arg)
 {
 	struct spool_job	*j;
 	struct iovec		 iov[2];
-	int			 unnamed, flags, r = 0;
+	int			 unnamed, r;
 
 	(void)arg;
 	for (;;) {
@@ -115,19 +115,20 @@ spool_thread(void *arg)
 		iov[1].iov_base = "\n";
 		iov[1].iov_len = 1;
 		j->error = 0;
-		j->kind = VERDICT_ACCEPTED;
-		flags = FILE_NOREPLACE | (unnamed ? FILE_UNNAMED : 0);
-		if (spool_full(spool_dirfd, spool_reserve))
-			j->kind = VERDICT_NOSPACE;
-		else if ((r = file_write_atomic(spool_dirfd, j->name, iov, 2,
-		    0640, flags)) == FILE_NO_UNNAMED) {
-			spool_named();
+		j->kind = VERDICT_NOSPACE;
+		if (!spool_full(spool_dirfd, spool_reserve)) {
 			r = file_write_atomic(spool_dirfd, j->name, iov, 2,
-			    0640, FILE_NOREPLACE);
-		}
-		if (j->kind == VERDICT_ACCEPTED && r == -1) {
-			j->kind = VERDICT_LOCAL;
-			j->error = errno;
+			    0640, FILE_NOREPLACE | (unnamed ? FILE_UNNAMED : 0));
+			if (r == FILE_NO_UNNAMED) {
+				spool_named();
+				r = file_write_atomic(spool_dirfd, j->name,
+				    iov, 2, 0640, FILE_NOREPLACE);
+			}
+			if (r == -1) {
+				j->kind = VERDICT_LOCAL;
+				j->error = errno;
+			} else
+				j->kind = VERDICT_ACCEPTED;
 		}
 
 		pthread_mutex_lock(&spool_lock);
